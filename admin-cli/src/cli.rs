@@ -1,0 +1,257 @@
+//! Command-line arguments. Parsing only; the work is in `commands`.
+
+use clap::{Args, Parser, Subcommand};
+use db::enums::{AuthProvider, JobState, TaskState};
+use std::path::PathBuf;
+
+/// Exit codes, shown at the end of every `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  not found, rejected input, or a database error
+  2  bad usage (unknown command or option, missing argument)
+
+Database: --database-url or DATABASE_URL, or the parts DB_HOST, DB_PORT, DB_USER, DB_PASSWORD,
+DB_NAME (default: postgres@127.0.0.1:5432/simulations), or DB_SOCKET_DIR for a Unix socket.";
+
+/// The operator's tool for the simulation platform's database.
+#[derive(Debug, Parser)]
+#[command(name = "admin-cli", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// PostgreSQL URL, e.g. postgres://user@host:5432/simulations (or set the DB_* parts).
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    /// Print JSON instead of an aligned table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List users.
+    #[command(after_help = EXIT_CODES)]
+    ListUsers {
+        /// Also show whether a password is set and how many simulations each user owns.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Add a local user.
+    #[command(after_help = EXIT_CODES)]
+    AddUser {
+        /// Login name (1 to 255 characters, stored exactly as given).
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Change a user's password or role. A password change revokes the user's tokens.
+    #[command(after_help = EXIT_CODES)]
+    UpdateUser {
+        /// Login name.
+        name: String,
+        /// The user's auth provider.
+        #[arg(long, default_value = "local", value_parser = parse_provider)]
+        auth_provider: AuthProvider,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Remove the password: password login is disabled until a new one is set.
+        #[arg(long, conflicts_with_all = ["password", "password_stdin"])]
+        no_password: bool,
+        /// Make the user an administrator.
+        #[arg(long, conflicts_with = "no_admin")]
+        admin: bool,
+        /// Make the user an ordinary user.
+        #[arg(long)]
+        no_admin: bool,
+    },
+    /// Remove a user. Refused while the user owns simulations, unless --cascade.
+    #[command(after_help = EXIT_CODES)]
+    RemoveUser {
+        /// Login name.
+        name: String,
+        /// The user's auth provider: local or keycloak.
+        #[arg(default_value = "local", value_parser = parse_provider)]
+        auth_provider: AuthProvider,
+        /// Also remove every simulation the user owns.
+        #[arg(long)]
+        cascade: bool,
+    },
+    /// List tasks, by simulation and index.
+    #[command(after_help = EXIT_CODES)]
+    ListTasks {
+        /// Only this simulation's tasks.
+        #[arg(long, value_name = "ID")]
+        simulation: Option<i64>,
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// Only tasks in this state: PENDING, RUNNING, COMPLETED, FAILED or CANCELED.
+        #[arg(long, value_parser = parse_task_state)]
+        state: Option<TaskState>,
+        /// At most this many rows.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+        limit: Option<i64>,
+    },
+    /// Remove one task of one simulation (and nothing in any other simulation).
+    #[command(after_help = EXIT_CODES)]
+    RemoveTask {
+        /// The simulation's id.
+        simulation_id: i64,
+        /// The task's index within that simulation (0-based).
+        task_index: i32,
+    },
+    /// List simulations, newest first.
+    #[command(after_help = EXIT_CODES)]
+    ListSimulations {
+        /// Also show task progress and batch details.
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// Only simulations in this state: PENDING, RUNNING, MERGING, COMPLETED, FAILED or CANCELED.
+        #[arg(long, value_parser = parse_job_state)]
+        state: Option<JobState>,
+        /// At most this many rows (default 1000).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+        limit: Option<i64>,
+    },
+    /// Remove a simulation and everything under it (tasks, inputs, results, logs).
+    #[command(after_help = EXIT_CODES)]
+    RemoveSimulation {
+        /// The simulation's id.
+        id: i64,
+    },
+    /// Add a SLURM cluster for batch runs.
+    #[command(after_help = EXIT_CODES)]
+    AddCluster(ClusterArgs),
+    /// List clusters.
+    #[command(after_help = EXIT_CODES)]
+    ListClusters,
+    /// Remove a cluster. Refused while simulations refer to it.
+    #[command(after_help = EXIT_CODES)]
+    RemoveCluster {
+        /// The cluster's name.
+        name: String,
+    },
+    /// Show, apply or revert schema migrations (under an advisory lock).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Migrate(MigrateCommand),
+    /// Run SQL and print each statement's rows, or its affected-row count.
+    #[command(after_help = EXIT_CODES)]
+    Sql {
+        /// The SQL to run; several statements run in one transaction.
+        #[arg(
+            short = 'c',
+            long = "command",
+            value_name = "SQL",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        command: Option<String>,
+        /// Read the SQL from this file ('-' for standard input).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the database URL this tool uses (password redacted).
+    #[command(after_help = EXIT_CODES)]
+    DbUrl {
+        /// Print the password too.
+        #[arg(long)]
+        show_password: bool,
+    },
+}
+
+/// `migrate` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// List every migration and whether it is applied.
+    Status,
+    /// Apply every pending migration.
+    Run,
+    /// Revert the most recent migrations.
+    Revert {
+        /// How many to revert.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: u32,
+    },
+    /// Revert the most recent migration and apply it again.
+    Redo,
+}
+
+/// Where a password comes from.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// The password (visible to other local users in the process list: prefer --password-stdin).
+    #[arg(long, value_name = "P", conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Owner filters.
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// Only this user's.
+    #[arg(long, value_name = "U")]
+    pub user: Option<String>,
+    /// Only users of this auth provider: local or keycloak.
+    #[arg(long, value_name = "P", value_parser = parse_provider)]
+    pub auth_provider: Option<AuthProvider>,
+}
+
+/// `add-cluster` options.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Unique name (1 to 63 of A-Z a-z 0-9 . _ -).
+    pub name: String,
+    /// SSH host of the login node; leave out to run SLURM commands on the worker's own host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// SSH user.
+    #[arg(long, requires = "host")]
+    pub ssh_user: Option<String>,
+    /// SSH port.
+    #[arg(long, default_value_t = 22, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ssh_port: u16,
+    /// Path of the SSH private key on the worker's host.
+    #[arg(long, value_name = "PATH", requires = "host")]
+    pub ssh_key: Option<String>,
+    /// SLURM partition (default: the cluster's default partition).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Directory on the cluster under which job directories are made.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: String,
+    /// An sbatch option added to every job, e.g. --sbatch-option=--time=01:00:00 (repeatable).
+    #[arg(long = "sbatch-option", value_name = "OPT", allow_hyphen_values = true)]
+    pub sbatch_options: Vec<String>,
+}
+
+fn parse_provider(s: &str) -> Result<AuthProvider, String> {
+    s.parse()
+        .map_err(|e: db::enums::UnknownVariant| e.to_string())
+}
+
+fn parse_job_state(s: &str) -> Result<JobState, String> {
+    s.parse()
+        .map_err(|e: db::enums::UnknownVariant| e.to_string())
+}
+
+fn parse_task_state(s: &str) -> Result<TaskState, String> {
+    s.parse()
+        .map_err(|e: db::enums::UnknownVariant| e.to_string())
+}

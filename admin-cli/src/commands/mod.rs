@@ -1,0 +1,37 @@
+//! The work behind each subcommand.
+
+pub mod clusters;
+pub mod migrate;
+pub mod simulations;
+pub mod sql;
+pub mod tasks;
+pub mod users;
+
+use db::DbConfig;
+use std::io::Write;
+
+/// What every command needs: where the database is, and how to print.
+pub struct Ctx<'a> {
+    /// Database settings.
+    pub config: DbConfig,
+    /// Print JSON instead of tables.
+    pub json: bool,
+    /// Standard output, buffered.
+    pub out: &'a mut dyn Write,
+}
+
+impl Ctx<'_> {
+    /// One connection to a database whose schema matches this binary.
+    pub async fn conn(&self) -> Result<db::Conn, db::DbError> {
+        db::connect_and_check(&self.config).await
+    }
+
+    /// Prints a one-line confirmation, or `value` as JSON.
+    pub fn done(&mut self, message: &str, value: &impl serde::Serialize) -> std::io::Result<()> {
+        if self.json {
+            crate::output::write_json(&mut self.out, value)
+        } else {
+            writeln!(self.out, "{message}")
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! list-tasks, remove-task.
+
+use super::Ctx;
+use crate::output::{opt, opt_time, safe, write_json, Table};
+use anyhow::Result;
+use db::tasks::TaskFilter;
+
+/// `list-tasks [--simulation ID] [--user U] [--auth-provider P] [--state S] [--limit N]`.
+pub async fn list(ctx: &mut Ctx<'_>, filter: TaskFilter) -> Result<()> {
+    let mut conn = ctx.conn().await?;
+    let rows = db::tasks::list(&mut conn, &filter).await?;
+    if ctx.json {
+        return Ok(write_json(&mut ctx.out, &rows)?);
+    }
+    let mut t = Table::new(vec![
+        "SIMULATION",
+        "INDEX",
+        "STATE",
+        "USER",
+        "PRIMARIES",
+        "DONE",
+        "ATTEMPTS",
+        "STARTED",
+        "ENDED",
+        "LAST_ERROR",
+    ]);
+    for r in &rows {
+        let task = &r.task;
+        t.row(vec![
+            task.simulation_id.to_string(),
+            task.task_index.to_string(),
+            task.task_state.to_string(),
+            safe(&r.username),
+            task.requested_primaries.to_string(),
+            task.simulated_primaries.to_string(),
+            format!("{}/{}", task.attempts, task.max_attempts),
+            opt_time(&task.start_time),
+            opt_time(&task.end_time),
+            safe(&opt(&task.last_error)),
+        ]);
+    }
+    Ok(t.write(&mut ctx.out)?)
+}
+
+/// `remove-task SIMULATION_ID TASK_INDEX`.
+pub async fn remove(ctx: &mut Ctx<'_>, simulation_id: i64, task_index: i32) -> Result<()> {
+    let mut conn = ctx.conn().await?;
+    let task = db::tasks::remove(&mut conn, simulation_id, task_index).await?;
+    ctx.done(
+        &format!("removed task {task_index} of simulation {simulation_id}"),
+        &task,
+    )?;
+    Ok(())
+}

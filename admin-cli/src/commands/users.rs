@@ -1,0 +1,172 @@
+//! list-users, add-user, update-user, remove-user.
+
+use super::Ctx;
+use crate::output::{safe, time, write_json, Table};
+use anyhow::{bail, Context, Result};
+use db::enums::{AuthProvider, Role};
+use db::models::NewUser;
+use db::users::UserChanges;
+use std::io::BufRead;
+
+/// `list-users [-v]`.
+pub async fn list(ctx: &mut Ctx<'_>, verbose: bool) -> Result<()> {
+    let mut conn = ctx.conn().await?;
+    let users = db::users::list(&mut conn, verbose).await?;
+    if ctx.json {
+        return Ok(write_json(&mut ctx.out, &users)?);
+    }
+    let mut headers = vec!["ID", "USERNAME", "PROVIDER", "ROLE", "CREATED"];
+    if verbose {
+        headers.extend(["PASSWORD", "SIMULATIONS"]);
+    }
+    let mut t = Table::new(headers);
+    for u in &users {
+        let mut row = vec![
+            u.id.to_string(),
+            safe(&u.username),
+            u.auth_provider.to_string(),
+            u.role.to_string(),
+            time(&u.created_at),
+        ];
+        if verbose {
+            row.push(if u.has_password { "set" } else { "none" }.into());
+            row.push(u.simulations.unwrap_or(0).to_string());
+        }
+        t.row(row);
+    }
+    Ok(t.write(&mut ctx.out)?)
+}
+
+/// Reads the password from `--password` or the first line of standard input.
+fn read_password(password: Option<String>, from_stdin: bool) -> Result<Option<String>> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        let pw = line.trim_end_matches(['\n', '\r']).to_string();
+        if pw.is_empty() {
+            bail!("no password on standard input");
+        }
+        return Ok(Some(pw));
+    }
+    Ok(password)
+}
+
+fn hash(pw: &str) -> Result<String> {
+    Ok(db::password::hash(pw)?)
+}
+
+/// `add-user NAME [--password P | --password-stdin] [--admin]`.
+pub async fn add(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    password: Option<String>,
+    password_stdin: bool,
+    admin: bool,
+) -> Result<()> {
+    if name.is_empty() || name.len() > 255 {
+        bail!("a user name must be 1 to 255 bytes");
+    }
+    let hash = match read_password(password, password_stdin)? {
+        Some(pw) => Some(hash(&pw)?),
+        None => None,
+    };
+    let mut conn = ctx.conn().await?;
+    let role = if admin { Role::Admin } else { Role::User };
+    let user = db::users::create(
+        &mut conn,
+        &NewUser {
+            username: name,
+            auth_provider: AuthProvider::Local,
+            password_hash: hash.as_deref(),
+            role,
+        },
+    )
+    .await?;
+    let note = if user.password_hash.is_none() {
+        "; no password: login disabled until update-user --password"
+    } else {
+        ""
+    };
+    ctx.done(
+        &format!(
+            "added user {:?} (local, {}) with id {}{note}",
+            user.username, user.role, user.id
+        ),
+        &serde_json::json!({"id": user.id, "username": user.username, "auth_provider": user.auth_provider, "role": user.role, "has_password": user.password_hash.is_some()}),
+    )?;
+    Ok(())
+}
+
+/// What `update-user` was asked to change.
+pub struct UpdateRequest {
+    /// New password.
+    pub password: Option<String>,
+    /// Read it from stdin.
+    pub password_stdin: bool,
+    /// Clear the password.
+    pub no_password: bool,
+    /// New role, if any.
+    pub role: Option<Role>,
+}
+
+/// `update-user NAME [--password… | --no-password] [--admin | --no-admin]`.
+pub async fn update(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    provider: AuthProvider,
+    req: UpdateRequest,
+) -> Result<()> {
+    let password_hash = if req.no_password {
+        Some(None)
+    } else {
+        match read_password(req.password, req.password_stdin)? {
+            Some(pw) => Some(Some(hash(&pw)?)),
+            None => None,
+        }
+    };
+    if password_hash.is_none() && req.role.is_none() {
+        bail!("nothing to change: give --password, --password-stdin, --no-password, --admin or --no-admin");
+    }
+    let mut conn = ctx.conn().await?;
+    let user = db::users::update(
+        &mut conn,
+        name,
+        provider,
+        UserChanges {
+            password_hash,
+            role: req.role,
+        },
+    )
+    .await?;
+    ctx.done(
+        &format!("updated user {:?} ({}): role {}, password {}", user.username, user.auth_provider, user.role,
+            if user.password_hash.is_some() { "set" } else { "none" }),
+        &serde_json::json!({"id": user.id, "username": user.username, "auth_provider": user.auth_provider, "role": user.role, "has_password": user.password_hash.is_some()}),
+    )?;
+    Ok(())
+}
+
+/// `remove-user NAME [AUTH_PROVIDER] [--cascade]`.
+pub async fn remove(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    provider: AuthProvider,
+    cascade: bool,
+) -> Result<()> {
+    let mut conn = ctx.conn().await?;
+    let removed = match db::users::remove(&mut conn, name, provider, cascade).await {
+        Err(db::DbError::Conflict(msg)) => bail!("{msg}; pass --cascade to remove them too"),
+        other => other?,
+    };
+    ctx.done(
+        &format!(
+            "removed user {name:?} ({provider}) and {} simulation(s)",
+            removed.simulations_removed
+        ),
+        &removed,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! The one error type of the `db` crate.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Anything that can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to the database at {target}: {reason}")]
+    Connect {
+        /// The redacted connection URL.
+        target: String,
+        /// The driver's message.
+        reason: String,
+    },
+    /// The pool gave no connection in time.
+    #[error("no database connection available: {0}")]
+    Pool(String),
+    /// The database holds migrations this program does not know: it is newer than the program.
+    #[error(
+        "the database has migration(s) {unknown} that this program does not know (it knows up to {latest}); \
+         the database is newer than this program: upgrade the program"
+    )]
+    UnknownMigrations {
+        /// The unknown versions, comma-separated.
+        unknown: String,
+        /// The newest version this program knows.
+        latest: String,
+    },
+    /// Migrations are pending.
+    #[error("the database is not migrated: {count} pending migration(s), starting with {first}; run `admin-cli migrate run`")]
+    NotMigrated {
+        /// How many are pending.
+        count: usize,
+        /// The first pending version.
+        first: String,
+    },
+    /// Running or reverting a migration failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// The named thing does not exist (or is not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with what is stored (a duplicate name, a reference that blocks it).
+    #[error("{0}")]
+    Conflict(String),
+    /// The input breaks a rule of the schema.
+    #[error("{0}")]
+    Invalid(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Query(DieselError),
+}
+
+impl From<DieselError> for DbError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => DbError::NotFound("row".into()),
+            DieselError::DatabaseError(kind, info) => {
+                let constraint = info.constraint_name().unwrap_or("").to_string();
+                match kind {
+                    DatabaseErrorKind::UniqueViolation => {
+                        DbError::Conflict(format!("already exists ({constraint})"))
+                    }
+                    DatabaseErrorKind::ForeignKeyViolation => {
+                        DbError::Conflict(format!("still referenced ({constraint})"))
+                    }
+                    DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
+                        DbError::Invalid(format!("rejected by the schema ({constraint})"))
+                    }
+                    other => DbError::Query(DieselError::DatabaseError(other, info)),
+                }
+            }
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError {
+    fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        DbError::Pool(e.to_string())
+    }
+}
+
+/// Results of the `db` crate.
+pub type DbResult<T> = Result<T, DbError>;

@@ -1,0 +1,28 @@
+//! The database layer shared by `sim-api`, `worker` and `admin-cli`: configuration, the
+//! connection pool, the migrations, the schema, every query, and the result-page codec.
+//!
+//! This is the only crate that knows SQL. Other crates call its functions.
+
+pub mod blob;
+pub mod clusters;
+pub mod codec;
+pub mod config;
+pub mod enums;
+pub mod error;
+pub mod migrate;
+pub mod models;
+pub mod password;
+pub mod pool;
+#[allow(missing_docs)]
+pub mod schema;
+pub mod simulations;
+pub mod sql;
+pub mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod users;
+
+pub use config::DbConfig;
+pub use error::{DbError, DbResult};
+pub use migrate::connect_and_check;
+pub use pool::{build_pool, connect, Conn, Pool, PoolOptions};

@@ -1,0 +1,277 @@
+//! Queries on simulations.
+
+use crate::enums::{AuthProvider, InputType, JobState, Platform, SimType};
+use crate::error::{DbError, DbResult};
+use crate::models::Simulation;
+use crate::pool::Conn;
+use crate::schema::{inputs, simulations, tasks, users};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The most rows one listing returns when no limit is given.
+pub const DEFAULT_LIST_LIMIT: i64 = 1000;
+
+/// Filters for [`list`]; `None` means any.
+#[derive(Debug, Default, Clone)]
+pub struct SimulationFilter {
+    /// Owner's name.
+    pub username: Option<String>,
+    /// Owner's auth provider.
+    pub auth_provider: Option<AuthProvider>,
+    /// State.
+    pub state: Option<JobState>,
+    /// Most rows to return (default [`DEFAULT_LIST_LIMIT`]).
+    pub limit: Option<i64>,
+}
+
+/// Task totals of one simulation.
+#[derive(Debug, Clone, Copy, Default, Serialize, QueryableByName)]
+pub struct TaskTotals {
+    /// The simulation.
+    #[diesel(sql_type = BigInt)]
+    pub simulation_id: i64,
+    /// Tasks in all.
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+    /// Tasks completed.
+    #[diesel(sql_type = BigInt)]
+    pub completed: i64,
+    /// Tasks failed.
+    #[diesel(sql_type = BigInt)]
+    pub failed: i64,
+    /// Primaries simulated so far, summed over tasks.
+    #[diesel(sql_type = BigInt)]
+    pub simulated_primaries: i64,
+}
+
+/// A simulation as operators list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationRow {
+    /// The simulation.
+    #[serde(flatten)]
+    pub simulation: Simulation,
+    /// Owner's name.
+    pub username: String,
+    /// Owner's auth provider.
+    pub auth_provider: AuthProvider,
+    /// Task totals, when asked for.
+    pub tasks: Option<TaskTotals>,
+}
+
+/// Lists simulations, newest first.
+pub async fn list(
+    conn: &mut Conn,
+    filter: &SimulationFilter,
+    with_tasks: bool,
+) -> DbResult<Vec<SimulationRow>> {
+    let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit < 1 {
+        return Err(DbError::Invalid(format!(
+            "limit must be at least 1, not {limit}"
+        )));
+    }
+    let mut q = simulations::table.inner_join(users::table).into_boxed();
+    if let Some(u) = &filter.username {
+        q = q.filter(users::username.eq(u.clone()));
+    }
+    if let Some(p) = filter.auth_provider {
+        q = q.filter(users::auth_provider.eq(p));
+    }
+    if let Some(s) = filter.state {
+        q = q.filter(simulations::job_state.eq(s));
+    }
+    let rows: Vec<(Simulation, String, AuthProvider)> = q
+        .order_by((simulations::start_time.desc(), simulations::id.desc()))
+        .limit(limit)
+        .select((
+            Simulation::as_select(),
+            users::username,
+            users::auth_provider,
+        ))
+        .load(conn)
+        .await?;
+    let mut totals = if with_tasks {
+        let ids: Vec<i64> = rows.iter().map(|r| r.0.id).collect();
+        task_totals(conn, &ids).await?
+    } else {
+        HashMap::new()
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(simulation, username, auth_provider)| SimulationRow {
+            tasks: if with_tasks {
+                Some(totals.remove(&simulation.id).unwrap_or(TaskTotals {
+                    simulation_id: simulation.id,
+                    ..TaskTotals::default()
+                }))
+            } else {
+                None
+            },
+            simulation,
+            username,
+            auth_provider,
+        })
+        .collect())
+}
+
+/// Task totals for the given simulations, by simulation id.
+pub async fn task_totals(conn: &mut Conn, ids: &[i64]) -> DbResult<HashMap<i64, TaskTotals>> {
+    let rows: Vec<TaskTotals> = diesel::sql_query(
+        "SELECT simulation_id, count(*) AS total, \
+                count(*) FILTER (WHERE task_state = 'COMPLETED') AS completed, \
+                count(*) FILTER (WHERE task_state = 'FAILED') AS failed, \
+                coalesce(sum(simulated_primaries), 0)::bigint AS simulated_primaries \
+         FROM tasks WHERE simulation_id = ANY($1) GROUP BY simulation_id",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|t| (t.simulation_id, t)).collect())
+}
+
+/// Finds a simulation by its operator id.
+pub async fn get(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
+    simulations::table
+        .find(id)
+        .select(Simulation::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| DbError::NotFound(format!("simulation {id}")))
+}
+
+/// Removes a simulation and, by cascade, everything under it.
+pub async fn remove(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
+    diesel::delete(simulations::table.find(id))
+        .returning(Simulation::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| DbError::NotFound(format!("simulation {id}")))
+}
+
+/// Splits `total` primaries over `ntasks` tasks; the first `total % ntasks` tasks get one more,
+/// so nothing is dropped.
+pub fn split_primaries(total: i64, ntasks: i32) -> DbResult<Vec<i64>> {
+    if ntasks < 1 {
+        return Err(DbError::Invalid(format!(
+            "ntasks must be at least 1, not {ntasks}"
+        )));
+    }
+    if total < i64::from(ntasks) {
+        return Err(DbError::Invalid(format!(
+            "{total} primaries cannot be split over {ntasks} tasks: each task needs at least one"
+        )));
+    }
+    let n = i64::from(ntasks);
+    let (base, rest) = (total / n, total % n);
+    Ok((0..n).map(|i| base + i64::from(i < rest)).collect())
+}
+
+/// A simulation to create with [`create_with_tasks`].
+#[derive(Debug, Clone)]
+pub struct NewSimulation {
+    /// Owner.
+    pub user_id: i64,
+    /// Title.
+    pub title: String,
+    /// Direct or batch.
+    pub platform: Platform,
+    /// Editor JSON or files.
+    pub input_type: InputType,
+    /// Which simulator.
+    pub sim_type: SimType,
+    /// Number of tasks.
+    pub ntasks: i32,
+    /// Total primaries.
+    pub primaries: i64,
+    /// Cluster for batch runs.
+    pub cluster_id: Option<i64>,
+    /// Per-submission sbatch options.
+    pub sbatch_options: Vec<String>,
+    /// Attempts each task gets.
+    pub max_attempts: i32,
+}
+
+/// Writes a simulation, its input (already compressed with [`crate::blob`], with its
+/// uncompressed size) and its tasks in one transaction.
+pub async fn create_with_tasks(
+    conn: &mut Conn,
+    new: &NewSimulation,
+    input: Option<(&[u8], i64)>,
+) -> DbResult<Simulation> {
+    let split = split_primaries(new.primaries, new.ntasks)?;
+    let new = new.clone();
+    let input = input.map(|(d, n)| (d.to_vec(), n));
+    conn.transaction(async |conn| {
+        let sim: Simulation = diesel::insert_into(simulations::table)
+            .values((
+                simulations::user_id.eq(new.user_id),
+                simulations::title.eq(&new.title),
+                simulations::platform.eq(new.platform),
+                simulations::input_type.eq(new.input_type),
+                simulations::sim_type.eq(new.sim_type),
+                simulations::ntasks.eq(new.ntasks),
+                simulations::primaries.eq(new.primaries),
+                simulations::cluster_id.eq(new.cluster_id),
+                simulations::sbatch_options.eq(new
+                    .sbatch_options
+                    .iter()
+                    .map(|s| Some(s.clone()))
+                    .collect::<Vec<_>>()),
+            ))
+            .returning(Simulation::as_returning())
+            .get_result(conn)
+            .await?;
+        if let Some((data, size)) = &input {
+            diesel::insert_into(inputs::table)
+                .values((
+                    inputs::simulation_id.eq(sim.id),
+                    inputs::data.eq(data),
+                    inputs::uncompressed_size.eq(size),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        let rows: Vec<_> = split
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    tasks::simulation_id.eq(sim.id),
+                    tasks::task_index.eq(i as i32),
+                    tasks::requested_primaries.eq(*n),
+                    tasks::max_attempts.eq(new.max_attempts),
+                )
+            })
+            .collect();
+        diesel::insert_into(tasks::table)
+            .values(&rows)
+            .execute(conn)
+            .await?;
+        Ok(sim)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_primaries;
+
+    #[test]
+    fn split_spreads_the_remainder() {
+        assert_eq!(split_primaries(10, 3).unwrap(), vec![4, 3, 3]);
+        assert_eq!(split_primaries(12, 4).unwrap(), vec![3, 3, 3, 3]);
+        assert_eq!(split_primaries(5, 5).unwrap(), vec![1; 5]);
+        let big = split_primaries(i64::MAX, 7).unwrap();
+        assert_eq!(
+            big.iter().map(|&n| n as i128).sum::<i128>(),
+            i64::MAX as i128
+        );
+        assert!(split_primaries(3, 4).is_err());
+        assert!(split_primaries(3, 0).is_err());
+    }
+}

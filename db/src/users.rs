@@ -1,0 +1,212 @@
+//! Queries on users.
+
+use crate::enums::{AuthProvider, Role};
+use crate::error::{DbError, DbResult};
+use crate::models::{NewUser, User};
+use crate::pool::Conn;
+use crate::schema::{auth_tokens, simulations, users};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+
+/// A user as listed by operators: no password hash, optionally with counts.
+#[derive(Debug, Clone, Serialize, Queryable)]
+pub struct UserSummary {
+    /// Primary key.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Who vouches for the identity.
+    pub auth_provider: AuthProvider,
+    /// User or admin.
+    pub role: Role,
+    /// Whether password login is possible.
+    pub has_password: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// Simulations owned; only filled when asked for.
+    pub simulations: Option<i64>,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    /// A new argon2id hash, or `Some(None)` to disable password login.
+    pub password_hash: Option<Option<String>>,
+    /// A new role.
+    pub role: Option<Role>,
+}
+
+fn describe(username: &str, provider: AuthProvider) -> String {
+    format!("user {username:?} ({provider})")
+}
+
+/// Lists users by name; `with_counts` adds how many simulations each owns.
+pub async fn list(conn: &mut Conn, with_counts: bool) -> DbResult<Vec<UserSummary>> {
+    let order = (users::username, users::auth_provider);
+    if with_counts {
+        let rows = users::table
+            .left_join(simulations::table)
+            .group_by(users::id)
+            .select((
+                users::id,
+                users::username,
+                users::auth_provider,
+                users::role,
+                users::password_hash.is_not_null(),
+                users::created_at,
+                diesel::dsl::count(simulations::id.nullable()).nullable(),
+            ))
+            .order_by(order)
+            .load(conn)
+            .await?;
+        Ok(rows)
+    } else {
+        let rows = users::table
+            .select((
+                users::id,
+                users::username,
+                users::auth_provider,
+                users::role,
+                users::password_hash.is_not_null(),
+                users::created_at,
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>("NULL"),
+            ))
+            .order_by(order)
+            .load(conn)
+            .await?;
+        Ok(rows)
+    }
+}
+
+/// Finds a user by name and provider.
+pub async fn get(conn: &mut Conn, username: &str, provider: AuthProvider) -> DbResult<User> {
+    users::table
+        .filter(users::username.eq(username))
+        .filter(users::auth_provider.eq(provider))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| DbError::NotFound(describe(username, provider)))
+}
+
+/// Finds a user by id.
+pub async fn get_by_id(conn: &mut Conn, id: i64) -> DbResult<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| DbError::NotFound(format!("user {id}")))
+}
+
+/// Inserts a user; a duplicate name for the same provider is a conflict.
+pub async fn create(conn: &mut Conn, new: &NewUser<'_>) -> DbResult<User> {
+    diesel::insert_into(users::table)
+        .values(new)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| match DbError::from(e) {
+            DbError::Conflict(_) => DbError::Conflict(format!(
+                "{} already exists",
+                describe(new.username, new.auth_provider)
+            )),
+            DbError::Invalid(_) => DbError::Invalid(format!(
+                "{} was rejected: a name must be 1 to 255 characters",
+                describe(new.username, new.auth_provider)
+            )),
+            other => other,
+        })
+}
+
+/// Updates a user. A password change also revokes the user's tokens.
+pub async fn update(
+    conn: &mut Conn,
+    username: &str,
+    provider: AuthProvider,
+    changes: UserChanges,
+) -> DbResult<User> {
+    if changes.password_hash.is_none() && changes.role.is_none() {
+        return Err(DbError::Invalid("nothing to change".into()));
+    }
+    let username = username.to_string();
+    conn.transaction(async |conn| {
+        let password_changed = changes.password_hash.is_some();
+        let user: User = diesel::update(
+            users::table
+                .filter(users::username.eq(&username))
+                .filter(users::auth_provider.eq(provider)),
+        )
+        .set((&changes, users::updated_at.eq(diesel::dsl::now)))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| DbError::NotFound(describe(&username, provider)))?;
+        if password_changed {
+            diesel::update(auth_tokens::table.filter(auth_tokens::user_id.eq(user.id)))
+                .set(auth_tokens::revoked.eq(true))
+                .execute(conn)
+                .await?;
+        }
+        Ok(user)
+    })
+    .await
+}
+
+/// What [`remove`] deleted.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RemovedUser {
+    /// The removed user's id.
+    pub id: i64,
+    /// Simulations removed with the user.
+    pub simulations_removed: i64,
+}
+
+/// Removes a user. Refuses with [`DbError::Conflict`] (naming the count) when the user owns
+/// simulations, unless `cascade` is set, in which case those go too.
+pub async fn remove(
+    conn: &mut Conn,
+    username: &str,
+    provider: AuthProvider,
+    cascade: bool,
+) -> DbResult<RemovedUser> {
+    let username = username.to_string();
+    conn.transaction(async |conn| {
+        let id: i64 = users::table
+            .filter(users::username.eq(&username))
+            .filter(users::auth_provider.eq(provider))
+            .select(users::id)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| DbError::NotFound(describe(&username, provider)))?;
+        let owned: i64 = simulations::table
+            .filter(simulations::user_id.eq(id))
+            .count()
+            .get_result(conn)
+            .await?;
+        if owned > 0 && !cascade {
+            return Err(DbError::Conflict(format!(
+                "{} owns {owned} simulation(s)",
+                describe(&username, provider)
+            )));
+        }
+        let simulations_removed =
+            diesel::delete(simulations::table.filter(simulations::user_id.eq(id)))
+                .execute(conn)
+                .await? as i64;
+        diesel::delete(users::table.find(id)).execute(conn).await?;
+        Ok(RemovedUser {
+            id,
+            simulations_removed,
+        })
+    })
+    .await
+}

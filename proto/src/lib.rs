@@ -1,0 +1,1 @@
+//! Wire types of the gRPC API (`sim.v1`). Filled in by the API issue.
