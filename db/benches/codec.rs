@@ -73,13 +73,13 @@ fn check(label: &str, value: f64, target: f64, at_least: bool) -> String {
 /// flate2 on the raw bytes; prints a table and returns (encode, decode, size) of the codec.
 fn speed_report(values: &[f64]) -> (f64, f64, usize) {
     let mb = values.len() as f64 * 8.0 / 1e6;
-    let encoded = codec::encode(values);
+    let encoded = codec::encode(values).expect("page fits the header");
     let decoded = codec::decode(&encoded).unwrap();
     assert!(decoded
         .iter()
         .zip(values)
         .all(|(a, b)| a.to_bits() == b.to_bits()));
-    let enc = mb / median_secs(|| codec::encode(values));
+    let enc = mb / median_secs(|| codec::encode(values).expect("page fits the header"));
     let dec = mb / median_secs(|| codec::decode(&encoded).unwrap());
     println!(
         "  {:<22} {:>9} {:>12} {:>12}",
@@ -221,7 +221,7 @@ fn main() {
                 .collect();
             // yaptide's own compact JSON of the array (integers such as 0 stay "0").
             let json_gz = gzip9(&serde_json::to_vec(json_values).unwrap());
-            let ours = codec::encode(&values).len();
+            let ours = codec::encode(&values).expect("page fits the header").len();
             (ours_total, json_total, pages) = (ours_total + ours, json_total + json_gz, pages + 1);
             if values.len() >= 100 {
                 println!(

@@ -119,15 +119,17 @@ pub enum CodecError {
     Corrupt(String),
 }
 
-/// Encodes a page losslessly. Never fails; noisy Monte Carlo pages typically shrink to
-/// 15–40% of their 8 bytes per value.
-///
-/// # Panics
-///
-/// If `values` holds more than `u32::MAX` values.
-pub fn encode(values: &[f64]) -> Vec<u8> {
+/// Encodes a page losslessly; noisy Monte Carlo pages typically shrink to 15–40% of their
+/// 8 bytes per value. Fails only for a page of more than `u32::MAX` values.
+pub fn encode(values: &[f64]) -> Result<Vec<u8>, CodecError> {
+    if u32::try_from(values.len()).is_err() {
+        return Err(CodecError::TooLarge {
+            count: values.len(),
+            limit: u32::MAX as usize,
+        });
+    }
     let has_zero = values.iter().any(|v| v.to_bits() == 0);
-    encode_layout(values, if has_zero { SPARSE } else { SHUFFLED })
+    Ok(encode_layout(values, if has_zero { SPARSE } else { SHUFFLED }))
 }
 
 /// Decodes a page of at most [`DEFAULT_MAX_VALUES`] values.
@@ -260,10 +262,7 @@ impl Header {
 
 /// Encodes with the given layout (the decoder accepts all three).
 fn encode_layout(values: &[f64], layout: u8) -> Vec<u8> {
-    assert!(
-        u32::try_from(values.len()).is_ok(),
-        "a page holds at most u32::MAX values"
-    );
+    // Callers have checked that the count fits the header's u32.
     let mut bitmap = Vec::new();
     let bits: Vec<u64> = if layout == SPARSE {
         bitmap = vec![0u8; values.len().div_ceil(8)];
@@ -438,7 +437,7 @@ mod tests {
 
     /// Checks the round trip through `encode` and through every layout; returns `encode`'s bytes.
     fn round_trip(values: &[f64]) -> Vec<u8> {
-        let enc = encode(values);
+        let enc = encode(values).unwrap();
         assert_eq!(bits(&decode(&enc).unwrap()), bits(values));
         assert_eq!(value_count(&enc).unwrap(), values.len());
         for layout in [PLAIN, SHUFFLED, SPARSE] {
@@ -510,7 +509,7 @@ mod tests {
             .copied()
             .filter(|v| v.to_bits() != 0)
             .collect();
-        assert_eq!(encode(&nonzero)[5], SHUFFLED, "-0.0 is not a zero");
+        assert_eq!(encode(&nonzero).unwrap()[5], SHUFFLED, "-0.0 is not a zero");
         let mut mixed = page(3000, 0.5, 2);
         for (i, v) in specials.iter().enumerate() {
             mixed[i * 200] = *v;
@@ -555,7 +554,7 @@ mod tests {
         let enc = round_trip(&values);
         assert_eq!(enc[5], SPARSE);
         let nonzero: Vec<f64> = values.iter().copied().filter(|&v| v != 0.0).collect();
-        let zeros_cost = enc.len() - encode(&nonzero).len();
+        let zeros_cost = enc.len() - encode(&nonzero).unwrap().len();
         assert!(zeros_cost < 100, "the zeros cost {zeros_cost} bytes");
         assert!(enc.len() < encode_layout(&values, PLAIN).len());
         assert!(enc.len() < encode_layout(&values, SHUFFLED).len());
@@ -610,7 +609,7 @@ mod tests {
         assert!(
             matches!(err, CodecError::TooLarge { count, limit } if count == u32::MAX as usize && limit == DEFAULT_MAX_VALUES)
         );
-        let enc = encode(&page(1000, 0.3, 5));
+        let enc = encode(&page(1000, 0.3, 5)).unwrap();
         assert!(matches!(
             decode_with_limit(&enc, 999),
             Err(CodecError::TooLarge {
@@ -638,7 +637,7 @@ mod tests {
             vec![],
             vec![0.0; 100],
         ] {
-            let enc = encode(&values);
+            let enc = encode(&values).unwrap();
             for len in 0..enc.len() {
                 assert!(
                     decode(&enc[..len]).is_err(),
@@ -653,9 +652,9 @@ mod tests {
     #[test]
     fn wrong_counts_are_errors() {
         let mut values = page(4000, 0.5, 8); // a multiple of 8, last value non-zero
-        let sparse = encode(&values);
+        let sparse = encode(&values).unwrap();
         values.iter_mut().for_each(|v| *v += 1.0);
-        let dense = encode(&values);
+        let dense = encode(&values).unwrap();
         for enc in [sparse, dense] {
             for field in [7, 11] {
                 for delta in [-8i64, -1, 1, 8] {
@@ -674,14 +673,14 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_a_length_mismatch() {
-        let mut enc = encode(&page(500, 0.5, 9));
+        let mut enc = encode(&page(500, 0.5, 9)).unwrap();
         enc.push(0);
         assert!(matches!(decode(&enc), Err(CodecError::LengthMismatch)));
     }
 
     #[test]
     fn bad_headers_are_named() {
-        let enc = encode(&page(100, 0.5, 10));
+        let enc = encode(&page(100, 0.5, 10)).unwrap();
         let with = |i: usize, b: u8| {
             let mut bad = enc.clone();
             bad[i] = b;
@@ -727,7 +726,7 @@ mod tests {
     fn single_byte_corruptions_never_panic() {
         let mut rng = StdRng::seed_from_u64(12);
         for values in [page(600, 0.6, 13), page(600, 0.0, 14)] {
-            let enc = encode(&values);
+            let enc = encode(&values).unwrap();
             for _ in 0..2000 {
                 let mut bad = enc.clone();
                 let at = rng.gen_range(0..bad.len());
