@@ -1,0 +1,245 @@
+//! Shared helpers for the admin-cli integration tests: run the real binary against a
+//! private test database and set up data with the db crate.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use db::enums::{AuthProvider, InputType, Platform, Role, SimType};
+use db::models::{NewUser, Simulation};
+use db::simulations::NewSimulation;
+use db::testing::TestDb;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+pub use db::testing::TestDb as Db;
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+pub struct Out {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Panics with everything the run printed unless it exited with `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit code {code}, got {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Exit 0.
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        self.expect_code(0)
+    }
+
+    /// stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// stdout and stderr together, for "appears nowhere" checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    /// Asserts a short, panic-free error report on stderr.
+    #[track_caller]
+    pub fn assert_clean_error(&self) {
+        for bad in ["panicked", "stack backtrace", "RUST_BACKTRACE", "thread 'main'"] {
+            assert!(
+                !self.stderr.contains(bad),
+                "stderr has {bad:?}:\n{}",
+                self.stderr
+            );
+        }
+        assert!(
+            self.stderr.starts_with("error: "),
+            "stderr should start with `error: `:\n{}",
+            self.stderr
+        );
+    }
+}
+
+/// Every environment variable that could point the binary at another database.
+pub const DB_ENV: &[&str] = &[
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_NAME",
+    "DB_SOCKET_DIR",
+];
+
+/// The binary, with the machine's database settings removed from its environment.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_admin-cli"));
+    for v in DB_ENV {
+        c.env_remove(v);
+    }
+    // If anything panics, make it loud (and detectable).
+    c.env("RUST_BACKTRACE", "1");
+    c
+}
+
+/// Runs a prepared command, feeding `stdin` (or nothing: stdin is closed).
+pub fn output(mut c: Command, stdin: Option<&[u8]>) -> Out {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn admin-cli");
+    {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        if let Some(bytes) = stdin {
+            // The binary may exit without reading (e.g. usage errors): ignore a broken pipe.
+            let _ = pipe.write_all(bytes);
+        }
+    }
+    let o = child.wait_with_output().expect("wait for admin-cli");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(o.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// Runs `admin-cli --database-url URL ARGS...`.
+pub fn run_url(url: &str, args: &[&str]) -> Out {
+    let mut c = bin();
+    c.arg("--database-url").arg(url).args(args);
+    output(c, None)
+}
+
+/// Runs `admin-cli ARGS...` against `db`.
+pub fn run(db: &TestDb, args: &[&str]) -> Out {
+    run_url(db.config().url_with_password(), args)
+}
+
+/// Runs `admin-cli ARGS...` against `db`, with `stdin` on standard input.
+pub fn run_stdin(db: &TestDb, args: &[&str], stdin: &str) -> Out {
+    let mut c = bin();
+    c.arg("--database-url")
+        .arg(db.config().url_with_password())
+        .args(args);
+    output(c, Some(stdin.as_bytes()))
+}
+
+/// Runs `admin-cli ARGS...` with no --database-url, and these environment variables set.
+pub fn run_env(env: &[(&str, &str)], args: &[&str]) -> Out {
+    let mut c = bin();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    output(c, None)
+}
+
+/// Runs SQL through `admin-cli sql --json` and returns the first statement's rows.
+#[track_caller]
+pub fn query(db: &TestDb, sql: &str) -> Vec<Vec<Option<String>>> {
+    let out = run(db, &["--json", "sql", "-c", sql]);
+    out.ok();
+    let v = out.json();
+    let first = &v[0];
+    assert_eq!(first["kind"], "rows", "{sql} returned no rows: {v}");
+    first["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+/// The single value of a one-row, one-column query (`None` for NULL).
+#[track_caller]
+pub fn scalar(db: &TestDb, sql: &str) -> Option<String> {
+    let rows = query(db, sql);
+    assert_eq!(rows.len(), 1, "{sql}: expected one row, got {rows:?}");
+    assert_eq!(rows[0].len(), 1, "{sql}: expected one column, got {rows:?}");
+    rows[0][0].clone()
+}
+
+/// A count(*) query as a number.
+#[track_caller]
+pub fn count(db: &TestDb, sql: &str) -> i64 {
+    scalar(db, sql)
+        .expect("count is never NULL")
+        .parse()
+        .unwrap()
+}
+
+/// Runs SQL for its side effects, which must succeed.
+#[track_caller]
+pub fn exec(db: &TestDb, sql: &str) {
+    run(db, &["sql", "-c", sql]).ok();
+}
+
+/// Creates a user through the db crate and returns its id.
+pub async fn user(db: &TestDb, name: &str, provider: AuthProvider) -> i64 {
+    let mut conn = db.conn().await;
+    db::users::create(
+        &mut conn,
+        &NewUser {
+            username: name,
+            auth_provider: provider,
+            password_hash: None,
+            role: Role::User,
+        },
+    )
+    .await
+    .expect("create user")
+    .id
+}
+
+/// A direct simulation of `ntasks` tasks, `100 * ntasks` primaries, with a small input row.
+pub fn new_sim(user_id: i64, title: &str, ntasks: i32) -> NewSimulation {
+    NewSimulation {
+        user_id,
+        title: title.into(),
+        platform: Platform::Direct,
+        input_type: InputType::Editor,
+        sim_type: SimType::Builtin,
+        ntasks,
+        primaries: 100 * i64::from(ntasks),
+        cluster_id: None,
+        sbatch_options: Vec::new(),
+        max_attempts: 3,
+    }
+}
+
+/// Creates a direct simulation with `ntasks` tasks and an input row; returns it.
+pub async fn sim(db: &TestDb, user_id: i64, title: &str, ntasks: i32) -> Simulation {
+    let mut conn = db.conn().await;
+    // The bytes are opaque to the CLI; they need not be a real compressed blob.
+    let input: &[u8] = b"input-bytes";
+    db::simulations::create_with_tasks(
+        &mut conn,
+        &new_sim(user_id, title, ntasks),
+        Some((input, 11)),
+    )
+    .await
+    .expect("create simulation")
+}
+
+/// The non-empty lines of a table's output, split on runs of spaces.
+pub fn table(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
