@@ -40,16 +40,24 @@ async fn main() {
     .unwrap();
 
     let bin = env!("CARGO_BIN_EXE_admin-cli");
-    let out = Command::new(bin).args(["--database-url", &url, "list-users"]).output().unwrap();
+    let out = Command::new(bin)
+        .args(["--database-url", &url, "list-users"])
+        .output()
+        .unwrap();
     let lines = String::from_utf8_lossy(&out.stdout).lines().count();
     assert_eq!(lines, USERS + 1, "header plus one line per user");
 
     let mut cli = Command::new(bin);
-    cli.args(["--database-url", &url, "list-users"]).stdout(Stdio::null());
+    cli.args(["--database-url", &url, "list-users"])
+        .stdout(Stdio::null());
     let mut cli_json = Command::new(bin);
-    cli_json.args(["--database-url", &url, "--json", "list-users"]).stdout(Stdio::null());
+    cli_json
+        .args(["--database-url", &url, "--json", "list-users"])
+        .stdout(Stdio::null());
     let mut cli_verbose = Command::new(bin);
-    cli_verbose.args(["--database-url", &url, "list-users", "-v"]).stdout(Stdio::null());
+    cli_verbose
+        .args(["--database-url", &url, "list-users", "-v"])
+        .stdout(Stdio::null());
     let mut psql = Command::new("psql");
     psql.args([
         url.as_str(),
@@ -77,7 +85,10 @@ async fn main() {
     }
     let base = stats(cmds[3].2.clone()).0;
     println!("list-users with {USERS} users, {RUNS} runs each, whole process, stdout to /dev/null");
-    println!("{:<36} {:>10} {:>10} {:>12}", "command", "median ms", "p90 ms", "vs psql");
+    println!(
+        "{:<36} {:>10} {:>10} {:>12}",
+        "command", "median ms", "p90 ms", "vs psql"
+    );
     for (name, _, v) in &cmds {
         let (med, p90) = stats(v.clone());
         println!("{name:<36} {med:>10.1} {p90:>10.1} {:>11.2}x", med / base);

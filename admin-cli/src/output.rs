@@ -25,32 +25,39 @@ impl Table {
 
     /// Writes the header and the rows, two spaces between columns, no trailing spaces.
     pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| width(h)).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
+                *w = (*w).max(width(cell));
             }
         }
-        let mut line = String::new();
-        let mut emit = |cells: &mut dyn Iterator<Item = &str>, out: &mut dyn Write| {
+        let mut line = String::with_capacity(widths.iter().sum::<usize>() + 2 * widths.len());
+        let last = widths.len().saturating_sub(1);
+        for row in std::iter::once(&self.headers).chain(&self.rows) {
             line.clear();
-            for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
                 if i > 0 {
                     line.push_str("  ");
                 }
                 line.push_str(cell);
-                if i + 1 < widths.len() {
-                    line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+                if i < last {
+                    let pad = w - width(cell);
+                    line.extend(std::iter::repeat_n(' ', pad));
                 }
             }
             out.write_all(line.trim_end().as_bytes())?;
-            out.write_all(b"\n")
-        };
-        emit(&mut self.headers.iter().map(String::as_str), out)?;
-        for row in &self.rows {
-            emit(&mut row.iter().map(String::as_str), out)?;
+            out.write_all(b"\n")?;
         }
         Ok(())
+    }
+}
+
+/// Display width of a cell, counted in characters.
+fn width(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
     }
 }
 
@@ -62,7 +69,16 @@ pub fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()
 
 /// A time as `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// An optional time, or `-`.
@@ -77,7 +93,8 @@ pub fn opt<T: ToString>(v: &Option<T>) -> String {
 
 /// Makes control characters visible, so a hostile name cannot rewrite the terminal.
 pub fn safe(s: &str) -> String {
-    if s.chars().any(char::is_control) {
+    if s.bytes().any(|b| b.is_ascii_control()) || (!s.is_ascii() && s.chars().any(char::is_control))
+    {
         s.escape_default().to_string()
     } else {
         s.to_string()

@@ -129,7 +129,10 @@ pub fn encode(values: &[f64]) -> Result<Vec<u8>, CodecError> {
         });
     }
     let has_zero = values.iter().any(|v| v.to_bits() == 0);
-    Ok(encode_layout(values, if has_zero { SPARSE } else { SHUFFLED }))
+    Ok(encode_layout(
+        values,
+        if has_zero { SPARSE } else { SHUFFLED },
+    ))
 }
 
 /// Decodes a page of at most [`DEFAULT_MAX_VALUES`] values.

@@ -5,6 +5,9 @@ use crate::error::{DbError, DbResult};
 use serde::Serialize;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
+/// One row of text values; `None` is SQL NULL.
+type Row = Vec<Option<String>>;
+
 /// What one statement produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -50,7 +53,7 @@ pub async fn run(config: &DbConfig, sql: &str) -> DbResult<Vec<StatementOutput>>
     let _ = driver.await;
 
     let mut out = Vec::new();
-    let mut current: Option<(Vec<String>, Vec<Vec<Option<String>>>)> = None;
+    let mut current: Option<(Vec<String>, Vec<Row>)> = None;
     for m in messages {
         match m {
             SimpleQueryMessage::RowDescription(cols) => {

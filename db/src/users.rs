@@ -47,22 +47,19 @@ fn describe(username: &str, provider: AuthProvider) -> String {
 pub async fn list(conn: &mut Conn, with_counts: bool) -> DbResult<Vec<UserSummary>> {
     let order = (users::username, users::auth_provider);
     if with_counts {
-        let rows = users::table
-            .left_join(simulations::table)
-            .group_by(users::id)
-            .select((
-                users::id,
-                users::username,
-                users::auth_provider,
-                users::role,
-                users::password_hash.is_not_null(),
-                users::created_at,
-                diesel::dsl::count(simulations::id.nullable()).nullable(),
-            ))
-            .order_by(order)
-            .load(conn)
-            .await?;
-        Ok(rows)
+        // Count per owner first, then join: one pass over simulations, not one probe per user.
+        let rows: Vec<UserCountRow> = diesel::sql_query(
+            "SELECT u.id, u.username, u.auth_provider, u.role, \
+                    u.password_hash IS NOT NULL AS has_password, u.created_at, \
+                    coalesce(s.n, 0) AS simulations \
+             FROM users u \
+             LEFT JOIN (SELECT user_id, count(*) AS n FROM simulations GROUP BY user_id) s \
+               ON s.user_id = u.id \
+             ORDER BY u.username, u.auth_provider",
+        )
+        .load(conn)
+        .await?;
+        Ok(rows.into_iter().map(UserSummary::from).collect())
     } else {
         let rows = users::table
             .select((
@@ -78,6 +75,38 @@ pub async fn list(conn: &mut Conn, with_counts: bool) -> DbResult<Vec<UserSummar
             .load(conn)
             .await?;
         Ok(rows)
+    }
+}
+
+#[derive(QueryableByName)]
+struct UserCountRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    username: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    auth_provider: AuthProvider,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    role: Role,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    has_password: bool,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    simulations: i64,
+}
+
+impl From<UserCountRow> for UserSummary {
+    fn from(r: UserCountRow) -> Self {
+        Self {
+            id: r.id,
+            username: r.username,
+            auth_provider: r.auth_provider,
+            role: r.role,
+            has_password: r.has_password,
+            created_at: r.created_at,
+            simulations: Some(r.simulations),
+        }
     }
 }
 

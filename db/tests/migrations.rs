@@ -11,7 +11,14 @@ const TABLES: &[&[&str]] = &[
     &["users", "auth_tokens"],
     &["clusters"],
     &["simulations", "tasks"],
-    &["inputs", "estimators", "pages", "task_results", "merge_accumulators", "logfiles"],
+    &[
+        "inputs",
+        "estimators",
+        "pages",
+        "task_results",
+        "merge_accumulators",
+        "logfiles",
+    ],
 ];
 
 /// One row for each table of each migration.
@@ -76,7 +83,10 @@ async fn every_migration_goes_up_down_and_up_again() {
     let mut sorted = applied.clone();
     sorted.reverse();
     assert_eq!(reverted, sorted, "reverted newest first");
-    assert!(public_tables(&mut conn).await.is_empty(), "down.sql left tables behind");
+    assert!(
+        public_tables(&mut conn).await.is_empty(),
+        "down.sql left tables behind"
+    );
 
     let again = db::migrate::run_pending(db.config()).await.unwrap();
     assert_eq!(again, applied);
@@ -99,12 +109,20 @@ async fn data_survives_redo_of_every_later_migration() {
         let kept = TABLES.len() - k;
         for tables in &TABLES[..kept] {
             for t in *tables {
-                assert_eq!(count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await, 1, "{t} lost its row after reverting {k}");
+                assert_eq!(
+                    count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await,
+                    1,
+                    "{t} lost its row after reverting {k}"
+                );
             }
         }
         for (i, tables) in TABLES.iter().enumerate().skip(kept) {
             for t in *tables {
-                assert_eq!(count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await, 0, "{t}");
+                assert_eq!(
+                    count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await,
+                    0,
+                    "{t}"
+                );
             }
             conn.batch_execute(SEED[i]).await.unwrap();
         }
@@ -112,7 +130,10 @@ async fn data_survives_redo_of_every_later_migration() {
     // And `redo` keeps everything that the last migration does not own.
     let redone = db::migrate::redo(db.config()).await.unwrap();
     assert!(redone.is_some());
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM simulations").await, 1);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM simulations").await,
+        1
+    );
     assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM users").await, 1);
 }
 
@@ -123,12 +144,21 @@ async fn deleting_a_simulation_removes_everything_under_it() {
     for sql in SEED {
         conn.batch_execute(sql).await.unwrap();
     }
-    conn.batch_execute("DELETE FROM simulations WHERE id = 1").await.unwrap();
+    conn.batch_execute("DELETE FROM simulations WHERE id = 1")
+        .await
+        .unwrap();
     for t in TABLES[2..].concat() {
-        assert_eq!(count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await, 0, "{t} kept rows");
+        assert_eq!(
+            count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await,
+            0,
+            "{t} kept rows"
+        );
     }
     assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM users").await, 1);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM clusters").await, 1);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM clusters").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -138,7 +168,10 @@ async fn a_user_who_owns_simulations_cannot_be_deleted_by_accident() {
     for sql in &SEED[..3] {
         conn.batch_execute(sql).await.unwrap();
     }
-    let err = conn.batch_execute("DELETE FROM users WHERE id = 1").await.unwrap_err();
+    let err = conn
+        .batch_execute("DELETE FROM users WHERE id = 1")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("foreign key"), "{err}");
 }
 
@@ -204,9 +237,11 @@ async fn compressed_columns_are_stored_external() {
 async fn a_database_newer_than_the_binary_is_refused_with_the_versions() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
-    conn.batch_execute("INSERT INTO __diesel_schema_migrations (version) VALUES ('99990101000000')")
-        .await
-        .unwrap();
+    conn.batch_execute(
+        "INSERT INTO __diesel_schema_migrations (version) VALUES ('99990101000000')",
+    )
+    .await
+    .unwrap();
     let err = db::migrate::check_schema(&mut conn).await.unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("99990101000000"), "{msg}");
@@ -219,6 +254,9 @@ async fn a_database_newer_than_the_binary_is_refused_with_the_versions() {
 async fn an_unmigrated_database_is_reported_as_such() {
     let db = TestDb::empty().await;
     let err = db::connect_and_check(db.config()).await.err().unwrap();
-    assert!(matches!(err, db::DbError::NotMigrated { count: 4, .. }), "{err}");
+    assert!(
+        matches!(err, db::DbError::NotMigrated { count: 4, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("migrate run"), "{err}");
 }

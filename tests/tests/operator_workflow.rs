@@ -27,16 +27,41 @@ async fn operator_sets_up_and_cleans_up_a_fresh_database() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("applied 20261121000001"), "{}", r.stdout);
 
-    assert_eq!(admin(&db, &["add-user", "alice", "--password", "pw-alice"]).code, 0);
-    assert_eq!(admin(&db, &["add-user", "root", "--password", "pw-root", "--admin"]).code, 0);
     assert_eq!(
-        admin(&db, &["add-cluster", "prometheus", "--host", "login.example", "--ssh-user", "sim", "--work-dir", "/scratch/sim"]).code,
+        admin(&db, &["add-user", "alice", "--password", "pw-alice"]).code,
+        0
+    );
+    assert_eq!(
+        admin(
+            &db,
+            &["add-user", "root", "--password", "pw-root", "--admin"]
+        )
+        .code,
+        0
+    );
+    assert_eq!(
+        admin(
+            &db,
+            &[
+                "add-cluster",
+                "prometheus",
+                "--host",
+                "login.example",
+                "--ssh-user",
+                "sim",
+                "--work-dir",
+                "/scratch/sim"
+            ]
+        )
+        .code,
         0
     );
 
     // A batch simulation of alice on that cluster, written the way the API writes one.
     let mut conn = db.conn().await;
-    let alice = db::users::get(&mut conn, "alice", db::enums::AuthProvider::Local).await.unwrap();
+    let alice = db::users::get(&mut conn, "alice", db::enums::AuthProvider::Local)
+        .await
+        .unwrap();
     let cluster = db::clusters::get(&mut conn, "prometheus").await.unwrap();
     let sim = db::simulations::create_with_tasks(
         &mut conn,
@@ -62,7 +87,10 @@ async fn operator_sets_up_and_cleans_up_a_fresh_database() {
     assert!(r.stdout.contains(&sim.job_id.to_string()), "{}", r.stdout);
     assert!(r.stdout.contains("0/4"), "{}", r.stdout);
 
-    let r = admin(&db, &["--json", "list-tasks", "--simulation", &sim.id.to_string()]);
+    let r = admin(
+        &db,
+        &["--json", "list-tasks", "--simulation", &sim.id.to_string()],
+    );
     let tasks: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let primaries: Vec<i64> = tasks
         .as_array()

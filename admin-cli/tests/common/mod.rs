@@ -53,7 +53,12 @@ impl Out {
     /// Asserts a short, panic-free error report on stderr.
     #[track_caller]
     pub fn assert_clean_error(&self) {
-        for bad in ["panicked", "stack backtrace", "RUST_BACKTRACE", "thread 'main'"] {
+        for bad in [
+            "panicked",
+            "stack backtrace",
+            "RUST_BACKTRACE",
+            "thread 'main'",
+        ] {
             assert!(
                 !self.stderr.contains(bad),
                 "stderr has {bad:?}:\n{}",

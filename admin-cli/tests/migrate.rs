@@ -1,0 +1,383 @@
+//! migrate status | run | revert | redo, schema version checks, and concurrent `migrate run`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+
+const VERSIONS: [&str; 4] = [
+    "20261121000001",
+    "20261121000002",
+    "20261121000003",
+    "20261121000004",
+];
+
+/// (version, state) pairs from `migrate status --json`.
+fn status(db: &Db) -> Vec<(String, bool, bool)> {
+    let out = run(db, &["--json", "migrate", "status"]);
+    out.ok();
+    out.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["version"].as_str().unwrap().to_string(),
+                m["applied"].as_bool().unwrap(),
+                m["known"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn applied(db: &Db) -> Vec<String> {
+    status(db)
+        .into_iter()
+        .filter(|m| m.1)
+        .map(|m| m.0)
+        .collect()
+}
+
+fn table_exists(db: &Db, name: &str) -> bool {
+    scalar(db, &format!("select to_regclass('{name}')::text")).is_some()
+}
+
+#[tokio::test]
+async fn status_on_an_empty_database_lists_four_pending() {
+    let db = Db::empty().await;
+    let out = run(&db, &["migrate", "status"]);
+    out.ok();
+    let t = table(&out.stdout);
+    assert_eq!(t[0], ["VERSION", "NAME", "STATE"]);
+    assert_eq!(t.len(), 6, "{}", out.stdout);
+    for (row, v) in t[1..5].iter().zip(VERSIONS) {
+        assert_eq!(row[0], v);
+        assert!(row[1].starts_with("2026-11-21-00000"), "{row:?}");
+        assert_eq!(row[2], "pending");
+    }
+    assert_eq!(out.stdout.lines().last(), Some("4 pending"));
+    // Looking does not create anything.
+    assert!(!table_exists(&db, "__diesel_schema_migrations"));
+}
+
+#[tokio::test]
+async fn status_json_has_version_name_applied_known() {
+    let db = Db::new().await;
+    let out = run(&db, &["--json", "migrate", "status"]);
+    out.ok();
+    let v = out.json();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0]["version"], "20261121000001");
+    assert_eq!(list[0]["name"], "2026-11-21-000001_users_and_tokens");
+    assert_eq!(list[3]["name"], "2026-11-21-000004_results_and_logs");
+    assert!(
+        list.iter()
+            .all(|m| m["applied"] == true && m["known"] == true),
+        "{v}"
+    );
+
+    let text = run(&db, &["migrate", "status"]);
+    text.ok();
+    assert_eq!(text.stdout.lines().last(), Some("0 pending"));
+    assert_eq!(
+        text.stdout.matches(" applied").count(),
+        4,
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test]
+async fn run_applies_every_migration_then_has_nothing_to_apply() {
+    let db = Db::empty().await;
+    let out = run(&db, &["migrate", "run"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("applied {}", VERSIONS.join(", "))
+    );
+    assert_eq!(applied(&db), VERSIONS);
+    for t in [
+        "users",
+        "auth_tokens",
+        "clusters",
+        "simulations",
+        "tasks",
+        "inputs",
+        "logfiles",
+    ] {
+        assert!(table_exists(&db, t), "{t} missing");
+    }
+    // The schema is usable.
+    run(&db, &["add-user", "alice"]).ok();
+    run(&db, &["list-users"]).ok();
+
+    let again = run(&db, &["migrate", "run"]);
+    again.ok();
+    assert_eq!(
+        again.stdout.trim(),
+        "nothing to apply: the database is up to date"
+    );
+    let json = run(&db, &["--json", "migrate", "run"]);
+    json.ok();
+    assert_eq!(json.json(), serde_json::json!({ "applied": [] }));
+    assert_eq!(
+        count(&db, "select count(*) from __diesel_schema_migrations"),
+        4
+    );
+}
+
+#[tokio::test]
+async fn run_json_lists_the_applied_versions() {
+    let db = Db::empty().await;
+    let out = run(&db, &["--json", "migrate", "run"]);
+    out.ok();
+    assert_eq!(out.json(), serde_json::json!({ "applied": VERSIONS }));
+}
+
+#[tokio::test]
+async fn revert_one_step_then_commands_refuse_until_run() {
+    let db = Db::new().await;
+    let out = run(&db, &["migrate", "revert"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "reverted 20261121000004");
+    assert_eq!(applied(&db), VERSIONS[..3]);
+    assert!(!table_exists(&db, "logfiles"));
+    assert!(table_exists(&db, "tasks"));
+
+    let st = run(&db, &["migrate", "status"]);
+    st.ok();
+    assert_eq!(st.stdout.lines().last(), Some("1 pending"));
+
+    let refused = run(&db, &["list-users"]);
+    refused.expect_code(1).assert_clean_error();
+    assert!(
+        refused
+            .stderr
+            .contains("1 pending migration(s), starting with 20261121000004"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("migrate run"), "{}", refused.stderr);
+
+    run(&db, &["migrate", "run"]).ok();
+    run(&db, &["list-users"]).ok();
+}
+
+#[tokio::test]
+async fn revert_steps_two() {
+    let db = Db::new().await;
+    let out = run(&db, &["migrate", "revert", "--steps", "2"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "reverted 20261121000004, 20261121000003");
+    assert_eq!(applied(&db), VERSIONS[..2]);
+    assert!(!table_exists(&db, "simulations"));
+    assert!(table_exists(&db, "clusters"));
+
+    let json = run(&db, &["--json", "migrate", "revert", "--steps", "10"]);
+    json.ok();
+    assert_eq!(
+        json.json(),
+        serde_json::json!({ "reverted": ["20261121000002", "20261121000001"] }),
+        "more steps than applied migrations reverts them all"
+    );
+    assert!(applied(&db).is_empty());
+    assert!(!table_exists(&db, "users"));
+
+    let nothing = run(&db, &["migrate", "revert"]);
+    nothing.ok();
+    assert_eq!(nothing.stdout.trim(), "nothing to revert");
+}
+
+#[tokio::test]
+async fn revert_bad_steps_are_bad_usage() {
+    let db = Db::new().await;
+    run(&db, &["migrate", "revert", "--steps", "0"]).expect_code(2);
+    run(&db, &["migrate", "revert", "--steps", "-1"]).expect_code(2);
+    run(&db, &["migrate", "revert", "--steps", "two"]).expect_code(2);
+    run(&db, &["migrate"]).expect_code(2);
+    run(&db, &["migrate", "sideways"]).expect_code(2);
+    assert_eq!(applied(&db), VERSIONS);
+}
+
+#[tokio::test]
+async fn redo_reverts_and_reapplies_the_last_migration_only() {
+    let db = Db::new().await;
+    run(&db, &["add-user", "keeper"]).ok();
+    let out = run(&db, &["migrate", "redo"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "redid 20261121000004");
+    assert_eq!(applied(&db), VERSIONS);
+    assert!(table_exists(&db, "logfiles"));
+    // Data in tables of earlier migrations survives.
+    assert_eq!(
+        count(&db, "select count(*) from users where username = 'keeper'"),
+        1
+    );
+    run(&db, &["list-users"]).ok();
+
+    // With later migrations pending, redo re-applies only the one it reverted.
+    run(&db, &["migrate", "revert", "--steps", "2"]).ok();
+    let json = run(&db, &["--json", "migrate", "redo"]);
+    json.ok();
+    assert_eq!(
+        json.json(),
+        serde_json::json!({ "redone": "20261121000002" })
+    );
+    assert_eq!(applied(&db), VERSIONS[..2]);
+}
+
+#[tokio::test]
+async fn redo_on_an_empty_database_has_nothing_to_do() {
+    let db = Db::empty().await;
+    let out = run(&db, &["migrate", "redo"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "nothing to redo: no migration is applied"
+    );
+}
+
+#[tokio::test]
+async fn unknown_migration_version_is_refused_by_commands_and_migrate() {
+    let db = Db::new().await;
+    exec(
+        &db,
+        "insert into __diesel_schema_migrations (version) values ('99990101000000')",
+    );
+
+    let list = run(&db, &["list-users"]);
+    list.expect_code(1).assert_clean_error();
+    assert!(list.stderr.contains("99990101000000"), "{}", list.stderr);
+    assert!(list.stderr.contains("upgrade"), "{}", list.stderr);
+
+    for args in [
+        &["migrate", "run"][..],
+        &["migrate", "revert"],
+        &["migrate", "redo"],
+    ] {
+        let out = run(&db, args);
+        out.expect_code(1).assert_clean_error();
+        assert!(
+            out.stderr.contains("99990101000000"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Nothing was reverted or applied.
+    assert_eq!(
+        count(&db, "select count(*) from __diesel_schema_migrations"),
+        5
+    );
+    assert!(table_exists(&db, "logfiles"));
+
+    // status still works, and shows the stranger.
+    let st = status(&db);
+    assert_eq!(st.len(), 5);
+    assert_eq!(st[4], ("99990101000000".to_string(), true, false));
+    let text = run(&db, &["migrate", "status"]);
+    text.ok();
+    assert!(
+        text.stdout.contains("applied, unknown to this binary"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test]
+async fn unmigrated_database_gives_a_one_line_hint() {
+    let db = Db::empty().await;
+    for args in [
+        &["list-users"][..],
+        &["list-clusters"],
+        &["list-tasks"],
+        &["add-user", "x"],
+    ] {
+        let out = run(&db, args);
+        out.expect_code(1).assert_clean_error();
+        assert_eq!(
+            out.stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("not migrated"), "{}", out.stderr);
+        assert!(out.stderr.contains("4 pending"), "{}", out.stderr);
+        assert!(out.stderr.contains("migrate run"), "{}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+}
+
+#[tokio::test]
+async fn partly_migrated_database_gets_the_rest() {
+    let db = Db::empty().await;
+    run(&db, &["migrate", "run"]).ok();
+    run(&db, &["migrate", "revert", "--steps", "3"]).ok();
+    let out = run(&db, &["migrate", "run"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("applied {}", VERSIONS[1..].join(", "))
+    );
+}
+
+/// Eight processes start `migrate run` at once on an empty database: under the advisory
+/// lock each migration is applied exactly once and every process succeeds.
+#[tokio::test]
+async fn concurrent_migrate_run_applies_each_migration_once() {
+    let db = Db::empty().await;
+    let url = db.config().url_with_password().to_string();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut c = bin();
+            c.args(["--database-url", &url, "--json", "migrate", "run"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+
+    let mut times_applied: BTreeMap<String, usize> = BTreeMap::new();
+    let mut appliers = 0;
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8(o.stdout).unwrap();
+        let stderr = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "stdout: {stdout}\nstderr: {stderr}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let done = v["applied"].as_array().unwrap();
+        if !done.is_empty() {
+            appliers += 1;
+        }
+        for ver in done {
+            *times_applied
+                .entry(ver.as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = VERSIONS.iter().map(|v| (v.to_string(), 1)).collect();
+    assert_eq!(times_applied, expected);
+    assert_eq!(
+        appliers, 1,
+        "one process applies everything; the others find nothing pending"
+    );
+    assert_eq!(
+        count(&db, "select count(*) from __diesel_schema_migrations"),
+        4
+    );
+    assert_eq!(
+        count(
+            &db,
+            "select count(distinct version) from __diesel_schema_migrations"
+        ),
+        4
+    );
+    run(&db, &["list-users"]).ok();
+}
