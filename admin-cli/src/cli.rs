@@ -158,7 +158,8 @@ pub enum Command {
             long = "command",
             value_name = "SQL",
             required_unless_present = "file",
-            conflicts_with = "file"
+            conflicts_with = "file",
+            allow_hyphen_values = true
         )]
         command: Option<String>,
         /// Read the SQL from this file ('-' for standard input).
@@ -178,16 +179,20 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
     /// List every migration and whether it is applied.
+    #[command(after_help = EXIT_CODES)]
     Status,
     /// Apply every pending migration.
+    #[command(after_help = EXIT_CODES)]
     Run,
     /// Revert the most recent migrations.
+    #[command(after_help = EXIT_CODES)]
     Revert {
         /// How many to revert.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         steps: u32,
     },
     /// Revert the most recent migration and apply it again.
+    #[command(after_help = EXIT_CODES)]
     Redo,
 }
 

@@ -39,8 +39,8 @@ pub async fn create(conn: &mut Conn, new: &NewCluster) -> DbResult<Cluster> {
                 DbError::Conflict(format!("cluster {:?} already exists", new.name))
             }
             DbError::Invalid(why) => DbError::Invalid(format!(
-                "cluster {:?} was rejected {why}: a name is 1 to 63 of A-Z a-z 0-9 . _ - \
-                 starting with a letter or digit; a port is 1 to 65535",
+                "cluster {:?} was {why}: a name is 1 to 63 of A-Z a-z 0-9 . _ - \
+                 starting with a letter or digit, a port 1 to 65535, a work directory not empty",
                 new.name
             )),
             other => other,

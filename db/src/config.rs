@@ -81,10 +81,17 @@ impl DbConfig {
             }
             None => {
                 let host = parts.host.as_deref().unwrap_or("127.0.0.1");
-                if host.is_empty() || host.contains(['/', '@', '?', '#', ' ']) {
+                if host.is_empty()
+                    || host.contains(['/', '@', '?', '#', ' ', '[', ']']) && !host.starts_with('[')
+                {
                     return Err(ConfigError(format!("DB_HOST {host:?} is not a host name")));
                 }
-                url.push_str(&format!("{host}:{port}/{}", encode(dbname)));
+                if host.contains(':') && !host.starts_with('[') {
+                    // An IPv6 address goes in brackets in a URL.
+                    url.push_str(&format!("[{host}]:{port}/{}", encode(dbname)));
+                } else {
+                    url.push_str(&format!("{host}:{port}/{}", encode(dbname)));
+                }
             }
         }
         Ok(Self { url })

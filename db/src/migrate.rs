@@ -54,6 +54,9 @@ where
     T: Send + 'static,
     F: FnOnce(&mut SyncConn) -> DbResult<T> + Send + 'static,
 {
+    // Open (and drop) an async connection first: its errors name their cause, which the
+    // synchronous wrapper's do not.
+    drop(crate::pool::connect(config).await?);
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         use diesel::connection::Connection as _;

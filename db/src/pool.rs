@@ -2,8 +2,8 @@
 
 use crate::config::DbConfig;
 use crate::error::{DbError, DbResult};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::AsyncPgConnection;
 use std::time::Duration;
 
 /// The async connection type every query function takes.
@@ -30,20 +30,62 @@ impl Default for PoolOptions {
     }
 }
 
-/// Opens one connection.
+/// Opens one connection. Failures name their cause ("Connection refused", "database … does
+/// not exist"), with any password redacted.
 pub async fn connect(config: &DbConfig) -> DbResult<Conn> {
-    AsyncPgConnection::establish(config.url_with_password())
+    let connect_error = |reason: String| DbError::Connect {
+        target: config.redacted_url(),
+        reason: crate::config::redact(&reason),
+    };
+    let (client, connection) =
+        tokio_postgres::connect(config.url_with_password(), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| connect_error(pg_error_text(&e)))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection)
         .await
-        .map_err(|e| DbError::Connect {
-            target: config.redacted_url(),
-            reason: crate::config::redact(&e.to_string()),
-        })
+        .map_err(|e| connect_error(e.to_string()))
+}
+
+/// A tokio-postgres error as one line: the server's message, or the whole cause chain
+/// (its `Display` alone says only "db error" or "error connecting to server").
+pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut m = db.message().to_string();
+        if let Some(detail) = db.detail() {
+            m.push_str(&format!(" ({detail})"));
+        }
+        return m;
+    }
+    let mut m = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !m.contains(&text) {
+            m.push_str(": ");
+            m.push_str(&text);
+        }
+        source = s.source();
+    }
+    m
 }
 
 /// Builds a pool and checks that it can open a first connection.
 pub async fn build_pool(config: &DbConfig, options: &PoolOptions) -> DbResult<Pool> {
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url_with_password());
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.custom_setup = Box::new(|url| {
+        let url = url.to_string();
+        Box::pin(async move {
+            let config = DbConfig::from_url(url)
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+            connect(&config)
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        config.url_with_password(),
+        manager_config,
+    );
     let pool = bb8::Pool::builder()
         .max_size(options.max_size)
         .connection_timeout(options.connection_timeout)

@@ -33,7 +33,7 @@ pub async fn run(config: &DbConfig, sql: &str) -> DbResult<Vec<StatementOutput>>
         .await
         .map_err(|e| DbError::Connect {
             target: config.redacted_url(),
-            reason: crate::config::redact(&e.to_string()),
+            reason: crate::config::redact(&crate::pool::pg_error_text(&e)),
         })?;
     let driver = tokio::spawn(connection);
     let messages = client.simple_query(sql).await.map_err(|e| {

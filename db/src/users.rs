@@ -163,6 +163,12 @@ pub async fn update(
     if changes.password_hash.is_none() && changes.role.is_none() {
         return Err(DbError::Invalid("nothing to change".into()));
     }
+    if provider != AuthProvider::Local && matches!(changes.password_hash, Some(Some(_))) {
+        return Err(DbError::Invalid(format!(
+            "{} logs in through {provider} and cannot have a password here",
+            describe(username, provider)
+        )));
+    }
     let username = username.to_string();
     conn.transaction(async |conn| {
         let password_changed = changes.password_hash.is_some();

@@ -66,8 +66,8 @@ pub async fn add(
     password_stdin: bool,
     admin: bool,
 ) -> Result<()> {
-    if name.is_empty() || name.len() > 255 {
-        bail!("a user name must be 1 to 255 bytes");
+    if name.is_empty() || name.chars().count() > 255 {
+        bail!("a user name must be 1 to 255 characters");
     }
     let hash = match read_password(password, password_stdin)? {
         Some(pw) => Some(hash(&pw)?),
