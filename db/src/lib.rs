@@ -11,6 +11,7 @@ pub mod enums;
 pub mod error;
 pub mod migrate;
 pub mod models;
+pub mod notify;
 pub mod password;
 pub mod pool;
 #[allow(missing_docs)]

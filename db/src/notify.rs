@@ -1,0 +1,12 @@
+//! PostgreSQL LISTEN/NOTIFY channels shared by `sim-api` and `worker`.
+//!
+//! Payloads are short text; listeners must treat a notification as a hint to look at the
+//! database, never as the data itself (notifications are dropped while nobody listens).
+
+/// New or re-queued tasks are due: idle workers wake up and claim. Payload: empty.
+pub const TASKS_READY: &str = "sim_tasks_ready";
+
+/// Something about a simulation changed (state, task progress, partial results).
+/// Payload: the simulation's id as decimal text. `Watch` streams and workers (for
+/// cancellation) listen here.
+pub const SIMULATION_EVENTS: &str = "sim_events";
