@@ -14,6 +14,7 @@ pub mod models;
 pub mod notify;
 pub mod password;
 pub mod pool;
+pub mod queue;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod simulations;

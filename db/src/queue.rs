@@ -1,0 +1,445 @@
+//! The task queue: claims, leases, heartbeats, progress, completion, failure and requeueing.
+//!
+//! Every task state transition is written here, once, and guarded in SQL: an update names the
+//! state it expects (and, for a running task, the lease owner and attempt number), so a stale
+//! worker whose lease was lost and whose task was claimed again cannot complete, fail or
+//! report progress for it. No transaction stays open while a task runs: a claim commits at
+//! once, and the worker holds only the lease.
+
+use crate::enums::{InputType, SimType, TaskState};
+use crate::error::{DbError, DbResult};
+use crate::notify;
+use crate::pool::Conn;
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text, Timestamptz};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use std::time::Duration;
+
+/// A worker's hold on one claimed task: who, which attempt, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The task.
+    pub task_id: i64,
+    /// The attempt number this claim made (1 for the first claim).
+    pub attempt: i32,
+    /// The worker holding it.
+    pub owner: String,
+}
+
+/// A task as handed to a worker by [`claim`].
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ClaimedTask {
+    /// The task's id.
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// Its simulation.
+    #[diesel(sql_type = BigInt)]
+    pub simulation_id: i64,
+    /// Its index within the simulation.
+    #[diesel(sql_type = Integer)]
+    pub task_index: i32,
+    /// The attempt number of this claim.
+    #[diesel(sql_type = Integer)]
+    pub attempt: i32,
+    /// Attempts allowed.
+    #[diesel(sql_type = Integer)]
+    pub max_attempts: i32,
+    /// Primaries to simulate.
+    #[diesel(sql_type = BigInt)]
+    pub requested_primaries: i64,
+    /// Which simulator.
+    #[diesel(sql_type = Text)]
+    pub sim_type: SimType,
+    /// Editor JSON or files.
+    #[diesel(sql_type = Text)]
+    pub input_type: InputType,
+    /// When the lease runs out unless extended.
+    #[diesel(sql_type = Timestamptz)]
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+impl ClaimedTask {
+    /// The lease this claim gave `owner`.
+    pub fn lease(&self, owner: &str) -> Lease {
+        Lease {
+            task_id: self.id,
+            attempt: self.attempt,
+            owner: owner.to_string(),
+        }
+    }
+}
+
+/// The lease is gone: the task was canceled, reaped after the lease expired, or claimed again.
+fn lease_lost(lease: &Lease) -> DbError {
+    DbError::Conflict(format!(
+        "task {} attempt {} is no longer held by {}",
+        lease.task_id, lease.attempt, lease.owner
+    ))
+}
+
+/// Whether an error means the lease was lost (see [`lease_lost`]).
+pub fn is_lease_lost(e: &DbError) -> bool {
+    matches!(e, DbError::Conflict(m) if m.contains("is no longer held by"))
+}
+
+/// Claims up to `limit` due tasks for `owner`, oldest first, in one round trip; sets their
+/// lease and marks their simulations `RUNNING`. Locked rows are skipped, so concurrent
+/// workers never claim the same task.
+pub async fn claim(
+    conn: &mut Conn,
+    owner: &str,
+    limit: i64,
+    lease: Duration,
+) -> DbResult<Vec<ClaimedTask>> {
+    let tasks: Vec<ClaimedTask> = diesel::sql_query(
+        "WITH due AS (
+             SELECT id FROM tasks
+             WHERE task_state = 'PENDING' AND run_after <= now()
+             ORDER BY run_after, id
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED
+         ), claimed AS (
+             UPDATE tasks t
+             SET task_state = 'RUNNING', attempts = t.attempts + 1, lease_owner = $1,
+                 lease_expires_at = now() + make_interval(secs => $3),
+                 start_time = coalesce(t.start_time, now()), update_time = now()
+             FROM due WHERE t.id = due.id
+             RETURNING t.id, t.simulation_id, t.task_index, t.attempts, t.max_attempts,
+                       t.requested_primaries, t.lease_expires_at
+         ), started AS (
+             UPDATE simulations s SET job_state = 'RUNNING', update_time = now()
+             WHERE s.id IN (SELECT simulation_id FROM claimed) AND s.job_state = 'PENDING'
+             RETURNING s.id
+         )
+         SELECT c.id, c.simulation_id, c.task_index, c.attempts AS attempt, c.max_attempts,
+                c.requested_primaries, s.sim_type, s.input_type, c.lease_expires_at
+         FROM claimed c JOIN simulations s ON s.id = c.simulation_id
+         ORDER BY c.id",
+    )
+    .bind::<Text, _>(owner)
+    .bind::<BigInt, _>(limit)
+    .bind::<Double, _>(lease.as_secs_f64())
+    .load(conn)
+    .await?;
+    Ok(tasks)
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// Extends the leases `owner` still holds; returns the task ids whose lease is gone (canceled,
+/// reaped or re-claimed), whose runs the worker must stop.
+pub async fn heartbeat(conn: &mut Conn, leases: &[Lease], lease: Duration) -> DbResult<Vec<i64>> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
+    let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
+    let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
+    let held: Vec<Id> = diesel::sql_query(
+        "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4)
+         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
+         WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
+           AND t.task_state = 'RUNNING'
+         RETURNING t.id",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Integer>, _>(&attempts)
+    .bind::<Array<Text>, _>(&owners)
+    .bind::<Double, _>(lease.as_secs_f64())
+    .load(conn)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .filter(|id| !held.iter().any(|h| h.id == *id))
+        .collect())
+}
+
+/// Records progress of a running task and notifies watchers. Fails with a lease-lost
+/// conflict when the lease is gone.
+pub async fn report_progress(
+    conn: &mut Conn,
+    lease: &Lease,
+    simulated_primaries: i64,
+    estimated_time_s: Option<i32>,
+) -> DbResult<()> {
+    let rows: Vec<Id> = diesel::sql_query(
+        "WITH t AS (
+             UPDATE tasks SET simulated_primaries = $4, estimated_time_s = $5, update_time = now()
+             WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+             RETURNING simulation_id
+         )
+         SELECT simulation_id AS id, pg_notify($6, simulation_id::text) IS NULL AS _n FROM t",
+    )
+    .bind::<BigInt, _>(lease.task_id)
+    .bind::<Integer, _>(lease.attempt)
+    .bind::<Text, _>(&lease.owner)
+    .bind::<BigInt, _>(simulated_primaries)
+    .bind::<Nullable<Integer>, _>(estimated_time_s)
+    .bind::<Text, _>(notify::SIMULATION_EVENTS)
+    .load(conn)
+    .await?;
+    if rows.is_empty() {
+        return Err(lease_lost(lease));
+    }
+    Ok(())
+}
+
+/// A finished task to record with [`complete_many`].
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The lease under which it ran.
+    pub lease: Lease,
+    /// Primaries actually simulated.
+    pub simulated_primaries: i64,
+}
+
+/// Marks tasks `COMPLETED` in one statement; returns the ids whose lease was lost (their
+/// completion is rejected and counts for nothing). Simulations whose last task this was are
+/// moved on by [`finish_simulations`] in the same transaction.
+pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec<i64>> {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = done.iter().map(|c| c.lease.task_id).collect();
+    let attempts: Vec<i32> = done.iter().map(|c| c.lease.attempt).collect();
+    let owners: Vec<&str> = done.iter().map(|c| c.lease.owner.as_str()).collect();
+    let simulated: Vec<i64> = done.iter().map(|c| c.simulated_primaries).collect();
+    conn.transaction(async |conn| {
+        let completed: Vec<CompletedRow> = diesel::sql_query(
+            "UPDATE tasks t
+             SET task_state = 'COMPLETED', simulated_primaries = h.simulated,
+                 estimated_time_s = 0, end_time = now(), update_time = now(),
+                 lease_expires_at = NULL
+             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[])
+                  AS h(id, attempt, owner, simulated)
+             WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
+               AND t.task_state = 'RUNNING'
+             RETURNING t.id, t.simulation_id",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Integer>, _>(&attempts)
+        .bind::<Array<Text>, _>(&owners)
+        .bind::<Array<BigInt>, _>(&simulated)
+        .load(conn)
+        .await?;
+        let mut sims: Vec<i64> = completed.iter().map(|c| c.simulation_id).collect();
+        sims.sort_unstable();
+        sims.dedup();
+        finish_simulations(conn, &sims).await?;
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !completed.iter().any(|c| c.id == *id))
+            .collect())
+    })
+    .await
+}
+
+#[derive(QueryableByName)]
+struct CompletedRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    simulation_id: i64,
+}
+
+/// Completes one task; a lost lease is a conflict (see [`is_lease_lost`]).
+pub async fn complete(conn: &mut Conn, lease: &Lease, simulated_primaries: i64) -> DbResult<()> {
+    let lost = complete_many(
+        conn,
+        &[Completion {
+            lease: lease.clone(),
+            simulated_primaries,
+        }],
+    )
+    .await?;
+    if lost.is_empty() {
+        Ok(())
+    } else {
+        Err(lease_lost(lease))
+    }
+}
+
+/// When a failed attempt may run again: 2^attempts seconds after now (2 s, 4 s, 8 s, …,
+/// at most 256 s). The one place the retry backoff is defined.
+const RETRY_AT_SQL: &str =
+    "now() + make_interval(secs => power(2, least(attempts, 8))::double precision)";
+
+/// Records a failed run. If attempts remain and `retry` is set, the task goes back to the
+/// queue after [`backoff`]; otherwise it is `FAILED` with `error` kept. Returns the new state.
+pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> DbResult<TaskState> {
+    let error = truncate(error, 4000);
+    let lease = lease.clone();
+    conn.transaction(async |conn| {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            simulation_id: i64,
+            #[diesel(sql_type = Text)]
+            task_state: TaskState,
+        }
+        let rows: Vec<Row> = diesel::sql_query(format!(
+            "UPDATE tasks SET
+                 task_state = CASE WHEN $5 AND attempts < max_attempts THEN 'PENDING' ELSE 'FAILED' END,
+                 run_after = {RETRY_AT_SQL},
+                 end_time = CASE WHEN $5 AND attempts < max_attempts THEN NULL ELSE now() END,
+                 lease_owner = NULL, lease_expires_at = NULL, last_error = $4, update_time = now()
+             WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+             RETURNING simulation_id, task_state"
+        ))
+        .bind::<BigInt, _>(lease.task_id)
+        .bind::<Integer, _>(lease.attempt)
+        .bind::<Text, _>(&lease.owner)
+        .bind::<Text, _>(&error)
+        .bind::<diesel::sql_types::Bool, _>(retry)
+        .load(conn)
+        .await?;
+        let Some(row) = rows.into_iter().next() else {
+            return Err(lease_lost(&lease));
+        };
+        if row.task_state == TaskState::Failed {
+            finish_simulations(conn, &[row.simulation_id]).await?;
+        } else {
+            notify_tasks_ready(conn).await?;
+        }
+        Ok(row.task_state)
+    })
+    .await
+}
+
+/// Hands a task back to the queue without counting the attempt (a worker shutting down).
+pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
+    let n = diesel::sql_query(
+        "UPDATE tasks SET task_state = 'PENDING', attempts = attempts - 1, run_after = now(),
+                lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+         WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'",
+    )
+    .bind::<BigInt, _>(lease.task_id)
+    .bind::<Integer, _>(lease.attempt)
+    .bind::<Text, _>(&lease.owner)
+    .execute(conn)
+    .await?;
+    if n == 0 {
+        return Err(lease_lost(lease));
+    }
+    notify_tasks_ready(conn).await
+}
+
+/// Returns running tasks whose lease has expired (their worker died) to the queue, with
+/// backoff, or fails those out of attempts. Returns how many were requeued and failed.
+pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
+    conn.transaction(async |conn| {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            simulation_id: i64,
+            #[diesel(sql_type = Text)]
+            task_state: TaskState,
+        }
+        let rows: Vec<Row> = diesel::sql_query(format!(
+            "WITH expired AS (
+                 SELECT id FROM tasks
+                 WHERE task_state = 'RUNNING' AND lease_expires_at < now()
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE tasks t SET
+                 task_state = CASE WHEN t.attempts < t.max_attempts THEN 'PENDING' ELSE 'FAILED' END,
+                 run_after = {RETRY_AT_SQL},
+                 end_time = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE now() END,
+                 last_error = 'lease of ' || t.lease_owner || ' expired (worker lost?) in attempt '
+                              || t.attempts,
+                 lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+             FROM expired WHERE t.id = expired.id
+             RETURNING t.simulation_id, t.task_state"
+        ))
+        .load(conn)
+        .await?;
+        let failed: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.task_state == TaskState::Failed)
+            .map(|r| r.simulation_id)
+            .collect();
+        let requeued = rows.len() - failed.len();
+        if !failed.is_empty() {
+            finish_simulations(conn, &failed).await?;
+        }
+        if requeued > 0 {
+            notify_tasks_ready(conn).await?;
+        }
+        Ok((requeued, failed.len()))
+    })
+    .await
+}
+
+/// Moves on every listed simulation whose tasks have all ended: to `COMPLETED` when at least
+/// one task completed, else `FAILED`. (The final merge of results hooks in here.) Notifies
+/// watchers of each simulation.
+pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbResult<()> {
+    if simulation_ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "WITH done AS (
+             UPDATE simulations s SET
+                 job_state = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                                                 AND t.task_state = 'COMPLETED')
+                                  THEN 'COMPLETED' ELSE 'FAILED' END,
+                 end_time = now(), update_time = now()
+             WHERE s.id = ANY($1) AND s.job_state IN ('PENDING', 'RUNNING', 'MERGING')
+               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                                 AND t.task_state IN ('PENDING', 'RUNNING'))
+             RETURNING s.id
+         )
+         SELECT pg_notify($2, id::text) FROM done",
+    )
+    .bind::<Array<BigInt>, _>(simulation_ids)
+    .bind::<Text, _>(notify::SIMULATION_EVENTS)
+    .execute(conn)
+    .await?;
+    // Progress notifications for simulations still running.
+    diesel::sql_query("SELECT pg_notify($2, id::text) FROM unnest($1::bigint[]) AS id")
+        .bind::<Array<BigInt>, _>(simulation_ids)
+        .bind::<Text, _>(notify::SIMULATION_EVENTS)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Wakes idle workers.
+pub async fn notify_tasks_ready(conn: &mut Conn) -> DbResult<()> {
+    diesel::sql_query("SELECT pg_notify($1, '')")
+        .bind::<Text, _>(notify::TASKS_READY)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The state of a task, if it still exists.
+pub async fn task_state(conn: &mut Conn, task_id: i64) -> DbResult<Option<TaskState>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        task_state: TaskState,
+    }
+    let rows: Vec<Row> = diesel::sql_query("SELECT task_state FROM tasks WHERE id = $1")
+        .bind::<BigInt, _>(task_id)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().next().map(|r| r.task_state))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

@@ -1,0 +1,367 @@
+//! The task queue against a real PostgreSQL: claims, leases, stale completions, retries,
+//! requeueing after a lost worker, and the simulation state that follows.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use db::enums::{AuthProvider, InputType, JobState, Platform, Role, SimType, TaskState};
+use db::models::NewUser;
+use db::queue::{self, Completion, Lease};
+use db::testing::TestDb;
+use diesel_async::SimpleAsyncConnection;
+use std::collections::HashSet;
+use std::time::Duration;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn submit(conn: &mut db::Conn, ntasks: i32, max_attempts: i32) -> i64 {
+    let user = match db::users::get(conn, "owner", AuthProvider::Local).await {
+        Ok(u) => u,
+        Err(_) => db::users::create(
+            conn,
+            &NewUser {
+                username: "owner",
+                auth_provider: AuthProvider::Local,
+                password_hash: None,
+                role: Role::User,
+            },
+        )
+        .await
+        .unwrap(),
+    };
+    db::simulations::create_with_tasks(
+        conn,
+        &db::simulations::NewSimulation {
+            user_id: user.id,
+            title: "t".into(),
+            platform: Platform::Direct,
+            input_type: InputType::Editor,
+            sim_type: SimType::Builtin,
+            ntasks,
+            primaries: 1000 * i64::from(ntasks) + 1,
+            cluster_id: None,
+            sbatch_options: vec![],
+            max_attempts,
+        },
+        None,
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn sim_state(conn: &mut db::Conn, id: i64) -> JobState {
+    db::simulations::get(conn, id).await.unwrap().job_state
+}
+
+async fn task_states(conn: &mut db::Conn, sim: i64) -> Vec<TaskState> {
+    let rows = db::tasks::list(
+        conn,
+        &db::tasks::TaskFilter {
+            simulation_id: Some(sim),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    rows.into_iter().map(|r| r.task.task_state).collect()
+}
+
+#[tokio::test]
+async fn a_claim_leases_tasks_and_starts_the_simulation() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 3, 3).await;
+    let claimed = queue::claim(&mut conn, "w1", 2, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].task_index, 0);
+    assert_eq!(claimed[0].attempt, 1);
+    assert_eq!(claimed[0].sim_type, SimType::Builtin);
+    assert_eq!(
+        claimed[0].requested_primaries, 1001,
+        "the remainder goes to the first task"
+    );
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Running);
+    assert_eq!(
+        task_states(&mut conn, sim).await,
+        vec![TaskState::Running, TaskState::Running, TaskState::Pending]
+    );
+    let rest = queue::claim(&mut conn, "w2", 10, LEASE).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(queue::claim(&mut conn, "w3", 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_claimers_never_share_a_task() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    for _ in 0..10 {
+        submit(&mut conn, 10, 3).await;
+    }
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let config = db.config().clone();
+        handles.push(tokio::spawn(async move {
+            let mut conn = db::connect(&config).await.unwrap();
+            let mut mine = Vec::new();
+            loop {
+                let got = queue::claim(&mut conn, &format!("w{w}"), 3, LEASE)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                mine.extend(got.into_iter().map(|t| t.id));
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), 100, "every task claimed");
+    assert_eq!(unique.len(), 100, "no task claimed twice");
+}
+
+#[tokio::test]
+async fn the_last_completion_completes_the_simulation() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 2, 3).await;
+    let claimed = queue::claim(&mut conn, "w", 10, LEASE).await.unwrap();
+    let lost = queue::complete_many(
+        &mut conn,
+        &[Completion {
+            lease: claimed[0].lease("w"),
+            simulated_primaries: 1001,
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(lost.is_empty());
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Running);
+    queue::complete(&mut conn, &claimed[1].lease("w"), 1000)
+        .await
+        .unwrap();
+    let s = db::simulations::get(&mut conn, sim).await.unwrap();
+    assert_eq!(s.job_state, JobState::Completed);
+    assert!(s.end_time.is_some());
+}
+
+#[tokio::test]
+async fn a_completion_from_a_stale_attempt_is_rejected() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 1, 3).await;
+    let first = queue::claim(&mut conn, "dead-worker", 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    // The worker vanishes; its lease runs out and the reaper requeues the task.
+    conn.batch_execute("UPDATE tasks SET lease_expires_at = now() - interval '1 second'")
+        .await
+        .unwrap();
+    assert_eq!(queue::requeue_expired(&mut conn).await.unwrap(), (1, 0));
+    conn.batch_execute("UPDATE tasks SET run_after = now()")
+        .await
+        .unwrap();
+    let second = queue::claim(&mut conn, "live-worker", 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.attempt, 2);
+
+    // The first worker comes back and tries to complete: rejected, and nothing changes.
+    let err = queue::complete(&mut conn, &first.lease("dead-worker"), 5)
+        .await
+        .unwrap_err();
+    assert!(queue::is_lease_lost(&err), "{err}");
+    // Even with the right owner name but the old attempt number.
+    let stale = Lease {
+        attempt: 1,
+        ..second.lease("live-worker")
+    };
+    assert!(queue::is_lease_lost(
+        &queue::complete(&mut conn, &stale, 5).await.unwrap_err()
+    ));
+    assert!(queue::is_lease_lost(
+        &queue::report_progress(&mut conn, &first.lease("dead-worker"), 3, None)
+            .await
+            .unwrap_err()
+    ));
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Running);
+
+    queue::complete(&mut conn, &second.lease("live-worker"), 1001)
+        .await
+        .unwrap();
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
+    let t = &db::tasks::list(&mut conn, &Default::default())
+        .await
+        .unwrap()[0]
+        .task;
+    assert_eq!(t.simulated_primaries, 1001);
+    assert!(t
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("dead-worker"));
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_then_fail_the_simulation() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 1, 2).await;
+    let t = queue::claim(&mut conn, "w", 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    let state = queue::fail(&mut conn, &t.lease("w"), "segfault", true)
+        .await
+        .unwrap();
+    assert_eq!(state, TaskState::Pending);
+    // Backoff: not claimable right away.
+    assert!(queue::claim(&mut conn, "w", 1, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    conn.batch_execute("UPDATE tasks SET run_after = now()")
+        .await
+        .unwrap();
+    let t = queue::claim(&mut conn, "w", 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(t.attempt, 2);
+    let state = queue::fail(&mut conn, &t.lease("w"), "segfault again", true)
+        .await
+        .unwrap();
+    assert_eq!(state, TaskState::Failed, "out of attempts");
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Failed);
+    let task = &db::tasks::list(&mut conn, &Default::default())
+        .await
+        .unwrap()[0]
+        .task;
+    assert_eq!(task.last_error.as_deref(), Some("segfault again"));
+}
+
+#[tokio::test]
+async fn a_simulation_with_some_failed_tasks_completes_from_the_others() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 2, 1).await;
+    let c = queue::claim(&mut conn, "w", 2, LEASE).await.unwrap();
+    queue::fail(&mut conn, &c[0].lease("w"), "bad input", false)
+        .await
+        .unwrap();
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Running);
+    queue::complete(&mut conn, &c[1].lease("w"), 1000)
+        .await
+        .unwrap();
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
+    assert_eq!(
+        task_states(&mut conn, sim).await,
+        vec![TaskState::Failed, TaskState::Completed]
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_extend_held_leases_and_name_lost_ones() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    submit(&mut conn, 2, 3).await;
+    let c = queue::claim(&mut conn, "w", 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Task 1 is canceled behind the worker's back.
+    conn.batch_execute(&format!(
+        "UPDATE tasks SET task_state = 'CANCELED', end_time = now() WHERE id = {}",
+        c[1].id
+    ))
+    .await
+    .unwrap();
+    let leases: Vec<Lease> = c.iter().map(|t| t.lease("w")).collect();
+    let lost = queue::heartbeat(&mut conn, &leases, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![c[1].id]);
+    let t = &db::tasks::list(&mut conn, &Default::default())
+        .await
+        .unwrap()[0]
+        .task;
+    let left = t.lease_expires_at.unwrap() - chrono::Utc::now();
+    assert!(left.num_seconds() > 500, "lease extended, {left}");
+}
+
+#[tokio::test]
+async fn release_hands_a_task_back_without_using_an_attempt() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    submit(&mut conn, 1, 1).await;
+    let t = queue::claim(&mut conn, "w", 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    queue::release(&mut conn, &t.lease("w")).await.unwrap();
+    let again = queue::claim(&mut conn, "w2", 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(again.attempt, 1, "the released attempt does not count");
+    assert!(queue::is_lease_lost(
+        &queue::release(&mut conn, &t.lease("w")).await.unwrap_err()
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_lease_out_of_attempts_fails_the_task() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 1, 1).await;
+    queue::claim(&mut conn, "w", 1, LEASE).await.unwrap();
+    conn.batch_execute("UPDATE tasks SET lease_expires_at = now() - interval '1 second'")
+        .await
+        .unwrap();
+    assert_eq!(queue::requeue_expired(&mut conn).await.unwrap(), (0, 1));
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Failed);
+}
+
+#[tokio::test]
+async fn progress_is_stored_and_announced() {
+    use futures_util::StreamExt;
+    let db = TestDb::new().await;
+    let mut listener = db.conn().await;
+    listener
+        .batch_execute(&format!("LISTEN {}", db::notify::SIMULATION_EVENTS))
+        .await
+        .unwrap();
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 1, 1).await;
+    let t = queue::claim(&mut conn, "w", 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    queue::report_progress(&mut conn, &t.lease("w"), 500, Some(7))
+        .await
+        .unwrap();
+    let task = &db::tasks::list(&mut conn, &Default::default())
+        .await
+        .unwrap()[0]
+        .task;
+    assert_eq!(
+        (task.simulated_primaries, task.estimated_time_s),
+        (500, Some(7))
+    );
+    let mut stream = std::pin::pin!(listener.notifications_stream());
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("a notification arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.channel, db::notify::SIMULATION_EVENTS);
+    assert_eq!(n.payload, sim.to_string());
+}
