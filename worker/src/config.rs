@@ -1,0 +1,90 @@
+//! Worker settings: every one a flag and an environment variable.
+
+use clap::Parser;
+use std::time::Duration;
+
+/// The task worker: claims tasks from PostgreSQL, runs simulators, stores results.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "worker", version, about)]
+pub struct Config {
+    /// PostgreSQL URL (or set DB_HOST, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME, DB_SOCKET_DIR).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Tasks run at once (default: the number of cores).
+    #[arg(long, env = "WORKER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: Option<u32>,
+
+    /// Name of this worker in task leases (default: host name and process id).
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+
+    /// Lease length in seconds; a heartbeat renews it every third of that.
+    #[arg(long, env = "WORKER_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+
+    /// Seconds between queue polls when no notification arrives.
+    #[arg(long, env = "WORKER_POLL_SECS", default_value_t = 2.0)]
+    pub poll_secs: f64,
+
+    /// Seconds that running tasks get to finish after SIGTERM before they are handed back.
+    #[arg(long, env = "WORKER_GRACE_SECS", default_value_t = 10.0)]
+    pub grace_secs: f64,
+
+    /// What runs a task: `simulators` (the real ones), or `noop` / `sleep:MS` for benchmarks
+    /// and tests of the queue itself.
+    #[arg(long, env = "WORKER_HANDLER", default_value = "simulators", value_parser = parse_handler)]
+    pub handler: Handler,
+}
+
+/// How a claimed task is executed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handler {
+    /// The simulator named by the simulation's `sim_type`.
+    Simulators,
+    /// Completes at once without results (queue benchmarks).
+    Noop,
+    /// Reports progress for the given time, then completes (queue tests).
+    Sleep(Duration),
+}
+
+fn parse_handler(s: &str) -> Result<Handler, String> {
+    match s {
+        "simulators" => Ok(Handler::Simulators),
+        "noop" => Ok(Handler::Noop),
+        _ => match s.strip_prefix("sleep:").map(str::parse::<u64>) {
+            Some(Ok(ms)) => Ok(Handler::Sleep(Duration::from_millis(ms))),
+            _ => Err("expected simulators, noop or sleep:MILLISECONDS".into()),
+        },
+    }
+}
+
+impl Config {
+    /// The lease length.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    /// Tasks run at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |c| c as usize,
+        )
+    }
+
+    /// This worker's lease name.
+    pub fn worker_id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "worker".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// Seconds as a duration, refusing negative or absurd values.
+    pub fn secs(v: f64) -> Duration {
+        Duration::from_secs_f64(v.clamp(0.0, 86_400.0))
+    }
+}

@@ -1,0 +1,301 @@
+//! The claim loop: claims as many tasks as there are free slots, runs each, renews leases,
+//! requeues tasks of lost workers, stops canceled runs, and hands work back on shutdown.
+
+use crate::config::Config;
+use crate::execute::{self, Outcome, Stop};
+use db::queue::{self, ClaimedTask, Lease};
+use db::{DbConfig, Pool};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+
+/// A task this worker is running.
+struct Running {
+    lease: Lease,
+    simulation_id: i64,
+    stop: watch::Sender<Stop>,
+}
+
+/// Shared state of one worker process.
+pub struct Worker {
+    cfg: Config,
+    id: String,
+    pool: Pool,
+    running: Mutex<HashMap<i64, Running>>,
+    slot_freed: Notify,
+}
+
+impl Worker {
+    fn running_count(&self) -> usize {
+        self.running.lock().map_or(0, |r| r.len())
+    }
+
+    fn leases(&self) -> Vec<Lease> {
+        self.running
+            .lock()
+            .map(|r| r.values().map(|t| t.lease.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn stop_task(&self, task_id: i64, why: Stop) {
+        if let Ok(r) = self.running.lock() {
+            if let Some(t) = r.get(&task_id) {
+                let _ = t.stop.send(why);
+            }
+        }
+    }
+}
+
+/// Runs the worker until `shutdown` resolves, then drains: running tasks get the grace
+/// period, and what is still running after it goes back to the queue.
+pub async fn run(
+    cfg: Config,
+    db_config: DbConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let applied = db::migrate::run_pending(&db_config).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    let concurrency = cfg.concurrency();
+    let pool = db::build_pool(
+        &db_config,
+        &db::PoolOptions {
+            max_size: concurrency as u32 + 4,
+            ..db::PoolOptions::default()
+        },
+    )
+    .await?;
+    let id = cfg.worker_id();
+    tracing::info!(worker = %id, concurrency, handler = ?cfg.handler, "worker started");
+    println!("worker {id} ready");
+    let worker = Arc::new(Worker {
+        cfg,
+        id,
+        pool,
+        running: Mutex::new(HashMap::new()),
+        slot_freed: Notify::new(),
+    });
+
+    let wake = Arc::new(Notify::new());
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let background = [
+        tokio::spawn(crate::listener::listen(
+            db_config.clone(),
+            wake.clone(),
+            events_tx,
+        )),
+        tokio::spawn(watch_cancellations(worker.clone(), events_rx)),
+        tokio::spawn(heartbeats(worker.clone())),
+        tokio::spawn(reaper(worker.clone())),
+    ];
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let poll = Config::secs(worker.cfg.poll_secs).max(Duration::from_millis(10));
+    loop {
+        let free = concurrency.saturating_sub(worker.running_count());
+        let mut claimed_all = false;
+        if free > 0 {
+            match claim(&worker, free).await {
+                Ok(tasks) => {
+                    claimed_all = tasks.len() == free;
+                    for t in tasks {
+                        spawn_task(&worker, t);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claim failed; retrying"),
+            }
+        }
+        if claimed_all {
+            continue; // there may be more: come back when a slot frees
+        }
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = wake.notified() => {}
+            _ = worker.slot_freed.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+
+    drain(&worker).await;
+    for b in background {
+        b.abort();
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn claim(worker: &Worker, free: usize) -> anyhow::Result<Vec<ClaimedTask>> {
+    let mut conn = worker.pool.get().await?;
+    Ok(queue::claim(&mut conn, &worker.id, free as i64, worker.cfg.lease()).await?)
+}
+
+fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
+    let lease = task.lease(&worker.id);
+    let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    if let Ok(mut r) = worker.running.lock() {
+        r.insert(
+            task.id,
+            Running {
+                lease: lease.clone(),
+                simulation_id: task.simulation_id,
+                stop: stop_tx,
+            },
+        );
+    }
+    tracing::info!(
+        task = task.id,
+        simulation = task.simulation_id,
+        index = task.task_index,
+        attempt = task.attempt,
+        "task started"
+    );
+    let worker = worker.clone();
+    tokio::spawn(async move {
+        let outcome = execute::run(&worker.cfg.handler, &worker.pool, &task, &lease, stop_rx).await;
+        finish(&worker, &task, &lease, outcome).await;
+        if let Ok(mut r) = worker.running.lock() {
+            r.remove(&task.id);
+        }
+        worker.slot_freed.notify_one();
+    });
+}
+
+async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, outcome: Outcome) {
+    let Ok(mut conn) = worker.pool.get().await else {
+        tracing::error!(task = task.id, "no database connection to record the outcome; the lease will expire and the task will be retried");
+        return;
+    };
+    let result = match &outcome {
+        Outcome::Done {
+            simulated_primaries,
+        } => queue::complete(&mut conn, lease, *simulated_primaries)
+            .await
+            .map(|_| ()),
+        Outcome::Failed { error, retry } => queue::fail(&mut conn, lease, error, *retry)
+            .await
+            .map(|_| ()),
+        Outcome::Stopped(Stop::Shutdown) => queue::release(&mut conn, lease).await,
+        Outcome::Stopped(_) => Ok(()), // canceled: the task is already CANCELED
+    };
+    match result {
+        Ok(()) => tracing::info!(task = task.id, outcome = %outcome, "task ended"),
+        Err(e) if queue::is_lease_lost(&e) => {
+            tracing::warn!(task = task.id, outcome = %outcome, "result discarded: the lease was lost")
+        }
+        Err(e) => tracing::error!(task = task.id, error = %e, "cannot record the outcome"),
+    }
+}
+
+/// Stops runs whose simulation was canceled, as soon as its notification arrives.
+async fn watch_cancellations(worker: Arc<Worker>, mut events: mpsc::UnboundedReceiver<i64>) {
+    while let Some(sim) = events.recv().await {
+        let tasks: Vec<i64> = worker
+            .running
+            .lock()
+            .map(|r| {
+                r.values()
+                    .filter(|t| t.simulation_id == sim)
+                    .map(|t| t.lease.task_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if tasks.is_empty() {
+            continue;
+        }
+        let Ok(mut conn) = worker.pool.get().await else {
+            continue;
+        };
+        for id in tasks {
+            match queue::task_state(&mut conn, id).await {
+                Ok(Some(db::enums::TaskState::Running)) => {}
+                Ok(_) => {
+                    tracing::info!(task = id, simulation = sim, "task canceled: stopping it");
+                    worker.stop_task(id, Stop::Canceled);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot check a task's state"),
+            }
+        }
+    }
+}
+
+/// Renews the leases of running tasks; stops those whose lease is gone.
+async fn heartbeats(worker: Arc<Worker>) {
+    let every = worker.cfg.lease() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let leases = worker.leases();
+        if leases.is_empty() {
+            continue;
+        }
+        let Ok(mut conn) = worker.pool.get().await else {
+            continue;
+        };
+        match queue::heartbeat(&mut conn, &leases, worker.cfg.lease()).await {
+            Ok(lost) => {
+                for id in lost {
+                    tracing::warn!(task = id, "lease lost: stopping the task");
+                    worker.stop_task(id, Stop::Canceled);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// Returns tasks of lost workers to the queue. Every worker does this; SKIP LOCKED keeps
+/// them from stepping on each other.
+async fn reaper(worker: Arc<Worker>) {
+    let every = (worker.cfg.lease() / 2).max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(mut conn) = worker.pool.get().await else {
+            continue;
+        };
+        match queue::requeue_expired(&mut conn).await {
+            Ok((0, 0)) => {}
+            Ok((requeued, failed)) => {
+                tracing::info!(requeued, failed, "requeued tasks of lost workers")
+            }
+            Err(e) => tracing::warn!(error = %e, "requeue of expired leases failed"),
+        }
+    }
+}
+
+/// After shutdown: wait for running tasks up to the grace period, then hand the rest back.
+async fn drain(worker: &Arc<Worker>) {
+    let n = worker.running_count();
+    if n == 0 {
+        return;
+    }
+    tracing::info!(running = n, "shutting down: waiting for running tasks");
+    let grace = Config::secs(worker.cfg.grace_secs);
+    let deadline = tokio::time::Instant::now() + grace;
+    while worker.running_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = worker.slot_freed.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    let left: Vec<i64> = worker
+        .running
+        .lock()
+        .map(|r| r.keys().copied().collect())
+        .unwrap_or_default();
+    if left.is_empty() {
+        return;
+    }
+    tracing::info!(tasks = ?left, "grace period over: handing tasks back to the queue");
+    for id in left {
+        worker.stop_task(id, Stop::Shutdown);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while worker.running_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = worker.slot_freed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}

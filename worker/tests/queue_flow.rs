@@ -1,0 +1,330 @@
+//! Real `worker` processes against a real PostgreSQL: sharing a queue, surviving `kill -9`,
+//! cancellation, and SIGTERM. The `sleep:MS` handler stands in for a simulator here; it
+//! reports progress like one and honours stop requests.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use db::enums::{AuthProvider, InputType, JobState, Platform, Role, SimType, TaskState};
+use db::testing::TestDb;
+use diesel_async::SimpleAsyncConnection;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct WorkerProc {
+    child: Child,
+    id: String,
+}
+
+impl WorkerProc {
+    fn start(db: &TestDb, id: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args([
+                "--database-url",
+                db.config().url_with_password(),
+                "--worker-id",
+                id,
+                "--poll-secs",
+                "1",
+            ])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("ready"), "worker did not start: {line:?}");
+        Self {
+            child,
+            id: id.into(),
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
+    let user = match db::users::get(conn, "u", AuthProvider::Local).await {
+        Ok(u) => u,
+        Err(_) => db::users::create(
+            conn,
+            &db::models::NewUser {
+                username: "u",
+                auth_provider: AuthProvider::Local,
+                password_hash: None,
+                role: Role::User,
+            },
+        )
+        .await
+        .unwrap(),
+    };
+    db::simulations::create_with_tasks(
+        conn,
+        &db::simulations::NewSimulation {
+            user_id: user.id,
+            title: String::new(),
+            platform: Platform::Direct,
+            input_type: InputType::Editor,
+            sim_type: SimType::Builtin,
+            ntasks,
+            primaries: 100 * i64::from(ntasks),
+            cluster_id: None,
+            sbatch_options: vec![],
+            max_attempts: 3,
+        },
+        None,
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn tasks(conn: &mut db::Conn, sim: i64) -> Vec<db::models::Task> {
+    db::tasks::list(
+        conn,
+        &db::tasks::TaskFilter {
+            simulation_id: Some(sim),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.task)
+    .collect()
+}
+
+async fn wait_for<F: AsyncFnMut() -> bool>(limit: Duration, what: &str, mut f: F) {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+async fn state(conn: &mut db::Conn, sim: i64) -> JobState {
+    db::simulations::get(conn, sim).await.unwrap().job_state
+}
+
+/// What `Cancel` does (until the API's own function lands): one guarded update + notify.
+async fn cancel(conn: &mut db::Conn, sim: i64) {
+    conn.batch_execute(&format!(
+        "BEGIN;
+         UPDATE simulations SET job_state = 'CANCELED', end_time = now() WHERE id = {sim}
+           AND job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED');
+         UPDATE tasks SET task_state = 'CANCELED', end_time = now() WHERE simulation_id = {sim}
+           AND task_state IN ('PENDING', 'RUNNING');
+         SELECT pg_notify('{}', '{sim}');
+         COMMIT;",
+        db::notify::SIMULATION_EVENTS
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn two_workers_share_one_queue_and_never_run_a_task_twice() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let a = WorkerProc::start(&db, "wa", &["--handler", "sleep:150", "--concurrency", "3"]);
+    let b = WorkerProc::start(&db, "wb", &["--handler", "sleep:150", "--concurrency", "3"]);
+    let sims = [submit(&mut conn, 10).await, submit(&mut conn, 10).await];
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "SELECT pg_notify('{}', '')",
+            db::notify::TASKS_READY
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "both simulations to complete",
+        async || {
+            state(&mut conn, sims[0]).await == JobState::Completed
+                && state(&mut conn, sims[1]).await == JobState::Completed
+        },
+    )
+    .await;
+    let mut owners = std::collections::HashSet::new();
+    for sim in sims {
+        for t in tasks(&mut conn, sim).await {
+            assert_eq!(t.task_state, TaskState::Completed);
+            assert_eq!(t.attempts, 1, "task {} ran more than once", t.id);
+            assert_eq!(t.simulated_primaries, t.requested_primaries);
+            owners.insert(t.lease_owner.unwrap());
+        }
+    }
+    assert_eq!(
+        owners,
+        [a.id.clone(), b.id.clone()].into_iter().collect(),
+        "both workers took tasks"
+    );
+}
+
+#[tokio::test]
+async fn a_task_of_a_killed_worker_is_finished_by_another_exactly_once() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 1).await;
+    let mut a = WorkerProc::start(
+        &db,
+        "doomed",
+        &["--handler", "sleep:60000", "--lease-secs", "2"],
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the task to run on the first worker",
+        async || tasks(&mut conn, sim).await[0].task_state == TaskState::Running,
+    )
+    .await;
+    a.signal("-KILL");
+    assert!(a.wait_exit(Duration::from_secs(5)).is_some());
+    let _b = WorkerProc::start(
+        &db,
+        "rescuer",
+        &["--handler", "sleep:200", "--lease-secs", "2"],
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "the simulation to complete",
+        async || state(&mut conn, sim).await == JobState::Completed,
+    )
+    .await;
+    let t = &tasks(&mut conn, sim).await[0];
+    assert_eq!(t.attempts, 2);
+    assert_eq!(t.lease_owner.as_deref(), Some("rescuer"));
+    assert!(
+        t.last_error.as_deref().unwrap_or("").contains("doomed"),
+        "{:?}",
+        t.last_error
+    );
+}
+
+#[tokio::test]
+async fn canceling_a_running_simulation_stops_its_task_within_a_second() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let first = submit(&mut conn, 1).await;
+    let _w = WorkerProc::start(
+        &db,
+        "w",
+        &["--handler", "sleep:60000", "--concurrency", "1"],
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the first task to run",
+        async || tasks(&mut conn, first).await[0].task_state == TaskState::Running,
+    )
+    .await;
+    let second = submit(&mut conn, 1).await;
+    let t0 = Instant::now();
+    cancel(&mut conn, first).await;
+    // The only slot frees when the canceled run stops: the next task starts.
+    wait_for(
+        Duration::from_secs(3),
+        "the next task to start",
+        async || tasks(&mut conn, second).await[0].task_state == TaskState::Running,
+    )
+    .await;
+    eprintln!("cancel to next start: {:?}", t0.elapsed());
+    assert_eq!(state(&mut conn, first).await, JobState::Canceled);
+    assert_eq!(
+        tasks(&mut conn, first).await[0].task_state,
+        TaskState::Canceled
+    );
+}
+
+#[tokio::test]
+async fn a_simulation_canceled_while_pending_never_runs() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 3).await;
+    cancel(&mut conn, sim).await;
+    let _w = WorkerProc::start(&db, "w", &["--handler", "sleep:10"]);
+    let other = submit(&mut conn, 1).await;
+    wait_for(
+        Duration::from_secs(10),
+        "the other simulation to complete",
+        async || state(&mut conn, other).await == JobState::Completed,
+    )
+    .await;
+    for t in tasks(&mut conn, sim).await {
+        assert_eq!((t.task_state, t.attempts), (TaskState::Canceled, 0));
+    }
+    assert_eq!(state(&mut conn, sim).await, JobState::Canceled);
+}
+
+#[tokio::test]
+async fn sigterm_hands_running_tasks_back_and_loses_nothing() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 2).await;
+    let mut w = WorkerProc::start(
+        &db,
+        "leaving",
+        &[
+            "--handler",
+            "sleep:60000",
+            "--grace-secs",
+            "0.3",
+            "--concurrency",
+            "2",
+        ],
+    );
+    wait_for(Duration::from_secs(10), "both tasks to run", async || {
+        tasks(&mut conn, sim)
+            .await
+            .iter()
+            .all(|t| t.task_state == TaskState::Running)
+    })
+    .await;
+    w.signal("-TERM");
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "clean exit after SIGTERM"
+    );
+    for t in tasks(&mut conn, sim).await {
+        assert_eq!(t.task_state, TaskState::Pending, "handed back");
+        assert_eq!(t.attempts, 0, "a handed-back run does not use an attempt");
+    }
+    let _next = WorkerProc::start(&db, "next", &["--handler", "sleep:50"]);
+    wait_for(
+        Duration::from_secs(10),
+        "the simulation to complete",
+        async || state(&mut conn, sim).await == JobState::Completed,
+    )
+    .await;
+}
