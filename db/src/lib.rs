@@ -15,6 +15,7 @@ pub mod notify;
 pub mod password;
 pub mod pool;
 pub mod queue;
+pub mod results;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod simulations;

@@ -71,7 +71,7 @@ impl ClaimedTask {
 }
 
 /// The lease is gone: the task was canceled, reaped after the lease expired, or claimed again.
-fn lease_lost(lease: &Lease) -> DbError {
+pub fn lease_lost(lease: &Lease) -> DbError {
     DbError::Conflict(format!(
         "task {} attempt {} is no longer held by {}",
         lease.task_id, lease.attempt, lease.owner
@@ -200,44 +200,57 @@ pub struct Completion {
 
 /// Marks tasks `COMPLETED` in one statement; returns the ids whose lease was lost (their
 /// completion is rejected and counts for nothing). Simulations whose last task this was are
-/// moved on by [`finish_simulations`] in the same transaction.
+/// merged and completed.
 pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec<i64>> {
     if done.is_empty() {
         return Ok(Vec::new());
     }
+    let (completed, merging) = conn
+        .transaction(async |conn| {
+            let completed = mark_completed(conn, done).await?;
+            let mut sims: Vec<i64> = completed.iter().map(|c| c.1).collect();
+            sims.sort_unstable();
+            sims.dedup();
+            let merging = finish_simulations(conn, &sims).await?;
+            Ok::<_, DbError>((completed, merging))
+        })
+        .await?;
+    for sim in merging {
+        crate::results::finalize(conn, sim).await?;
+    }
+    Ok(done
+        .iter()
+        .map(|c| c.lease.task_id)
+        .filter(|id| !completed.iter().any(|c| c.0 == *id))
+        .collect())
+}
+
+/// The guarded transition `RUNNING → COMPLETED` for tasks whose lease is still held; returns
+/// `(task id, simulation id)` of those completed. Call inside a transaction that then calls
+/// [`finish_simulations`].
+pub async fn mark_completed(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec<(i64, i64)>> {
     let ids: Vec<i64> = done.iter().map(|c| c.lease.task_id).collect();
     let attempts: Vec<i32> = done.iter().map(|c| c.lease.attempt).collect();
     let owners: Vec<&str> = done.iter().map(|c| c.lease.owner.as_str()).collect();
     let simulated: Vec<i64> = done.iter().map(|c| c.simulated_primaries).collect();
-    conn.transaction(async |conn| {
-        let completed: Vec<CompletedRow> = diesel::sql_query(
-            "UPDATE tasks t
-             SET task_state = 'COMPLETED', simulated_primaries = h.simulated,
-                 estimated_time_s = 0, end_time = now(), update_time = now(),
-                 lease_expires_at = NULL
-             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[])
-                  AS h(id, attempt, owner, simulated)
-             WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
-               AND t.task_state = 'RUNNING'
-             RETURNING t.id, t.simulation_id",
-        )
-        .bind::<Array<BigInt>, _>(&ids)
-        .bind::<Array<Integer>, _>(&attempts)
-        .bind::<Array<Text>, _>(&owners)
-        .bind::<Array<BigInt>, _>(&simulated)
-        .load(conn)
-        .await?;
-        let mut sims: Vec<i64> = completed.iter().map(|c| c.simulation_id).collect();
-        sims.sort_unstable();
-        sims.dedup();
-        finish_simulations(conn, &sims).await?;
-        Ok(ids
-            .iter()
-            .copied()
-            .filter(|id| !completed.iter().any(|c| c.id == *id))
-            .collect())
-    })
-    .await
+    let rows: Vec<CompletedRow> = diesel::sql_query(
+        "UPDATE tasks t
+         SET task_state = 'COMPLETED', simulated_primaries = h.simulated,
+             estimated_time_s = 0, end_time = now(), update_time = now(),
+             lease_expires_at = NULL
+         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[])
+              AS h(id, attempt, owner, simulated)
+         WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
+           AND t.task_state = 'RUNNING'
+         RETURNING t.id, t.simulation_id",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Integer>, _>(&attempts)
+    .bind::<Array<Text>, _>(&owners)
+    .bind::<Array<BigInt>, _>(&simulated)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.simulation_id)).collect())
 }
 
 #[derive(QueryableByName)]
@@ -275,7 +288,7 @@ const RETRY_AT_SQL: &str =
 pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> DbResult<TaskState> {
     let error = truncate(error, 4000);
     let lease = lease.clone();
-    conn.transaction(async |conn| {
+    let outcome = conn.transaction(async |conn| {
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(sql_type = BigInt)]
@@ -302,14 +315,21 @@ pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> D
         let Some(row) = rows.into_iter().next() else {
             return Err(lease_lost(&lease));
         };
-        if row.task_state == TaskState::Failed {
-            finish_simulations(conn, &[row.simulation_id]).await?;
+        let merging = if row.task_state == TaskState::Failed {
+            finish_simulations(conn, &[row.simulation_id]).await?
         } else {
             notify_tasks_ready(conn).await?;
-        }
-        Ok(row.task_state)
+            Vec::new()
+        };
+        Ok((row.task_state, merging))
     })
     .await
+    .map(|r: (TaskState, Vec<i64>)| r);
+    let (state, merging) = outcome?;
+    for sim in merging {
+        crate::results::finalize(conn, sim).await?;
+    }
+    Ok(state)
 }
 
 /// Hands a task back to the queue without counting the attempt (a worker shutting down).
@@ -333,7 +353,7 @@ pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
 /// Returns running tasks whose lease has expired (their worker died) to the queue, with
 /// backoff, or fails those out of attempts. Returns how many were requeued and failed.
 pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
-    conn.transaction(async |conn| {
+    let outcome = conn.transaction(async |conn| {
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(sql_type = BigInt)]
@@ -365,49 +385,61 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
             .map(|r| r.simulation_id)
             .collect();
         let requeued = rows.len() - failed.len();
-        if !failed.is_empty() {
-            finish_simulations(conn, &failed).await?;
-        }
+        let merging = finish_simulations(conn, &failed).await?;
         if requeued > 0 {
             notify_tasks_ready(conn).await?;
         }
-        Ok((requeued, failed.len()))
+        Ok::<_, DbError>((requeued, failed.len(), merging))
     })
-    .await
+    .await?;
+    for sim in outcome.2 {
+        crate::results::finalize(conn, sim).await?;
+    }
+    Ok((outcome.0, outcome.1))
 }
 
-/// Moves on every listed simulation whose tasks have all ended: to `COMPLETED` when at least
-/// one task completed, else `FAILED`. (The final merge of results hooks in here.) Notifies
-/// watchers of each simulation.
-pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbResult<()> {
+/// Moves on every listed simulation whose tasks have all ended: to `MERGING` when at least
+/// one task completed (the caller then runs [`crate::results::finalize`] after its
+/// transaction commits), else to `FAILED`. Notifies watchers of every listed simulation.
+/// Returns the simulations now `MERGING`.
+pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbResult<Vec<i64>> {
     if simulation_ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    diesel::sql_query(
-        "WITH done AS (
-             UPDATE simulations s SET
-                 job_state = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
-                                                 AND t.task_state = 'COMPLETED')
-                                  THEN 'COMPLETED' ELSE 'FAILED' END,
-                 end_time = now(), update_time = now()
-             WHERE s.id = ANY($1) AND s.job_state IN ('PENDING', 'RUNNING', 'MERGING')
-               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
-                                 AND t.task_state IN ('PENDING', 'RUNNING'))
-             RETURNING s.id
-         )
-         SELECT pg_notify($2, id::text) FROM done",
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        job_state: crate::enums::JobState,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "UPDATE simulations s SET
+             job_state = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                                             AND t.task_state = 'COMPLETED')
+                              THEN 'MERGING' ELSE 'FAILED' END,
+             end_time = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                                            AND t.task_state = 'COMPLETED')
+                             THEN NULL ELSE now() END,
+             update_time = now()
+         WHERE s.id = ANY($1) AND s.job_state IN ('PENDING', 'RUNNING')
+           AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                             AND t.task_state IN ('PENDING', 'RUNNING'))
+         RETURNING s.id, s.job_state",
     )
     .bind::<Array<BigInt>, _>(simulation_ids)
-    .bind::<Text, _>(notify::SIMULATION_EVENTS)
-    .execute(conn)
+    .load(conn)
     .await?;
-    // Progress notifications for simulations still running.
     diesel::sql_query("SELECT pg_notify($2, id::text) FROM unnest($1::bigint[]) AS id")
         .bind::<Array<BigInt>, _>(simulation_ids)
         .bind::<Text, _>(notify::SIMULATION_EVENTS)
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.job_state == crate::enums::JobState::Merging)
+        .map(|r| r.id)
+        .collect())
 }
 
 /// Wakes idle workers.
