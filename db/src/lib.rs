@@ -9,6 +9,8 @@ pub mod codec;
 pub mod config;
 pub mod enums;
 pub mod error;
+pub mod inputs;
+pub mod logs;
 pub mod migrate;
 pub mod models;
 pub mod notify;

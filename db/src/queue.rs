@@ -413,6 +413,16 @@ pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbRe
         #[diesel(sql_type = Text)]
         job_state: crate::enums::JobState,
     }
+    // Take the simulations' row locks first, in id order, in a statement of their own: two
+    // tasks of one simulation completing at once then run this check one after the other,
+    // and the second one's next statement sees the first one's committed task. (Without it,
+    // each sees the other still RUNNING and nobody finishes the simulation.)
+    diesel::sql_query(
+        "SELECT id FROM simulations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind::<Array<BigInt>, _>(simulation_ids)
+    .execute(conn)
+    .await?;
     let rows: Vec<Row> = diesel::sql_query(
         "UPDATE simulations s SET
              job_state = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id

@@ -365,3 +365,29 @@ async fn progress_is_stored_and_announced() {
     assert_eq!(n.channel, db::notify::SIMULATION_EVENTS);
     assert_eq!(n.payload, sim.to_string());
 }
+
+/// Regression: two tasks of one simulation completing in concurrent transactions each saw
+/// the other still RUNNING, and the simulation was never finished.
+#[tokio::test]
+async fn concurrent_last_completions_still_finish_the_simulation() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    for _ in 0..10 {
+        let sim = submit(&mut conn, 2, 3).await;
+        let c = queue::claim(&mut conn, "w", 2, LEASE).await.unwrap();
+        let mut handles = Vec::new();
+        for t in c {
+            let config = db.config().clone();
+            handles.push(tokio::spawn(async move {
+                let mut conn = db::connect(&config).await.unwrap();
+                queue::complete(&mut conn, &t.lease("w"), 1000)
+                    .await
+                    .unwrap();
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
+    }
+}

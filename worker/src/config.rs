@@ -1,6 +1,7 @@
 //! Worker settings: every one a flag and an environment variable.
 
 use clap::Parser;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The task worker: claims tasks from PostgreSQL, runs simulators, stores results.
@@ -34,32 +35,91 @@ pub struct Config {
     /// What runs a task: `simulators` (the real ones), or `noop` / `sleep:MS` for benchmarks
     /// and tests of the queue itself.
     #[arg(long, env = "WORKER_HANDLER", default_value = "simulators", value_parser = parse_handler)]
-    pub handler: Handler,
+    pub handler: HandlerKind,
+
+    /// SHIELD-HIT12A executable (tasks of type shieldhit fail without it).
+    #[arg(long, env = "SHIELDHIT_PATH", value_name = "PATH")]
+    pub shieldhit: Option<PathBuf>,
+
+    /// pymchelper's convertmc, which turns SHIELD-HIT12A's .bdo files into JSON.
+    #[arg(
+        long,
+        env = "CONVERTMC_PATH",
+        value_name = "PATH",
+        default_value = "convertmc"
+    )]
+    pub convertmc: PathBuf,
+
+    /// TOPAS executable.
+    #[arg(long, env = "TOPAS_PATH", value_name = "PATH")]
+    pub topas: Option<PathBuf>,
+
+    /// FLUKA executable.
+    #[arg(long, env = "FLUKA_PATH", value_name = "PATH")]
+    pub fluka: Option<PathBuf>,
+
+    /// Directory under which each task attempt gets a private work directory.
+    #[arg(long, env = "WORKER_WORK_ROOT", value_name = "DIR")]
+    pub work_root: Option<PathBuf>,
+
+    /// Keep work directories after runs (for debugging).
+    #[arg(long, env = "WORKER_KEEP_WORKDIRS")]
+    pub keep_workdirs: bool,
+}
+
+/// The `--handler` choice.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandlerKind {
+    /// The real simulators.
+    Simulators,
+    /// Complete at once.
+    Noop,
+    /// Sleep, then complete.
+    Sleep(Duration),
 }
 
 /// How a claimed task is executed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Handler {
     /// The simulator named by the simulation's `sim_type`.
-    Simulators,
+    Simulators(crate::simulators::Settings),
     /// Completes at once without results (queue benchmarks).
     Noop,
     /// Reports progress for the given time, then completes (queue tests).
     Sleep(Duration),
 }
 
-fn parse_handler(s: &str) -> Result<Handler, String> {
+fn parse_handler(s: &str) -> Result<HandlerKind, String> {
     match s {
-        "simulators" => Ok(Handler::Simulators),
-        "noop" => Ok(Handler::Noop),
+        "simulators" => Ok(HandlerKind::Simulators),
+        "noop" => Ok(HandlerKind::Noop),
         _ => match s.strip_prefix("sleep:").map(str::parse::<u64>) {
-            Some(Ok(ms)) => Ok(Handler::Sleep(Duration::from_millis(ms))),
+            Some(Ok(ms)) => Ok(HandlerKind::Sleep(Duration::from_millis(ms))),
             _ => Err("expected simulators, noop or sleep:MILLISECONDS".into()),
         },
     }
 }
 
 impl Config {
+    /// The handler with its settings.
+    pub fn handler(&self) -> Handler {
+        match &self.handler {
+            HandlerKind::Noop => Handler::Noop,
+            HandlerKind::Sleep(d) => Handler::Sleep(*d),
+            HandlerKind::Simulators => Handler::Simulators(crate::simulators::Settings {
+                shieldhit: self.shieldhit.clone(),
+                convertmc: Some(self.convertmc.clone()),
+                topas: self.topas.clone(),
+                fluka: self.fluka.clone(),
+                work_root: self
+                    .work_root
+                    .clone()
+                    .unwrap_or_else(|| std::env::temp_dir().join("sim-worker")),
+                keep_workdirs: self.keep_workdirs,
+            }),
+        }
+    }
+
     /// The lease length.
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)

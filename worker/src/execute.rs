@@ -25,6 +25,8 @@ pub enum Outcome {
     Done {
         /// Primaries simulated.
         simulated_primaries: i64,
+        /// Result pages to merge (none for the queue-test handlers).
+        pages: Vec<db::results::TaskPage>,
     },
     /// Failed; `retry` says whether another attempt may help.
     Failed {
@@ -42,7 +44,12 @@ impl std::fmt::Display for Outcome {
         match self {
             Outcome::Done {
                 simulated_primaries,
-            } => write!(f, "completed ({simulated_primaries} primaries)"),
+                pages,
+            } => write!(
+                f,
+                "completed ({simulated_primaries} primaries, {} pages)",
+                pages.len()
+            ),
             Outcome::Failed { error, retry } => write!(f, "failed (retry: {retry}): {error}"),
             Outcome::Stopped(Stop::Shutdown) => f.write_str("handed back at shutdown"),
             Outcome::Stopped(_) => f.write_str("canceled"),
@@ -101,15 +108,12 @@ pub async fn run(
     match handler {
         Handler::Noop => Outcome::Done {
             simulated_primaries: task.requested_primaries,
+            pages: Vec::new(),
         },
         Handler::Sleep(d) => sleep(pool, task, lease, *d, stop).await,
-        Handler::Simulators => Outcome::Failed {
-            error: format!(
-                "the {} simulator is not available on this worker",
-                task.sim_type
-            ),
-            retry: false,
-        },
+        Handler::Simulators(settings) => {
+            crate::simulators::run(pool, settings, task, lease, stop).await
+        }
     }
 }
 
@@ -129,6 +133,7 @@ async fn sleep(
         if elapsed >= total {
             return Outcome::Done {
                 simulated_primaries: task.requested_primaries,
+                pages: Vec::new(),
             };
         }
         let frac = elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9);

@@ -4,6 +4,7 @@ mod config;
 mod execute;
 mod listener;
 mod runner;
+mod simulators;
 
 use clap::Parser;
 use std::process::ExitCode;

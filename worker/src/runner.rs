@@ -21,6 +21,7 @@ struct Running {
 /// Shared state of one worker process.
 pub struct Worker {
     cfg: Config,
+    handler: crate::config::Handler,
     id: String,
     pool: Pool,
     running: Mutex<HashMap<i64, Running>>,
@@ -72,6 +73,7 @@ pub async fn run(
     tracing::info!(worker = %id, concurrency, handler = ?cfg.handler, "worker started");
     println!("worker {id} ready");
     let worker = Arc::new(Worker {
+        handler: cfg.handler(),
         cfg,
         id,
         pool,
@@ -154,7 +156,7 @@ fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
     );
     let worker = worker.clone();
     tokio::spawn(async move {
-        let outcome = execute::run(&worker.cfg.handler, &worker.pool, &task, &lease, stop_rx).await;
+        let outcome = execute::run(&worker.handler, &worker.pool, &task, &lease, stop_rx).await;
         finish(&worker, &task, &lease, outcome).await;
         if let Ok(mut r) = worker.running.lock() {
             r.remove(&task.id);
@@ -171,9 +173,14 @@ async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, outcome: Out
     let result = match &outcome {
         Outcome::Done {
             simulated_primaries,
-        } => queue::complete(&mut conn, lease, *simulated_primaries)
-            .await
-            .map(|_| ()),
+            pages,
+        } if pages.is_empty() => queue::complete(&mut conn, lease, *simulated_primaries).await,
+        Outcome::Done {
+            simulated_primaries,
+            pages,
+        } => {
+            db::results::complete_with_results(&mut conn, lease, *simulated_primaries, pages).await
+        }
         Outcome::Failed { error, retry } => queue::fail(&mut conn, lease, error, *retry)
             .await
             .map(|_| ()),

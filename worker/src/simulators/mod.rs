@@ -1,0 +1,251 @@
+//! The simulators a task can run: dispatch on `sim_type`, the input, the work directory, the
+//! child process with progress and cancellation, and the task's logs.
+
+pub mod process;
+pub mod pymchelper;
+pub mod shieldhit;
+pub mod workdir;
+
+use crate::execute::{Outcome, ProgressReporter, Stop};
+use db::enums::SimType;
+use db::inputs::SimulationInput;
+use db::queue::{ClaimedTask, Lease};
+use db::Pool;
+use process::{Stream, Tail};
+use std::path::{Path, PathBuf};
+use tokio::sync::watch;
+
+/// Where the external programs are, and where tasks work.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// SHIELD-HIT12A executable.
+    pub shieldhit: Option<PathBuf>,
+    /// pymchelper's `convertmc`.
+    pub convertmc: Option<PathBuf>,
+    /// TOPAS executable.
+    pub topas: Option<PathBuf>,
+    /// FLUKA executable.
+    pub fluka: Option<PathBuf>,
+    /// Root of the per-task work directories.
+    pub work_root: PathBuf,
+    /// Keep work directories after the run (for debugging).
+    pub keep_workdirs: bool,
+}
+
+/// Why a run did not produce results.
+#[derive(Debug)]
+pub struct SimulatorError {
+    /// The message for `last_error`.
+    pub message: String,
+    /// Whether another attempt may succeed.
+    pub retry: bool,
+    /// Set when the run was stopped rather than failed.
+    pub stopped: Option<Stop>,
+}
+
+impl SimulatorError {
+    /// A failure another attempt would repeat (bad input, a crash of the simulator).
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: false,
+            stopped: None,
+        }
+    }
+
+    /// A failure of this machine (I/O, spawning) that another attempt may not meet.
+    pub fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: true,
+            stopped: None,
+        }
+    }
+
+    fn stopped(why: Stop) -> Self {
+        Self {
+            message: "stopped".into(),
+            retry: false,
+            stopped: Some(why),
+        }
+    }
+}
+
+/// One run of a task: what it needs and what it collects (logs).
+pub struct Run<'a> {
+    /// The claimed task.
+    pub task: &'a ClaimedTask,
+    /// Program paths and directories.
+    pub settings: &'a Settings,
+    progress: ProgressReporter,
+    stop: watch::Receiver<Stop>,
+    stdout: Tail,
+    stderr: Tail,
+}
+
+impl Run<'_> {
+    /// A fresh private work directory for this attempt.
+    pub fn workdir(&self) -> Result<workdir::WorkDir, SimulatorError> {
+        workdir::WorkDir::create(
+            &self.settings.work_root,
+            self.task.simulation_id,
+            self.task.task_index,
+            self.task.attempt,
+            self.settings.keep_workdirs,
+        )
+        .map_err(|e| SimulatorError::retry(format!("cannot create the work directory: {e}")))
+    }
+
+    /// The last line the program wrote to stderr (or stdout).
+    pub fn last_error_line(&self) -> Option<&str> {
+        self.stderr.last_line().or_else(|| self.stdout.last_line())
+    }
+
+    /// Runs a program to its end, feeding its output lines to `progress` (which may return
+    /// primaries done and seconds left) and stopping it — the whole process group — when the
+    /// task is canceled or the worker shuts down.
+    pub async fn run_program(
+        &mut self,
+        program: &Path,
+        args: &[String],
+        dir: &Path,
+        progress: impl Fn(&str) -> Option<(i64, i32)>,
+    ) -> Result<std::process::ExitStatus, SimulatorError> {
+        let mut child = process::spawn(program, args, dir).map_err(|e| {
+            SimulatorError::retry(format!("cannot start {}: {e}", program.display()))
+        })?;
+        loop {
+            tokio::select! {
+                line = child.lines.recv() => match line {
+                    Some((which, line)) => {
+                        if which == Stream::Stdout {
+                            if let Some((done, eta)) = progress(&line) {
+                                if !self.progress.report(done, Some(eta), false).await {
+                                    child.kill_group();
+                                    let _ = child.wait().await;
+                                    return Err(SimulatorError::stopped(Stop::Canceled));
+                                }
+                            }
+                        }
+                        process::push(which, line, &mut self.stdout, &mut self.stderr);
+                    }
+                    None => break,
+                },
+                changed = self.stop.changed() => {
+                    let why = if changed.is_err() { Stop::Canceled } else { *self.stop.borrow() };
+                    if why != Stop::No {
+                        child.kill_group();
+                        let _ = child.wait().await;
+                        return Err(SimulatorError::stopped(why));
+                    }
+                }
+            }
+        }
+        let status = child.wait().await.map_err(|e| {
+            SimulatorError::retry(format!("cannot wait for {}: {e}", program.display()))
+        })?;
+        child.drain_into(&mut self.stdout, &mut self.stderr).await;
+        Ok(status)
+    }
+}
+
+/// Runs a claimed task with the simulator its simulation names, stores its logs, and says
+/// how it ended.
+pub async fn run(
+    pool: &Pool,
+    settings: &Settings,
+    task: &ClaimedTask,
+    lease: &Lease,
+    stop: watch::Receiver<Stop>,
+) -> Outcome {
+    let input = match load_input(pool, task.simulation_id).await {
+        Ok(i) => i,
+        Err(e) => {
+            return Outcome::Failed {
+                error: e.message,
+                retry: e.retry,
+            }
+        }
+    };
+    let mut run = Run {
+        task,
+        settings,
+        progress: ProgressReporter::new(pool.clone(), lease.clone()),
+        stop,
+        stdout: Tail::default(),
+        stderr: Tail::default(),
+    };
+    let result = match (task.sim_type, &input) {
+        (SimType::Shieldhit, SimulationInput::Files(files)) => {
+            shieldhit::run(&mut run, files).await
+        }
+        (SimType::Shieldhit, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
+            "SHIELD-HIT12A needs input files; editor projects are not converted on this worker",
+        )),
+        (SimType::Builtin, _) => Err(SimulatorError::fatal(
+            "the builtin simulator is not available on this worker",
+        )),
+        (SimType::Topas, _) => Err(not_yet("TOPAS", "--topas", settings.topas.as_deref())),
+        (SimType::Fluka, _) => Err(not_yet("FLUKA", "--fluka", settings.fluka.as_deref())),
+    };
+    store_logs(pool, task, &run.stdout, &run.stderr).await;
+    match result {
+        Ok(pages) => Outcome::Done {
+            simulated_primaries: task.requested_primaries,
+            pages,
+        },
+        Err(SimulatorError {
+            stopped: Some(why), ..
+        }) => Outcome::Stopped(why),
+        Err(e) => Outcome::Failed {
+            error: e.message,
+            retry: e.retry,
+        },
+    }
+}
+
+fn not_yet(name: &str, flag: &str, path: Option<&Path>) -> SimulatorError {
+    match path {
+        None => SimulatorError::fatal(format!(
+            "{name} is not configured on this worker (set {flag} PATH)"
+        )),
+        Some(_) => SimulatorError::fatal(format!(
+            "{name} runs are not supported by this worker version yet"
+        )),
+    }
+}
+
+async fn load_input(pool: &Pool, simulation_id: i64) -> Result<SimulationInput, SimulatorError> {
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| SimulatorError::retry(format!("no database connection: {e}")))?;
+    match db::inputs::get(&mut conn, simulation_id).await {
+        Ok(Some(i)) => Ok(i),
+        Ok(None) => Err(SimulatorError::fatal("the simulation has no input")),
+        Err(e) => Err(SimulatorError::fatal(e.to_string())),
+    }
+}
+
+async fn store_logs(pool: &Pool, task: &ClaimedTask, stdout: &Tail, stderr: &Tail) {
+    let Ok(mut conn) = pool.get().await else {
+        return;
+    };
+    for (name, tail) in [("stdout", stdout), ("stderr", stderr)] {
+        let text = tail.text();
+        if text.is_empty() {
+            continue;
+        }
+        if let Err(e) = db::logs::store(
+            &mut conn,
+            task.simulation_id,
+            Some(task.id),
+            name,
+            text.as_bytes(),
+        )
+        .await
+        {
+            tracing::warn!(task = task.id, error = %e, "cannot store the task's {name}");
+        }
+    }
+}
