@@ -50,6 +50,9 @@ pub enum DbError {
     /// Any other database error.
     #[error("database error: {0}")]
     Query(DieselError),
+    /// A write made on the caller's behalf, together with others, failed (the message says why).
+    #[error("{0}")]
+    Batch(String),
 }
 
 impl From<DieselError> for DbError {

@@ -107,9 +107,16 @@ pub async fn claim(
              FROM due WHERE t.id = due.id
              RETURNING t.id, t.simulation_id, t.task_index, t.attempts, t.max_attempts,
                        t.requested_primaries, t.lease_expires_at
+         ), to_start AS (
+             -- Lock the simulations to start in id order, as finish_simulations does, so
+             -- concurrent claims and completions cannot deadlock on them.
+             SELECT id FROM simulations
+             WHERE id IN (SELECT simulation_id FROM claimed) AND job_state = 'PENDING'
+             ORDER BY id
+             FOR NO KEY UPDATE
          ), started AS (
              UPDATE simulations s SET job_state = 'RUNNING', update_time = now()
-             WHERE s.id IN (SELECT simulation_id FROM claimed) AND s.job_state = 'PENDING'
+             FROM to_start WHERE s.id = to_start.id AND s.job_state = 'PENDING'
              RETURNING s.id
          )
          SELECT c.id, c.simulation_id, c.task_index, c.attempts AS attempt, c.max_attempts,
@@ -205,8 +212,8 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
     if done.is_empty() {
         return Ok(Vec::new());
     }
-    let (completed, merging) = conn
-        .transaction(async |conn| {
+    let (completed, merging) = retry_transient!({
+        conn.transaction(async |conn| {
             let completed = mark_completed(conn, done).await?;
             let mut sims: Vec<i64> = completed.iter().map(|c| c.1).collect();
             sims.sort_unstable();
@@ -214,7 +221,8 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
             let merging = finish_simulations(conn, &sims).await?;
             Ok::<_, DbError>((completed, merging))
         })
-        .await?;
+        .await
+    })?;
     for sim in merging {
         crate::results::finalize(conn, sim).await?;
     }
@@ -450,6 +458,20 @@ pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbRe
         .filter(|r| r.job_state == crate::enums::JobState::Merging)
         .map(|r| r.id)
         .collect())
+}
+
+/// Whether a transaction failed only because it collided with another (a deadlock or a
+/// serialization failure) and may simply be run again.
+pub fn is_transient(e: &DbError) -> bool {
+    match e {
+        DbError::Query(diesel::result::Error::DatabaseError(kind, info)) => {
+            matches!(
+                kind,
+                diesel::result::DatabaseErrorKind::SerializationFailure
+            ) || info.message().contains("deadlock detected")
+        }
+        _ => false,
+    }
 }
 
 /// Wakes idle workers.

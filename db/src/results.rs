@@ -214,8 +214,8 @@ pub async fn complete_with_results(
     pages: &[TaskPage],
 ) -> DbResult<()> {
     let lease = lease.clone();
-    let merging = conn
-        .transaction(async |conn| {
+    let merging = retry_transient!({
+        conn.transaction(async |conn| {
             let done = queue::mark_completed(
                 conn,
                 &[queue::Completion {
@@ -230,7 +230,8 @@ pub async fn complete_with_results(
             fold(conn, simulation_id, simulated_primaries, pages).await?;
             queue::finish_simulations(conn, &[simulation_id]).await
         })
-        .await?;
+        .await
+    })?;
     for sim in merging {
         finalize(conn, sim).await?;
     }

@@ -197,7 +197,7 @@ pub struct NewSimulation {
 }
 
 /// Writes a simulation, its input (already compressed with [`crate::blob`], with its
-/// uncompressed size) and its tasks in one transaction.
+/// uncompressed size) and its tasks in one transaction, which also wakes idle workers.
 pub async fn create_with_tasks(
     conn: &mut Conn,
     new: &NewSimulation,
@@ -252,6 +252,8 @@ pub async fn create_with_tasks(
             .values(&rows)
             .execute(conn)
             .await?;
+        // Wake idle workers when this transaction commits.
+        crate::queue::notify_tasks_ready(conn).await?;
         Ok(sim)
     })
     .await

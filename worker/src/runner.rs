@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 /// A task this worker is running.
 struct Running {
@@ -20,6 +20,7 @@ struct Running {
 
 /// Shared state of one worker process.
 pub struct Worker {
+    completions: mpsc::UnboundedSender<BatchedCompletion>,
     cfg: Config,
     handler: crate::config::Handler,
     id: String,
@@ -72,7 +73,10 @@ pub async fn run(
     let id = cfg.worker_id();
     tracing::info!(worker = %id, concurrency, handler = ?cfg.handler, "worker started");
     println!("worker {id} ready");
+    let (completions, completions_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(completion_writer(pool.clone(), completions_rx));
     let worker = Arc::new(Worker {
+        completions,
         handler: cfg.handler(),
         cfg,
         id,
@@ -125,6 +129,7 @@ pub async fn run(
     for b in background {
         b.abort();
     }
+    writer.abort();
     tracing::info!("worker stopped");
     Ok(())
 }
@@ -174,7 +179,10 @@ async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, outcome: Out
         Outcome::Done {
             simulated_primaries,
             pages,
-        } if pages.is_empty() => queue::complete(&mut conn, lease, *simulated_primaries).await,
+        } if pages.is_empty() => {
+            drop(conn);
+            complete_batched(worker, lease, *simulated_primaries).await
+        }
         Outcome::Done {
             simulated_primaries,
             pages,
@@ -193,6 +201,57 @@ async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, outcome: Out
             tracing::warn!(task = task.id, outcome = %outcome, "result discarded: the lease was lost")
         }
         Err(e) => tracing::error!(task = task.id, error = %e, "cannot record the outcome"),
+    }
+}
+
+/// A completion waiting for the batch writer, and where to say whether it counted.
+type BatchedCompletion = (queue::Completion, oneshot::Sender<DbResultOk>);
+type DbResultOk = Result<(), db::DbError>;
+
+/// Records a result-less completion through the batch writer (many tasks, one transaction).
+async fn complete_batched(worker: &Worker, lease: &Lease, simulated_primaries: i64) -> DbResultOk {
+    let (tx, rx) = oneshot::channel();
+    let completion = queue::Completion {
+        lease: lease.clone(),
+        simulated_primaries,
+    };
+    if worker.completions.send((completion, tx)).is_err() {
+        return Err(db::DbError::Pool(
+            "the completion writer has stopped".into(),
+        ));
+    }
+    rx.await.unwrap_or_else(|_| {
+        Err(db::DbError::Pool(
+            "the completion writer has stopped".into(),
+        ))
+    })
+}
+
+/// Writes queued completions in batches: whatever has arrived by the time the previous batch
+/// is written goes into the next one.
+async fn completion_writer(pool: Pool, mut rx: mpsc::UnboundedReceiver<BatchedCompletion>) {
+    const MAX_BATCH: usize = 1000;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let completions: Vec<queue::Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let result = match pool.get().await {
+            Ok(mut conn) => queue::complete_many(&mut conn, &completions).await,
+            Err(e) => Err(db::DbError::from(e)),
+        };
+        for (c, reply) in batch {
+            let r = match &result {
+                Ok(lost) if lost.contains(&c.lease.task_id) => Err(queue::lease_lost(&c.lease)),
+                Ok(_) => Ok(()),
+                Err(e) => Err(db::DbError::Batch(format!("batch completion failed: {e}"))),
+            };
+            let _ = reply.send(r);
+        }
     }
 }
 

@@ -1,0 +1,259 @@
+//! Queue benchmarks against a real PostgreSQL, with real worker processes (`--handler noop`):
+//! throughput of 20,000 tasks over 2 workers against `pgbench -N` (16 clients) measured in
+//! the same run, and dispatch latency from Submit to task start on an idle system.
+//! Run: `cargo bench -p worker --bench queue`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use db::enums::{AuthProvider, InputType, Platform, Role, SimType};
+use db::testing::TestDb;
+use diesel::sql_types::{BigInt, Double};
+use diesel::QueryableByName;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TASKS: i64 = 20_000;
+const SIMS: i64 = 20;
+
+/// A worker process that is killed when dropped, also when the bench panics.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_worker(db: &TestDb, id: &str, concurrency: &str) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args([
+            "--database-url",
+            db.config().url_with_password(),
+            "--worker-id",
+            id,
+            "--handler",
+            "noop",
+        ])
+        .args(["--concurrency", concurrency, "--poll-secs", "1"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("ready"));
+    Proc(child)
+}
+
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(conn: &mut db::Conn, sql: &str) -> i64 {
+    let r: Vec<N> = diesel::sql_query(sql).load(conn).await.unwrap();
+    r[0].n
+}
+
+async fn user(conn: &mut db::Conn) -> i64 {
+    db::users::create(
+        conn,
+        &db::models::NewUser {
+            username: "bench",
+            auth_provider: AuthProvider::Local,
+            password_hash: None,
+            role: Role::User,
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+fn new_sim(user_id: i64, ntasks: i32) -> db::simulations::NewSimulation {
+    db::simulations::NewSimulation {
+        user_id,
+        title: String::new(),
+        platform: Platform::Direct,
+        input_type: InputType::Editor,
+        sim_type: SimType::Builtin,
+        ntasks,
+        primaries: i64::from(ntasks) * 100,
+        cluster_id: None,
+        sbatch_options: vec![],
+        max_attempts: 3,
+    }
+}
+
+fn pgbench_tps(server: &db::DbConfig) -> f64 {
+    let url = server.with_dbname("simbench_pgbench");
+    let admin = server.url_with_password();
+    let _ = Command::new("psql")
+        .args([admin, "-qc", "DROP DATABASE IF EXISTS simbench_pgbench"])
+        .status();
+    assert!(Command::new("psql")
+        .args([admin, "-qc", "CREATE DATABASE simbench_pgbench"])
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("pgbench")
+        .args(["-q", "-i", "-s", "16", url.url_with_password()])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let out = Command::new("pgbench")
+        .args([
+            "-N",
+            "-c",
+            "16",
+            "-j",
+            "2",
+            "-T",
+            "10",
+            url.url_with_password(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = Command::new("psql")
+        .args([admin, "-qc", "DROP DATABASE IF EXISTS simbench_pgbench"])
+        .status();
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read pgbench output: {text}"))
+}
+
+async fn throughput() -> (f64, f64) {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let uid = user(&mut conn).await;
+    for _ in 0..SIMS {
+        db::simulations::create_with_tasks(&mut conn, &new_sim(uid, (TASKS / SIMS) as i32), None)
+            .await
+            .unwrap();
+    }
+    // Not due yet: the workers start idle, then everything becomes due at once.
+    conn.batch_execute("UPDATE tasks SET run_after = now() + interval '1 hour'")
+        .await
+        .unwrap();
+    let a = start_worker(&db, "bench-a", "64");
+    let b = start_worker(&db, "bench-b", "64");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    conn.batch_execute(&format!(
+        "UPDATE tasks SET run_after = now(); NOTIFY {}",
+        db::notify::TASKS_READY
+    ))
+    .await
+    .unwrap();
+    loop {
+        let left = count(
+            &mut conn,
+            "SELECT count(*) AS n FROM tasks WHERE task_state <> 'COMPLETED'",
+        )
+        .await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "{left} tasks left after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let sims_done = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM simulations WHERE job_state = 'COMPLETED'",
+    )
+    .await;
+    let twice = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM tasks WHERE attempts <> 1",
+    )
+    .await;
+    assert_eq!((sims_done, twice), (SIMS, 0));
+    drop((a, b));
+    (TASKS as f64 / secs, secs)
+}
+
+async fn dispatch_latency() -> Vec<f64> {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let uid = user(&mut conn).await;
+    let w = start_worker(&db, "bench-idle", "2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ms = Vec::new();
+    for _ in 0..300 {
+        let sim = db::simulations::create_with_tasks(&mut conn, &new_sim(uid, 1), None)
+            .await
+            .unwrap();
+        #[derive(QueryableByName)]
+        struct L {
+            #[diesel(sql_type = diesel::sql_types::Nullable<Double>)]
+            ms: Option<f64>,
+        }
+        let t = Instant::now();
+        loop {
+            let r: Vec<L> = diesel::sql_query(
+                "SELECT extract(epoch FROM t.start_time - s.start_time)::float8 * 1000 AS ms
+                 FROM tasks t JOIN simulations s ON s.id = t.simulation_id WHERE s.id = $1",
+            )
+            .bind::<BigInt, _>(sim.id)
+            .load(&mut conn)
+            .await
+            .unwrap();
+            if let Some(v) = r[0].ms {
+                ms.push(v);
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Idle between submissions.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(w);
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+#[tokio::main]
+async fn main() {
+    let tps = pgbench_tps(&db::testing::server_config());
+    let (rate, secs) = throughput().await;
+    println!("Queue throughput: {TASKS} no-op tasks, 2 worker processes (concurrency 64 each)");
+    println!("  worker queue        {rate:>9.0} tasks/s  ({secs:.2} s)");
+    println!("  pgbench -N -c 16    {tps:>9.0} TPS (baseline, same run)");
+    println!(
+        "  ratio               {:>9.2}x   target >= 2x: {}",
+        rate / tps,
+        if rate >= 2.0 * tps { "MET" } else { "NOT MET" }
+    );
+    let ms = dispatch_latency().await;
+    let p = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "Dispatch latency, Submit transaction start to task start, idle worker, {} runs:",
+        ms.len()
+    );
+    println!(
+        "  p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        p(0.5),
+        p(0.9),
+        p(0.99),
+        ms[ms.len() - 1]
+    );
+    println!(
+        "  targets p50 <= 2 ms: {}, p99 <= 5 ms: {}",
+        if p(0.5) <= 2.0 { "MET" } else { "NOT MET" },
+        if p(0.99) <= 5.0 { "MET" } else { "NOT MET" }
+    );
+}
