@@ -89,6 +89,9 @@ pub async fn build_pool(config: &DbConfig, options: &PoolOptions) -> DbResult<Po
     let pool = bb8::Pool::builder()
         .max_size(options.max_size)
         .connection_timeout(options.connection_timeout)
+        // No extra round trip per checkout: a broken connection fails its query, is then
+        // seen as broken and replaced; callers retry.
+        .test_on_check_out(false)
         .build_unchecked(manager);
     // Open one connection now, so that a wrong URL fails at start-up with a clear message.
     drop(pool.get().await.map_err(|e| DbError::Connect {

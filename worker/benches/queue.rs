@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TASKS: i64 = 20_000;
-const SIMS: i64 = 20;
+/// 50 tasks per simulation: within the API's default cap of 64 tasks.
+const SIMS: i64 = 400;
 
 /// A worker process that is killed when dropped, also when the bench panics.
 struct Proc(Child);
@@ -193,9 +194,33 @@ async fn dispatch_latency() -> Vec<f64> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut ms = Vec::new();
     for _ in 0..300 {
-        let sim = db::simulations::create_with_tasks(&mut conn, &new_sim(uid, 1), None)
-            .await
-            .unwrap();
+        // Submit as Submit does (simulation, task and NOTIFY in one transaction), noting the
+        // server's clock just before COMMIT.
+        #[derive(QueryableByName)]
+        struct Sub {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+        }
+        conn.batch_execute("BEGIN").await.unwrap();
+        let sim: Vec<Sub> = diesel::sql_query(
+            "WITH s AS (INSERT INTO simulations (user_id, platform, input_type, sim_type, ntasks, primaries)
+                        VALUES ($1, 'direct', 'editor', 'builtin', 1, 100) RETURNING id),
+                  t AS (INSERT INTO tasks (simulation_id, task_index, requested_primaries)
+                        SELECT id, 0, 100 FROM s)
+             SELECT id FROM s",
+        )
+        .bind::<BigInt, _>(uid)
+        .load(&mut conn)
+        .await
+        .unwrap();
+        let sim = sim[0].id;
+        conn.batch_execute(&format!(
+            "NOTIFY {}; CREATE TEMP TABLE IF NOT EXISTS commit_at (sim bigint, at timestamptz);
+             INSERT INTO commit_at VALUES ({sim}, clock_timestamp()); COMMIT",
+            db::notify::TASKS_READY
+        ))
+        .await
+        .unwrap();
         #[derive(QueryableByName)]
         struct L {
             #[diesel(sql_type = diesel::sql_types::Nullable<Double>)]
@@ -204,10 +229,10 @@ async fn dispatch_latency() -> Vec<f64> {
         let t = Instant::now();
         loop {
             let r: Vec<L> = diesel::sql_query(
-                "SELECT extract(epoch FROM t.start_time - s.start_time)::float8 * 1000 AS ms
-                 FROM tasks t JOIN simulations s ON s.id = t.simulation_id WHERE s.id = $1",
+                "SELECT extract(epoch FROM t.start_time - c.at)::float8 * 1000 AS ms
+                 FROM tasks t JOIN commit_at c ON c.sim = t.simulation_id WHERE t.simulation_id = $1",
             )
-            .bind::<BigInt, _>(sim.id)
+            .bind::<BigInt, _>(sim)
             .load(&mut conn)
             .await
             .unwrap();
@@ -230,7 +255,7 @@ async fn dispatch_latency() -> Vec<f64> {
 async fn main() {
     let tps = pgbench_tps(&db::testing::server_config());
     let (rate, secs) = throughput().await;
-    println!("Queue throughput: {TASKS} no-op tasks, 2 worker processes (concurrency 64 each)");
+    println!("Queue throughput: {TASKS} no-op tasks in {SIMS} simulations, 2 worker processes (concurrency 64 each)");
     println!("  worker queue        {rate:>9.0} tasks/s  ({secs:.2} s)");
     println!("  pgbench -N -c 16    {tps:>9.0} TPS (baseline, same run)");
     println!(

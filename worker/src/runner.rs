@@ -100,10 +100,14 @@ pub async fn run(
 
     let mut shutdown = std::pin::pin!(shutdown);
     let poll = Config::secs(worker.cfg.poll_secs).max(Duration::from_millis(10));
+    // Claim in batches: while tasks are running, wait until a quarter of the slots are free
+    // (one round trip claims them all) rather than claiming one task per freed slot.
+    let batch = (concurrency / 4).max(1);
     loop {
-        let free = concurrency.saturating_sub(worker.running_count());
+        let running = worker.running_count();
+        let free = concurrency.saturating_sub(running);
         let mut claimed_all = false;
-        if free > 0 {
+        if free >= batch || (free > 0 && running == 0) {
             match claim(&worker, free).await {
                 Ok(tasks) => {
                     claimed_all = tasks.len() == free;
@@ -111,11 +115,17 @@ pub async fn run(
                         spawn_task(&worker, t);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "claim failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; retrying");
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                    }
+                }
             }
         }
         if claimed_all {
-            continue; // there may be more: come back when a slot frees
+            continue; // there may be more: come back when slots free
         }
         tokio::select! {
             _ = &mut shutdown => break,
