@@ -483,6 +483,28 @@ pub async fn notify_tasks_ready(conn: &mut Conn) -> DbResult<()> {
     Ok(())
 }
 
+/// Of the given leases, the task ids whose lease is gone (canceled, reaped, re-claimed or
+/// deleted), in one query and without extending anything.
+pub async fn lost_leases(conn: &mut Conn, leases: &[Lease]) -> DbResult<Vec<i64>> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
+    let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
+    let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
+    let lost: Vec<Id> = diesel::sql_query(
+        "SELECT h.id FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
+         WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = h.id AND t.attempts = h.attempt
+                             AND t.lease_owner = h.owner AND t.task_state = 'RUNNING')",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Integer>, _>(&attempts)
+    .bind::<Array<Text>, _>(&owners)
+    .load(conn)
+    .await?;
+    Ok(lost.into_iter().map(|r| r.id).collect())
+}
+
 /// The state of a task, if it still exists.
 pub async fn task_state(conn: &mut Conn, task_id: i64) -> DbResult<Option<TaskState>> {
     #[derive(QueryableByName)]

@@ -1,5 +1,6 @@
 //! `worker`: claims tasks from the PostgreSQL queue, runs simulators, stores results.
 
+mod builtin;
 mod config;
 mod execute;
 mod listener;

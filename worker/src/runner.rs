@@ -267,32 +267,37 @@ async fn completion_writer(pool: Pool, mut rx: mpsc::UnboundedReceiver<BatchedCo
 
 /// Stops runs whose simulation was canceled, as soon as its notification arrives.
 async fn watch_cancellations(worker: Arc<Worker>, mut events: mpsc::UnboundedReceiver<i64>) {
-    while let Some(sim) = events.recv().await {
-        let tasks: Vec<i64> = worker
+    while let Some(first) = events.recv().await {
+        // Events come in bursts (every progress report and completion sends one): take all
+        // that are queued and check them with one query.
+        let mut sims = std::collections::HashSet::from([first]);
+        while let Ok(s) = events.try_recv() {
+            sims.insert(s);
+        }
+        let leases: Vec<Lease> = worker
             .running
             .lock()
             .map(|r| {
                 r.values()
-                    .filter(|t| t.simulation_id == sim)
-                    .map(|t| t.lease.task_id)
+                    .filter(|t| sims.contains(&t.simulation_id))
+                    .map(|t| t.lease.clone())
                     .collect()
             })
             .unwrap_or_default();
-        if tasks.is_empty() {
+        if leases.is_empty() {
             continue;
         }
         let Ok(mut conn) = worker.pool.get().await else {
             continue;
         };
-        for id in tasks {
-            match queue::task_state(&mut conn, id).await {
-                Ok(Some(db::enums::TaskState::Running)) => {}
-                Ok(_) => {
-                    tracing::info!(task = id, simulation = sim, "task canceled: stopping it");
+        match queue::lost_leases(&mut conn, &leases).await {
+            Ok(lost) => {
+                for id in lost {
+                    tracing::info!(task = id, "task canceled: stopping it");
                     worker.stop_task(id, Stop::Canceled);
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot check a task's state"),
             }
+            Err(e) => tracing::warn!(error = %e, "cannot check for canceled tasks"),
         }
     }
 }

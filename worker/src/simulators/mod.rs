@@ -1,6 +1,7 @@
 //! The simulators a task can run: dispatch on `sim_type`, the input, the work directory, the
 //! child process with progress and cancellation, and the task's logs.
 
+mod builtin_task;
 pub mod process;
 pub mod pymchelper;
 pub mod shieldhit;
@@ -62,7 +63,7 @@ impl SimulatorError {
         }
     }
 
-    fn stopped(why: Stop) -> Self {
+    pub(crate) fn stopped(why: Stop) -> Self {
         Self {
             message: "stopped".into(),
             retry: false,
@@ -94,6 +95,24 @@ impl Run<'_> {
             self.settings.keep_workdirs,
         )
         .map_err(|e| SimulatorError::retry(format!("cannot create the work directory: {e}")))
+    }
+
+    /// Records progress (at most once a second); false when the lease is gone.
+    pub async fn report(&mut self, done: i64, eta_s: Option<i32>) -> bool {
+        self.progress.report(done, eta_s, false).await
+    }
+
+    /// Resolves when the run is told to stop, with the reason.
+    pub async fn stopped(&mut self) -> Stop {
+        loop {
+            if self.stop.changed().await.is_err() {
+                return Stop::Canceled;
+            }
+            let why = *self.stop.borrow();
+            if why != Stop::No {
+                return why;
+            }
+        }
     }
 
     /// The last line the program wrote to stderr (or stdout).
@@ -182,8 +201,11 @@ pub async fn run(
         (SimType::Shieldhit, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
             "SHIELD-HIT12A needs input files; editor projects are not converted on this worker",
         )),
-        (SimType::Builtin, _) => Err(SimulatorError::fatal(
-            "the builtin simulator is not available on this worker",
+        (SimType::Builtin, SimulationInput::Editor(json)) => {
+            builtin_task::run(&mut run, json).await
+        }
+        (SimType::Builtin, SimulationInput::Files(_)) => Err(SimulatorError::fatal(
+            "the builtin simulator takes editor JSON, not input files",
         )),
         (SimType::Topas, _) => Err(not_yet("TOPAS", "--topas", settings.topas.as_deref())),
         (SimType::Fluka, _) => Err(not_yet("FLUKA", "--fluka", settings.fluka.as_deref())),
