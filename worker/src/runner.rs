@@ -65,7 +65,8 @@ pub async fn run(
     let pool = db::build_pool(
         &db_config,
         &db::PoolOptions {
-            max_size: concurrency as u32 + 4,
+            // Tasks hold a connection only for a statement at a time; a few suffice.
+            max_size: concurrency.min(16) as u32 + 4,
             ..db::PoolOptions::default()
         },
     )
@@ -110,6 +111,7 @@ pub async fn run(
         if free >= batch || (free > 0 && running == 0) {
             match claim(&worker, free).await {
                 Ok(tasks) => {
+                    tracing::debug!(asked = free, claimed = tasks.len(), "claimed");
                     claimed_all = tasks.len() == free;
                     for t in tasks {
                         spawn_task(&worker, t);
@@ -181,29 +183,34 @@ fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
 }
 
 async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, outcome: Outcome) {
-    let Ok(mut conn) = worker.pool.get().await else {
-        tracing::error!(task = task.id, "no database connection to record the outcome; the lease will expire and the task will be retried");
-        return;
-    };
     let result = match &outcome {
+        // Result-less completions go through the batch writer: no connection per task.
         Outcome::Done {
             simulated_primaries,
             pages,
-        } if pages.is_empty() => {
-            drop(conn);
-            complete_batched(worker, lease, *simulated_primaries).await
-        }
-        Outcome::Done {
-            simulated_primaries,
-            pages,
-        } => {
-            db::results::complete_with_results(&mut conn, lease, *simulated_primaries, pages).await
-        }
-        Outcome::Failed { error, retry } => queue::fail(&mut conn, lease, error, *retry)
-            .await
-            .map(|_| ()),
-        Outcome::Stopped(Stop::Shutdown) => queue::release(&mut conn, lease).await,
-        Outcome::Stopped(_) => Ok(()), // canceled: the task is already CANCELED
+        } if pages.is_empty() => complete_batched(worker, lease, *simulated_primaries).await,
+        Outcome::Stopped(Stop::Canceled) | Outcome::Stopped(Stop::No) => Ok(()), // already CANCELED
+        _ => match worker.pool.get().await {
+            Err(e) => Err(db::DbError::from(e)),
+            Ok(mut conn) => match &outcome {
+                Outcome::Done {
+                    simulated_primaries,
+                    pages,
+                } => {
+                    db::results::complete_with_results(
+                        &mut conn,
+                        lease,
+                        *simulated_primaries,
+                        pages,
+                    )
+                    .await
+                }
+                Outcome::Failed { error, retry } => queue::fail(&mut conn, lease, error, *retry)
+                    .await
+                    .map(|_| ()),
+                Outcome::Stopped(_) => queue::release(&mut conn, lease).await,
+            },
+        },
     };
     match result {
         Ok(()) => tracing::info!(task = task.id, outcome = %outcome, "task ended"),
@@ -250,6 +257,7 @@ async fn completion_writer(pool: Pool, mut rx: mpsc::UnboundedReceiver<BatchedCo
             }
         }
         let completions: Vec<queue::Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
+        tracing::debug!(tasks = completions.len(), "writing a batch of completions");
         let result = match pool.get().await {
             Ok(mut conn) => queue::complete_many(&mut conn, &completions).await,
             Err(e) => Err(db::DbError::from(e)),
