@@ -22,6 +22,7 @@ macro_rules! retry_transient {
     }};
 }
 
+pub mod api;
 pub mod blob;
 pub mod clusters;
 pub mod codec;
@@ -44,6 +45,7 @@ pub mod sql;
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tokens;
 pub mod users;
 
 pub use config::DbConfig;

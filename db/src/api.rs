@@ -1,0 +1,248 @@
+//! Queries of the gRPC API on simulations: visibility-checked lookups, keyset-paginated
+//! listing, cancellation, deletion and inputs.
+//!
+//! Visibility: `owner = Some(user_id)` restricts a query to that user's simulations (a
+//! simulation of someone else is simply not found); `None` is an admin's view of all.
+
+use crate::enums::JobState;
+use crate::error::{DbError, DbResult};
+use crate::models::{Simulation, Task};
+use crate::pool::Conn;
+use crate::schema::{clusters, simulations, tasks, users};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// A simulation with its owner's name and its cluster's name.
+#[derive(Debug, Clone)]
+pub struct SimulationView {
+    /// The simulation.
+    pub simulation: Simulation,
+    /// The owner's login name.
+    pub owner: String,
+    /// The batch cluster's name, if any.
+    pub cluster: Option<String>,
+}
+
+async fn views(conn: &mut Conn, ids: &[i64]) -> DbResult<Vec<SimulationView>> {
+    let rows: Vec<(Simulation, String, Option<String>)> = simulations::table
+        .inner_join(users::table)
+        .left_join(clusters::table)
+        .filter(simulations::id.eq_any(ids))
+        .select((
+            Simulation::as_select(),
+            users::username,
+            clusters::name.nullable(),
+        ))
+        .load(conn)
+        .await?;
+    let mut out: Vec<SimulationView> = rows
+        .into_iter()
+        .map(|(simulation, owner, cluster)| SimulationView {
+            simulation,
+            owner,
+            cluster,
+        })
+        .collect();
+    // Keep the order of `ids`.
+    out.sort_by_key(|v| ids.iter().position(|&i| i == v.simulation.id));
+    Ok(out)
+}
+
+/// Finds a simulation by public id if `owner` may see it.
+pub async fn get_visible(
+    conn: &mut Conn,
+    job_id: Uuid,
+    owner: Option<i64>,
+) -> DbResult<SimulationView> {
+    let mut q = simulations::table
+        .filter(simulations::job_id.eq(job_id))
+        .select(simulations::id)
+        .into_boxed();
+    if let Some(uid) = owner {
+        q = q.filter(simulations::user_id.eq(uid));
+    }
+    let id: Option<i64> = q.first(conn).await.optional()?;
+    let not_found = || DbError::NotFound(format!("simulation {job_id}"));
+    let id = id.ok_or_else(not_found)?;
+    views(conn, &[id]).await?.pop().ok_or_else(not_found)
+}
+
+/// The tasks of a simulation, by index.
+pub async fn tasks_of(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Task>> {
+    Ok(tasks::table
+        .filter(tasks::simulation_id.eq(simulation_id))
+        .order_by(tasks::task_index)
+        .select(Task::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The sort key of [`list_page`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOrder {
+    /// By start time.
+    StartTime,
+    /// By end time; simulations without one sort as if they ended at +infinity.
+    EndTime,
+}
+
+/// A keyset position: the sort key and id of the last row of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The sort key (`None`: no end time, i.e. +infinity).
+    pub key: Option<DateTime<Utc>>,
+    /// The id.
+    pub id: i64,
+}
+
+/// A page request for [`list_page`].
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    /// Only this owner's simulations; `None` for all.
+    pub owner: Option<i64>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Sort key.
+    pub order: ListOrder,
+    /// Ascending (else descending).
+    pub ascending: bool,
+    /// Rows after this position.
+    pub after: Option<Cursor>,
+    /// Most rows.
+    pub limit: i64,
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// One page of simulations in keyset order, and the total count of matching rows.
+///
+/// The order is `(key, id)` in one direction, so a cursor from the last row continues
+/// exactly after it: rows inserted between pages neither repeat nor push others out.
+pub async fn list_page(conn: &mut Conn, q: &PageQuery) -> DbResult<(Vec<SimulationView>, i64)> {
+    if q.limit < 1 {
+        return Err(DbError::Invalid("limit must be at least 1".into()));
+    }
+    let key = match q.order {
+        ListOrder::StartTime => "start_time",
+        ListOrder::EndTime => "coalesce(end_time, 'infinity'::timestamptz)",
+    };
+    let (cmp, dir) = if q.ascending {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
+    // $1 owner (NULL: all), $2 state (NULL: any), $3 has cursor, $4 key, $5 id, $6 limit.
+    let filter = "($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR job_state = $2)";
+    let sql = format!(
+        "SELECT id FROM simulations WHERE {filter} \
+         AND (NOT $3 OR ({key}, id) {cmp} (coalesce($4, 'infinity'::timestamptz), $5)) \
+         ORDER BY {key} {dir}, id {dir} LIMIT $6"
+    );
+    let state = q.state.map(|s| s.as_str().to_string());
+    let ids: Vec<IdRow> = diesel::sql_query(sql)
+        .bind::<Nullable<BigInt>, _>(q.owner)
+        .bind::<Nullable<Text>, _>(state.clone())
+        .bind::<Bool, _>(q.after.is_some())
+        .bind::<Nullable<Timestamptz>, _>(q.after.and_then(|c| c.key))
+        .bind::<BigInt, _>(q.after.map_or(0, |c| c.id))
+        .bind::<BigInt, _>(q.limit)
+        .load(conn)
+        .await?;
+    let count: CountRow = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM simulations WHERE {filter}"
+    ))
+    .bind::<Nullable<BigInt>, _>(q.owner)
+    .bind::<Nullable<Text>, _>(state)
+    .get_result(conn)
+    .await?;
+    let ids: Vec<i64> = ids.into_iter().map(|r| r.id).collect();
+    Ok((views(conn, &ids).await?, count.n))
+}
+
+/// Cancels a simulation that is not terminal, with its unfinished tasks, and notifies
+/// [`crate::notify::SIMULATION_EVENTS`]; all in one transaction. Returns the number of
+/// tasks canceled, or `None` when the simulation was already terminal (or is gone).
+pub async fn cancel(conn: &mut Conn, simulation_id: i64) -> DbResult<Option<usize>> {
+    conn.transaction(async |conn| {
+        let updated = diesel::sql_query(
+            "UPDATE simulations SET job_state = 'CANCELED', end_time = now(), update_time = now() \
+             WHERE id = $1 AND job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')",
+        )
+        .bind::<BigInt, _>(simulation_id)
+        .execute(conn)
+        .await?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        let tasks = diesel::sql_query(
+            "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now() \
+             WHERE simulation_id = $1 AND task_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')",
+        )
+        .bind::<BigInt, _>(simulation_id)
+        .execute(conn)
+        .await?;
+        diesel::sql_query("SELECT pg_notify($1, $2::text)")
+            .bind::<Text, _>(crate::notify::SIMULATION_EVENTS)
+            .bind::<Text, _>(simulation_id.to_string())
+            .execute(conn)
+            .await?;
+        Ok(Some(tasks))
+    })
+    .await
+}
+
+/// Deletes a terminal simulation (and everything under it). Returns false, deleting
+/// nothing, when it is still PENDING, RUNNING or MERGING (or is gone).
+pub async fn delete_if_terminal(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
+    let n = diesel::delete(
+        simulations::table
+            .filter(simulations::id.eq(simulation_id))
+            .filter(simulations::job_state.eq_any(
+                [JobState::Completed, JobState::Failed, JobState::Canceled].map(|s| s.as_str()),
+            )),
+    )
+    .execute(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Task totals of some simulations: primaries simulated so far, by simulation id.
+pub async fn simulated_primaries(
+    conn: &mut Conn,
+    ids: &[i64],
+) -> DbResult<std::collections::HashMap<i64, i64>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        simulation_id: i64,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT simulation_id, coalesce(sum(simulated_primaries), 0)::bigint AS n \
+         FROM tasks WHERE simulation_id = ANY($1) GROUP BY simulation_id",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.simulation_id, r.n)).collect())
+}
+
+/// A connection borrowed from a [`crate::Pool`]; derefs to [`Conn`].
+pub type PooledConn<'a> = bb8::PooledConnection<
+    'a,
+    diesel_async::pooled_connection::AsyncDieselConnectionManager<diesel_async::AsyncPgConnection>,
+>;

@@ -1,0 +1,118 @@
+//! Command-line flags and environment variables of `sim-api`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// `sim-api` settings; every flag can also come from the named environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "sim-api", version, about = "The gRPC simulation API server.")]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed as
+    /// `listening on ADDR`).
+    #[arg(long, env = "SIM_API_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Full database URL; wins over the DB_* parts. Never printed.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Database host (or socket directory when it starts with /).
+    #[arg(long, env = "DB_HOST")]
+    pub db_host: Option<String>,
+    /// Database port.
+    #[arg(long, env = "DB_PORT")]
+    pub db_port: Option<u16>,
+    /// Database role.
+    #[arg(long, env = "DB_USER")]
+    pub db_user: Option<String>,
+    /// Database password (prefer the environment variable). Never printed.
+    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
+    /// Database name.
+    #[arg(long, env = "DB_NAME")]
+    pub db_name: Option<String>,
+    /// Directory of the server's Unix socket; wins over --db-host.
+    #[arg(long, env = "DB_SOCKET_DIR")]
+    pub db_socket_dir: Option<String>,
+    /// Most database connections.
+    #[arg(long, env = "SIM_API_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// Most tasks one simulation may have.
+    #[arg(long, env = "SIM_API_MAX_NTASKS", default_value_t = 64)]
+    pub max_ntasks: i32,
+    /// Most bytes of input (editor JSON, or all files together) per simulation.
+    #[arg(long, env = "SIM_API_MAX_INPUT_BYTES", default_value_t = 10 << 20)]
+    pub max_input_bytes: usize,
+    /// Most input files per simulation.
+    #[arg(long, env = "SIM_API_MAX_INPUT_FILES", default_value_t = 64)]
+    pub max_input_files: usize,
+    /// Most bytes of one decoded request message.
+    #[arg(long, env = "SIM_API_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
+    pub max_request_bytes: usize,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "SIM_API_ACCESS_TOKEN_TTL_S", default_value_t = 15 * 60)]
+    pub access_token_ttl_s: u64,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long, env = "SIM_API_REFRESH_TOKEN_TTL_S", default_value_t = 7 * 24 * 3600)]
+    pub refresh_token_ttl_s: u64,
+}
+
+impl Config {
+    /// The database settings: --database-url, or else the DB_* parts.
+    pub fn db_config(&self) -> Result<db::DbConfig, db::config::ConfigError> {
+        if let Some(url) = &self.database_url {
+            return db::DbConfig::from_url(url.clone());
+        }
+        db::DbConfig::from_parts(&db::config::DbParts {
+            host: self.db_host.clone(),
+            port: self.db_port,
+            user: self.db_user.clone(),
+            password: self.db_password.clone(),
+            dbname: self.db_name.clone(),
+            socket_dir: self.db_socket_dir.clone(),
+        })
+    }
+
+    /// The limits the services enforce.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_ntasks: self.max_ntasks,
+            max_input_bytes: self.max_input_bytes,
+            max_input_files: self.max_input_files,
+            max_request_bytes: self.max_request_bytes,
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_s),
+            refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_s),
+        }
+    }
+}
+
+/// Limits and token lifetimes.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most tasks per simulation.
+    pub max_ntasks: i32,
+    /// Most input bytes per simulation.
+    pub max_input_bytes: usize,
+    /// Most input files per simulation.
+    pub max_input_files: usize,
+    /// Most bytes of one decoded request.
+    pub max_request_bytes: usize,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_ntasks: 64,
+            max_input_bytes: 10 << 20,
+            max_input_files: 64,
+            max_request_bytes: 16 << 20,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The gRPC simulation API server: AuthService, SimulationService and ClusterService, plus
+//! gRPC health, server reflection and grpc-web, all on one port.
+//!
+//! [`serve`] runs the server on a listener the caller bound, so tests can start it
+//! in-process on port 0; `main.rs` only parses flags, migrates and binds.
+
+pub mod auth;
+pub mod clusters;
+pub mod config;
+pub mod error;
+pub mod simulations;
+
+pub use config::{Config, Limits};
+
+use proto::v1::auth_service_server::AuthServiceServer;
+use proto::v1::cluster_service_server::ClusterServiceServer;
+use proto::v1::simulation_service_server::SimulationServiceServer;
+use std::future::Future;
+use std::sync::Arc;
+use tonic::codec::CompressionEncoding;
+
+/// What every service shares: the pool, the limits and the login backoff.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub pool: db::Pool,
+    /// Limits and token lifetimes.
+    pub limits: Arc<Limits>,
+    /// Per-username backoff after failed logins.
+    pub backoff: Arc<auth::LoginBackoff>,
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not be built from the descriptor set.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(String),
+    /// The transport failed.
+    #[error("server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves every service on `listener` until `shutdown` resolves, then stops accepting and
+/// lets in-flight calls finish.
+pub async fn serve(
+    pool: db::Pool,
+    limits: Limits,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let max_request = limits.max_request_bytes;
+    let state = AppState {
+        pool,
+        limits: Arc::new(limits),
+        backoff: Arc::new(auth::LoginBackoff::default()),
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AuthServiceServer<auth::AuthSvc>>()
+        .await;
+    health_reporter
+        .set_serving::<SimulationServiceServer<simulations::SimulationSvc>>()
+        .await;
+    health_reporter
+        .set_serving::<ClusterServiceServer<clusters::ClusterSvc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+
+    let auth = AuthServiceServer::new(auth::AuthSvc::new(state.clone()))
+        .max_decoding_message_size(max_request)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let sims = SimulationServiceServer::new(simulations::SimulationSvc::new(state.clone()))
+        .max_decoding_message_size(max_request)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let clusters = ClusterServiceServer::new(clusters::ClusterSvc::new(state.clone()))
+        .max_decoding_message_size(max_request)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(auth)
+        .add_service(sims)
+        .add_service(clusters)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
+
+use db::enums::{AuthProvider, Role};
+use db::models::NewUser;
+use db::testing::TestDb;
+use proto::v1::auth_service_client::AuthServiceClient;
+use proto::v1::simulation_service_client::SimulationServiceClient;
+use proto::v1::{LoginRequest, SubmitRequest, TokenPair};
+use sim_api::Limits;
+use std::net::SocketAddr;
+use tonic::transport::Channel;
+use tonic::Request;
+
+pub struct App {
+    pub db: TestDb,
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> App {
+    spawn_app_with(Limits::default()).await
+}
+
+/// Starts the server in-process on an ephemeral port against a fresh database.
+pub async fn spawn_app_with(limits: Limits) -> App {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        sim_api::serve(pool, limits, listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    App {
+        db,
+        addr,
+        channel,
+        shutdown: Some(tx),
+    }
+}
+
+impl App {
+    pub fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+
+    pub fn sims(&self) -> SimulationServiceClient<Channel> {
+        SimulationServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn create_user(&self, name: &str, password: &str, admin: bool) -> i64 {
+        let hash = db::password::hash(password).unwrap();
+        let mut c = self.db.conn().await;
+        db::users::create(
+            &mut c,
+            &NewUser {
+                username: name,
+                auth_provider: AuthProvider::Local,
+                password_hash: Some(&hash),
+                role: if admin { Role::Admin } else { Role::User },
+            },
+        )
+        .await
+        .unwrap()
+        .id
+    }
+
+    pub async fn login(&self, name: &str, password: &str) -> TokenPair {
+        self.auth()
+            .login(LoginRequest {
+                username: name.into(),
+                password: password.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Creates a user and logs in; returns the access token.
+    pub async fn user_token(&self, name: &str, admin: bool) -> String {
+        self.create_user(name, "pw-of-test", admin).await;
+        self.login(name, "pw-of-test").await.access_token
+    }
+
+    pub async fn submit(&self, token: &str, req: SubmitRequest) -> Result<String, tonic::Status> {
+        self.sims()
+            .submit(authed(req, token))
+            .await
+            .map(|r| r.into_inner().job_id)
+    }
+
+    pub async fn sql(&self, sql: &str) {
+        use diesel_async::RunQueryDsl;
+        let mut c = self.db.conn().await;
+        diesel::sql_query(sql).execute(&mut c).await.unwrap();
+    }
+}
+
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+pub fn simple_submit() -> SubmitRequest {
+    SubmitRequest {
+        title: "water phantom".into(),
+        sim_type: proto::v1::SimType::Builtin as i32,
+        input: Some(proto::v1::submit_request::Input::EditorJson(
+            r#"{"beam":{"energy":150}}"#.into(),
+        )),
+        ntasks: 4,
+        primaries: 10_001,
+        platform: None,
+    }
+}
