@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p db --bench merge`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::{AuthProvider, InputType, Platform, Role, SimType};
+use db::enums::SimType;
 use db::queue;
 use db::results::{self, PageMeta, TaskPage};
 use db::testing::TestDb;
@@ -75,38 +75,10 @@ fn jitter(pages: &[TaskPage], t: usize) -> Vec<TaskPage> {
 }
 
 async fn simulation(conn: &mut db::Conn, ntasks: i32) -> Vec<queue::ClaimedTask> {
-    let user = match db::users::get(conn, "bench", AuthProvider::Local).await {
-        Ok(u) => u,
-        Err(_) => db::users::create(
-            conn,
-            &db::models::NewUser {
-                username: "bench",
-                auth_provider: AuthProvider::Local,
-                password_hash: None,
-                role: Role::User,
-            },
-        )
-        .await
-        .unwrap(),
-    };
-    db::simulations::create_with_tasks(
-        conn,
-        &db::simulations::NewSimulation {
-            user_id: user.id,
-            title: String::new(),
-            platform: Platform::Direct,
-            input_type: InputType::Files,
-            sim_type: SimType::Shieldhit,
-            ntasks,
-            primaries: i64::from(ntasks) * 1000,
-            cluster_id: None,
-            sbatch_options: vec![],
-            max_attempts: 3,
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let owner = db::testing::user(conn, "bench").await;
+    let new =
+        db::testing::new_simulation(owner, SimType::Shieldhit, ntasks, i64::from(ntasks) * 1000);
+    db::testing::submit(conn, new, None).await;
     queue::claim(conn, "bench", i64::from(ntasks), Duration::from_secs(3600))
         .await
         .unwrap()

@@ -257,3 +257,70 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// The id of the local user `name`, created (without a password) if missing.
+pub async fn user(conn: &mut Conn, name: &str) -> i64 {
+    use crate::enums::{AuthProvider, Role};
+    match crate::users::get(conn, name, AuthProvider::Local).await {
+        Ok(u) => u.id,
+        Err(_) => {
+            crate::users::create(
+                conn,
+                &crate::models::NewUser {
+                    username: name,
+                    auth_provider: AuthProvider::Local,
+                    password_hash: None,
+                    role: Role::User,
+                },
+            )
+            .await
+            .expect("create test user")
+            .id
+        }
+    }
+}
+
+/// A direct simulation of `ntasks` tasks for `user_id`, with 3 attempts per task; the input
+/// type follows the simulator (files for SHIELD-HIT12A, editor JSON otherwise).
+pub fn new_simulation(
+    user_id: i64,
+    sim_type: crate::enums::SimType,
+    ntasks: i32,
+    primaries: i64,
+) -> crate::simulations::NewSimulation {
+    use crate::enums::{InputType, Platform, SimType};
+    crate::simulations::NewSimulation {
+        user_id,
+        title: String::new(),
+        platform: Platform::Direct,
+        input_type: if sim_type == SimType::Shieldhit {
+            InputType::Files
+        } else {
+            InputType::Editor
+        },
+        sim_type,
+        ntasks,
+        primaries,
+        cluster_id: None,
+        sbatch_options: vec![],
+        max_attempts: 3,
+    }
+}
+
+/// Submits a simulation (with an optional stored input) for the test user "owner" and
+/// returns its id.
+pub async fn submit(
+    conn: &mut Conn,
+    new: crate::simulations::NewSimulation,
+    input: Option<&crate::inputs::SimulationInput>,
+) -> i64 {
+    let encoded = input.map(|i| i.encode().expect("encode input"));
+    crate::simulations::create_with_tasks(
+        conn,
+        &new,
+        encoded.as_ref().map(|(d, n)| (d.as_slice(), *n)),
+    )
+    .await
+    .expect("create simulation")
+    .id
+}

@@ -2,43 +2,20 @@
 //! results while running, and no double counting.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::{AuthProvider, InputType, JobState, Platform, Role, SimType};
+use db::enums::{JobState, SimType};
 use db::queue::{self, ClaimedTask};
 use db::results::{self, PageMeta, TaskPage};
-use db::testing::TestDb;
+use db::testing::{self, TestDb};
 use std::time::Duration;
 
 async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64) -> i64 {
-    let user = db::users::create(
+    let owner = testing::user(conn, "u").await;
+    testing::submit(
         conn,
-        &db::models::NewUser {
-            username: "u",
-            auth_provider: AuthProvider::Local,
-            password_hash: None,
-            role: Role::User,
-        },
-    )
-    .await
-    .unwrap();
-    db::simulations::create_with_tasks(
-        conn,
-        &db::simulations::NewSimulation {
-            user_id: user.id,
-            title: String::new(),
-            platform: Platform::Direct,
-            input_type: InputType::Editor,
-            sim_type: SimType::Builtin,
-            ntasks,
-            primaries,
-            cluster_id: None,
-            sbatch_options: vec![],
-            max_attempts: 3,
-        },
+        testing::new_simulation(owner, SimType::Builtin, ntasks, primaries),
         None,
     )
     .await
-    .unwrap()
-    .id
 }
 
 /// A deterministic pseudo-random page for task `t`.

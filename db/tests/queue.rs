@@ -2,10 +2,9 @@
 //! requeueing after a lost worker, and the simulation state that follows.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::{AuthProvider, InputType, JobState, Platform, Role, SimType, TaskState};
-use db::models::NewUser;
+use db::enums::{JobState, SimType, TaskState};
 use db::queue::{self, Completion, Lease};
-use db::testing::TestDb;
+use db::testing::{self, TestDb};
 use diesel_async::SimpleAsyncConnection;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,39 +12,22 @@ use std::time::Duration;
 const LEASE: Duration = Duration::from_secs(30);
 
 async fn submit(conn: &mut db::Conn, ntasks: i32, max_attempts: i32) -> i64 {
-    let user = match db::users::get(conn, "owner", AuthProvider::Local).await {
-        Ok(u) => u,
-        Err(_) => db::users::create(
-            conn,
-            &NewUser {
-                username: "owner",
-                auth_provider: AuthProvider::Local,
-                password_hash: None,
-                role: Role::User,
-            },
-        )
-        .await
-        .unwrap(),
-    };
-    db::simulations::create_with_tasks(
+    let owner = testing::user(conn, "owner").await;
+    let new = testing::new_simulation(
+        owner,
+        SimType::Builtin,
+        ntasks,
+        1000 * i64::from(ntasks) + 1,
+    );
+    testing::submit(
         conn,
-        &db::simulations::NewSimulation {
-            user_id: user.id,
-            title: "t".into(),
-            platform: Platform::Direct,
-            input_type: InputType::Editor,
-            sim_type: SimType::Builtin,
-            ntasks,
-            primaries: 1000 * i64::from(ntasks) + 1,
-            cluster_id: None,
-            sbatch_options: vec![],
+        db::simulations::NewSimulation {
             max_attempts,
+            ..new
         },
         None,
     )
     .await
-    .unwrap()
-    .id
 }
 
 async fn sim_state(conn: &mut db::Conn, id: i64) -> JobState {

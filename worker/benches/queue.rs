@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p worker --bench queue`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::{AuthProvider, InputType, Platform, Role, SimType};
+use db::enums::SimType;
 use db::testing::TestDb;
 use diesel::sql_types::{BigInt, Double};
 use diesel::QueryableByName;
@@ -62,33 +62,11 @@ async fn count(conn: &mut db::Conn, sql: &str) -> i64 {
 }
 
 async fn user(conn: &mut db::Conn) -> i64 {
-    db::users::create(
-        conn,
-        &db::models::NewUser {
-            username: "bench",
-            auth_provider: AuthProvider::Local,
-            password_hash: None,
-            role: Role::User,
-        },
-    )
-    .await
-    .unwrap()
-    .id
+    db::testing::user(conn, "bench").await
 }
 
 fn new_sim(user_id: i64, ntasks: i32) -> db::simulations::NewSimulation {
-    db::simulations::NewSimulation {
-        user_id,
-        title: String::new(),
-        platform: Platform::Direct,
-        input_type: InputType::Editor,
-        sim_type: SimType::Builtin,
-        ntasks,
-        primaries: i64::from(ntasks) * 100,
-        cluster_id: None,
-        sbatch_options: vec![],
-        max_attempts: 3,
-    }
+    db::testing::new_simulation(user_id, SimType::Builtin, ntasks, i64::from(ntasks) * 100)
 }
 
 fn pgbench_tps(server: &db::DbConfig) -> f64 {

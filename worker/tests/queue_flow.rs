@@ -3,8 +3,8 @@
 //! reports progress like one and honours stop requests.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::{AuthProvider, InputType, JobState, Platform, Role, SimType, TaskState};
-use db::testing::TestDb;
+use db::enums::{JobState, SimType, TaskState};
+use db::testing::{self, TestDb};
 use diesel_async::SimpleAsyncConnection;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -71,39 +71,9 @@ impl Drop for WorkerProc {
 }
 
 async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
-    let user = match db::users::get(conn, "u", AuthProvider::Local).await {
-        Ok(u) => u,
-        Err(_) => db::users::create(
-            conn,
-            &db::models::NewUser {
-                username: "u",
-                auth_provider: AuthProvider::Local,
-                password_hash: None,
-                role: Role::User,
-            },
-        )
-        .await
-        .unwrap(),
-    };
-    db::simulations::create_with_tasks(
-        conn,
-        &db::simulations::NewSimulation {
-            user_id: user.id,
-            title: String::new(),
-            platform: Platform::Direct,
-            input_type: InputType::Editor,
-            sim_type: SimType::Builtin,
-            ntasks,
-            primaries: 100 * i64::from(ntasks),
-            cluster_id: None,
-            sbatch_options: vec![],
-            max_attempts: 3,
-        },
-        None,
-    )
-    .await
-    .unwrap()
-    .id
+    let owner = testing::user(conn, "u").await;
+    let new = testing::new_simulation(owner, SimType::Builtin, ntasks, 100 * i64::from(ntasks));
+    testing::submit(conn, new, None).await
 }
 
 async fn tasks(conn: &mut db::Conn, sim: i64) -> Vec<db::models::Task> {

@@ -3,9 +3,9 @@
 //! kills, malformed output, a worker without the program, and hostile input file names.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::{AuthProvider, InputType, JobState, Platform, Role, SimType, TaskState};
+use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
-use db::testing::TestDb;
+use db::testing::{self, TestDb};
 use diesel_async::SimpleAsyncConnection;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -96,40 +96,9 @@ async fn submit(
     primaries: i64,
     input: &BTreeMap<String, String>,
 ) -> i64 {
-    let user = match db::users::get(conn, "physicist", AuthProvider::Local).await {
-        Ok(u) => u,
-        Err(_) => db::users::create(
-            conn,
-            &db::models::NewUser {
-                username: "physicist",
-                auth_provider: AuthProvider::Local,
-                password_hash: None,
-                role: Role::User,
-            },
-        )
-        .await
-        .unwrap(),
-    };
-    let (data, size) = SimulationInput::Files(input.clone()).encode().unwrap();
-    db::simulations::create_with_tasks(
-        conn,
-        &db::simulations::NewSimulation {
-            user_id: user.id,
-            title: "proton beam".into(),
-            platform: Platform::Direct,
-            input_type: InputType::Files,
-            sim_type: SimType::Shieldhit,
-            ntasks,
-            primaries,
-            cluster_id: None,
-            sbatch_options: vec![],
-            max_attempts: 3,
-        },
-        Some((&data, size)),
-    )
-    .await
-    .unwrap()
-    .id
+    let owner = testing::user(conn, "physicist").await;
+    let new = testing::new_simulation(owner, SimType::Shieldhit, ntasks, primaries);
+    testing::submit(conn, new, Some(&SimulationInput::Files(input.clone()))).await
 }
 
 async fn wait_state(conn: &mut db::Conn, sim: i64, want: JobState, limit: Duration) {
