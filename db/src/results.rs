@@ -224,7 +224,7 @@ pub async fn complete_with_results(
                 }],
             )
             .await?;
-            let Some(&(_, simulation_id)) = done.iter().next() else {
+            let [(_, simulation_id), ..] = done[..] else {
                 return Err(queue::lease_lost(&lease));
             };
             fold(conn, simulation_id, simulated_primaries, pages).await?;

@@ -113,7 +113,7 @@ async fn a_four_task_builtin_run_merges_exactly() {
     assert!(tasks
         .iter()
         .all(|r| r.task.task_state == TaskState::Completed
-            && r.task.simulated_primaries == r.task.requested_primaries as i64));
+            && r.task.simulated_primaries == r.task.requested_primaries));
 
     // Recompute every task's pages with the same engine and seeds.
     let input = builtin::input::BuiltinInput::from_json(&editor.to_string()).unwrap();
