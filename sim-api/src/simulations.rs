@@ -555,8 +555,23 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::GetLogsRequest>,
     ) -> Result<Response<pb::GetLogsResponse>, Status> {
-        authenticate(&self.state, &request).await?;
-        Err(Status::unimplemented("GetLogs is not available yet"))
+        let caller = authenticate(&self.state, &request).await?;
+        let view = self.visible(&caller, &request.get_ref().job_id).await?;
+        let mut c = conn(&self.state.pool).await?;
+        let logs = db::logs::list(&mut c, view.simulation.id).await.map_err(|e| {
+            tracing::error!(job_id = %view.simulation.job_id, error = %e, "stored logs unreadable");
+            Status::internal("internal error")
+        })?;
+        Ok(Response::new(pb::GetLogsResponse {
+            logs: logs
+                .into_iter()
+                .map(|l| pb::LogFile {
+                    name: l.name,
+                    task_index: l.task_index,
+                    content: String::from_utf8_lossy(&l.content).into_owned(),
+                })
+                .collect(),
+        }))
     }
 }
 

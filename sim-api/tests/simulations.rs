@@ -746,3 +746,60 @@ async fn list_pagination_with_inserts_between_pages() {
         .into_inner();
     assert!(big.simulations.len() <= 500);
 }
+
+#[tokio::test]
+async fn get_logs_returns_the_stored_logs_to_their_owner_only() {
+    let app = spawn_app().await;
+    let tok = app.user_token("alice", false).await;
+    let other = app.user_token("mallory", false).await;
+    let mut req = simple_submit();
+    req.ntasks = 2;
+    req.primaries = 10;
+    let job = app.submit(&tok, req).await.unwrap();
+    // A worker stores each task's output tails; do the same here.
+    let mut c = app.db.conn().await;
+    let rows = db::tasks::list(&mut c, &Default::default()).await.unwrap();
+    let t1 = rows.iter().find(|r| r.task.task_index == 1).unwrap();
+    db::logs::store(
+        &mut c,
+        t1.task.simulation_id,
+        Some(t1.task.id),
+        "stderr",
+        b"Fatal error \xff in BEAM\n",
+    )
+    .await
+    .unwrap();
+    db::logs::store(&mut c, t1.task.simulation_id, None, "collect", b"merged\n")
+        .await
+        .unwrap();
+
+    let logs = app
+        .sims()
+        .get_logs(authed(
+            GetLogsRequest {
+                job_id: job.clone(),
+            },
+            &tok,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    assert_eq!(logs.len(), 2);
+    assert_eq!(
+        (logs[0].name.as_str(), logs[0].task_index),
+        ("collect", None)
+    );
+    assert_eq!(
+        (logs[1].name.as_str(), logs[1].task_index),
+        ("stderr", Some(1))
+    );
+    assert_eq!(logs[1].content, "Fatal error \u{fffd} in BEAM\n");
+
+    let err = app
+        .sims()
+        .get_logs(authed(GetLogsRequest { job_id: job }, &other))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
