@@ -11,7 +11,7 @@ use crate::pool::Conn;
 use crate::schema::{clusters, simulations, tasks, users};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -217,28 +217,6 @@ pub async fn delete_if_terminal(conn: &mut Conn, simulation_id: i64) -> DbResult
     .execute(conn)
     .await?;
     Ok(n > 0)
-}
-
-/// Task totals of some simulations: primaries simulated so far, by simulation id.
-pub async fn simulated_primaries(
-    conn: &mut Conn,
-    ids: &[i64],
-) -> DbResult<std::collections::HashMap<i64, i64>> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = BigInt)]
-        simulation_id: i64,
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let rows: Vec<Row> = diesel::sql_query(
-        "SELECT simulation_id, coalesce(sum(simulated_primaries), 0)::bigint AS n \
-         FROM tasks WHERE simulation_id = ANY($1) GROUP BY simulation_id",
-    )
-    .bind::<Array<BigInt>, _>(ids)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.simulation_id, r.n)).collect())
 }
 
 /// A connection borrowed from a [`crate::Pool`]; derefs to [`Conn`].

@@ -434,9 +434,12 @@ impl SimulationService for SimulationSvc {
             _ => String::new(),
         };
         let ids: Vec<i64> = rows.iter().map(|v| v.simulation.id).collect();
-        let simulated: HashMap<i64, i64> = db::api::simulated_primaries(&mut c, &ids)
+        let simulated: HashMap<i64, i64> = db::simulations::task_totals(&mut c, &ids)
             .await
-            .map_err(db_status)?;
+            .map_err(db_status)?
+            .into_iter()
+            .map(|(id, t)| (id, t.simulated_primaries))
+            .collect();
         Ok(Response::new(pb::ListResponse {
             simulations: rows
                 .iter()
