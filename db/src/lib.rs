@@ -34,6 +34,7 @@ pub mod logs;
 pub mod migrate;
 pub mod models;
 pub mod notify;
+pub mod page_info;
 pub mod password;
 pub mod pool;
 pub mod queue;

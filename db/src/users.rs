@@ -153,6 +153,45 @@ pub async fn create(conn: &mut Conn, new: &NewUser<'_>) -> DbResult<User> {
         })
 }
 
+/// Creates or updates, at each login, the user an external identity provider (Keycloak)
+/// vouches for: a new name gets a user with role `user` and no password; an existing one
+/// keeps its role and gets `updated_at` set to now.
+///
+/// Users are keyed by (name, provider), so a local user of the same name is a different
+/// account (its own simulations, role and password) and is never read or changed here.
+/// `provider` must not be [`AuthProvider::Local`].
+pub async fn upsert_external(
+    conn: &mut Conn,
+    username: &str,
+    provider: AuthProvider,
+) -> DbResult<User> {
+    if provider == AuthProvider::Local {
+        return Err(DbError::Invalid(
+            "local users are created by an operator, not at login".into(),
+        ));
+    }
+    diesel::insert_into(users::table)
+        .values(&NewUser {
+            username,
+            auth_provider: provider,
+            password_hash: None,
+            role: Role::User,
+        })
+        .on_conflict((users::username, users::auth_provider))
+        .do_update()
+        .set(users::updated_at.eq(diesel::dsl::now))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| match DbError::from(e) {
+            DbError::Invalid(_) => DbError::Invalid(format!(
+                "{} was rejected: a name must be 1 to 255 characters",
+                describe(username, provider)
+            )),
+            other => other,
+        })
+}
+
 /// Updates a user. A password change also revokes the user's tokens.
 pub async fn update(
     conn: &mut Conn,

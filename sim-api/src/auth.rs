@@ -186,6 +186,16 @@ impl AuthSvc {
             token_type: "Bearer".into(),
         }
     }
+
+    /// Starts a new session for `user` and returns its token pair (Login and LoginOidc).
+    async fn issue_tokens(&self, user: &User) -> Result<TokenPair, Status> {
+        let (access, refresh, pair) = self.new_pair()?;
+        let mut c = conn(&self.state.pool).await?;
+        db::tokens::insert_pair(&mut c, user.id, Uuid::new_v4(), &pair)
+            .await
+            .map_err(db_status)?;
+        Ok(self.token_pair(access, refresh))
+    }
 }
 
 #[tonic::async_trait]
@@ -234,13 +244,9 @@ impl AuthService for AuthSvc {
             }
         };
         self.state.backoff.succeeded(&username);
-        let (access, refresh, pair) = self.new_pair()?;
-        let mut c = conn(&self.state.pool).await?;
-        db::tokens::insert_pair(&mut c, user.id, Uuid::new_v4(), &pair)
-            .await
-            .map_err(db_status)?;
+        let tokens = self.issue_tokens(&user).await?;
         tracing::info!(username = %user.username, "login");
-        Ok(Response::new(self.token_pair(access, refresh)))
+        Ok(Response::new(tokens))
     }
 
     async fn refresh(
@@ -312,10 +318,45 @@ impl AuthService for AuthSvc {
         }))
     }
 
+    /// Verifies the ID token (see [`crate::oidc`]), creates or updates the `keycloak` user it
+    /// names (a local user of the same name is a separate account and is left alone), and
+    /// starts a session like Login. Not configured → FAILED_PRECONDITION; empty token →
+    /// INVALID_ARGUMENT; any rejected token → UNAUTHENTICATED with a short reason; keys not
+    /// loadable → UNAVAILABLE.
     async fn login_oidc(
         &self,
-        _request: Request<LoginOidcRequest>,
+        request: Request<LoginOidcRequest>,
     ) -> Result<Response<TokenPair>, Status> {
-        Err(Status::unimplemented("OIDC login is not available yet"))
+        let Some(verifier) = self.state.oidc.as_deref() else {
+            return Err(Status::failed_precondition(
+                "OIDC login is not configured on this server",
+            ));
+        };
+        let token = request.into_inner().id_token;
+        if token.is_empty() {
+            return Err(Status::invalid_argument("id_token is required"));
+        }
+        let identity = match verifier.verify(&token).await {
+            Ok(identity) => identity,
+            Err(crate::oidc::OidcError::KeysUnavailable) => {
+                tracing::warn!("OIDC login refused: no signing keys could be loaded");
+                return Err(Status::unavailable(
+                    "the identity provider's keys are unavailable; try again later",
+                ));
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "OIDC login rejected");
+                return Err(Status::unauthenticated(format!("invalid ID token: {e}")));
+            }
+        };
+        let user = {
+            let mut c = conn(&self.state.pool).await?;
+            db::users::upsert_external(&mut c, &identity.username, AuthProvider::Keycloak)
+                .await
+                .map_err(db_status)?
+        };
+        let tokens = self.issue_tokens(&user).await?;
+        tracing::info!(username = %user.username, auth_provider = "keycloak", "login");
+        Ok(Response::new(tokens))
     }
 }

@@ -56,6 +56,21 @@ pub struct Config {
     /// Refresh-token lifetime in seconds.
     #[arg(long, env = "SIM_API_REFRESH_TOKEN_TTL_S", default_value_t = 7 * 24 * 3600)]
     pub refresh_token_ttl_s: u64,
+
+    /// OIDC: the expected `iss` of ID tokens (e.g. `https://kc.example/realms/sim`). OIDC
+    /// login is enabled when this, --oidc-audience and --oidc-jwks are all set.
+    #[arg(long, env = "SIM_API_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// OIDC: the expected `aud` (the client id).
+    #[arg(long, env = "SIM_API_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// OIDC: the signing keys, as a JWKS file path or an http:// URL (https is not supported:
+    /// mount the JWKS as a file).
+    #[arg(long, env = "SIM_API_OIDC_JWKS")]
+    pub oidc_jwks: Option<String>,
+    /// OIDC: clock-skew leeway in seconds for `exp` and `nbf`.
+    #[arg(long, env = "SIM_API_OIDC_LEEWAY_S", default_value_t = 30)]
+    pub oidc_leeway_s: u64,
 }
 
 impl Config {
@@ -72,6 +87,30 @@ impl Config {
             dbname: self.db_name.clone(),
             socket_dir: self.db_socket_dir.clone(),
         })
+    }
+
+    /// The OIDC settings: `None` when none of --oidc-issuer, --oidc-audience and --oidc-jwks
+    /// is set; an error when only some are, or when the JWKS location is unusable.
+    pub fn oidc(&self) -> Result<Option<crate::oidc::OidcSettings>, crate::oidc::OidcError> {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let parts = (
+            set(&self.oidc_issuer),
+            set(&self.oidc_audience),
+            set(&self.oidc_jwks),
+        );
+        let (issuer, audience, jwks) = match parts {
+            (None, None, None) => return Ok(None),
+            (Some(i), Some(a), Some(j)) => (i, a, j),
+            _ => {
+                return Err(crate::oidc::OidcError::Config(
+                    "--oidc-issuer, --oidc-audience and --oidc-jwks must be set together".into(),
+                ))
+            }
+        };
+        Ok(Some(crate::oidc::OidcSettings {
+            leeway: Duration::from_secs(self.oidc_leeway_s),
+            ..crate::oidc::OidcSettings::new(issuer, audience, jwks.trim().parse()?)
+        }))
     }
 
     /// The limits the services enforce.

@@ -8,7 +8,10 @@ pub mod auth;
 pub mod clusters;
 pub mod config;
 pub mod error;
+pub mod oidc;
+pub mod results;
 pub mod simulations;
+pub mod watch;
 
 pub use config::{Config, Limits};
 
@@ -28,6 +31,10 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Per-username backoff after failed logins.
     pub backoff: Arc<auth::LoginBackoff>,
+    /// The ID-token verifier of LoginOidc; `None` when OIDC is not configured.
+    pub oidc: Option<Arc<oidc::OidcVerifier>>,
+    /// Simulation events for `Watch` streams.
+    pub events: Arc<watch::Events>,
 }
 
 /// Why the server stopped with an error.
@@ -42,10 +49,21 @@ pub enum ServeError {
 }
 
 /// Serves every service on `listener` until `shutdown` resolves, then stops accepting and
-/// lets in-flight calls finish.
+/// lets in-flight calls finish. OIDC login is not configured; see [`serve_with_oidc`].
 pub async fn serve(
     pool: db::Pool,
     limits: Limits,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    serve_with_oidc(pool, limits, None, listener, shutdown).await
+}
+
+/// [`serve`], with the verifier LoginOidc uses (`None`: LoginOidc is FAILED_PRECONDITION).
+pub async fn serve_with_oidc(
+    pool: db::Pool,
+    limits: Limits,
+    oidc: Option<Arc<oidc::OidcVerifier>>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -54,6 +72,8 @@ pub async fn serve(
         pool,
         limits: Arc::new(limits),
         backoff: Arc::new(auth::LoginBackoff::default()),
+        oidc,
+        events: Arc::new(watch::Events::default()),
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

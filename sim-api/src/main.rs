@@ -13,6 +13,14 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     let db_config = config.db_config().context("database settings")?;
+    let oidc = match config.oidc()? {
+        Some(settings) => Some(std::sync::Arc::new(
+            sim_api::oidc::OidcVerifier::new(settings)
+                .await
+                .context("OIDC settings")?,
+        )),
+        None => None,
+    };
     let applied = db::migrate::run_pending(&db_config)
         .await
         .context("applying migrations")?;
@@ -34,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr().context("bound address")?;
     println!("listening on {addr}");
     tracing::info!(%addr, database = %db_config, "sim-api started");
-    sim_api::serve(pool, config.limits(), listener, shutdown_signal()).await?;
+    sim_api::serve_with_oidc(pool, config.limits(), oidc, listener, shutdown_signal()).await?;
     tracing::info!("sim-api stopped");
     Ok(())
 }

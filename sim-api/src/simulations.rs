@@ -1,4 +1,5 @@
-//! SimulationService: submission, status, listing, cancellation, deletion and inputs.
+//! SimulationService: submission, status and its live stream, listing, cancellation,
+//! deletion, inputs, results and logs.
 //!
 //! Status codes: bad fields are INVALID_ARGUMENT; an input over `--max-input-bytes` or
 //! more files than `--max-input-files` is RESOURCE_EXHAUSTED; another user's simulation
@@ -7,6 +8,7 @@
 
 use crate::auth::{authenticate, Caller};
 use crate::error::{conn, db_status};
+use crate::results;
 use crate::AppState;
 use base64::Engine as _;
 use db::api::{Cursor, PageQuery, SimulationView};
@@ -51,6 +53,38 @@ impl SimulationSvc {
             .await
             .map_err(db_status)
     }
+
+    /// The status `Get` and `Watch` return, and the simulation's internal id.
+    async fn status(
+        &self,
+        caller: &Caller,
+        job_id: Uuid,
+    ) -> Result<(pb::SimulationStatus, i64), Status> {
+        let mut c = conn(&self.state.pool).await?;
+        let view = db::api::get_visible(&mut c, job_id, caller.owner_filter())
+            .await
+            .map_err(db_status)?;
+        let tasks = db::api::tasks_of(&mut c, view.simulation.id)
+            .await
+            .map_err(db_status)?;
+        let simulated = tasks.iter().map(|t| t.simulated_primaries).sum();
+        Ok((
+            pb::SimulationStatus {
+                simulation: Some(simulation_pb(&view, simulated)),
+                tasks: tasks.iter().map(task_pb).collect(),
+            },
+            view.simulation.id,
+        ))
+    }
+}
+
+fn is_terminal(status: &pb::SimulationStatus) -> bool {
+    status.simulation.as_ref().is_some_and(|s| {
+        matches!(
+            pb::JobState::try_from(s.job_state),
+            Ok(pb::JobState::Completed | pb::JobState::Failed | pb::JobState::Canceled)
+        )
+    })
 }
 
 fn parse_job_id(s: &str) -> Result<Uuid, Status> {
@@ -362,16 +396,8 @@ impl SimulationService for SimulationSvc {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::SimulationStatus>, Status> {
         let caller = authenticate(&self.state, &request).await?;
-        let view = self.visible(&caller, &request.get_ref().job_id).await?;
-        let mut c = conn(&self.state.pool).await?;
-        let tasks = db::api::tasks_of(&mut c, view.simulation.id)
-            .await
-            .map_err(db_status)?;
-        let simulated = tasks.iter().map(|t| t.simulated_primaries).sum();
-        Ok(Response::new(pb::SimulationStatus {
-            simulation: Some(simulation_pb(&view, simulated)),
-            tasks: tasks.iter().map(task_pb).collect(),
-        }))
+        let job_id = parse_job_id(&request.get_ref().job_id)?;
+        Ok(Response::new(self.status(&caller, job_id).await?.0))
     }
 
     async fn list(
@@ -456,8 +482,63 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        authenticate(&self.state, &request).await?;
-        Err(Status::unimplemented("Watch is not available yet"))
+        let caller = authenticate(&self.state, &request).await?;
+        let job_id = parse_job_id(&request.get_ref().job_id)?;
+        // Subscribe before the first read, so no change between the two is missed.
+        let rx = self.state.events.subscribe(&self.state.pool);
+        let (first, id) = self.status(&caller, job_id).await?;
+        struct W {
+            svc: SimulationSvc,
+            caller: Caller,
+            job_id: Uuid,
+            id: i64,
+            rx: tokio::sync::broadcast::Receiver<i64>,
+            last: Option<pb::SimulationStatus>,
+            pending: Option<pb::SimulationStatus>,
+            done: bool,
+        }
+        let w = W {
+            svc: self.clone(),
+            caller,
+            job_id,
+            id,
+            rx,
+            last: None,
+            pending: Some(first),
+            done: false,
+        };
+        // One message per change, ending after a terminal state. When the client goes
+        // away tonic drops the stream, and with it the subscription.
+        let stream = futures_util::stream::unfold(w, |mut w| async move {
+            if w.done {
+                return None;
+            }
+            loop {
+                let next = match w.pending.take() {
+                    Some(s) => Ok(s),
+                    None => {
+                        if !crate::watch::changed(&mut w.rx, w.id).await {
+                            return None;
+                        }
+                        w.svc.status(&w.caller, w.job_id).await.map(|(s, _)| s)
+                    }
+                };
+                match next {
+                    Ok(s) if w.last.as_ref() == Some(&s) => continue,
+                    Ok(s) => {
+                        w.done = is_terminal(&s);
+                        w.last = Some(s.clone());
+                        return Some((Ok(s), w));
+                    }
+                    Err(e) => {
+                        // Deleted meanwhile, or the database is gone: end the stream.
+                        w.done = true;
+                        return Some((Err(e), w));
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn cancel(
@@ -540,8 +621,16 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::ListEstimatorsRequest>,
     ) -> Result<Response<pb::ListEstimatorsResponse>, Status> {
-        authenticate(&self.state, &request).await?;
-        Err(Status::unimplemented("ListEstimators is not available yet"))
+        let caller = authenticate(&self.state, &request).await?;
+        let view = self.visible(&caller, &request.get_ref().job_id).await?;
+        let mut c = conn(&self.state.pool).await?;
+        let (pages, partial) = db::page_info::list(&mut c, view.simulation.id)
+            .await
+            .map_err(db_status)?;
+        Ok(Response::new(pb::ListEstimatorsResponse {
+            estimators: results::estimators_pb(&pages),
+            partial,
+        }))
     }
 
     type GetResultsStream = BoxStream<pb::ResultsChunk>;
@@ -550,8 +639,38 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::GetResultsRequest>,
     ) -> Result<Response<Self::GetResultsStream>, Status> {
-        authenticate(&self.state, &request).await?;
-        Err(Status::unimplemented("GetResults is not available yet"))
+        let caller = authenticate(&self.state, &request).await?;
+        let req = request.into_inner();
+        let selection =
+            results::PageSelection::parse(&req.pages).map_err(Status::invalid_argument)?;
+        if req.estimators.len() > results::MAX_ESTIMATOR_NAMES {
+            return Err(Status::invalid_argument(format!(
+                "more than {} estimator names",
+                results::MAX_ESTIMATOR_NAMES
+            )));
+        }
+        let view = self.visible(&caller, &req.job_id).await?;
+        let mut c = conn(&self.state.pool).await?;
+        let pages = db::results::read_all(&mut c, view.simulation.id)
+            .await
+            .map_err(|e| {
+                tracing::error!(job_id = %view.simulation.job_id, error = %e, "stored results unreadable");
+                Status::internal("internal error")
+            })?;
+        drop(c);
+        if pages.is_empty() {
+            return Err(Status::failed_precondition(
+                match view.simulation.job_state {
+                    JobState::Pending | JobState::Running | JobState::Merging => {
+                        "no results yet: no task has finished"
+                    }
+                    _ => "the simulation has no results",
+                },
+            ));
+        }
+        let chosen = results::select(pages, &req.estimators, &selection)?;
+        let stream = futures_util::stream::iter(results::chunks(chosen).map(Ok));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_logs(

@@ -121,6 +121,51 @@ async fn authorization_matrix() {
                 Ok,
             ],
         ),
+        (
+            "Watch",
+            [
+                Unauthenticated,
+                Unauthenticated,
+                Unauthenticated,
+                NotFound,
+                Ok,
+                Ok,
+            ],
+        ),
+        (
+            "ListEstimators",
+            [
+                Unauthenticated,
+                Unauthenticated,
+                Unauthenticated,
+                NotFound,
+                Ok,
+                Ok,
+            ],
+        ),
+        (
+            "GetLogs",
+            [
+                Unauthenticated,
+                Unauthenticated,
+                Unauthenticated,
+                NotFound,
+                Ok,
+                Ok,
+            ],
+        ),
+        // No task has finished yet: nothing to read, for those who can see it.
+        (
+            "GetResults",
+            [
+                Unauthenticated,
+                Unauthenticated,
+                Unauthenticated,
+                NotFound,
+                FailedPrecondition,
+                FailedPrecondition,
+            ],
+        ),
         // Pending: refused for those who can see it.
         (
             "Delete",
@@ -198,6 +243,51 @@ async fn authorization_matrix() {
                         .await,
                     )
                     .await
+                }
+                "Watch" => {
+                    let r = sims
+                        .watch(req(
+                            *tok,
+                            WatchRequest {
+                                job_id: job.clone(),
+                            },
+                        ))
+                        .await;
+                    code_of(r).await
+                }
+                "ListEstimators" => {
+                    let r = sims
+                        .list_estimators(req(
+                            *tok,
+                            ListEstimatorsRequest {
+                                job_id: job.clone(),
+                            },
+                        ))
+                        .await;
+                    code_of(r).await
+                }
+                "GetLogs" => {
+                    let r = sims
+                        .get_logs(req(
+                            *tok,
+                            GetLogsRequest {
+                                job_id: job.clone(),
+                            },
+                        ))
+                        .await;
+                    code_of(r).await
+                }
+                "GetResults" => {
+                    let r = sims
+                        .get_results(req(
+                            *tok,
+                            GetResultsRequest {
+                                job_id: job.clone(),
+                                ..Default::default()
+                            },
+                        ))
+                        .await;
+                    code_of(r).await
                 }
                 "Cancel" => {
                     code_of(

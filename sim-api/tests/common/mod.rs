@@ -32,13 +32,23 @@ pub async fn spawn_app() -> App {
 
 /// Starts the server in-process on an ephemeral port against a fresh database.
 pub async fn spawn_app_with(limits: Limits) -> App {
+    spawn(limits, None).await
+}
+
+/// [`spawn_app`] with OIDC login configured by `settings` (the keys are loaded first).
+pub async fn spawn_app_oidc(settings: sim_api::oidc::OidcSettings) -> App {
+    let verifier = sim_api::oidc::OidcVerifier::new(settings).await.unwrap();
+    spawn(Limits::default(), Some(std::sync::Arc::new(verifier))).await
+}
+
+async fn spawn(limits: Limits, oidc: Option<std::sync::Arc<sim_api::oidc::OidcVerifier>>) -> App {
     let db = TestDb::new().await;
     let pool = db.pool().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        sim_api::serve(pool, limits, listener, async {
+        sim_api::serve_with_oidc(pool, limits, oidc, listener, async {
             let _ = rx.await;
         })
         .await

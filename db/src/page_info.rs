@@ -1,0 +1,162 @@
+//! The metadata of a simulation's result pages, read without their values: what
+//! `ListEstimators` shows. Final pages come from `estimators`/`pages`; while a simulation
+//! runs, from the merge accumulators (partial).
+
+use crate::error::DbResult;
+use crate::pool::Conn;
+use crate::results::PageMeta;
+use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Nullable, SmallInt, Text};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+
+/// One page's description, without its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageInfo {
+    /// Estimator name.
+    pub estimator: String,
+    /// The simulator's output file of the estimator, when known.
+    pub file_name: Option<String>,
+    /// Page number within the estimator.
+    pub page_number: i32,
+    /// Description.
+    pub meta: PageMeta,
+    /// Number of values.
+    pub value_count: i64,
+    /// Whether standard errors exist for the page.
+    pub has_errors: bool,
+}
+
+/// The pages of a simulation, ordered by estimator and page number, and whether they are
+/// partial (a merge of the tasks done so far). Empty when no task has produced results.
+pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo>, bool)> {
+    #[derive(QueryableByName)]
+    struct AccRow {
+        #[diesel(sql_type = Text)]
+        estimator_name: String,
+        #[diesel(sql_type = Integer)]
+        page_number: i32,
+        #[diesel(sql_type = Jsonb)]
+        page_meta: serde_json::Value,
+        #[diesel(sql_type = Integer)]
+        tasks_merged: i32,
+    }
+    let accs: Vec<AccRow> = diesel::sql_query(
+        "SELECT estimator_name, page_number, page_meta, tasks_merged
+         FROM merge_accumulators WHERE simulation_id = $1 ORDER BY estimator_name, page_number",
+    )
+    .bind::<BigInt, _>(simulation_id)
+    .load(conn)
+    .await?;
+    if !accs.is_empty() {
+        let pages = accs
+            .into_iter()
+            .map(|a| {
+                let meta: PageMeta = serde_json::from_value(a.page_meta).unwrap_or_default();
+                PageInfo {
+                    value_count: count_from_axes(&meta.axes),
+                    estimator: a.estimator_name,
+                    file_name: None,
+                    page_number: a.page_number,
+                    meta,
+                    has_errors: a.tasks_merged >= 2,
+                }
+            })
+            .collect();
+        return Ok((pages, true));
+    }
+    #[derive(QueryableByName)]
+    struct PageRow {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        file_name: Option<String>,
+        #[diesel(sql_type = Jsonb)]
+        estimator_metadata: serde_json::Value,
+        #[diesel(sql_type = Integer)]
+        page_number: i32,
+        #[diesel(sql_type = Text)]
+        page_name: String,
+        #[diesel(sql_type = SmallInt)]
+        page_dimension: i16,
+        #[diesel(sql_type = Jsonb)]
+        axes: serde_json::Value,
+        #[diesel(sql_type = Text)]
+        value_name: String,
+        #[diesel(sql_type = Text)]
+        value_unit: String,
+        #[diesel(sql_type = Integer)]
+        value_count: i32,
+        #[diesel(sql_type = Bool)]
+        has_errors: bool,
+        #[diesel(sql_type = Jsonb)]
+        metadata: serde_json::Value,
+    }
+    let rows: Vec<PageRow> = diesel::sql_query(
+        "SELECT e.name, e.file_name, e.metadata AS estimator_metadata, p.page_number,
+                p.page_name, p.page_dimension, p.axes, p.value_name, p.value_unit,
+                p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata
+         FROM estimators e JOIN pages p ON p.estimator_id = e.id
+         WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number",
+    )
+    .bind::<BigInt, _>(simulation_id)
+    .load(conn)
+    .await?;
+    let pages = rows
+        .into_iter()
+        .map(|r| PageInfo {
+            estimator: r.name,
+            file_name: r.file_name,
+            page_number: r.page_number,
+            value_count: i64::from(r.value_count),
+            has_errors: r.has_errors,
+            meta: PageMeta {
+                name: r.page_name,
+                dimension: r.page_dimension,
+                axes: r.axes,
+                value_name: r.value_name,
+                value_unit: r.value_unit,
+                metadata: r.metadata,
+                estimator_metadata: r.estimator_metadata,
+            },
+        })
+        .collect();
+    Ok((pages, false))
+}
+
+/// The number of bins the axes describe: the product of each axis's `bins` (or the length
+/// of its `values` list, pymchelper's form); 1 for a scalar page.
+pub fn count_from_axes(axes: &serde_json::Value) -> i64 {
+    let Some(list) = axes.as_array() else {
+        return 1;
+    };
+    list.iter()
+        .map(|a| {
+            a.get("bins")
+                .and_then(serde_json::Value::as_i64)
+                .or_else(|| {
+                    a.get("values")
+                        .and_then(serde_json::Value::as_array)
+                        .and_then(|v| i64::try_from(v.len()).ok())
+                })
+                .unwrap_or(1)
+                .max(1)
+        })
+        .fold(1i64, i64::saturating_mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_from_axes;
+    use serde_json::json;
+
+    #[test]
+    fn counts_bins_of_both_axis_forms() {
+        assert_eq!(count_from_axes(&json!([])), 1);
+        assert_eq!(count_from_axes(&json!(null)), 1);
+        assert_eq!(count_from_axes(&json!([{"bins": 100}])), 100);
+        assert_eq!(
+            count_from_axes(&json!([{"bins": 80}, {"values": [0.5, 1.5, 2.5]}])),
+            240
+        );
+    }
+}

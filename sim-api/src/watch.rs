@@ -1,0 +1,106 @@
+//! `Watch` support: one LISTEN connection per server fans simulation events out to every
+//! open stream, and each stream re-reads its simulation only when it is told something
+//! changed (with a slow safety poll in case a notification is lost).
+
+use futures_util::StreamExt;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Sent to every watcher after the listener (re)connects: anything may have changed.
+pub const RESYNC: i64 = -1;
+/// How often a watcher looks even without notifications.
+pub const SAFETY_POLL: Duration = Duration::from_secs(5);
+/// Pause after a notification so that a burst of progress reports makes one update.
+pub const COALESCE: Duration = Duration::from_millis(100);
+
+/// The fan-out of simulation events to `Watch` streams. The LISTEN connection is opened on
+/// the first subscription, and reopened with backoff when it breaks.
+pub struct Events {
+    tx: broadcast::Sender<i64>,
+    started: Once,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(1024).0,
+            started: Once::new(),
+        }
+    }
+}
+
+impl Events {
+    /// A receiver of simulation ids (and [`RESYNC`]); starts the listener if needed.
+    pub fn subscribe(self: &Arc<Self>, pool: &db::Pool) -> broadcast::Receiver<i64> {
+        let rx = self.tx.subscribe();
+        self.started.call_once(|| {
+            let pool = pool.clone();
+            let tx = self.tx.clone();
+            tokio::spawn(listen(pool, tx));
+        });
+        rx
+    }
+}
+
+async fn listen(pool: db::Pool, tx: broadcast::Sender<i64>) {
+    use diesel_async::SimpleAsyncConnection;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match pool.dedicated_connection().await {
+            Ok(mut conn) => {
+                let sql = format!("LISTEN {}", db::notify::SIMULATION_EVENTS);
+                match conn.batch_execute(&sql).await {
+                    Ok(()) => {
+                        delay = Duration::from_millis(200);
+                        let _ = tx.send(RESYNC);
+                        let mut stream = std::pin::pin!(conn.notifications_stream());
+                        while let Some(n) = stream.next().await {
+                            match n {
+                                Ok(n) => {
+                                    if let Ok(id) = n.payload.parse::<i64>() {
+                                        let _ = tx.send(id);
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "event connection lost");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect for simulation events; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Waits until simulation `id` may have changed: its event, a resync, a lagged channel,
+/// or the safety poll. Returns false when the channel is closed.
+pub async fn changed(rx: &mut broadcast::Receiver<i64>, id: i64) -> bool {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(got) if got == id || got == RESYNC => return true,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                Err(broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    };
+    match tokio::time::timeout(SAFETY_POLL, wait).await {
+        Ok(open) => {
+            if open {
+                tokio::time::sleep(COALESCE).await;
+                // Drop what piled up meanwhile; one re-read covers it.
+                while rx.try_recv().is_ok() {}
+            }
+            open
+        }
+        Err(_) => true,
+    }
+}

@@ -1,0 +1,611 @@
+//! AuthService.LoginOidc against a real server (ephemeral port) and a real PostgreSQL, with
+//! RS256 tokens signed here.
+//!
+//! The signing keys are committed test-only PKCS#8 PEM files under `tests/fixtures/` (made
+//! with `openssl genpkey`), because RSA key generation in debug builds is slow and nextest runs
+//! every test in its own process. The JWKS is built from their public parts and written to a
+//! temporary file per test (or served by a tiny local HTTP server).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use clap::Parser as _;
+use common::{authed, spawn_app, spawn_app_oidc, App};
+use db::enums::AuthProvider;
+use proto::v1::{LoginOidcRequest, RefreshRequest, TokenPair, WhoAmIRequest};
+use rsa::pkcs8::DecodePrivateKey as _;
+use rsa::traits::PublicKeyParts as _;
+use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use sim_api::oidc::{JwksSource, OidcSettings};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Code, Status};
+
+const ISSUER: &str = "http://keycloak.test/realms/sim";
+const AUDIENCE: &str = "sim-web";
+
+/// A committed test key (`a` or `b`).
+fn key(name: &str) -> RsaPrivateKey {
+    let path = format!(
+        "{}/tests/fixtures/oidc-test-key-{name}.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let pem = std::fs::read_to_string(path).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    RsaPrivateKey::from_pkcs8_der(&der).unwrap()
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn jwk(key: &RsaPrivateKey, kid: &str) -> Value {
+    json!({
+        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+        "n": b64url(&key.n().to_bytes_be()), "e": b64url(&key.e().to_bytes_be()),
+    })
+}
+
+/// A Keycloak-like JWKS: the signing keys plus an encryption key that must be ignored.
+fn jwks(keys: &[Value]) -> String {
+    let mut all = keys.to_vec();
+    let mut enc = keys[0].clone();
+    enc["kid"] = json!("enc-key");
+    enc["use"] = json!("enc");
+    enc["alg"] = json!("RSA-OAEP");
+    all.push(enc);
+    json!({ "keys": all }).to_string()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(username: &str) -> Value {
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "azp": AUDIENCE, "typ": "ID",
+        "sub": format!("0b6c-{username}"), "preferred_username": username,
+        "iat": now(), "nbf": now() - 5, "exp": now() + 300,
+    })
+}
+
+fn rs256(kid: &str) -> Value {
+    json!({ "alg": "RS256", "typ": "JWT", "kid": kid })
+}
+
+fn encode(header: &Value, claims: &Value) -> String {
+    format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    )
+}
+
+fn sign(key: &RsaPrivateKey, header: &Value, claims: &Value) -> String {
+    let input = encode(header, claims);
+    let sig = key
+        .sign(
+            Pkcs1v15Sign::new::<Sha256>(),
+            &Sha256::digest(input.as_bytes()),
+        )
+        .unwrap();
+    format!("{input}.{}", b64url(&sig))
+}
+
+/// A JWKS file in the temporary directory, removed on drop.
+struct JwksFile(PathBuf);
+
+impl JwksFile {
+    fn new(content: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sim-api-oidc-test-{}-{}.json",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, content).unwrap();
+        Self(path)
+    }
+
+    fn settings(&self) -> OidcSettings {
+        OidcSettings::new(ISSUER, AUDIENCE, JwksSource::File(self.0.clone()))
+    }
+}
+
+impl Drop for JwksFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A server whose JWKS file holds key `a` as `key-a`.
+async fn setup() -> (App, JwksFile, RsaPrivateKey) {
+    let a = key("a");
+    let file = JwksFile::new(&jwks(&[jwk(&a, "key-a")]));
+    let app = spawn_app_oidc(file.settings()).await;
+    (app, file, a)
+}
+
+async fn login_oidc(app: &App, token: &str) -> Result<TokenPair, Status> {
+    app.auth()
+        .login_oidc(LoginOidcRequest {
+            id_token: token.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn who_am_i(app: &App, access: &str) -> (String, String, String) {
+    let me = app
+        .auth()
+        .who_am_i(authed(WhoAmIRequest {}, access))
+        .await
+        .unwrap()
+        .into_inner();
+    (me.username, me.auth_provider, me.role)
+}
+
+/// Asserts UNAUTHENTICATED with `reason` in a message that echoes no part of the token.
+async fn assert_rejected(app: &App, token: &str, reason: &str) {
+    let err = login_oidc(app, token).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{reason}: {err:?}");
+    let msg = err.message();
+    assert!(msg.contains(reason), "expected {reason:?} in {msg:?}");
+    assert!(msg.len() < 100, "{msg:?}");
+    for part in token.split('.').filter(|p| p.len() >= 4) {
+        assert!(!msg.contains(part), "the message echoes the token: {msg:?}");
+    }
+}
+
+#[tokio::test]
+async fn valid_token_creates_a_keycloak_user_then_reuses_it() {
+    let (app, _file, a) = setup().await;
+
+    let pair = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("kc-alice")))
+        .await
+        .unwrap();
+    assert_eq!(pair.token_type, "Bearer");
+    assert_eq!(pair.access_expires_in, 15 * 60);
+    assert_eq!(
+        who_am_i(&app, &pair.access_token).await,
+        ("kc-alice".into(), "keycloak".into(), "user".into())
+    );
+    let first = {
+        let mut c = app.db.conn().await;
+        db::users::get(&mut c, "kc-alice", AuthProvider::Keycloak)
+            .await
+            .unwrap()
+    };
+    assert!(first.password_hash.is_none());
+
+    // Second login (aud as an array this time): the same user, touched; a new session.
+    let mut second_claims = claims("kc-alice");
+    second_claims["aud"] = json!(["account", AUDIENCE]);
+    let pair2 = login_oidc(&app, &sign(&a, &rs256("key-a"), &second_claims))
+        .await
+        .unwrap();
+    assert_ne!(pair2.access_token, pair.access_token);
+    let second = {
+        let mut c = app.db.conn().await;
+        db::users::get(&mut c, "kc-alice", AuthProvider::Keycloak)
+            .await
+            .unwrap()
+    };
+    assert_eq!(second.id, first.id);
+    assert!(second.updated_at >= first.updated_at);
+    let listed = {
+        let mut c = app.db.conn().await;
+        db::users::list(&mut c, false).await.unwrap()
+    };
+    assert_eq!(
+        listed.iter().filter(|u| u.username == "kc-alice").count(),
+        1
+    );
+
+    // The pair behaves like one from Login: both sessions work, refresh rotates.
+    who_am_i(&app, &pair.access_token).await;
+    let rotated = app
+        .auth()
+        .refresh(RefreshRequest {
+            refresh_token: pair2.refresh_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(who_am_i(&app, &rotated.access_token).await.0, "kc-alice");
+}
+
+#[tokio::test]
+async fn username_falls_back_to_sub() {
+    let (app, _file, a) = setup().await;
+    let mut c = claims("ignored");
+    c.as_object_mut().unwrap().remove("preferred_username");
+    c["sub"] = json!("f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+    let pair = login_oidc(&app, &sign(&a, &rs256("key-a"), &c))
+        .await
+        .unwrap();
+    assert_eq!(
+        who_am_i(&app, &pair.access_token).await.0,
+        "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+    );
+
+    let mut c = claims("x");
+    c.as_object_mut().unwrap().remove("sub");
+    assert_rejected(&app, &sign(&a, &rs256("key-a"), &c), "sub").await;
+}
+
+#[tokio::test]
+async fn a_local_user_of_the_same_name_is_a_separate_account() {
+    let (app, _file, a) = setup().await;
+    app.create_user("alice", "local-pw", true).await;
+
+    let kc = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("alice")))
+        .await
+        .unwrap();
+    // Not the local admin: a new keycloak user with role user.
+    assert_eq!(
+        who_am_i(&app, &kc.access_token).await,
+        ("alice".into(), "keycloak".into(), "user".into())
+    );
+    let local = app.login("alice", "local-pw").await;
+    assert_eq!(
+        who_am_i(&app, &local.access_token).await,
+        ("alice".into(), "local".into(), "admin".into())
+    );
+    let mut c = app.db.conn().await;
+    let local_user = db::users::get(&mut c, "alice", AuthProvider::Local)
+        .await
+        .unwrap();
+    assert!(local_user.password_hash.is_some());
+}
+
+#[tokio::test]
+async fn wrong_audience_is_rejected() {
+    let (app, _file, a) = setup().await;
+    for aud in [
+        json!("other-client"),
+        json!(["account", "other"]),
+        json!([]),
+    ] {
+        let mut c = claims("bob");
+        c["aud"] = aud;
+        assert_rejected(&app, &sign(&a, &rs256("key-a"), &c), "wrong audience").await;
+    }
+    let mut c = claims("bob");
+    c.as_object_mut().unwrap().remove("aud");
+    assert_rejected(&app, &sign(&a, &rs256("key-a"), &c), "wrong audience").await;
+}
+
+#[tokio::test]
+async fn wrong_issuer_is_rejected() {
+    let (app, _file, a) = setup().await;
+    for iss in [
+        json!("http://evil.test/realms/sim"),
+        json!(format!("{ISSUER}/")),
+        json!(null),
+    ] {
+        let mut c = claims("bob");
+        c["iss"] = iss;
+        assert_rejected(&app, &sign(&a, &rs256("key-a"), &c), "wrong issuer").await;
+    }
+}
+
+/// The leeway is 30 s by default (`--oidc-leeway-s`): a token is accepted until `exp + 30 s`
+/// and from `nbf - 30 s`.
+#[tokio::test]
+async fn expiry_is_checked_with_a_small_leeway() {
+    let (app, _file, a) = setup().await;
+    let mut c = claims("carol");
+    c["exp"] = json!(now() - 120);
+    assert_rejected(&app, &sign(&a, &rs256("key-a"), &c), "expired").await;
+
+    // Expired 5 s ago: within the leeway.
+    let mut c = claims("carol");
+    c["exp"] = json!(now() - 5);
+    login_oidc(&app, &sign(&a, &rs256("key-a"), &c))
+        .await
+        .unwrap();
+
+    let mut c = claims("carol");
+    c["nbf"] = json!(now() + 300);
+    assert_rejected(&app, &sign(&a, &rs256("key-a"), &c), "not yet valid").await;
+
+    let mut c = claims("carol");
+    c.as_object_mut().unwrap().remove("exp");
+    assert_rejected(&app, &sign(&a, &rs256("key-a"), &c), "exp").await;
+}
+
+#[tokio::test]
+async fn bad_signature_is_rejected() {
+    let (app, _file, a) = setup().await;
+    let b = key("b");
+    // Another key under the same kid.
+    assert_rejected(
+        &app,
+        &sign(&b, &rs256("key-a"), &claims("dave")),
+        "bad signature",
+    )
+    .await;
+
+    // A valid signature over other claims.
+    let good = sign(&a, &rs256("key-a"), &claims("dave"));
+    let sig = good.rsplit('.').next().unwrap();
+    let mut forged = claims("dave");
+    forged["preferred_username"] = json!("admin");
+    let tampered = format!("{}.{sig}", encode(&rs256("key-a"), &forged));
+    assert_rejected(&app, &tampered, "bad signature").await;
+
+    // A truncated signature, and an empty one.
+    let truncated = &good[..good.len() - 2]; // 255 bytes: still valid base64url
+    assert_rejected(&app, truncated, "bad signature").await;
+    let unsigned = format!("{}.", encode(&rs256("key-a"), &claims("dave")));
+    assert_rejected(&app, &unsigned, "bad signature").await;
+
+    let mut c = app.db.conn().await;
+    assert!(db::users::list(&mut c, false).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_kid_is_rejected() {
+    let (app, _file, a) = setup().await;
+    assert_rejected(
+        &app,
+        &sign(&a, &rs256("no-such-key"), &claims("erin")),
+        "unknown signing key",
+    )
+    .await;
+    // The encryption key of the JWKS is not a signing key.
+    assert_rejected(
+        &app,
+        &sign(&a, &rs256("enc-key"), &claims("erin")),
+        "unknown signing key",
+    )
+    .await;
+    // No kid at all.
+    assert_rejected(
+        &app,
+        &sign(&a, &json!({"alg": "RS256", "typ": "JWT"}), &claims("erin")),
+        "unknown signing key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn algorithms_other_than_rs256_are_rejected() {
+    let (app, _file, a) = setup().await;
+    let c = claims("frank");
+    // alg none, unsigned and signed.
+    let none = json!({"alg": "none", "typ": "JWT", "kid": "key-a"});
+    let unsigned = format!("{}.", encode(&none, &c));
+    assert_rejected(&app, &unsigned, "unsupported signing algorithm").await;
+    assert_rejected(&app, &sign(&a, &none, &c), "unsupported signing algorithm").await;
+    // HS256 "signed" with the public key as the HMAC secret is refused before any key use.
+    for alg in ["HS256", "RS512", "PS256", "ES256", "rs256", "None"] {
+        let header = json!({"alg": alg, "typ": "JWT", "kid": "key-a"});
+        let token = format!("{}.{}", encode(&header, &c), b64url(&[7u8; 32]));
+        assert_rejected(&app, &token, "unsupported signing algorithm").await;
+    }
+    // A critical header extension is not understood.
+    let crit = json!({"alg": "RS256", "kid": "key-a", "crit": ["exp"], "exp": 1});
+    assert_rejected(&app, &sign(&a, &crit, &c), "malformed").await;
+}
+
+#[tokio::test]
+async fn malformed_tokens_are_rejected() {
+    let (app, _file, a) = setup().await;
+    let good = sign(&a, &rs256("key-a"), &claims("grace"));
+    let parts: Vec<&str> = good.split('.').collect();
+    let not_json = format!("{}.{}.{}", b64url(b"{not json"), parts[1], parts[2]);
+    let padded = format!("{}=.{}.{}", parts[0], parts[1], parts[2]);
+    let big = format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2]);
+    for token in [
+        "not-a-jwt-at-all",
+        "abc.def",
+        "a.b.c.d.e",
+        &format!("{good}.extra"),
+        "!!!!.????.####",
+        &not_json,
+        &padded,
+        &big,
+    ] {
+        assert_rejected(&app, token, "malformed").await;
+    }
+    // A validly signed payload that is not a JSON object of claims.
+    let header = b64url(rs256("key-a").to_string().as_bytes());
+    let input = format!("{header}.{}", b64url(b"[1,2,3]"));
+    let sig = a
+        .sign(
+            Pkcs1v15Sign::new::<Sha256>(),
+            &Sha256::digest(input.as_bytes()),
+        )
+        .unwrap();
+    assert_rejected(&app, &format!("{input}.{}", b64url(&sig)), "malformed").await;
+
+    let empty = login_oidc(&app, "").await.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn not_configured_is_failed_precondition() {
+    let app = spawn_app().await;
+    let a = key("a");
+    let err = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("heidi")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("not configured"), "{err:?}");
+}
+
+#[tokio::test]
+async fn jwks_file_is_reloaded_for_an_unknown_kid_at_most_once_per_interval() {
+    let a = key("a");
+    let b = key("b");
+    let file = JwksFile::new(&jwks(&[jwk(&a, "key-a")]));
+    let token_b = sign(&b, &rs256("key-b"), &claims("ivan"));
+
+    // Default interval (60 s): the keys were loaded at start, so no reload yet.
+    let app = spawn_app_oidc(file.settings()).await;
+    std::fs::write(&file.0, jwks(&[jwk(&a, "key-a"), jwk(&b, "key-b")])).unwrap();
+    assert_rejected(&app, &token_b, "unknown signing key").await;
+
+    // No minimum interval: the unknown kid triggers a reload that finds the rotated key.
+    std::fs::write(&file.0, jwks(&[jwk(&a, "key-a")])).unwrap();
+    let app = spawn_app_oidc(OidcSettings {
+        jwks_refresh_min: Duration::ZERO,
+        ..file.settings()
+    })
+    .await;
+    std::fs::write(&file.0, jwks(&[jwk(&a, "key-a"), jwk(&b, "key-b")])).unwrap();
+    let pair = login_oidc(&app, &token_b).await.unwrap();
+    assert_eq!(who_am_i(&app, &pair.access_token).await.0, "ivan");
+
+    // A reload that yields garbage keeps the previous keys.
+    std::fs::write(&file.0, "{ not json").unwrap();
+    assert_rejected(
+        &app,
+        &sign(&a, &rs256("key-c"), &claims("ivan")),
+        "unknown signing key",
+    )
+    .await;
+    login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("ivan")))
+        .await
+        .unwrap();
+}
+
+/// A one-route HTTP/1.1 server on 127.0.0.1 that answers every request with `body`; counts
+/// requests.
+async fn serve_jwks(body: String) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                assert!(buf.starts_with(b"GET /realms/sim/protocol/openid-connect/certs "));
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn jwks_from_an_http_url() {
+    let a = key("a");
+    let (addr, hits) = serve_jwks(jwks(&[jwk(&a, "key-a")])).await;
+    let url = format!("http://{addr}/realms/sim/protocol/openid-connect/certs");
+    let app = spawn_app_oidc(OidcSettings::new(
+        ISSUER,
+        AUDIENCE,
+        url.parse::<JwksSource>().unwrap(),
+    ))
+    .await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched at start");
+    let pair = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("judy")))
+        .await
+        .unwrap();
+    assert_eq!(who_am_i(&app, &pair.access_token).await.1, "keycloak");
+    // An unknown kid right after start does not fetch again (at most once per 60 s).
+    assert_rejected(
+        &app,
+        &sign(&a, &rs256("key-x"), &claims("judy")),
+        "unknown signing key",
+    )
+    .await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn unreachable_jwks_url_starts_but_logins_are_unavailable() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/certs");
+    let app = spawn_app_oidc(OidcSettings::new(
+        ISSUER,
+        AUDIENCE,
+        url.parse::<JwksSource>().unwrap(),
+    ))
+    .await;
+    let a = key("a");
+    let err = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("kim")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+}
+
+#[test]
+fn oidc_flags() {
+    let parse = |extra: &[&str]| {
+        let mut args = vec!["sim-api"];
+        args.extend_from_slice(extra);
+        sim_api::Config::try_parse_from(args).unwrap()
+    };
+    assert!(parse(&[]).oidc().unwrap().is_none());
+    let full = [
+        "--oidc-issuer",
+        ISSUER,
+        "--oidc-audience",
+        AUDIENCE,
+        "--oidc-jwks",
+        "/etc/sim/jwks.json",
+        "--oidc-leeway-s",
+        "5",
+    ];
+    let settings = parse(&full).oidc().unwrap().unwrap();
+    assert_eq!(settings.issuer, ISSUER);
+    assert_eq!(settings.leeway, Duration::from_secs(5));
+    assert_eq!(
+        settings.jwks,
+        JwksSource::File(PathBuf::from("/etc/sim/jwks.json"))
+    );
+    let https = parse(&[
+        "--oidc-issuer",
+        ISSUER,
+        "--oidc-audience",
+        AUDIENCE,
+        "--oidc-jwks",
+        "https://kc/certs",
+    ])
+    .oidc()
+    .unwrap_err();
+    assert!(
+        https.to_string().contains("mount the JWKS as a file"),
+        "{https}"
+    );
+    let partial = parse(&["--oidc-issuer", ISSUER]).oidc().unwrap_err();
+    assert!(
+        partial.to_string().contains("must be set together"),
+        "{partial}"
+    );
+}
