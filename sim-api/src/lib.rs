@@ -9,6 +9,7 @@ pub mod clusters;
 pub mod config;
 pub mod error;
 pub mod oidc;
+pub mod oversize;
 pub mod results;
 pub mod simulations;
 pub mod watch;
@@ -108,6 +109,7 @@ pub async fn serve_with_oidc(
     tonic::transport::Server::builder()
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(tower::util::MapResponseLayer::new(oversize::remap))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(auth)

@@ -201,8 +201,10 @@ async fn oversized_request_is_refused() {
         "a".repeat(10_000)
     )));
     let e = app.submit(&tok, req).await.unwrap_err();
-    // tonic's decoder refuses the message before the handler runs.
-    assert_eq!(e.code(), tonic::Code::OutOfRange, "{e:?}");
+    // tonic's decoder refuses the message before the handler runs; the server answers
+    // RESOURCE_EXHAUSTED, naming the setting.
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("--max-request-bytes"), "{e:?}");
     // Nothing was stored; a normal request still works.
     app.submit(&tok, simple_submit()).await.unwrap();
 }
