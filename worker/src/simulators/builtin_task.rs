@@ -14,13 +14,22 @@ pub async fn run(
     run: &mut Run<'_>,
     input: &serde_json::Value,
 ) -> Result<Vec<TaskPage>, SimulatorError> {
-    let parsed = builtin::input::BuiltinInput::from_json(&input.to_string())
-        .map_err(|e| SimulatorError::fatal(format!("builtin input: {e}")))?;
+    let parsed = match builtin::input::BuiltinInput::from_json(&input.to_string()) {
+        Ok(p) => p,
+        Err(e) => {
+            run.log(format!("builtin input rejected: {e}"));
+            return Err(SimulatorError::fatal(format!("builtin input: {e}")));
+        }
+    };
     let primaries = u64::try_from(run.task.requested_primaries)
         .map_err(|_| SimulatorError::fatal("negative primaries"))?;
     let index =
         u32::try_from(run.task.task_index).map_err(|_| SimulatorError::fatal("bad task index"))?;
     let seed = builtin::task_seed(parsed.seed, index);
+    run.log(format!(
+        "builtin engine: {} MeV protons in water, {primaries} primaries, task {index}, seed {seed:#018x}",
+        parsed.beam.energy_mev
+    ));
     let done = Arc::new(AtomicU64::new(0));
     let cancel = Arc::new(AtomicBool::new(false));
     let engine = {
@@ -58,7 +67,10 @@ pub async fn run(
     let estimators = match result {
         Ok(Ok(e)) => e,
         Ok(Err(RunError::Canceled { .. })) => return Err(SimulatorError::stopped(Stop::Canceled)),
-        Ok(Err(e)) => return Err(SimulatorError::fatal(format!("builtin engine: {e}"))),
+        Ok(Err(e)) => {
+            run.log(format!("builtin engine failed: {e}"));
+            return Err(SimulatorError::fatal(format!("builtin engine: {e}")));
+        }
         Err(e) => {
             return Err(SimulatorError::retry(format!(
                 "builtin engine thread failed: {e}"
@@ -66,6 +78,11 @@ pub async fn run(
         }
     };
     let _ = run.report(primaries as i64, Some(0)).await;
+    let secs = start.elapsed().as_secs_f64();
+    run.log(format!(
+        "done: {primaries} primaries in {secs:.2} s ({:.0} primaries/s)",
+        primaries as f64 / secs.max(1e-9)
+    ));
     Ok(estimators
         .into_iter()
         .flat_map(|est| {

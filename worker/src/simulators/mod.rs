@@ -115,6 +115,11 @@ impl Run<'_> {
         }
     }
 
+    /// Adds a line to the task's stdout log (for simulators that run in-process).
+    pub fn log(&mut self, line: String) {
+        process::push(Stream::Stdout, line, &mut self.stdout, &mut self.stderr);
+    }
+
     /// The last line the program wrote to stderr (or stdout).
     pub fn last_error_line(&self) -> Option<&str> {
         self.stderr.last_line().or_else(|| self.stdout.last_line())

@@ -1,0 +1,183 @@
+//! The main job across the real binaries: `admin-cli` adds a user, `sim-api` and a `worker`
+//! run as processes, and a gRPC client logs in, submits a 4-task builtin run with unequal
+//! primaries, watches it to COMPLETED, and reads results that are exactly the stored merge.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use db::testing::TestDb;
+use futures_util::StreamExt;
+use proto::v1 as pb;
+use proto::v1::auth_service_client::AuthServiceClient;
+use proto::v1::simulation_service_client::SimulationServiceClient;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+use tests::command;
+
+/// Kills the process when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a binary and waits for the first line of its stdout.
+fn start(name: &str, db: &TestDb, args: &[&str]) -> (Proc, String) {
+    let mut child = command(name)
+        .arg("--database-url")
+        .arg(db.config().url_with_password())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (Proc(child), line.trim().to_string())
+}
+
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+#[tokio::test]
+async fn submit_watch_and_read_results_through_the_real_binaries() {
+    let db = TestDb::new().await;
+    let out = command("admin-cli")
+        .arg("--database-url")
+        .arg(db.config().url_with_password())
+        .args(["add-user", "alice", "--password", "pw-alice"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (_api, line) = start("sim-api", &db, &["--listen", "127.0.0.1:0"]);
+    let addr = line.strip_prefix("listening on ").expect("listening line");
+    let (_worker, line) = start("worker", &db, &["--concurrency", "2", "--poll-secs", "0.5"]);
+    assert!(line.contains("ready"), "{line}");
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token = AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: "alice".into(),
+            password: "pw-alice".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let mut sims = SimulationServiceClient::new(channel);
+    let editor = serde_json::json!({
+        "beam": {"energy_mev": 150.0},
+        "scoring": {"z_bins": 100, "r_bins": 10},
+        "seed": 7
+    });
+    let job_id = sims
+        .submit(authed(
+            pb::SubmitRequest {
+                title: "e2e".into(),
+                sim_type: pb::SimType::Builtin as i32,
+                input: Some(pb::submit_request::Input::EditorJson(editor.to_string())),
+                ntasks: 4,
+                primaries: 1203,
+                platform: None,
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+
+    // Watch: progress never goes backwards, and the stream ends at COMPLETED.
+    let mut stream = sims
+        .watch(authed(
+            pb::WatchRequest {
+                job_id: job_id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut last_state, mut last_simulated, mut updates) = (pb::JobState::Unspecified, 0, 0);
+    let mut last_tasks = Vec::new();
+    while let Some(s) = tokio::time::timeout(Duration::from_secs(120), stream.next())
+        .await
+        .expect("Watch went quiet for 2 minutes")
+    {
+        let s = s.unwrap();
+        let sim = s.simulation.unwrap();
+        assert!(sim.simulated_primaries >= last_simulated);
+        last_simulated = sim.simulated_primaries;
+        last_state = pb::JobState::try_from(sim.job_state).unwrap();
+        last_tasks = s.tasks;
+        updates += 1;
+    }
+    assert_eq!(last_state, pb::JobState::Completed);
+    assert_eq!(last_simulated, 1203);
+    assert!(updates >= 2, "only {updates} Watch messages");
+    let requested: Vec<i64> = last_tasks.iter().map(|t| t.requested_primaries).collect();
+    assert_eq!(requested, [301, 301, 301, 300]);
+
+    // The results over the wire are bit-for-bit the stored merge.
+    let mut stream = sims
+        .get_results(authed(
+            pb::GetResultsRequest {
+                job_id: job_id.clone(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    while let Some(c) = stream.next().await {
+        let c = c.unwrap();
+        assert!(!c.partial);
+        if c.page.is_some() {
+            got.push((c.estimator.clone(), vec![], vec![]));
+        }
+        let last = got.last_mut().unwrap();
+        last.1.extend(c.values);
+        last.2.extend(c.errors);
+    }
+    let stored = {
+        let mut c = db.conn().await;
+        let view = db::api::get_visible(&mut c, job_id.parse().unwrap(), None)
+            .await
+            .unwrap();
+        db::results::read_all(&mut c, view.simulation.id)
+            .await
+            .unwrap()
+    };
+    assert_eq!(got.len(), 3, "depth_dose, dose_rz, fluence");
+    for (page, (name, values, errors)) in stored.iter().zip(&got) {
+        assert_eq!(&page.estimator, name);
+        assert_eq!(&page.values, values);
+        assert_eq!(page.errors.as_ref(), Some(errors), "4 tasks give errors");
+    }
+
+    // Every task left its logs.
+    let logs = sims
+        .get_logs(authed(pb::GetLogsRequest { job_id }, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .logs;
+    let mut tasks: Vec<i32> = logs.iter().filter_map(|l| l.task_index).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    assert_eq!(tasks, [0, 1, 2, 3]);
+}
