@@ -135,21 +135,29 @@ pub async fn list_page(conn: &mut Conn, q: &PageQuery) -> DbResult<(Vec<Simulati
     if q.limit < 1 {
         return Err(DbError::Invalid("limit must be at least 1".into()));
     }
-    let key = match q.order {
-        ListOrder::StartTime => "start_time",
-        ListOrder::EndTime => "coalesce(end_time, 'infinity'::timestamptz)",
-    };
-    let (cmp, dir) = if q.ascending {
-        (">", "ASC")
-    } else {
-        ("<", "DESC")
-    };
     // $1 owner (NULL: all), $2 state (NULL: any), $3 has cursor, $4 key, $5 id, $6 limit.
     let filter = "($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR job_state = $2)";
+    let (after, order) = match (q.order, q.ascending) {
+        (ListOrder::StartTime, true) => ("(start_time, id) > ($4, $5)", "start_time ASC, id ASC"),
+        (ListOrder::StartTime, false) => {
+            ("(start_time, id) < ($4, $5)", "start_time DESC, id DESC")
+        }
+        // A missing end time is +infinity: PostgreSQL's own NULL order (last when ascending,
+        // first when descending), so `simulations_user_end_idx` serves the order directly.
+        (ListOrder::EndTime, true) => (
+            "CASE WHEN $4 IS NULL THEN end_time IS NULL AND id > $5 \
+             ELSE end_time IS NULL OR (end_time, id) > ($4, $5) END",
+            "end_time ASC, id ASC",
+        ),
+        (ListOrder::EndTime, false) => (
+            "CASE WHEN $4 IS NULL THEN end_time IS NOT NULL OR id < $5 \
+             ELSE (end_time, id) < ($4, $5) END",
+            "end_time DESC, id DESC",
+        ),
+    };
     let sql = format!(
         "SELECT id FROM simulations WHERE {filter} \
-         AND (NOT $3 OR ({key}, id) {cmp} (coalesce($4, 'infinity'::timestamptz), $5)) \
-         ORDER BY {key} {dir}, id {dir} LIMIT $6"
+         AND (NOT $3 OR ({after})) ORDER BY {order} LIMIT $6"
     );
     let state = q.state.map(|s| s.as_str().to_string());
     let ids: Vec<IdRow> = diesel::sql_query(sql)
