@@ -51,23 +51,37 @@ async fn views(conn: &mut Conn, ids: &[i64]) -> DbResult<Vec<SimulationView>> {
     Ok(out)
 }
 
-/// Finds a simulation by public id if `owner` may see it.
+/// Finds a simulation by public id if `owner` may see it. One query, and not a boxed one,
+/// so diesel-async keeps it as a prepared statement (it runs on every `Get`).
 pub async fn get_visible(
     conn: &mut Conn,
     job_id: Uuid,
     owner: Option<i64>,
 ) -> DbResult<SimulationView> {
-    let mut q = simulations::table
+    let base = simulations::table
+        .inner_join(users::table)
+        .left_join(clusters::table)
         .filter(simulations::job_id.eq(job_id))
-        .select(simulations::id)
-        .into_boxed();
-    if let Some(uid) = owner {
-        q = q.filter(simulations::user_id.eq(uid));
-    }
-    let id: Option<i64> = q.first(conn).await.optional()?;
-    let not_found = || DbError::NotFound(format!("simulation {job_id}"));
-    let id = id.ok_or_else(not_found)?;
-    views(conn, &[id]).await?.pop().ok_or_else(not_found)
+        .select((
+            Simulation::as_select(),
+            users::username,
+            clusters::name.nullable(),
+        ));
+    let row: Option<(Simulation, String, Option<String>)> = match owner {
+        Some(uid) => base
+            .filter(simulations::user_id.eq(uid))
+            .first(conn)
+            .await
+            .optional()?,
+        None => base.first(conn).await.optional()?,
+    };
+    let (simulation, owner, cluster) =
+        row.ok_or_else(|| DbError::NotFound(format!("simulation {job_id}")))?;
+    Ok(SimulationView {
+        simulation,
+        owner,
+        cluster,
+    })
 }
 
 /// The tasks of a simulation, by index.
