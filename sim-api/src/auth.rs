@@ -73,10 +73,16 @@ pub fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
 /// Checks the caller's access token; UNAUTHENTICATED when it is missing, malformed,
 /// unknown, expired or revoked.
 pub async fn authenticate<T>(state: &AppState, req: &Request<T>) -> Result<Caller, Status> {
+    let mut c = conn(&state.pool).await?;
+    authenticate_on(&mut c, req).await
+}
+
+/// [`authenticate`] on a connection the caller already holds, so that a request can do
+/// all its work with one pool checkout.
+pub async fn authenticate_on<T>(c: &mut db::Conn, req: &Request<T>) -> Result<Caller, Status> {
     let token = bearer(req)?;
     let hash = db::tokens::hash_token(token);
-    let mut c = conn(&state.pool).await?;
-    match db::tokens::lookup(&mut c, &hash, TokenKind::Access)
+    match db::tokens::lookup(c, &hash, TokenKind::Access)
         .await
         .map_err(db_status)?
     {

@@ -61,21 +61,30 @@ impl SimulationSvc {
         job_id: Uuid,
     ) -> Result<(pb::SimulationStatus, i64), Status> {
         let mut c = conn(&self.state.pool).await?;
-        let view = db::api::get_visible(&mut c, job_id, caller.owner_filter())
-            .await
-            .map_err(db_status)?;
-        let tasks = db::api::tasks_of(&mut c, view.simulation.id)
-            .await
-            .map_err(db_status)?;
-        let simulated = tasks.iter().map(|t| t.simulated_primaries).sum();
-        Ok((
-            pb::SimulationStatus {
-                simulation: Some(simulation_pb(&view, simulated)),
-                tasks: tasks.iter().map(task_pb).collect(),
-            },
-            view.simulation.id,
-        ))
+        status_on(&mut c, caller, job_id).await
     }
+}
+
+/// [`SimulationSvc::status`] on a connection the caller holds.
+async fn status_on(
+    c: &mut db::Conn,
+    caller: &Caller,
+    job_id: Uuid,
+) -> Result<(pb::SimulationStatus, i64), Status> {
+    let view = db::api::get_visible(c, job_id, caller.owner_filter())
+        .await
+        .map_err(db_status)?;
+    let tasks = db::api::tasks_of(c, view.simulation.id)
+        .await
+        .map_err(db_status)?;
+    let simulated = tasks.iter().map(|t| t.simulated_primaries).sum();
+    Ok((
+        pb::SimulationStatus {
+            simulation: Some(simulation_pb(&view, simulated)),
+            tasks: tasks.iter().map(task_pb).collect(),
+        },
+        view.simulation.id,
+    ))
 }
 
 fn is_terminal(status: &pb::SimulationStatus) -> bool {
@@ -395,9 +404,11 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::SimulationStatus>, Status> {
-        let caller = authenticate(&self.state, &request).await?;
+        // One pool checkout for the whole call: Get is the hot path of every client.
+        let mut c = conn(&self.state.pool).await?;
+        let caller = crate::auth::authenticate_on(&mut c, &request).await?;
         let job_id = parse_job_id(&request.get_ref().job_id)?;
-        Ok(Response::new(self.status(&caller, job_id).await?.0))
+        Ok(Response::new(status_on(&mut c, &caller, job_id).await?.0))
     }
 
     async fn list(

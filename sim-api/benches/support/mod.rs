@@ -1,0 +1,152 @@
+//! What the sim-api benches share: the real server in-process on a scratch database, a
+//! logged-in user, authenticated requests and percentiles.
+#![allow(dead_code)]
+
+use db::enums::{AuthProvider, Role};
+use db::models::NewUser;
+use db::testing::TestDb;
+use proto::v1::auth_service_client::AuthServiceClient;
+use proto::v1::LoginRequest;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Request;
+
+/// A setting from the environment, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not valid")),
+        _ => default,
+    }
+}
+
+/// The server running in-process; stops (in-flight calls finish) when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    /// A handle on the server's pool, for its statistics.
+    pub pool: db::Pool,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts `sim_api::serve` on 127.0.0.1:0 with a pool of `pool_size` connections (as
+    /// `sim-api --db-pool-size`). `nodelay` sets TCP_NODELAY on the listening socket, which
+    /// Linux passes on to accepted sockets; `sim-api` itself binds a plain listener.
+    pub async fn start(db: &TestDb, pool_size: u32, nodelay: bool) -> Self {
+        let pool = db::build_pool(
+            db.config(),
+            &db::PoolOptions {
+                max_size: pool_size,
+                ..db::PoolOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if nodelay {
+            socket.set_nodelay(true).unwrap();
+        }
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1024).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = pool.clone();
+        let task = tokio::spawn(async move {
+            sim_api::serve(served, sim_api::Limits::default(), listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            pool,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `n` channels to `addr`, each its own HTTP/2 connection.
+pub async fn channels(addr: SocketAddr, n: usize) -> Vec<Channel> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(
+            Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// Creates the local user `name` with a password and logs in through the API; returns the
+/// `authorization` metadata value (`Bearer <access token>`).
+pub async fn login(db: &TestDb, channel: Channel, name: &str) -> MetadataValue<Ascii> {
+    let password = "bench-password";
+    let hash = db::password::hash(password).unwrap();
+    let mut c = db.conn().await;
+    db::users::create(
+        &mut c,
+        &NewUser {
+            username: name,
+            auth_provider: AuthProvider::Local,
+            password_hash: Some(&hash),
+            role: Role::User,
+        },
+    )
+    .await
+    .unwrap();
+    let pair = AuthServiceClient::new(channel)
+        .login(LoginRequest {
+            username: name.into(),
+            password: password.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    format!("Bearer {}", pair.access_token).parse().unwrap()
+}
+
+/// `msg` with the `authorization` metadata.
+pub fn authed<T>(msg: T, auth: &MetadataValue<Ascii>) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", auth.clone());
+    r
+}
+
+/// The `q` quantile (nearest rank) of sorted values.
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// Milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
