@@ -84,14 +84,43 @@ pub async fn get_visible(
     })
 }
 
-/// The tasks of a simulation, by index.
-pub async fn tasks_of(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Task>> {
-    Ok(tasks::table
-        .filter(tasks::simulation_id.eq(simulation_id))
+/// A visible simulation with its tasks by index, in one statement (one round trip): what
+/// `Get` and `Watch` read.
+pub async fn get_visible_with_tasks(
+    conn: &mut Conn,
+    job_id: Uuid,
+    owner: Option<i64>,
+) -> DbResult<(SimulationView, Vec<Task>)> {
+    type Row = (Simulation, String, Option<String>, Option<Task>);
+    let base = simulations::table
+        .inner_join(users::table)
+        .left_join(clusters::table)
+        .left_join(tasks::table)
+        .filter(simulations::job_id.eq(job_id))
         .order_by(tasks::task_index)
-        .select(Task::as_select())
-        .load(conn)
-        .await?)
+        .select((
+            Simulation::as_select(),
+            users::username,
+            clusters::name.nullable(),
+            Option::<Task>::as_select(),
+        ));
+    let rows: Vec<Row> = match owner {
+        Some(uid) => base.filter(simulations::user_id.eq(uid)).load(conn).await?,
+        None => base.load(conn).await?,
+    };
+    let mut rows = rows.into_iter();
+    let (simulation, owner, cluster, first) = rows
+        .next()
+        .ok_or_else(|| DbError::NotFound(format!("simulation {job_id}")))?;
+    let tasks = first.into_iter().chain(rows.filter_map(|r| r.3)).collect();
+    Ok((
+        SimulationView {
+            simulation,
+            owner,
+            cluster,
+        },
+        tasks,
+    ))
 }
 
 /// The sort key of [`list_page`].

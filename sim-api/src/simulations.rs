@@ -71,10 +71,7 @@ async fn status_on(
     caller: &Caller,
     job_id: Uuid,
 ) -> Result<(pb::SimulationStatus, i64), Status> {
-    let view = db::api::get_visible(c, job_id, caller.owner_filter())
-        .await
-        .map_err(db_status)?;
-    let tasks = db::api::tasks_of(c, view.simulation.id)
+    let (view, tasks) = db::api::get_visible_with_tasks(c, job_id, caller.owner_filter())
         .await
         .map_err(db_status)?;
     let simulated = tasks.iter().map(|t| t.simulated_primaries).sum();
