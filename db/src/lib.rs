@@ -37,6 +37,7 @@ pub mod notify;
 pub mod page_info;
 pub mod password;
 pub mod pool;
+mod prepared;
 pub mod queue;
 pub mod results;
 #[allow(missing_docs)]

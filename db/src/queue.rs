@@ -10,6 +10,7 @@ use crate::enums::{InputType, SimType, TaskState};
 use crate::error::{DbError, DbResult};
 use crate::notify;
 use crate::pool::Conn;
+use crate::prepared::prepared;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text, Timestamptz};
 use diesel::QueryableByName;
@@ -92,43 +93,69 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> DbResult<Vec<ClaimedTask>> {
-    let tasks: Vec<ClaimedTask> = diesel::sql_query(
+    // With `LIMIT $n`, PostgreSQL's generic plan assumes a tenth of the table, so it would
+    // plan this statement again on every call (about half a millisecond). Instead the LIMIT
+    // is a literal, rounded up to a power of two so that a worker uses only a few statements
+    // (each planned once per connection), and the claim takes the first `limit` of the rows
+    // it locked; the others are unlocked when the statement commits. Limits above
+    // MAX_PREPARED_LIMIT (a worker claims at most its concurrency) are planned each time, so
+    // the statement cache stays bounded.
+    const MAX_PREPARED_LIMIT: i64 = 1024;
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let prepare = (1..=MAX_PREPARED_LIMIT).contains(&limit);
+    let rows = if prepare {
+        limit.max(1).unsigned_abs().next_power_of_two()
+    } else {
+        limit.unsigned_abs()
+    };
+    // A negative limit keeps PostgreSQL's own error.
+    let sign = if limit < 0 { "-" } else { "" };
+    // The later steps take their rows as arrays (`= ANY`), which keeps the plan an index
+    // lookup whatever the row estimates are.
+    let sql = format!(
         "WITH due AS (
-             SELECT id FROM tasks
+             SELECT id, run_after FROM tasks
              WHERE task_state = 'PENDING' AND run_after <= now()
              ORDER BY run_after, id
-             LIMIT $2
+             LIMIT {sign}{rows}
              FOR UPDATE SKIP LOCKED
          ), claimed AS (
              UPDATE tasks t
              SET task_state = 'RUNNING', attempts = t.attempts + 1, lease_owner = $1,
-                 lease_expires_at = now() + make_interval(secs => $3),
+                 lease_expires_at = now() + make_interval(secs => $2),
                  start_time = coalesce(t.start_time, now()), update_time = now()
-             FROM due WHERE t.id = due.id
+             WHERE t.id = ANY ((ARRAY(SELECT id FROM due ORDER BY run_after, id))[1:$3])
              RETURNING t.id, t.simulation_id, t.task_index, t.attempts, t.max_attempts,
                        t.requested_primaries, t.lease_expires_at
          ), to_start AS (
              -- Lock the simulations to start in id order, as finish_simulations does, so
              -- concurrent claims and completions cannot deadlock on them.
              SELECT id FROM simulations
-             WHERE id IN (SELECT simulation_id FROM claimed) AND job_state = 'PENDING'
+             WHERE id = ANY (ARRAY(SELECT simulation_id FROM claimed)) AND job_state = 'PENDING'
              ORDER BY id
              FOR NO KEY UPDATE
          ), started AS (
              UPDATE simulations s SET job_state = 'RUNNING', update_time = now()
-             FROM to_start WHERE s.id = to_start.id AND s.job_state = 'PENDING'
+             WHERE s.id = ANY (ARRAY(SELECT id FROM to_start)) AND s.job_state = 'PENDING'
              RETURNING s.id
          )
          SELECT c.id, c.simulation_id, c.task_index, c.attempts AS attempt, c.max_attempts,
                 c.requested_primaries, s.sim_type, s.input_type, c.lease_expires_at
          FROM claimed c JOIN simulations s ON s.id = c.simulation_id
-         ORDER BY c.id",
-    )
-    .bind::<Text, _>(owner)
-    .bind::<BigInt, _>(limit)
-    .bind::<Double, _>(lease.as_secs_f64())
-    .load(conn)
-    .await?;
+         ORDER BY c.id"
+    );
+    let slice = i32::try_from(limit).unwrap_or(i32::MAX);
+    let query = diesel::sql_query(sql)
+        .bind::<Text, _>(owner)
+        .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<Integer, _>(slice);
+    let tasks: Vec<ClaimedTask> = if prepare {
+        prepared(query).load(conn).await?
+    } else {
+        query.load(conn).await?
+    };
     Ok(tasks)
 }
 
@@ -147,17 +174,19 @@ pub async fn heartbeat(conn: &mut Conn, leases: &[Lease], lease: Duration) -> Db
     let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
     let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
     let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
-    let held: Vec<Id> = diesel::sql_query(
-        "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4)
+    let held: Vec<Id> = prepared(
+        diesel::sql_query(
+            "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4)
          FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
          WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
            AND t.task_state = 'RUNNING'
          RETURNING t.id",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Integer>, _>(&attempts)
+        .bind::<Array<Text>, _>(&owners)
+        .bind::<Double, _>(lease.as_secs_f64()),
     )
-    .bind::<Array<BigInt>, _>(&ids)
-    .bind::<Array<Integer>, _>(&attempts)
-    .bind::<Array<Text>, _>(&owners)
-    .bind::<Double, _>(lease.as_secs_f64())
     .load(conn)
     .await?;
     Ok(ids
@@ -174,20 +203,22 @@ pub async fn report_progress(
     simulated_primaries: i64,
     estimated_time_s: Option<i32>,
 ) -> DbResult<()> {
-    let rows: Vec<Id> = diesel::sql_query(
-        "WITH t AS (
+    let rows: Vec<Id> = prepared(
+        diesel::sql_query(
+            "WITH t AS (
              UPDATE tasks SET simulated_primaries = $4, estimated_time_s = $5, update_time = now()
              WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
              RETURNING simulation_id
          )
          SELECT simulation_id AS id, pg_notify($6, simulation_id::text) IS NULL AS _n FROM t",
+        )
+        .bind::<BigInt, _>(lease.task_id)
+        .bind::<Integer, _>(lease.attempt)
+        .bind::<Text, _>(&lease.owner)
+        .bind::<BigInt, _>(simulated_primaries)
+        .bind::<Nullable<Integer>, _>(estimated_time_s)
+        .bind::<Text, _>(notify::SIMULATION_EVENTS),
     )
-    .bind::<BigInt, _>(lease.task_id)
-    .bind::<Integer, _>(lease.attempt)
-    .bind::<Text, _>(&lease.owner)
-    .bind::<BigInt, _>(simulated_primaries)
-    .bind::<Nullable<Integer>, _>(estimated_time_s)
-    .bind::<Text, _>(notify::SIMULATION_EVENTS)
     .load(conn)
     .await?;
     if rows.is_empty() {
@@ -205,24 +236,25 @@ pub struct Completion {
     pub simulated_primaries: i64,
 }
 
-/// Marks tasks `COMPLETED` in one statement; returns the ids whose lease was lost (their
+/// Marks tasks `COMPLETED` in one transaction; returns the ids whose lease was lost (their
 /// completion is rejected and counts for nothing). Simulations whose last task this was are
-/// merged and completed.
+/// completed (or, when they have results to merge, merged and completed).
 pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec<i64>> {
     if done.is_empty() {
         return Ok(Vec::new());
     }
-    let (completed, merging) = retry_transient!({
+    let (completed, sims, merging) = retry_transient!({
         conn.transaction(async |conn| {
             let completed = mark_completed(conn, done).await?;
             let mut sims: Vec<i64> = completed.iter().map(|c| c.1).collect();
             sims.sort_unstable();
             sims.dedup();
-            let merging = finish_simulations(conn, &sims).await?;
-            Ok::<_, DbError>((completed, merging))
+            let merging = finish_locked_simulations(conn, &sims).await?;
+            Ok::<_, DbError>((completed, sims, merging))
         })
         .await
     })?;
+    notify_simulations(conn, &sims).await;
     for sim in merging {
         crate::results::finalize(conn, sim).await?;
     }
@@ -234,28 +266,44 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
 }
 
 /// The guarded transition `RUNNING → COMPLETED` for tasks whose lease is still held; returns
-/// `(task id, simulation id)` of those completed. Call inside a transaction that then calls
-/// [`finish_simulations`].
+/// `(task id, simulation id)` of those completed. In the same statement it takes the row locks
+/// of their simulations, in id order (as [`claim`] and [`finish_simulations`] do), so the
+/// caller's next statements see every completion committed before them. Call inside a
+/// transaction that then calls [`finish_locked_simulations`].
 pub async fn mark_completed(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec<(i64, i64)>> {
     let ids: Vec<i64> = done.iter().map(|c| c.lease.task_id).collect();
     let attempts: Vec<i32> = done.iter().map(|c| c.lease.attempt).collect();
     let owners: Vec<&str> = done.iter().map(|c| c.lease.owner.as_str()).collect();
     let simulated: Vec<i64> = done.iter().map(|c| c.simulated_primaries).collect();
-    let rows: Vec<CompletedRow> = diesel::sql_query(
-        "UPDATE tasks t
-         SET task_state = 'COMPLETED', simulated_primaries = h.simulated,
-             estimated_time_s = 0, end_time = now(), update_time = now(),
-             lease_expires_at = NULL
-         FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[])
-              AS h(id, attempt, owner, simulated)
-         WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
-           AND t.task_state = 'RUNNING'
-         RETURNING t.id, t.simulation_id",
+    // `locked` is MATERIALIZED and counted, so all its rows (and locks) are taken before the
+    // statement ends, in the order of its ORDER BY. The tasks are looked up by primary key
+    // (tasks_lease_idx's predicate keeps the planner from scanning all running tasks).
+    let rows: Vec<CompletedRow> = prepared(
+        diesel::sql_query(
+            "WITH done AS (
+                 UPDATE tasks t
+                 SET task_state = 'COMPLETED', simulated_primaries = h.simulated,
+                     estimated_time_s = 0, end_time = now(), update_time = now(),
+                     lease_expires_at = NULL
+                 FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[])
+                      AS h(id, attempt, owner, simulated)
+                 WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
+                   AND t.task_state = 'RUNNING'
+                 RETURNING t.id, t.simulation_id
+             ), locked AS MATERIALIZED (
+                 SELECT id FROM simulations
+                 WHERE id IN (SELECT simulation_id FROM done)
+                 ORDER BY id
+                 FOR NO KEY UPDATE
+             )
+             SELECT d.id, d.simulation_id, (SELECT count(*) FROM locked) AS locked
+             FROM done d",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Integer>, _>(&attempts)
+        .bind::<Array<Text>, _>(&owners)
+        .bind::<Array<BigInt>, _>(&simulated),
     )
-    .bind::<Array<BigInt>, _>(&ids)
-    .bind::<Array<Integer>, _>(&attempts)
-    .bind::<Array<Text>, _>(&owners)
-    .bind::<Array<BigInt>, _>(&simulated)
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.simulation_id)).collect())
@@ -407,10 +455,46 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
 }
 
 /// Moves on every listed simulation whose tasks have all ended: to `MERGING` when at least
-/// one task completed (the caller then runs [`crate::results::finalize`] after its
-/// transaction commits), else to `FAILED`. Notifies watchers of every listed simulation.
-/// Returns the simulations now `MERGING`.
+/// one task completed and results were folded (the caller then runs
+/// [`crate::results::finalize`] after its transaction commits), to `COMPLETED` when tasks
+/// completed without results (there is nothing to merge), else to `FAILED`. Notifies
+/// watchers of every listed simulation (when the transaction commits). Returns the
+/// simulations now `MERGING`.
 pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbResult<Vec<i64>> {
+    if simulation_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Take the simulations' row locks first, in id order, in a statement of their own: two
+    // tasks of one simulation completing at once then run this check one after the other,
+    // and the second one's next statement sees the first one's committed task. (Without it,
+    // each sees the other still RUNNING and nobody finishes the simulation.)
+    prepared(
+        diesel::sql_query(
+            "SELECT id FROM simulations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind::<Array<BigInt>, _>(simulation_ids),
+    )
+    .execute(conn)
+    .await?;
+    let merging = finish_locked_simulations(conn, simulation_ids).await?;
+    prepared(
+        diesel::sql_query("SELECT pg_notify($2, id::text) FROM unnest($1::bigint[]) AS id")
+            .bind::<Array<BigInt>, _>(simulation_ids)
+            .bind::<Text, _>(notify::SIMULATION_EVENTS),
+    )
+    .execute(conn)
+    .await?;
+    Ok(merging)
+}
+
+/// [`finish_simulations`] without the notifications, for a transaction that already holds
+/// the row locks of all the listed simulations, taken by an earlier statement (as
+/// [`mark_completed`] does). Send the notifications with [`notify_simulations`] once the
+/// transaction has committed.
+pub async fn finish_locked_simulations(
+    conn: &mut Conn,
+    simulation_ids: &[i64],
+) -> DbResult<Vec<i64>> {
     if simulation_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -421,43 +505,65 @@ pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbRe
         #[diesel(sql_type = Text)]
         job_state: crate::enums::JobState,
     }
-    // Take the simulations' row locks first, in id order, in a statement of their own: two
-    // tasks of one simulation completing at once then run this check one after the other,
-    // and the second one's next statement sees the first one's committed task. (Without it,
-    // each sees the other still RUNNING and nobody finishes the simulation.)
-    diesel::sql_query(
-        "SELECT id FROM simulations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    // The open-task probe uses tasks_open_idx. `OFFSET 0` keeps each EXISTS in the CASE a
+    // probe of this simulation's rows through an index: without it, PostgreSQL may turn it
+    // into a hashed subplan that scans every task once per call.
+    let rows: Vec<Row> = prepared(
+        diesel::sql_query(
+            "UPDATE simulations s SET
+                 job_state = CASE
+                     WHEN NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                                        AND t.task_state = 'COMPLETED' OFFSET 0) THEN 'FAILED'
+                     WHEN EXISTS (SELECT 1 FROM merge_accumulators a
+                                  WHERE a.simulation_id = s.id OFFSET 0) THEN 'MERGING'
+                     ELSE 'COMPLETED' END,
+                 end_time = CASE
+                     WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                                    AND t.task_state = 'COMPLETED' OFFSET 0)
+                      AND EXISTS (SELECT 1 FROM merge_accumulators a
+                                  WHERE a.simulation_id = s.id OFFSET 0) THEN NULL
+                     ELSE now() END,
+                 update_time = now()
+             WHERE s.id = ANY($1) AND s.job_state IN ('PENDING', 'RUNNING')
+               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
+                                 AND t.task_state IN ('PENDING', 'RUNNING'))
+             RETURNING s.id, s.job_state",
+        )
+        .bind::<Array<BigInt>, _>(simulation_ids),
     )
-    .bind::<Array<BigInt>, _>(simulation_ids)
-    .execute(conn)
-    .await?;
-    let rows: Vec<Row> = diesel::sql_query(
-        "UPDATE simulations s SET
-             job_state = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
-                                             AND t.task_state = 'COMPLETED')
-                              THEN 'MERGING' ELSE 'FAILED' END,
-             end_time = CASE WHEN EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
-                                            AND t.task_state = 'COMPLETED')
-                             THEN NULL ELSE now() END,
-             update_time = now()
-         WHERE s.id = ANY($1) AND s.job_state IN ('PENDING', 'RUNNING')
-           AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
-                             AND t.task_state IN ('PENDING', 'RUNNING'))
-         RETURNING s.id, s.job_state",
-    )
-    .bind::<Array<BigInt>, _>(simulation_ids)
     .load(conn)
     .await?;
-    diesel::sql_query("SELECT pg_notify($2, id::text) FROM unnest($1::bigint[]) AS id")
-        .bind::<Array<BigInt>, _>(simulation_ids)
-        .bind::<Text, _>(notify::SIMULATION_EVENTS)
-        .execute(conn)
-        .await?;
     Ok(rows
         .into_iter()
         .filter(|r| r.job_state == crate::enums::JobState::Merging)
         .map(|r| r.id)
         .collect())
+}
+
+/// Notifies watchers of the simulations, in a statement of its own that runs outside any
+/// transaction and does not wait for its commit to reach the disk. A notification is not
+/// durable anyway (listeners lose their connection in a crash), and PostgreSQL holds its
+/// notification lock from a notifying transaction's pre-commit until its commit is flushed,
+/// so notifying inside the completion transactions would serialise their commits (and
+/// fsyncs) instead of letting them share one. Failure is logged, not returned: the state
+/// change it announces has already committed.
+pub(crate) async fn notify_simulations(conn: &mut Conn, simulation_ids: &[i64]) {
+    if simulation_ids.is_empty() {
+        return;
+    }
+    let sent = prepared(
+        diesel::sql_query(
+            "SELECT set_config('synchronous_commit', 'off', true),
+                    (SELECT count(pg_notify($1, id::text)) FROM unnest($2::bigint[]) AS id)",
+        )
+        .bind::<Text, _>(notify::SIMULATION_EVENTS)
+        .bind::<Array<BigInt>, _>(simulation_ids),
+    )
+    .execute(conn)
+    .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, simulations = ?simulation_ids, "cannot notify watchers");
+    }
 }
 
 /// Whether a transaction failed only because it collided with another (a deadlock or a
@@ -492,14 +598,16 @@ pub async fn lost_leases(conn: &mut Conn, leases: &[Lease]) -> DbResult<Vec<i64>
     let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
     let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
     let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
-    let lost: Vec<Id> = diesel::sql_query(
-        "SELECT h.id FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
+    let lost: Vec<Id> = prepared(
+        diesel::sql_query(
+            "SELECT h.id FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
          WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = h.id AND t.attempts = h.attempt
                              AND t.lease_owner = h.owner AND t.task_state = 'RUNNING')",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Integer>, _>(&attempts)
+        .bind::<Array<Text>, _>(&owners),
     )
-    .bind::<Array<BigInt>, _>(&ids)
-    .bind::<Array<Integer>, _>(&attempts)
-    .bind::<Array<Text>, _>(&owners)
     .load(conn)
     .await?;
     Ok(lost.into_iter().map(|r| r.id).collect())

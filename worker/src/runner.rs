@@ -7,6 +7,7 @@ use db::queue::{self, ClaimedTask, Lease};
 use db::{DbConfig, Pool};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -25,13 +26,31 @@ pub struct Worker {
     handler: crate::config::Handler,
     id: String,
     pool: Pool,
+    /// Every task this worker holds a lease on: running, or done and waiting for its outcome
+    /// to be written.
     running: Mutex<HashMap<i64, Running>>,
+    /// How many of them are still executing (their handler has not returned); these are what
+    /// `--concurrency` limits.
+    executing: AtomicUsize,
     slot_freed: Notify,
 }
 
 impl Worker {
     fn running_count(&self) -> usize {
         self.running.lock().map_or(0, |r| r.len())
+    }
+
+    /// Slots to claim for: free execution slots, as long as the tasks held (executing or
+    /// waiting for their outcome to be written) stay within four times the concurrency.
+    /// (Outcomes are written in batches while the next tasks run; the bound keeps a worker
+    /// whose writes fall behind from holding ever more leases.)
+    fn free_slots(&self, concurrency: usize) -> (usize, usize) {
+        let held = self.running_count();
+        let executing = self.executing.load(Ordering::Acquire);
+        let free = concurrency
+            .saturating_sub(executing)
+            .min((4 * concurrency).saturating_sub(held));
+        (free, held)
     }
 
     fn leases(&self) -> Vec<Lease> {
@@ -83,6 +102,7 @@ pub async fn run(
         id,
         pool,
         running: Mutex::new(HashMap::new()),
+        executing: AtomicUsize::new(0),
         slot_freed: Notify::new(),
     });
 
@@ -101,14 +121,14 @@ pub async fn run(
 
     let mut shutdown = std::pin::pin!(shutdown);
     let poll = Config::secs(worker.cfg.poll_secs).max(Duration::from_millis(10));
-    // Claim in batches: while tasks are running, wait until a quarter of the slots are free
-    // (one round trip claims them all) rather than claiming one task per freed slot.
+    // Claim in batches: while tasks are held, wait until a quarter of the slots are free
+    // (one round trip claims them all) rather than claiming one task per freed slot. A slot
+    // frees when its handler returns, so the next claim overlaps with writing the outcomes.
     let batch = (concurrency / 4).max(1);
     loop {
-        let running = worker.running_count();
-        let free = concurrency.saturating_sub(running);
+        let (free, held) = worker.free_slots(concurrency);
         let mut claimed_all = false;
-        if free >= batch || (free > 0 && running == 0) {
+        if free >= batch || (free > 0 && held == 0) {
             match claim(&worker, free).await {
                 Ok(tasks) => {
                     tracing::debug!(asked = free, claimed = tasks.len(), "claimed");
@@ -172,8 +192,11 @@ fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
         "task started"
     );
     let worker = worker.clone();
+    worker.executing.fetch_add(1, Ordering::AcqRel);
     tokio::spawn(async move {
         let outcome = execute::run(&worker.handler, &worker.pool, &task, &lease, stop_rx).await;
+        worker.executing.fetch_sub(1, Ordering::AcqRel);
+        worker.slot_freed.notify_one();
         finish(&worker, &task, &lease, outcome).await;
         if let Ok(mut r) = worker.running.lock() {
             r.remove(&task.id);
