@@ -6,11 +6,13 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 
-const VERSIONS: [&str; 4] = [
+const VERSIONS: [&str; 6] = [
     "20261121000001",
     "20261121000002",
     "20261121000003",
     "20261121000004",
+    "20261121000005",
+    "20261121000006",
 ];
 
 /// (version, state) pairs from `migrate status --json`.
@@ -43,20 +45,27 @@ fn table_exists(db: &Db, name: &str) -> bool {
     scalar(db, &format!("select to_regclass('{name}')::text")).is_some()
 }
 
+fn trigger_exists(db: &Db, name: &str) -> bool {
+    count(
+        db,
+        &format!("select count(*) from pg_trigger where tgname = '{name}'"),
+    ) == 1
+}
+
 #[tokio::test]
-async fn status_on_an_empty_database_lists_four_pending() {
+async fn status_on_an_empty_database_lists_six_pending() {
     let db = Db::empty().await;
     let out = run(&db, &["migrate", "status"]);
     out.ok();
     let t = table(&out.stdout);
     assert_eq!(t[0], ["VERSION", "NAME", "STATE"]);
-    assert_eq!(t.len(), 6, "{}", out.stdout);
-    for (row, v) in t[1..5].iter().zip(VERSIONS) {
+    assert_eq!(t.len(), 8, "{}", out.stdout);
+    for (row, v) in t[1..7].iter().zip(VERSIONS) {
         assert_eq!(row[0], v);
         assert!(row[1].starts_with("2026-11-21-00000"), "{row:?}");
         assert_eq!(row[2], "pending");
     }
-    assert_eq!(out.stdout.lines().last(), Some("4 pending"));
+    assert_eq!(out.stdout.lines().last(), Some("6 pending"));
     // Looking does not create anything.
     assert!(!table_exists(&db, "__diesel_schema_migrations"));
 }
@@ -68,10 +77,12 @@ async fn status_json_has_version_name_applied_known() {
     out.ok();
     let v = out.json();
     let list = v.as_array().unwrap();
-    assert_eq!(list.len(), 4);
+    assert_eq!(list.len(), 6);
     assert_eq!(list[0]["version"], "20261121000001");
     assert_eq!(list[0]["name"], "2026-11-21-000001_users_and_tokens");
     assert_eq!(list[3]["name"], "2026-11-21-000004_results_and_logs");
+    assert_eq!(list[4]["name"], "2026-11-21-000005_queue_indexes");
+    assert_eq!(list[5]["name"], "2026-11-21-000006_auth_events");
     assert!(
         list.iter()
             .all(|m| m["applied"] == true && m["known"] == true),
@@ -83,7 +94,7 @@ async fn status_json_has_version_name_applied_known() {
     assert_eq!(text.stdout.lines().last(), Some("0 pending"));
     assert_eq!(
         text.stdout.matches(" applied").count(),
-        4,
+        VERSIONS.len(),
         "{}",
         text.stdout
     );
@@ -125,7 +136,7 @@ async fn run_applies_every_migration_then_has_nothing_to_apply() {
     assert_eq!(json.json(), serde_json::json!({ "applied": [] }));
     assert_eq!(
         count(&db, "select count(*) from __diesel_schema_migrations"),
-        4
+        VERSIONS.len() as i64
     );
 }
 
@@ -142,10 +153,10 @@ async fn revert_one_step_then_commands_refuse_until_run() {
     let db = Db::new().await;
     let out = run(&db, &["migrate", "revert"]);
     out.ok();
-    assert_eq!(out.stdout.trim(), "reverted 20261121000004");
-    assert_eq!(applied(&db), VERSIONS[..3]);
-    assert!(!table_exists(&db, "logfiles"));
-    assert!(table_exists(&db, "tasks"));
+    assert_eq!(out.stdout.trim(), "reverted 20261121000006");
+    assert_eq!(applied(&db), VERSIONS[..5]);
+    assert!(!trigger_exists(&db, "users_changed"));
+    assert!(table_exists(&db, "tasks_open_idx"));
 
     let st = run(&db, &["migrate", "status"]);
     st.ok();
@@ -156,7 +167,7 @@ async fn revert_one_step_then_commands_refuse_until_run() {
     assert!(
         refused
             .stderr
-            .contains("1 pending migration(s), starting with 20261121000004"),
+            .contains("1 pending migration(s), starting with 20261121000006"),
         "{}",
         refused.stderr
     );
@@ -171,16 +182,17 @@ async fn revert_steps_two() {
     let db = Db::new().await;
     let out = run(&db, &["migrate", "revert", "--steps", "2"]);
     out.ok();
-    assert_eq!(out.stdout.trim(), "reverted 20261121000004, 20261121000003");
-    assert_eq!(applied(&db), VERSIONS[..2]);
-    assert!(!table_exists(&db, "simulations"));
-    assert!(table_exists(&db, "clusters"));
+    assert_eq!(out.stdout.trim(), "reverted 20261121000006, 20261121000005");
+    assert_eq!(applied(&db), VERSIONS[..4]);
+    assert!(!table_exists(&db, "tasks_open_idx"));
+    assert!(table_exists(&db, "tasks_state_idx"));
+    assert!(table_exists(&db, "logfiles"));
 
     let json = run(&db, &["--json", "migrate", "revert", "--steps", "10"]);
     json.ok();
     assert_eq!(
         json.json(),
-        serde_json::json!({ "reverted": ["20261121000002", "20261121000001"] }),
+        serde_json::json!({ "reverted": ["20261121000004", "20261121000003", "20261121000002", "20261121000001"] }),
         "more steps than applied migrations reverts them all"
     );
     assert!(applied(&db).is_empty());
@@ -208,9 +220,10 @@ async fn redo_reverts_and_reapplies_the_last_migration_only() {
     run(&db, &["add-user", "keeper"]).ok();
     let out = run(&db, &["migrate", "redo"]);
     out.ok();
-    assert_eq!(out.stdout.trim(), "redid 20261121000004");
+    assert_eq!(out.stdout.trim(), "redid 20261121000006");
     assert_eq!(applied(&db), VERSIONS);
-    assert!(table_exists(&db, "logfiles"));
+    assert!(trigger_exists(&db, "users_changed"));
+    assert!(trigger_exists(&db, "auth_tokens_changed"));
     // Data in tables of earlier migrations survives.
     assert_eq!(
         count(&db, "select count(*) from users where username = 'keeper'"),
@@ -224,9 +237,9 @@ async fn redo_reverts_and_reapplies_the_last_migration_only() {
     json.ok();
     assert_eq!(
         json.json(),
-        serde_json::json!({ "redone": "20261121000002" })
+        serde_json::json!({ "redone": "20261121000004" })
     );
-    assert_eq!(applied(&db), VERSIONS[..2]);
+    assert_eq!(applied(&db), VERSIONS[..4]);
 }
 
 #[tokio::test]
@@ -269,14 +282,17 @@ async fn unknown_migration_version_is_refused_by_commands_and_migrate() {
     // Nothing was reverted or applied.
     assert_eq!(
         count(&db, "select count(*) from __diesel_schema_migrations"),
-        5
+        VERSIONS.len() as i64 + 1
     );
     assert!(table_exists(&db, "logfiles"));
 
     // status still works, and shows the stranger.
     let st = status(&db);
-    assert_eq!(st.len(), 5);
-    assert_eq!(st[4], ("99990101000000".to_string(), true, false));
+    assert_eq!(st.len(), VERSIONS.len() + 1);
+    assert_eq!(
+        st[VERSIONS.len()],
+        ("99990101000000".to_string(), true, false)
+    );
     let text = run(&db, &["migrate", "status"]);
     text.ok();
     assert!(
@@ -304,7 +320,7 @@ async fn unmigrated_database_gives_a_one_line_hint() {
             out.stderr
         );
         assert!(out.stderr.contains("not migrated"), "{}", out.stderr);
-        assert!(out.stderr.contains("4 pending"), "{}", out.stderr);
+        assert!(out.stderr.contains("6 pending"), "{}", out.stderr);
         assert!(out.stderr.contains("migrate run"), "{}", out.stderr);
         assert!(out.stdout.is_empty(), "{}", out.stdout);
     }
@@ -314,7 +330,7 @@ async fn unmigrated_database_gives_a_one_line_hint() {
 async fn partly_migrated_database_gets_the_rest() {
     let db = Db::empty().await;
     run(&db, &["migrate", "run"]).ok();
-    run(&db, &["migrate", "revert", "--steps", "3"]).ok();
+    run(&db, &["migrate", "revert", "--steps", "5"]).ok();
     let out = run(&db, &["migrate", "run"]);
     out.ok();
     assert_eq!(
@@ -370,14 +386,14 @@ async fn concurrent_migrate_run_applies_each_migration_once() {
     );
     assert_eq!(
         count(&db, "select count(*) from __diesel_schema_migrations"),
-        4
+        VERSIONS.len() as i64
     );
     assert_eq!(
         count(
             &db,
             "select count(distinct version) from __diesel_schema_migrations"
         ),
-        4
+        VERSIONS.len() as i64
     );
     run(&db, &["list-users"]).ok();
 }

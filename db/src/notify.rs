@@ -10,3 +10,8 @@ pub const TASKS_READY: &str = "sim_tasks_ready";
 /// Payload: the simulation's id as decimal text. `Watch` streams and workers (for
 /// cancellation) listen here.
 pub const SIMULATION_EVENTS: &str = "sim_events";
+
+/// Something that may invalidate an access token changed: an `auth_tokens` or `users` row
+/// was updated or deleted (a trigger sends it, whoever made the change). Payload: empty.
+/// Servers that cache token lookups empty their cache.
+pub const AUTH_EVENTS: &str = "sim_auth_events";

@@ -62,22 +62,42 @@ pub async fn insert_pair(
     Ok(())
 }
 
-/// The user and session of a valid (known, unrevoked, unexpired) token of `kind`.
+/// A valid token, as [`lookup`] finds it.
+#[derive(Debug, Clone)]
+pub struct ValidToken {
+    /// Its user.
+    pub user: User,
+    /// Its login session.
+    pub session_id: Uuid,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The user, session and expiry of a valid (known, unrevoked, unexpired) token of `kind`.
 pub async fn lookup(
     conn: &mut Conn,
     token_hash: &[u8],
     kind: TokenKind,
-) -> DbResult<Option<(User, Uuid)>> {
-    Ok(auth_tokens::table
+) -> DbResult<Option<ValidToken>> {
+    let found: Option<(User, Uuid, DateTime<Utc>)> = auth_tokens::table
         .inner_join(users::table)
         .filter(auth_tokens::token_hash.eq(token_hash))
         .filter(auth_tokens::kind.eq(kind.as_str()))
         .filter(auth_tokens::revoked.eq(false))
         .filter(auth_tokens::expires_at.gt(diesel::dsl::now))
-        .select((User::as_select(), auth_tokens::session_id))
+        .select((
+            User::as_select(),
+            auth_tokens::session_id,
+            auth_tokens::expires_at,
+        ))
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(found.map(|(user, session_id, expires_at)| ValidToken {
+        user,
+        session_id,
+        expires_at,
+    }))
 }
 
 /// What [`rotate_refresh`] did.

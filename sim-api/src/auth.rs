@@ -73,20 +73,53 @@ pub fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
 /// Checks the caller's access token; UNAUTHENTICATED when it is missing, malformed,
 /// unknown, expired or revoked.
 pub async fn authenticate<T>(state: &AppState, req: &Request<T>) -> Result<Caller, Status> {
+    let token = bearer(req)?;
+    let hash = db::tokens::hash_token(token);
+    if let Some(caller) = state.tokens.get(&hash) {
+        return Ok(caller);
+    }
     let mut c = conn(&state.pool).await?;
-    authenticate_on(&mut c, req).await
+    lookup_access(state, &mut c, hash).await
 }
 
 /// [`authenticate`] on a connection the caller already holds, so that a request can do
 /// all its work with one pool checkout.
-pub async fn authenticate_on<T>(c: &mut db::Conn, req: &Request<T>) -> Result<Caller, Status> {
+pub async fn authenticate_on<T>(
+    state: &AppState,
+    c: &mut db::Conn,
+    req: &Request<T>,
+) -> Result<Caller, Status> {
     let token = bearer(req)?;
     let hash = db::tokens::hash_token(token);
+    if let Some(caller) = state.tokens.get(&hash) {
+        return Ok(caller);
+    }
+    lookup_access(state, c, hash).await
+}
+
+/// Looks an access token up in the database and caches the answer (see
+/// [`crate::token_cache`]).
+async fn lookup_access(
+    state: &AppState,
+    c: &mut db::Conn,
+    hash: Vec<u8>,
+) -> Result<Caller, Status> {
+    let ticket = state.tokens.ticket();
     match db::tokens::lookup(c, &hash, TokenKind::Access)
         .await
         .map_err(db_status)?
     {
-        Some((user, session_id)) => Ok(Caller { user, session_id }),
+        Some(found) => {
+            let caller = Caller {
+                user: found.user,
+                session_id: found.session_id,
+            };
+            let valid_for = (found.expires_at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            state.tokens.insert(ticket, hash, caller.clone(), valid_for);
+            Ok(caller)
+        }
         None => Err(Status::unauthenticated("invalid or expired access token")),
     }
 }
@@ -274,6 +307,7 @@ impl AuthService for AuthSvc {
                 Ok(Response::new(self.token_pair(access, refresh)))
             }
             db::tokens::Rotation::Reused => {
+                self.state.tokens.invalidate_all();
                 tracing::warn!("a revoked refresh token was presented; its session is revoked");
                 Err(Status::unauthenticated("invalid refresh token"))
             }
@@ -299,7 +333,7 @@ impl AuthService for AuthSvc {
                 .await
                 .map_err(db_status)?
             {
-                Some((_, session)) => session,
+                Some(found) => found.session_id,
                 None => return Err(Status::unauthenticated("invalid refresh token")),
             }
         };
@@ -307,6 +341,8 @@ impl AuthService for AuthSvc {
         let revoked = db::tokens::revoke_session(&mut c, session)
             .await
             .map_err(db_status)?;
+        // Other servers hear of it through the database; this one forgets at once.
+        self.state.tokens.invalidate_all();
         Ok(Response::new(LogoutResponse {
             revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
         }))

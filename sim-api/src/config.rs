@@ -56,6 +56,11 @@ pub struct Config {
     /// Refresh-token lifetime in seconds.
     #[arg(long, env = "SIM_API_REFRESH_TOKEN_TTL_S", default_value_t = 7 * 24 * 3600)]
     pub refresh_token_ttl_s: u64,
+    /// How long a checked access token is remembered in this process, in milliseconds (0
+    /// turns the cache off). Revocations reach every server at once through a database
+    /// notification, whatever this is; it bounds staleness only if notifications are lost.
+    #[arg(long, env = "SIM_API_TOKEN_CACHE_MS", default_value_t = 5000)]
+    pub token_cache_ms: u64,
 
     /// OIDC: the expected `iss` of ID tokens (e.g. `https://kc.example/realms/sim`). OIDC
     /// login is enabled when this, --oidc-audience and --oidc-jwks are all set.
@@ -122,6 +127,7 @@ impl Config {
             max_request_bytes: self.max_request_bytes,
             access_token_ttl: Duration::from_secs(self.access_token_ttl_s),
             refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_s),
+            token_cache_ttl: Duration::from_millis(self.token_cache_ms),
         }
     }
 }
@@ -141,6 +147,9 @@ pub struct Limits {
     pub access_token_ttl: Duration,
     /// Refresh-token lifetime.
     pub refresh_token_ttl: Duration,
+    /// How long a checked access token is cached in memory (zero: never); see
+    /// [`crate::token_cache`].
+    pub token_cache_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -152,6 +161,7 @@ impl Default for Limits {
             max_request_bytes: 16 << 20,
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            token_cache_ttl: Duration::from_secs(5),
         }
     }
 }

@@ -8,10 +8,12 @@ pub mod auth;
 pub mod clusters;
 pub mod config;
 pub mod error;
+pub mod listener;
 pub mod oidc;
 pub mod oversize;
 pub mod results;
 pub mod simulations;
+pub mod token_cache;
 pub mod watch;
 
 pub use config::{Config, Limits};
@@ -36,6 +38,8 @@ pub struct AppState {
     pub oidc: Option<Arc<oidc::OidcVerifier>>,
     /// Simulation events for `Watch` streams.
     pub events: Arc<watch::Events>,
+    /// Recent access-token lookups.
+    pub tokens: Arc<token_cache::TokenCache>,
 }
 
 /// Why the server stopped with an error.
@@ -69,7 +73,10 @@ pub async fn serve_with_oidc(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let max_request = limits.max_request_bytes;
+    let tokens = Arc::new(token_cache::TokenCache::new(limits.token_cache_ttl));
+    tokens.start(&pool);
     let state = AppState {
+        tokens,
         pool,
         limits: Arc::new(limits),
         backoff: Arc::new(auth::LoginBackoff::default()),

@@ -403,7 +403,7 @@ impl SimulationService for SimulationSvc {
     ) -> Result<Response<pb::SimulationStatus>, Status> {
         // One pool checkout for the whole call: Get is the hot path of every client.
         let mut c = conn(&self.state.pool).await?;
-        let caller = crate::auth::authenticate_on(&mut c, &request).await?;
+        let caller = crate::auth::authenticate_on(&self.state, &mut c, &request).await?;
         let job_id = parse_job_id(&request.get_ref().job_id)?;
         Ok(Response::new(status_on(&mut c, &caller, job_id).await?.0))
     }

@@ -2,7 +2,7 @@
 //! open stream, and each stream re-reads its simulation only when it is told something
 //! changed (with a slow safety poll in case a notification is lost).
 
-use futures_util::StreamExt;
+use crate::listener::Event;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -44,39 +44,18 @@ impl Events {
 }
 
 async fn listen(pool: db::Pool, tx: broadcast::Sender<i64>) {
-    use diesel_async::SimpleAsyncConnection;
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match pool.dedicated_connection().await {
-            Ok(mut conn) => {
-                let sql = format!("LISTEN {}", db::notify::SIMULATION_EVENTS);
-                match conn.batch_execute(&sql).await {
-                    Ok(()) => {
-                        delay = Duration::from_millis(200);
-                        let _ = tx.send(RESYNC);
-                        let mut stream = std::pin::pin!(conn.notifications_stream());
-                        while let Some(n) = stream.next().await {
-                            match n {
-                                Ok(n) => {
-                                    if let Ok(id) = n.payload.parse::<i64>() {
-                                        let _ = tx.send(id);
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "event connection lost");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot connect for simulation events; retrying"),
+    crate::listener::listen(pool, db::notify::SIMULATION_EVENTS, |event| match event {
+        Event::Listening => {
+            let _ = tx.send(RESYNC);
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+        Event::Notification(payload) => {
+            if let Ok(id) = payload.parse::<i64>() {
+                let _ = tx.send(id);
+            }
+        }
+        Event::Lost => {}
+    })
+    .await;
 }
 
 /// Waits until simulation `id` may have changed: its event, a resync, a lagged channel,

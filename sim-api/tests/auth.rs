@@ -196,3 +196,61 @@ async fn malformed_authorization_is_unauthenticated() {
     // Without --oidc-* settings (tests/oidc.rs covers the configured case).
     assert_eq!(oidc.code(), Code::FailedPrecondition);
 }
+
+/// Access tokens are cached in the server (`--token-cache-ms`), yet a revocation made
+/// outside it (another server, admin-cli, plain SQL) takes effect at once: a trigger
+/// notifies, and the server empties its cache. With an hour-long cache, only the notification
+/// can explain the refusal at the end.
+#[tokio::test]
+async fn a_revocation_made_elsewhere_empties_the_token_cache() {
+    use std::time::{Duration, Instant};
+    let app = common::spawn_app_with(sim_api::Limits {
+        token_cache_ttl: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await;
+    app.create_user("carol", "pw-of-carol", false).await;
+    let token = app.login("carol", "pw-of-carol").await.access_token;
+    let mut auth = app.auth();
+
+    // The cache is used only once the server listens for revocations.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN sim_auth_events'")
+        .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the server never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    auth.who_am_i(authed(WhoAmIRequest {}, &token))
+        .await
+        .unwrap();
+
+    // Without the trigger a revocation goes unnoticed: the token is served from the cache.
+    app.sql("ALTER TABLE auth_tokens DISABLE TRIGGER auth_tokens_changed")
+        .await;
+    app.sql("UPDATE auth_tokens SET revoked = true").await;
+    auth.who_am_i(authed(WhoAmIRequest {}, &token))
+        .await
+        .expect("served from the cache");
+
+    // Any later change that fires a trigger empties the cache.
+    app.sql("ALTER TABLE auth_tokens ENABLE TRIGGER auth_tokens_changed")
+        .await;
+    app.sql("UPDATE users SET updated_at = now() WHERE username = 'carol'")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match auth.who_am_i(authed(WhoAmIRequest {}, &token)).await {
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unauthenticated);
+                break;
+            }
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "the cache was never emptied");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

@@ -338,7 +338,7 @@ async fn watch_ends_on_cancel_and_many_watches_share_one_listener() {
         }
         let mut c = app.db.conn().await;
         let sql = format!(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'LISTEN%'",
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{}' AND query = 'LISTEN sim_events'",
             app.db.name()
         );
         diesel::sql_query(sql)

@@ -117,6 +117,20 @@ impl App {
             .map(|r| r.into_inner().job_id)
     }
 
+    /// The single bigint a query returns (e.g. a count).
+    pub async fn count(&self, sql: &str) -> i64 {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = self.db.conn().await;
+        let sql = format!("SELECT ({sql}) AS n");
+        let n: N = diesel::sql_query(sql).get_result(&mut c).await.unwrap();
+        n.n
+    }
+
     pub async fn sql(&self, sql: &str) {
         use diesel_async::RunQueryDsl;
         let mut c = self.db.conn().await;
