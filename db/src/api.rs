@@ -267,6 +267,9 @@ pub async fn delete_if_terminal(conn: &mut Conn, simulation_id: i64) -> DbResult
     )
     .execute(conn)
     .await?;
+    if n > 0 {
+        crate::queue::notify_simulations(conn, &[simulation_id]).await;
+    }
     Ok(n > 0)
 }
 

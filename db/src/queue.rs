@@ -58,6 +58,9 @@ pub struct ClaimedTask {
     /// When the lease runs out unless extended.
     #[diesel(sql_type = Timestamptz)]
     pub lease_expires_at: DateTime<Utc>,
+    /// Whether this claim started the simulation (`PENDING → RUNNING`).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub started_simulation: bool,
 }
 
 impl ClaimedTask {
@@ -142,7 +145,8 @@ pub async fn claim(
              RETURNING s.id
          )
          SELECT c.id, c.simulation_id, c.task_index, c.attempts AS attempt, c.max_attempts,
-                c.requested_primaries, s.sim_type, s.input_type, c.lease_expires_at
+                c.requested_primaries, s.sim_type, s.input_type, c.lease_expires_at,
+                c.simulation_id IN (SELECT id FROM started) AS started_simulation
          FROM claimed c JOIN simulations s ON s.id = c.simulation_id
          ORDER BY c.id"
     );
@@ -156,6 +160,16 @@ pub async fn claim(
     } else {
         query.load(conn).await?
     };
+    // Watchers (and API status caches) hear of simulations that started; a task claimed in
+    // a simulation already running shows at its first progress report.
+    let mut started: Vec<i64> = tasks
+        .iter()
+        .filter(|t| t.started_simulation)
+        .map(|t| t.simulation_id)
+        .collect();
+    started.sort_unstable();
+    started.dedup();
+    notify_simulations(conn, &started).await;
     Ok(tasks)
 }
 
@@ -377,11 +391,15 @@ pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> D
             notify_tasks_ready(conn).await?;
             Vec::new()
         };
-        Ok((row.task_state, merging))
+        Ok((row.task_state, row.simulation_id, merging))
     })
     .await
-    .map(|r: (TaskState, Vec<i64>)| r);
-    let (state, merging) = outcome?;
+    .map(|r: (TaskState, i64, Vec<i64>)| r);
+    let (state, simulation_id, merging) = outcome?;
+    if state == TaskState::Pending {
+        // A retry: the task shows PENDING again, with its error.
+        notify_simulations(conn, &[simulation_id]).await;
+    }
     for sim in merging {
         crate::results::finalize(conn, sim).await?;
     }
@@ -390,20 +408,23 @@ pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> D
 
 /// Hands a task back to the queue without counting the attempt (a worker shutting down).
 pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
-    let n = diesel::sql_query(
+    let released: Vec<Id> = diesel::sql_query(
         "UPDATE tasks SET task_state = 'PENDING', attempts = attempts - 1, run_after = now(),
                 lease_owner = NULL, lease_expires_at = NULL, update_time = now()
-         WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'",
+         WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+         RETURNING simulation_id AS id",
     )
     .bind::<BigInt, _>(lease.task_id)
     .bind::<Integer, _>(lease.attempt)
     .bind::<Text, _>(&lease.owner)
-    .execute(conn)
+    .load(conn)
     .await?;
-    if n == 0 {
+    let [Id { id: simulation_id }] = released[..] else {
         return Err(lease_lost(lease));
-    }
-    notify_tasks_ready(conn).await
+    };
+    notify_tasks_ready(conn).await?;
+    notify_simulations(conn, &[simulation_id]).await;
+    Ok(())
 }
 
 /// Returns running tasks whose lease has expired (their worker died) to the queue, with
@@ -440,18 +461,26 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
             .filter(|r| r.task_state == TaskState::Failed)
             .map(|r| r.simulation_id)
             .collect();
-        let requeued = rows.len() - failed.len();
+        let mut requeued: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.task_state != TaskState::Failed)
+            .map(|r| r.simulation_id)
+            .collect();
         let merging = finish_simulations(conn, &failed).await?;
-        if requeued > 0 {
+        if !requeued.is_empty() {
             notify_tasks_ready(conn).await?;
         }
-        Ok::<_, DbError>((requeued, failed.len(), merging))
+        let counts = (requeued.len(), failed.len());
+        requeued.sort_unstable();
+        requeued.dedup();
+        Ok::<_, DbError>((counts, requeued, merging))
     })
     .await?;
+    notify_simulations(conn, &outcome.1).await;
     for sim in outcome.2 {
         crate::results::finalize(conn, sim).await?;
     }
-    Ok((outcome.0, outcome.1))
+    Ok(outcome.0)
 }
 
 /// Moves on every listed simulation whose tasks have all ended: to `MERGING` when at least

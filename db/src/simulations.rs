@@ -145,12 +145,14 @@ pub async fn get(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
 
 /// Removes a simulation and, by cascade, everything under it.
 pub async fn remove(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
-    diesel::delete(simulations::table.find(id))
+    let removed = diesel::delete(simulations::table.find(id))
         .returning(Simulation::as_returning())
         .get_result(conn)
         .await
         .optional()?
-        .ok_or_else(|| DbError::NotFound(format!("simulation {id}")))
+        .ok_or_else(|| DbError::NotFound(format!("simulation {id}")))?;
+    crate::queue::notify_simulations(conn, &[id]).await;
+    Ok(removed)
 }
 
 /// Splits `total` primaries over `ntasks` tasks; the first `total % ntasks` tasks get one more,

@@ -90,7 +90,10 @@ pub async fn remove(conn: &mut Conn, simulation_id: i64, task_index: i32) -> DbR
     .await
     .optional()?;
     match removed {
-        Some(t) => Ok(t),
+        Some(t) => {
+            crate::queue::notify_simulations(conn, &[simulation_id]).await;
+            Ok(t)
+        }
         None => {
             // Say which part is missing.
             crate::simulations::get(conn, simulation_id).await?;

@@ -82,6 +82,13 @@ pub async fn authenticate<T>(state: &AppState, req: &Request<T>) -> Result<Calle
     lookup_access(state, &mut c, hash).await
 }
 
+/// The caller, if the token cache knows the access token; `None` when the database must be
+/// asked; UNAUTHENTICATED when the metadata is missing or malformed.
+pub fn cached_caller<T>(state: &AppState, req: &Request<T>) -> Result<Option<Caller>, Status> {
+    let token = bearer(req)?;
+    Ok(state.tokens.get(&db::tokens::hash_token(token)))
+}
+
 /// [`authenticate`] on a connection the caller already holds, so that a request can do
 /// all its work with one pool checkout.
 pub async fn authenticate_on<T>(

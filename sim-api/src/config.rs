@@ -61,6 +61,11 @@ pub struct Config {
     /// notification, whatever this is; it bounds staleness only if notifications are lost.
     #[arg(long, env = "SIM_API_TOKEN_CACHE_MS", default_value_t = 5000)]
     pub token_cache_ms: u64,
+    /// How long a `Get` answer may be reused in this process, in milliseconds (0 turns the
+    /// cache off). A simulation's entry is dropped as soon as a change to it is announced
+    /// on the database's `sim_events` channel; this bounds changes nothing announces.
+    #[arg(long, env = "SIM_API_STATUS_CACHE_MS", default_value_t = 1000)]
+    pub status_cache_ms: u64,
 
     /// OIDC: the expected `iss` of ID tokens (e.g. `https://kc.example/realms/sim`). OIDC
     /// login is enabled when this, --oidc-audience and --oidc-jwks are all set.
@@ -128,6 +133,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(self.access_token_ttl_s),
             refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_s),
             token_cache_ttl: Duration::from_millis(self.token_cache_ms),
+            status_cache_ttl: Duration::from_millis(self.status_cache_ms),
         }
     }
 }
@@ -150,6 +156,8 @@ pub struct Limits {
     /// How long a checked access token is cached in memory (zero: never); see
     /// [`crate::token_cache`].
     pub token_cache_ttl: Duration,
+    /// How long a `Get` answer may be reused (zero: never); see [`crate::status_cache`].
+    pub status_cache_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -162,6 +170,7 @@ impl Default for Limits {
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
             token_cache_ttl: Duration::from_secs(5),
+            status_cache_ttl: Duration::from_secs(1),
         }
     }
 }

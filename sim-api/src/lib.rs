@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod oversize;
 pub mod results;
 pub mod simulations;
+pub mod status_cache;
 pub mod token_cache;
 pub mod watch;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub events: Arc<watch::Events>,
     /// Recent access-token lookups.
     pub tokens: Arc<token_cache::TokenCache>,
+    /// Recent `Get` answers.
+    pub statuses: Arc<status_cache::StatusCache>,
 }
 
 /// Why the server stopped with an error.
@@ -75,13 +78,17 @@ pub async fn serve_with_oidc(
     let max_request = limits.max_request_bytes;
     let tokens = Arc::new(token_cache::TokenCache::new(limits.token_cache_ttl));
     tokens.start(&pool);
+    let events = Arc::new(watch::Events::default());
+    let statuses = Arc::new(status_cache::StatusCache::new(limits.status_cache_ttl));
+    statuses.start(&events, &pool);
     let state = AppState {
         tokens,
+        statuses,
         pool,
         limits: Arc::new(limits),
         backoff: Arc::new(auth::LoginBackoff::default()),
         oidc,
-        events: Arc::new(watch::Events::default()),
+        events,
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -115,7 +122,13 @@ pub async fn serve_with_oidc(
     // Without TCP_NODELAY a response written in two pieces waits for the client's delayed
     // ACK (40 ms on Linux): `Get`'s p50 was that delay.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    // The LISTEN tasks hold the pool: stop them with the server, also when it fails.
+    let listeners = (
+        state.tokens.clone(),
+        state.events.clone(),
+        state.statuses.clone(),
+    );
+    let served = tonic::transport::Server::builder()
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(tower::util::MapResponseLayer::new(oversize::remap))
@@ -125,6 +138,10 @@ pub async fn serve_with_oidc(
         .add_service(sims)
         .add_service(clusters)
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .await;
+    listeners.0.stop();
+    listeners.1.stop();
+    listeners.2.stop();
+    served?;
     Ok(())
 }

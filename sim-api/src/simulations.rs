@@ -61,16 +61,18 @@ impl SimulationSvc {
         job_id: Uuid,
     ) -> Result<(pb::SimulationStatus, i64), Status> {
         let mut c = conn(&self.state.pool).await?;
-        status_on(&mut c, caller, job_id).await
+        let (status, key) = status_on(&mut c, caller, job_id).await?;
+        Ok((status, key.simulation_id))
     }
 }
 
-/// [`SimulationSvc::status`] on a connection the caller holds.
+/// [`SimulationSvc::status`] on a connection the caller holds, with what the status cache
+/// needs to know about it.
 async fn status_on(
     c: &mut db::Conn,
     caller: &Caller,
     job_id: Uuid,
-) -> Result<(pb::SimulationStatus, i64), Status> {
+) -> Result<(pb::SimulationStatus, crate::status_cache::Key), Status> {
     let (view, tasks) = db::api::get_visible_with_tasks(c, job_id, caller.owner_filter())
         .await
         .map_err(db_status)?;
@@ -80,7 +82,11 @@ async fn status_on(
             simulation: Some(simulation_pb(&view, simulated)),
             tasks: tasks.iter().map(task_pb).collect(),
         },
-        view.simulation.id,
+        crate::status_cache::Key {
+            job_id,
+            simulation_id: view.simulation.id,
+            owner_id: view.simulation.user_id,
+        },
     ))
 }
 
@@ -401,11 +407,30 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::SimulationStatus>, Status> {
-        // One pool checkout for the whole call: Get is the hot path of every client.
-        let mut c = conn(&self.state.pool).await?;
-        let caller = crate::auth::authenticate_on(&self.state, &mut c, &request).await?;
+        // Get is the hot path of every polling client: a cached caller and answer cost no
+        // database work, and otherwise the whole call uses one pool checkout.
+        let mut held = None;
+        let caller = match crate::auth::cached_caller(&self.state, &request)? {
+            Some(caller) => caller,
+            None => {
+                let mut c = conn(&self.state.pool).await?;
+                let caller = crate::auth::authenticate_on(&self.state, &mut c, &request).await?;
+                held = Some(c);
+                caller
+            }
+        };
         let job_id = parse_job_id(&request.get_ref().job_id)?;
-        Ok(Response::new(status_on(&mut c, &caller, job_id).await?.0))
+        if let Some(status) = self.state.statuses.get(job_id, &caller) {
+            return Ok(Response::new(status));
+        }
+        let mut c = match held {
+            Some(c) => c,
+            None => conn(&self.state.pool).await?,
+        };
+        let ticket = self.state.statuses.ticket();
+        let (status, key) = status_on(&mut c, &caller, job_id).await?;
+        self.state.statuses.insert(ticket, key, status.clone());
+        Ok(Response::new(status))
     }
 
     async fn list(
@@ -561,6 +586,7 @@ impl SimulationService for SimulationSvc {
             .map_err(db_status)?
         {
             Some(n) => {
+                self.state.statuses.invalidate(view.simulation.id);
                 tracing::info!(job_id = %view.simulation.job_id, user = %caller.user.username, "canceled");
                 Ok(Response::new(pb::CancelResponse {
                     job_state: pb::JobState::Canceled as i32,
@@ -584,6 +610,7 @@ impl SimulationService for SimulationSvc {
             .await
             .map_err(db_status)?
         {
+            self.state.statuses.invalidate(view.simulation.id);
             tracing::info!(job_id = %view.simulation.job_id, user = %caller.user.username, "deleted");
             Ok(Response::new(pb::DeleteResponse {}))
         } else {

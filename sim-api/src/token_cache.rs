@@ -29,6 +29,7 @@ pub struct TokenCache {
     ttl: Duration,
     inner: Mutex<Inner>,
     started: Once,
+    listener: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -52,6 +53,7 @@ impl TokenCache {
             ttl,
             inner: Mutex::new(Inner::default()),
             started: Once::new(),
+            listener: Mutex::new(None),
         }
     }
 
@@ -75,7 +77,7 @@ impl TokenCache {
         self.started.call_once(|| {
             let cache = self.clone();
             let pool = pool.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 crate::listener::listen(pool, db::notify::AUTH_EVENTS, |event| {
                     use crate::listener::Event;
                     match event {
@@ -86,7 +88,18 @@ impl TokenCache {
                 })
                 .await;
             });
+            if let Ok(mut l) = self.listener.lock() {
+                *l = Some(task.abort_handle());
+            }
         });
+    }
+
+    /// Stops the listener (when the server stops) and stops caching.
+    pub fn stop(&self) {
+        if let Some(task) = self.listener.lock().ok().and_then(|mut l| l.take()) {
+            task.abort();
+        }
+        self.set_listening(false);
     }
 
     /// The cached caller of the token with this hash, if fresh.

@@ -3,12 +3,15 @@
 //! changed (with a slow safety poll in case a notification is lost).
 
 use crate::listener::Event;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// Sent to every watcher after the listener (re)connects: anything may have changed.
 pub const RESYNC: i64 = -1;
+/// Sent when the listener's connection is lost (a [`RESYNC`] follows once it is back).
+pub const LOST: i64 = -2;
 /// How often a watcher looks even without notifications.
 pub const SAFETY_POLL: Duration = Duration::from_secs(5);
 /// Pause after a notification so that a burst of progress reports makes one update.
@@ -19,6 +22,8 @@ pub const COALESCE: Duration = Duration::from_millis(100);
 pub struct Events {
     tx: broadcast::Sender<i64>,
     started: Once,
+    listener: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    connected: Arc<AtomicBool>,
 }
 
 impl Default for Events {
@@ -26,6 +31,8 @@ impl Default for Events {
         Self {
             tx: broadcast::channel(1024).0,
             started: Once::new(),
+            listener: std::sync::Mutex::new(None),
+            connected: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -37,15 +44,31 @@ impl Events {
         self.started.call_once(|| {
             let pool = pool.clone();
             let tx = self.tx.clone();
-            tokio::spawn(listen(pool, tx));
+            let task = tokio::spawn(listen(pool, tx, self.connected.clone()));
+            if let Ok(mut l) = self.listener.lock() {
+                *l = Some(task.abort_handle());
+            }
         });
         rx
     }
+
+    /// Whether the LISTEN connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Stops the listener, when the server stops.
+    pub fn stop(&self) {
+        if let Some(task) = self.listener.lock().ok().and_then(|mut l| l.take()) {
+            task.abort();
+        }
+    }
 }
 
-async fn listen(pool: db::Pool, tx: broadcast::Sender<i64>) {
+async fn listen(pool: db::Pool, tx: broadcast::Sender<i64>, connected: Arc<AtomicBool>) {
     crate::listener::listen(pool, db::notify::SIMULATION_EVENTS, |event| match event {
         Event::Listening => {
+            connected.store(true, Ordering::Release);
             let _ = tx.send(RESYNC);
         }
         Event::Notification(payload) => {
@@ -53,7 +76,10 @@ async fn listen(pool: db::Pool, tx: broadcast::Sender<i64>) {
                 let _ = tx.send(id);
             }
         }
-        Event::Lost => {}
+        Event::Lost => {
+            connected.store(false, Ordering::Release);
+            let _ = tx.send(LOST);
+        }
     })
     .await;
 }

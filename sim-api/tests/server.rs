@@ -125,6 +125,7 @@ fn help_lists_every_flag_without_secrets() {
         "--max-request-bytes",
         "--access-token-ttl-s",
         "--refresh-token-ttl-s",
+        "--token-cache-ms",
     ] {
         assert!(help.contains(flag), "{flag} missing");
     }
@@ -207,4 +208,73 @@ async fn oversized_request_is_refused() {
     assert!(e.message().contains("--max-request-bytes"), "{e:?}");
     // Nothing was stored; a normal request still works.
     app.submit(&tok, simple_submit()).await.unwrap();
+}
+
+/// Regression: the LISTEN tasks (Watch events, token revocations) outlived the server and
+/// kept its pool, and so its connections, open; a process that starts servers one after
+/// another (the Get benchmark) ran out of database connections.
+#[tokio::test]
+async fn a_stopped_server_closes_its_database_connections() {
+    let db = db::testing::TestDb::new().await;
+    let pool = db.pool().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sim_api::serve(
+        pool,
+        sim_api::Limits::default(),
+        listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    // A client connection, open while the server stops.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let others = |c: &'static str| {
+        format!(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND backend_type = 'client backend' {c}"
+        )
+    };
+    let count = |sql: String| {
+        let db = &db;
+        async move {
+            use diesel_async::RunQueryDsl;
+            #[derive(diesel::QueryableByName)]
+            struct N {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let mut c = db.conn().await;
+            diesel::sql_query(sql)
+                .get_result::<N>(&mut c)
+                .await
+                .unwrap()
+                .n
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(others("AND query = 'LISTEN sim_auth_events'")).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(channel);
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = count(others("")).await;
+        if open == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} connections still open after the server stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

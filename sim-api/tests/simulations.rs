@@ -893,3 +893,128 @@ async fn get_logs_returns_the_stored_logs_to_their_owner_only() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+/// `Get` answers are cached in the server (`--status-cache-ms`) and dropped when the
+/// database announces a change of that simulation on `sim_events`. With an hour-long
+/// cache: a silent change is not seen (the answer is cached), an announced one is, within
+/// moments; a worker's claim and progress reach `Get` the same way; Cancel and Delete in this
+/// server are seen at once; and a cached answer is still only given to its owner or an admin.
+#[tokio::test]
+async fn get_answers_are_cached_until_the_database_announces_a_change() {
+    use std::time::{Duration, Instant};
+    let app = spawn_app_with(sim_api::Limits {
+        status_cache_ttl: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await;
+    let tok = app.user_token("alice", false).await;
+    let other = app.user_token("bob", false).await;
+    let admin = app.user_token("root", true).await;
+    let job = app.submit(&tok, simple_submit()).await.unwrap();
+    let get = |token: String| {
+        let mut sims = app.sims();
+        let job = job.clone();
+        async move {
+            sims.get(authed(GetRequest { job_id: job }, &token))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let title = |s: &SimulationStatus| s.simulation.as_ref().unwrap().title.clone();
+    // The cache is used only once the server listens on sim_events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN sim_events'")
+        .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the server never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(title(&get(tok.clone()).await.unwrap()), "water phantom");
+
+    // A change nobody announces is not seen: the answer comes from the cache.
+    app.sql("UPDATE simulations SET title = 'renamed'").await;
+    assert_eq!(title(&get(tok.clone()).await.unwrap()), "water phantom");
+    // The cached answer is the owner's and the admin's only.
+    assert_eq!(get(other.clone()).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(title(&get(admin.clone()).await.unwrap()), "water phantom");
+
+    // Announced, it is seen.
+    let poll = |want: &'static str| {
+        let get = &get;
+        let tok = tok.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let s = get(tok.clone()).await.unwrap();
+                if title(&s) == want {
+                    return s;
+                }
+                assert!(Instant::now() < deadline, "never saw {want}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    app.sql("SELECT pg_notify('sim_events', id::text) FROM simulations")
+        .await;
+    poll("renamed").await;
+
+    // A worker's claim announces the start; its progress report announces itself.
+    let mut c = app.db.conn().await;
+    let claimed = db::queue::claim(&mut c, "w1", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(tok.clone())
+        .await
+        .unwrap()
+        .simulation
+        .unwrap()
+        .job_state
+        != JobState::Running as i32
+    {
+        assert!(Instant::now() < deadline, "the start was never seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    db::queue::report_progress(&mut c, &claimed[0].lease("w1"), 123, Some(9))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(tok.clone()).await.unwrap().tasks[0].simulated_primaries != 123 {
+        assert!(Instant::now() < deadline, "the progress was never seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Cancel and Delete through this server are seen by the very next Get.
+    app.sims()
+        .cancel(authed(
+            CancelRequest {
+                job_id: job.clone(),
+            },
+            &tok,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(tok.clone())
+            .await
+            .unwrap()
+            .simulation
+            .unwrap()
+            .job_state,
+        JobState::Canceled as i32
+    );
+    app.sims()
+        .delete(authed(
+            DeleteRequest {
+                job_id: job.clone(),
+            },
+            &tok,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(get(tok.clone()).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(get(admin).await.unwrap_err().code(), Code::NotFound);
+}
