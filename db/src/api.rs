@@ -224,7 +224,8 @@ pub async fn list_page(conn: &mut Conn, q: &PageQuery) -> DbResult<(Vec<Simulati
 }
 
 /// Cancels a simulation that is not terminal, with its unfinished tasks, and notifies
-/// [`crate::notify::SIMULATION_EVENTS`]; all in one transaction. Returns the number of
+/// [`crate::notify::SIMULATION_EVENTS`] and [`crate::notify::CANCELLATIONS`]; all in one
+/// transaction. Returns the number of
 /// tasks canceled, or `None` when the simulation was already terminal (or is gone).
 pub async fn cancel(conn: &mut Conn, simulation_id: i64) -> DbResult<Option<usize>> {
     conn.transaction(async |conn| {
@@ -245,8 +246,9 @@ pub async fn cancel(conn: &mut Conn, simulation_id: i64) -> DbResult<Option<usiz
         .bind::<BigInt, _>(simulation_id)
         .execute(conn)
         .await?;
-        diesel::sql_query("SELECT pg_notify($1, $2::text)")
+        diesel::sql_query("SELECT pg_notify($1, $3::text), pg_notify($2, $3::text)")
             .bind::<Text, _>(crate::notify::SIMULATION_EVENTS)
+            .bind::<Text, _>(crate::notify::CANCELLATIONS)
             .bind::<Text, _>(simulation_id.to_string())
             .execute(conn)
             .await?;

@@ -595,6 +595,26 @@ pub(crate) async fn notify_simulations(conn: &mut Conn, simulation_ids: &[i64]) 
     }
 }
 
+/// [`notify_simulations`], and tells workers to stop the simulations' running tasks
+/// ([`notify::CANCELLATIONS`]): for removals, which take tasks away from under them.
+pub(crate) async fn notify_removed(conn: &mut Conn, simulation_ids: &[i64]) {
+    if simulation_ids.is_empty() {
+        return;
+    }
+    let sent = diesel::sql_query(
+        "SELECT count(pg_notify($1, id::text)) + count(pg_notify($2, id::text))
+         FROM unnest($3::bigint[]) AS id",
+    )
+    .bind::<Text, _>(notify::SIMULATION_EVENTS)
+    .bind::<Text, _>(notify::CANCELLATIONS)
+    .bind::<Array<BigInt>, _>(simulation_ids)
+    .execute(conn)
+    .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, simulations = ?simulation_ids, "cannot notify of a removal");
+    }
+}
+
 /// Whether a transaction failed only because it collided with another (a deadlock or a
 /// serialization failure) and may simply be run again.
 pub fn is_transient(e: &DbError) -> bool {

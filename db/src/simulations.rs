@@ -151,7 +151,7 @@ pub async fn remove(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
         .await
         .optional()?
         .ok_or_else(|| DbError::NotFound(format!("simulation {id}")))?;
-    crate::queue::notify_simulations(conn, &[id]).await;
+    crate::queue::notify_removed(conn, &[id]).await;
     Ok(removed)
 }
 

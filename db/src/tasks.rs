@@ -91,7 +91,7 @@ pub async fn remove(conn: &mut Conn, simulation_id: i64, task_index: i32) -> DbR
     .optional()?;
     match removed {
         Some(t) => {
-            crate::queue::notify_simulations(conn, &[simulation_id]).await;
+            crate::queue::notify_removed(conn, &[simulation_id]).await;
             Ok(t)
         }
         None => {

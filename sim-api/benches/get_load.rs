@@ -6,16 +6,17 @@
 //! (scale 1, its own scratch database; 5 s at the start of each round), and the same client
 //! loop on a no-op RPC (`grpc.health.v1.Health/Check`, no database) and on `WhoAmI` (the
 //! bearer-token lookup alone). Also: statements per call (from `pg_stat_database`) and pool
-//! waits (bb8 statistics). The gRPC loads run twice per pool size: with the server's sockets
-//! as `sim-api` leaves them (Nagle's algorithm on), and with TCP_NODELAY set on the listener
-//! (Linux passes it on to accepted sockets). Target: `Get` ≥ 50% of `pgbench -S` TPS with
-//! p99 ≤ 20 ms.
+//! waits (bb8 statistics). The gRPC loads run twice per pool size: with the server's
+//! in-process caches as `sim-api` defaults them (token lookups 5 s, `Get` answers 1 s, both
+//! emptied by database notifications), so that repeated `Get`s of one simulation are served
+//! from memory; and with both caches off, so that every call reads the database. Target:
+//! `Get` ≥ 50% of `pgbench -S` TPS with p99 ≤ 20 ms.
 //!
 //! Run: `cargo bench -p sim-api --bench get_load` (PostgreSQL as for the tests:
 //! `TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`; `pgbench` and
 //! `psql` on the PATH). Settings: `BENCH_SECS` (10), `BENCH_CONCURRENCY` (64),
 //! `BENCH_CHANNELS` (8), `BENCH_POOL_SIZES` (`16,64`: the gRPC loads run once per pool
-//! size), `BENCH_NODELAY` (`0,1`: which TCP_NODELAY settings to run),
+//! size), `BENCH_CACHES` (`1,0`: with the caches, without),
 //! `BENCH_PGBENCH_SCALE` (1), `BENCH_ROUNDS` (2: every configuration runs `BENCH_SECS` /
 //! rounds seconds per round, so that drifts of the machine's load hit them alike).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -282,9 +283,10 @@ async fn statements_per_call(
     auth: &MetadataValue<Ascii>,
     job: &str,
     n: usize,
+    caches: bool,
 ) -> f64 {
-    let idle = xact_delta(db, rpc, auth, job, 0).await;
-    let busy = xact_delta(db, rpc, auth, job, n).await;
+    let idle = xact_delta(db, rpc, auth, job, 0, caches).await;
+    let busy = xact_delta(db, rpc, auth, job, n, caches).await;
     (busy - idle) as f64 / n as f64
 }
 
@@ -295,10 +297,11 @@ async fn xact_delta(
     auth: &MetadataValue<Ascii>,
     job: &str,
     calls: usize,
+    caches: bool,
 ) -> i64 {
     let mut admin = db::connect(&db::testing::server_config()).await.unwrap();
     let before = xacts(&mut admin, db.name()).await;
-    let server = Server::start(db, 2, false).await;
+    let server = Server::start_with(db, 2, false, limits(caches)).await;
     let mut clients = Clients::new(support::channels(server.addr, 1).await.remove(0));
     for _ in 0..calls {
         assert!(clients.call(rpc, auth, job).await);
@@ -316,6 +319,20 @@ async fn xact_delta(
         last = now;
     }
     last - before
+}
+
+/// The server's limits: `sim-api`'s defaults, or with both in-process caches off.
+fn limits(caches: bool) -> sim_api::Limits {
+    let defaults = sim_api::Limits::default();
+    if caches {
+        defaults
+    } else {
+        sim_api::Limits {
+            token_cache_ttl: Duration::ZERO,
+            status_cache_ttl: Duration::ZERO,
+            ..defaults
+        }
+    }
 }
 
 /// A comma-separated list from the environment, or `default`.
@@ -341,7 +358,7 @@ async fn main() {
     let scale: u32 = env_or("BENCH_PGBENCH_SCALE", 1);
     let rounds: usize = env_or::<usize>("BENCH_ROUNDS", 2).max(1);
     let pool_sizes: Vec<u32> = list("BENCH_POOL_SIZES", "16,64");
-    let nodelays: Vec<bool> = list::<u8>("BENCH_NODELAY", "0,1")
+    let cache_modes: Vec<bool> = list::<u8>("BENCH_CACHES", "1,0")
         .into_iter()
         .map(|v| v != 0)
         .collect();
@@ -382,8 +399,10 @@ async fn main() {
     drop(ch);
     setup.stop().await;
 
-    let stmts_get = statements_per_call(&db, Rpc::Get, &auth, &job, 300).await;
-    let stmts_who = statements_per_call(&db, Rpc::WhoAmI, &auth, &job, 300).await;
+    let stmts_get = statements_per_call(&db, Rpc::Get, &auth, &job, 300, true).await;
+    let stmts_who = statements_per_call(&db, Rpc::WhoAmI, &auth, &job, 300, true).await;
+    let stmts_get_off = statements_per_call(&db, Rpc::Get, &auth, &job, 300, false).await;
+    let stmts_who_off = statements_per_call(&db, Rpc::WhoAmI, &auth, &job, 300, false).await;
 
     // Every configuration in every round, so that slow drifts of the machine's load hit
     // them alike; pgbench runs at the start of each round.
@@ -391,14 +410,14 @@ async fn main() {
     let slice = (secs / rounds as f64).round().max(1.0);
     let configs: Vec<(u32, bool)> = pool_sizes
         .iter()
-        .flat_map(|&p| nodelays.iter().map(move |&n| (p, n)))
+        .flat_map(|&p| cache_modes.iter().map(move |&c| (p, c)))
         .collect();
     let mut acc: Vec<Vec<(Rpc, Load)>> = configs.iter().map(|_| Vec::new()).collect();
     let mut pg = Vec::new();
     for _ in 0..rounds {
         pg.push(pgbench.select_only(concurrency, slice as u64));
-        for (i, &(pool_size, nodelay)) in configs.iter().enumerate() {
-            let server = Server::start(&db, pool_size, nodelay).await;
+        for (i, &(pool_size, caches)) in configs.iter().enumerate() {
+            let server = Server::start_with(&db, pool_size, false, limits(caches)).await;
             let channels = support::channels(server.addr, nchannels).await;
             for (k, rpc) in [Rpc::Noop, Rpc::WhoAmI, Rpc::Get].into_iter().enumerate() {
                 let l = load(
@@ -438,14 +457,17 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("  statements per call (pg_stat_database): Get {stmts_get:.2}, WhoAmI {stmts_who:.2}");
-    for (&(pool_size, nodelay), results) in configs.iter().zip(&acc) {
+    println!(
+        "  statements per call (pg_stat_database): with caches Get {stmts_get:.2}, WhoAmI \
+         {stmts_who:.2}; without Get {stmts_get_off:.2}, WhoAmI {stmts_who_off:.2}"
+    );
+    for (&(pool_size, caches), results) in configs.iter().zip(&acc) {
         println!(
-            "  server pool {pool_size} connections, TCP_NODELAY {}:",
-            if nodelay {
-                "set on the listener"
+            "  server pool {pool_size} connections, {}:",
+            if caches {
+                "caches on (sim-api's defaults)"
             } else {
-                "not set (as sim-api)"
+                "caches off (every call reads the database)"
             }
         );
         println!(

@@ -1,5 +1,5 @@
-//! LISTEN/NOTIFY: wakes the claim loop when tasks are ready, and forwards simulation events
-//! (for cancellation). Reconnects after the database restarts; polling covers the gap.
+//! LISTEN/NOTIFY: wakes the claim loop when tasks are ready, and forwards the ids of
+//! canceled or removed simulations. Reconnects after the database restarts; polling covers the gap.
 
 use db::{notify, DbConfig};
 use diesel_async::SimpleAsyncConnection;
@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
-/// Listens until the process ends: `wake` on ready tasks, simulation ids on `events`.
+/// Listens until the process ends: `wake` on ready tasks, canceled simulations' ids on
+/// `events`.
 pub async fn listen(config: DbConfig, wake: Arc<Notify>, events: mpsc::UnboundedSender<i64>) {
     let mut delay = Duration::from_millis(200);
     loop {
@@ -17,7 +18,7 @@ pub async fn listen(config: DbConfig, wake: Arc<Notify>, events: mpsc::Unbounded
                 let listen = format!(
                     "LISTEN {}; LISTEN {}",
                     notify::TASKS_READY,
-                    notify::SIMULATION_EVENTS
+                    notify::CANCELLATIONS
                 );
                 if let Err(e) = conn.batch_execute(&listen).await {
                     tracing::warn!(error = %e, "LISTEN failed");

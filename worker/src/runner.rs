@@ -299,8 +299,8 @@ async fn completion_writer(pool: Pool, mut rx: mpsc::UnboundedReceiver<BatchedCo
 /// Stops runs whose simulation was canceled, as soon as its notification arrives.
 async fn watch_cancellations(worker: Arc<Worker>, mut events: mpsc::UnboundedReceiver<i64>) {
     while let Some(first) = events.recv().await {
-        // Events come in bursts (every progress report and completion sends one): take all
-        // that are queued and check them with one query.
+        // Cancellations may come in bursts: take all that are queued and check them with one
+        // query (a notification is a hint; the lease in the database decides).
         let mut sims = std::collections::HashSet::from([first]);
         while let Ok(s) = events.try_recv() {
             sims.insert(s);

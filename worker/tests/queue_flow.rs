@@ -5,7 +5,6 @@
 
 use db::enums::{JobState, SimType, TaskState};
 use db::testing::{self, TestDb};
-use diesel_async::SimpleAsyncConnection;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -106,20 +105,9 @@ async fn state(conn: &mut db::Conn, sim: i64) -> JobState {
     db::simulations::get(conn, sim).await.unwrap().job_state
 }
 
-/// What `Cancel` does (until the API's own function lands): one guarded update + notify.
+/// What `Cancel` does: `db::api::cancel`.
 async fn cancel(conn: &mut db::Conn, sim: i64) {
-    conn.batch_execute(&format!(
-        "BEGIN;
-         UPDATE simulations SET job_state = 'CANCELED', end_time = now() WHERE id = {sim}
-           AND job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED');
-         UPDATE tasks SET task_state = 'CANCELED', end_time = now() WHERE simulation_id = {sim}
-           AND task_state IN ('PENDING', 'RUNNING');
-         SELECT pg_notify('{}', '{sim}');
-         COMMIT;",
-        db::notify::SIMULATION_EVENTS
-    ))
-    .await
-    .unwrap();
+    db::api::cancel(conn, sim).await.unwrap();
 }
 
 #[tokio::test]

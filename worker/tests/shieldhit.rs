@@ -6,7 +6,6 @@
 use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
 use db::testing::{self, TestDb};
-use diesel_async::SimpleAsyncConnection;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -240,16 +239,7 @@ async fn canceling_kills_a_hanging_simulator() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(Path::new(&format!("/proc/{pid}")).exists());
-    conn.batch_execute(&format!(
-        "BEGIN;
-         UPDATE simulations SET job_state = 'CANCELED', end_time = now() WHERE id = {sim};
-         UPDATE tasks SET task_state = 'CANCELED', end_time = now() WHERE simulation_id = {sim};
-         SELECT pg_notify('{}', '{sim}');
-         COMMIT;",
-        db::notify::SIMULATION_EVENTS
-    ))
-    .await
-    .unwrap();
+    db::api::cancel(&mut conn, sim).await.unwrap().unwrap();
     let t1 = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() {
         // A zombie is dead too: check its state.

@@ -38,6 +38,16 @@ impl Server {
     /// `sim-api --db-pool-size`). `nodelay` sets TCP_NODELAY on the listening socket, which
     /// Linux passes on to accepted sockets; `sim-api` itself binds a plain listener.
     pub async fn start(db: &TestDb, pool_size: u32, nodelay: bool) -> Self {
+        Self::start_with(db, pool_size, nodelay, sim_api::Limits::default()).await
+    }
+
+    /// [`Server::start`] with these limits (e.g. caches turned off).
+    pub async fn start_with(
+        db: &TestDb,
+        pool_size: u32,
+        nodelay: bool,
+        limits: sim_api::Limits,
+    ) -> Self {
         let pool = db::build_pool(
             db.config(),
             &db::PoolOptions {
@@ -57,7 +67,7 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let served = pool.clone();
         let task = tokio::spawn(async move {
-            sim_api::serve(served, sim_api::Limits::default(), listener, async {
+            sim_api::serve(served, limits, listener, async {
                 let _ = rx.await;
             })
             .await
