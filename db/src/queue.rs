@@ -290,8 +290,7 @@ pub async fn mark_completed(conn: &mut Conn, done: &[Completion]) -> DbResult<Ve
     let owners: Vec<&str> = done.iter().map(|c| c.lease.owner.as_str()).collect();
     let simulated: Vec<i64> = done.iter().map(|c| c.simulated_primaries).collect();
     // `locked` is MATERIALIZED and counted, so all its rows (and locks) are taken before the
-    // statement ends, in the order of its ORDER BY. The tasks are looked up by primary key
-    // (tasks_lease_idx's predicate keeps the planner from scanning all running tasks).
+    // statement ends, in the order of its ORDER BY. The tasks are looked up by primary key.
     let rows: Vec<CompletedRow> = prepared(
         diesel::sql_query(
             "WITH done AS (
