@@ -50,11 +50,12 @@ pub struct Config {
     )]
     pub convertmc: PathBuf,
 
-    /// TOPAS executable.
+    /// TOPAS executable (TOPAS runs are not implemented yet: its tasks fail saying so).
     #[arg(long, env = "TOPAS_PATH", value_name = "PATH")]
     pub topas: Option<PathBuf>,
 
-    /// FLUKA executable.
+    /// FLUKA's `rfluka` script (run as `rfluka -M 1 DIR/NAME.inp`); without it, FLUKA tasks
+    /// fail saying so.
     #[arg(long, env = "FLUKA_PATH", value_name = "PATH")]
     pub fluka: Option<PathBuf>,
 

@@ -2,6 +2,7 @@
 //! child process with progress and cancellation, and the task's logs.
 
 mod builtin_task;
+pub mod fluka;
 pub mod process;
 pub mod pymchelper;
 pub mod shieldhit;
@@ -25,7 +26,7 @@ pub struct Settings {
     pub convertmc: Option<PathBuf>,
     /// TOPAS executable.
     pub topas: Option<PathBuf>,
-    /// FLUKA executable.
+    /// FLUKA's `rfluka` script.
     pub fluka: Option<PathBuf>,
     /// Root of the per-task work directories.
     pub work_root: PathBuf,
@@ -135,26 +136,41 @@ impl Run<'_> {
         dir: &Path,
         progress: impl Fn(&str) -> Option<(i64, i32)>,
     ) -> Result<std::process::ExitStatus, SimulatorError> {
+        self.run_program_polling(program, args, dir, progress, || None)
+            .await
+    }
+
+    /// [`Run::run_program`] for programs that report progress in a file: `poll` is called
+    /// every half second while the program runs, and may return primaries done and seconds
+    /// left (or `None` when it has nothing new).
+    pub async fn run_program_polling(
+        &mut self,
+        program: &Path,
+        args: &[String],
+        dir: &Path,
+        progress: impl Fn(&str) -> Option<(i64, i32)>,
+        mut poll: impl FnMut() -> Option<(i64, Option<i32>)>,
+    ) -> Result<std::process::ExitStatus, SimulatorError> {
         let mut child = process::spawn(program, args, dir).map_err(|e| {
             SimulatorError::retry(format!("cannot start {}: {e}", program.display()))
         })?;
+        let mut tick = tokio::time::interval(POLL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let report = tokio::select! {
                 line = child.lines.recv() => match line {
                     Some((which, line)) => {
-                        if which == Stream::Stdout {
-                            if let Some((done, eta)) = progress(&line) {
-                                if !self.progress.report(done, Some(eta), false).await {
-                                    child.kill_group();
-                                    let _ = child.wait().await;
-                                    return Err(SimulatorError::stopped(Stop::Canceled));
-                                }
-                            }
-                        }
+                        let report = if which == Stream::Stdout {
+                            progress(&line).map(|(done, eta)| (done, Some(eta)))
+                        } else {
+                            None
+                        };
                         process::push(which, line, &mut self.stdout, &mut self.stderr);
+                        report
                     }
                     None => break,
                 },
+                _ = tick.tick() => poll(),
                 changed = self.stop.changed() => {
                     let why = if changed.is_err() { Stop::Canceled } else { *self.stop.borrow() };
                     if why != Stop::No {
@@ -162,6 +178,14 @@ impl Run<'_> {
                         let _ = child.wait().await;
                         return Err(SimulatorError::stopped(why));
                     }
+                    None
+                }
+            };
+            if let Some((done, eta)) = report {
+                if !self.progress.report(done, eta, false).await {
+                    child.kill_group();
+                    let _ = child.wait().await;
+                    return Err(SimulatorError::stopped(Stop::Canceled));
                 }
             }
         }
@@ -169,9 +193,16 @@ impl Run<'_> {
             SimulatorError::retry(format!("cannot wait for {}: {e}", program.display()))
         })?;
         child.drain_into(&mut self.stdout, &mut self.stderr).await;
+        // What the program wrote last (e.g. its final progress) is read once more.
+        if let Some((done, eta)) = poll() {
+            self.progress.report(done, eta, false).await;
+        }
         Ok(status)
     }
 }
+
+/// How often [`Run::run_program_polling`] looks at a program's progress file.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs a claimed task with the simulator its simulation names, stores its logs, and says
 /// how it ended.
@@ -213,7 +244,10 @@ pub async fn run(
             "the builtin simulator takes editor JSON, not input files",
         )),
         (SimType::Topas, _) => Err(not_yet("TOPAS", "--topas", settings.topas.as_deref())),
-        (SimType::Fluka, _) => Err(not_yet("FLUKA", "--fluka", settings.fluka.as_deref())),
+        (SimType::Fluka, SimulationInput::Files(files)) => fluka::run(&mut run, files).await,
+        (SimType::Fluka, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
+            "FLUKA needs input files; editor projects are not converted on this worker",
+        )),
     };
     store_logs(pool, task, &run.stdout, &run.stderr).await;
     match result {
