@@ -50,7 +50,8 @@ pub struct Config {
     )]
     pub convertmc: PathBuf,
 
-    /// TOPAS executable (TOPAS runs are not implemented yet: its tasks fail saying so).
+    /// The `topas` executable (run as `topas MAIN.txt`); without it, TOPAS tasks fail saying
+    /// so.
     #[arg(long, env = "TOPAS_PATH", value_name = "PATH")]
     pub topas: Option<PathBuf>,
 

@@ -6,6 +6,7 @@ pub mod fluka;
 pub mod process;
 pub mod pymchelper;
 pub mod shieldhit;
+pub mod topas;
 pub mod workdir;
 
 use crate::execute::{Outcome, ProgressReporter, Stop};
@@ -24,7 +25,7 @@ pub struct Settings {
     pub shieldhit: Option<PathBuf>,
     /// pymchelper's `convertmc`.
     pub convertmc: Option<PathBuf>,
-    /// TOPAS executable.
+    /// The `topas` executable.
     pub topas: Option<PathBuf>,
     /// FLUKA's `rfluka` script.
     pub fluka: Option<PathBuf>,
@@ -243,7 +244,10 @@ pub async fn run(
         (SimType::Builtin, SimulationInput::Files(_)) => Err(SimulatorError::fatal(
             "the builtin simulator takes editor JSON, not input files",
         )),
-        (SimType::Topas, _) => Err(not_yet("TOPAS", "--topas", settings.topas.as_deref())),
+        (SimType::Topas, SimulationInput::Files(files)) => topas::run(&mut run, files).await,
+        (SimType::Topas, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
+            "TOPAS needs parameter files; editor projects are not converted on this worker",
+        )),
         (SimType::Fluka, SimulationInput::Files(files)) => fluka::run(&mut run, files).await,
         (SimType::Fluka, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
             "FLUKA needs input files; editor projects are not converted on this worker",
@@ -262,17 +266,6 @@ pub async fn run(
             error: e.message,
             retry: e.retry,
         },
-    }
-}
-
-fn not_yet(name: &str, flag: &str, path: Option<&Path>) -> SimulatorError {
-    match path {
-        None => SimulatorError::fatal(format!(
-            "{name} is not configured on this worker (set {flag} PATH)"
-        )),
-        Some(_) => SimulatorError::fatal(format!(
-            "{name} runs are not supported by this worker version yet"
-        )),
     }
 }
 
