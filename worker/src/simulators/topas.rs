@@ -56,9 +56,7 @@ pub fn set_histories_and_seed(text: &str, primaries: i64, seed: i64) -> Result<S
                 seeded = true;
                 out.push(format!("i:Ts/Seed = {seed}"));
             }
-            Some(("Tf/NumberOfSequentialTimes", v))
-                if v.parse::<i64>().map_or(true, |n| n != 1) =>
-            {
+            Some(("Tf/NumberOfSequentialTimes", v)) if v.parse::<i64>() != Ok(1) => {
                 return Err(format!(
                     "TOPAS sequential time mode (Tf/NumberOfSequentialTimes = {v}) is not supported: \
                      the histories of a task would not be its primaries"
