@@ -3,11 +3,14 @@
 //! reports progress like one and honours stop requests.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use db::enums::{JobState, SimType, TaskState};
 use db::testing::{self, TestDb};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::tasks;
 
 struct WorkerProc {
     child: Child,
@@ -73,21 +76,6 @@ async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
     let owner = testing::user(conn, "u").await;
     let new = testing::new_simulation(owner, SimType::Builtin, ntasks, 100 * i64::from(ntasks));
     testing::submit(conn, new, None).await
-}
-
-async fn tasks(conn: &mut db::Conn, sim: i64) -> Vec<db::models::Task> {
-    db::tasks::list(
-        conn,
-        &db::tasks::TaskFilter {
-            simulation_id: Some(sim),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| r.task)
-    .collect()
 }
 
 async fn wait_for<F: AsyncFnMut() -> bool>(limit: Duration, what: &str, mut f: F) {

@@ -7,8 +7,7 @@
 //! Only fixed-format input is rewritten (10-column fields, as flair writes it): an input that
 //! switches to free format is refused with a clear message rather than guessed at.
 
-use super::shieldhit::describe;
-use super::{pymchelper, Run, SimulatorError};
+use super::{Run, SimulatorError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -221,14 +220,8 @@ pub async fn run(
     run: &mut Run<'_>,
     files: &BTreeMap<String, String>,
 ) -> Result<Vec<db::results::TaskPage>, SimulatorError> {
-    let rfluka = run.settings.fluka.clone().ok_or_else(|| {
-        SimulatorError::fatal("FLUKA is not configured on this worker (set --fluka PATH)")
-    })?;
-    let convertmc = run.settings.convertmc.clone().ok_or_else(|| {
-        SimulatorError::fatal(
-            "pymchelper's convertmc is not configured on this worker (set --convertmc PATH)",
-        )
-    })?;
+    let rfluka = Run::configured(run.settings.fluka.as_ref(), "FLUKA", "--fluka")?;
+    run.require_convertmc()?;
     let (stem, text) = main_input(files).map_err(SimulatorError::fatal)?;
     let seed = seed(run.task.simulation_id, run.task.task_index);
     let input = set_start_and_seed(text, run.task.requested_primaries, seed)
@@ -263,13 +256,7 @@ pub async fn run(
         .await?;
     let out_text = std::fs::read_to_string(dir.path().join(&out_name)).unwrap_or_default();
     if !status.success() {
-        return Err(SimulatorError::fatal(format!(
-            "FLUKA {}{}",
-            describe(status),
-            run.last_error_line()
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        )));
+        return Err(run.failed("FLUKA", status));
     }
     if !out_text.lines().any(is_end_line) {
         let why = last_error_of(dir.path(), stem);
@@ -279,28 +266,7 @@ pub async fn run(
                 .unwrap_or_default()
         )));
     }
-    let out = dir.path().join("output");
-    std::fs::create_dir_all(&out)
-        .map_err(|e| SimulatorError::retry(format!("cannot create the output directory: {e}")))?;
-    let pattern = format!("{}/*_fort.*", dir.path().to_string_lossy());
-    let status = run
-        .run_program(
-            &convertmc,
-            &["json".into(), "--many".into(), pattern],
-            &out,
-            |_| None,
-        )
-        .await?;
-    if !status.success() {
-        return Err(SimulatorError::fatal(format!(
-            "convertmc {}{}",
-            describe(status),
-            run.last_error_line()
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        )));
-    }
-    pymchelper::read_dir(&out).map_err(SimulatorError::fatal)
+    run.convert_results(dir.path(), "*_fort.*").await
 }
 
 /// The last non-empty line of `<stem>001.err`, if any.

@@ -127,6 +127,73 @@ impl Run<'_> {
         self.stderr.last_line().or_else(|| self.stdout.last_line())
     }
 
+    /// The program path configured for `what` (e.g. `"FLUKA"`, set by `flag`), or a fatal
+    /// error saying it is not configured.
+    pub fn configured(
+        path: Option<&PathBuf>,
+        what: &str,
+        flag: &str,
+    ) -> Result<PathBuf, SimulatorError> {
+        path.cloned().ok_or_else(|| {
+            SimulatorError::fatal(format!(
+                "{what} is not configured on this worker (set {flag} PATH)"
+            ))
+        })
+    }
+
+    /// A fatal error for a program that ended unsuccessfully: `"<what> exited with code 3:
+    /// <its last error line>"`.
+    pub fn failed(&self, what: &str, status: std::process::ExitStatus) -> SimulatorError {
+        SimulatorError::fatal(format!(
+            "{what} {}{}",
+            process::describe(status),
+            self.last_error_line()
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default()
+        ))
+    }
+
+    /// Fails fast, before a run, when pymchelper's `convertmc` is not configured.
+    pub fn require_convertmc(&self) -> Result<(), SimulatorError> {
+        Self::configured(
+            self.settings.convertmc.as_ref(),
+            "pymchelper's convertmc",
+            "--convertmc",
+        )
+        .map(|_| ())
+    }
+
+    /// Converts the result files matching `pattern` with pymchelper's `convertmc json
+    /// --many` (into `<workdir>/output`) and reads the pages it wrote.
+    pub async fn convert_results(
+        &mut self,
+        workdir: &Path,
+        pattern: &str,
+    ) -> Result<Vec<db::results::TaskPage>, SimulatorError> {
+        let convertmc = Self::configured(
+            self.settings.convertmc.as_ref(),
+            "pymchelper's convertmc",
+            "--convertmc",
+        )?;
+        let out = workdir.join("output");
+        std::fs::create_dir_all(&out).map_err(|e| {
+            SimulatorError::retry(format!("cannot create the output directory: {e}"))
+        })?;
+        let pattern = format!("{}/{pattern}", workdir.to_string_lossy());
+        let status = self
+            .run_program(
+                &convertmc,
+                &["json".into(), "--many".into(), pattern],
+                &out,
+                |_| None,
+            )
+            .await?;
+        if !status.success() {
+            return Err(self.failed("convertmc", status));
+        }
+        pymchelper::read_dir(&out).map_err(SimulatorError::fatal)
+    }
+
     /// Runs a program to its end, feeding its output lines to `progress` (which may return
     /// primaries done and seconds left) and stopping it — the whole process group — when the
     /// task is canceled or the worker shuts down.

@@ -147,3 +147,13 @@ pub fn push(which: Stream, line: String, out: &mut Tail, err: &mut Tail) {
         Stream::Stderr => err.push(line),
     }
 }
+
+/// "exited with code 3" or "was killed by signal 9".
+pub fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with code {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        _ => "ended abnormally".into(),
+    }
+}

@@ -2,7 +2,6 @@
 //! the task's primaries, `-N` seed, progress parsed from its log lines, and results read from
 //! the JSON files that pymchelper's `convertmc json` writes (yaptide's page format).
 
-use super::pymchelper;
 use super::{Run, SimulatorError};
 use std::collections::BTreeMap;
 
@@ -67,16 +66,12 @@ pub async fn run(
     run: &mut Run<'_>,
     files: &BTreeMap<String, String>,
 ) -> Result<Vec<db::results::TaskPage>, SimulatorError> {
-    let shieldhit = run.settings.shieldhit.clone().ok_or_else(|| {
-        SimulatorError::fatal(
-            "SHIELD-HIT12A is not configured on this worker (set --shieldhit PATH)",
-        )
-    })?;
-    let convertmc = run.settings.convertmc.clone().ok_or_else(|| {
-        SimulatorError::fatal(
-            "pymchelper's convertmc is not configured on this worker (set --convertmc PATH)",
-        )
-    })?;
+    let shieldhit = Run::configured(
+        run.settings.shieldhit.as_ref(),
+        "SHIELD-HIT12A",
+        "--shieldhit",
+    )?;
+    run.require_convertmc()?;
     let beam = files
         .get("beam.dat")
         .ok_or_else(|| SimulatorError::fatal("the SHIELD-HIT12A input has no beam.dat"))?;
@@ -95,52 +90,15 @@ pub async fn run(
     let status = run
         .run_program(
             &shieldhit,
-            &["-N".into(), seed.to_string(), workdir.clone()],
+            &["-N".into(), seed.to_string(), workdir],
             dir.path(),
             parse_progress,
         )
         .await?;
     if !status.success() {
-        return Err(SimulatorError::fatal(format!(
-            "SHIELD-HIT12A {}{}",
-            describe(status),
-            run.last_error_line()
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        )));
+        return Err(run.failed("SHIELD-HIT12A", status));
     }
-    let out = dir.path().join("output");
-    std::fs::create_dir_all(&out)
-        .map_err(|e| SimulatorError::retry(format!("cannot create the output directory: {e}")))?;
-    let pattern = format!("{workdir}/*.bdo");
-    let status = run
-        .run_program(
-            &convertmc,
-            &["json".into(), "--many".into(), pattern],
-            &out,
-            |_| None,
-        )
-        .await?;
-    if !status.success() {
-        return Err(SimulatorError::fatal(format!(
-            "convertmc {}{}",
-            describe(status),
-            run.last_error_line()
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        )));
-    }
-    pymchelper::read_dir(&out).map_err(SimulatorError::fatal)
-}
-
-/// "exited with code 3" or "was killed by signal 9".
-pub fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exited with code {c}"),
-        (None, Some(s)) => format!("was killed by signal {s}"),
-        _ => "ended abnormally".into(),
-    }
+    run.convert_results(dir.path(), "*.bdo").await
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 //! ends. Inputs whose histories cannot be split exactly are refused: more than one source
 //! with a history count, or a sequential time mode (histories × times).
 
-use super::shieldhit::describe;
-use super::{pymchelper, Run, SimulatorError};
+use super::{Run, SimulatorError};
 use std::collections::BTreeMap;
 
 /// The main parameter file: `topas_config.txt` (the name yaptide's converter writes), else
@@ -93,14 +92,8 @@ pub async fn run(
     run: &mut Run<'_>,
     files: &BTreeMap<String, String>,
 ) -> Result<Vec<db::results::TaskPage>, SimulatorError> {
-    let topas = run.settings.topas.clone().ok_or_else(|| {
-        SimulatorError::fatal("TOPAS is not configured on this worker (set --topas PATH)")
-    })?;
-    let convertmc = run.settings.convertmc.clone().ok_or_else(|| {
-        SimulatorError::fatal(
-            "pymchelper's convertmc is not configured on this worker (set --convertmc PATH)",
-        )
-    })?;
+    let topas = Run::configured(run.settings.topas.as_ref(), "TOPAS", "--topas")?;
+    run.require_convertmc()?;
     let (main, text) = main_file(files).map_err(SimulatorError::fatal)?;
     let seed = super::shieldhit::seed(run.task.simulation_id, run.task.task_index);
     let params = set_histories_and_seed(text, run.task.requested_primaries, seed)
@@ -116,36 +109,9 @@ pub async fn run(
         .run_program(&topas, &[main.to_string()], dir.path(), |_| None)
         .await?;
     if !status.success() {
-        return Err(SimulatorError::fatal(format!(
-            "TOPAS {}{}",
-            describe(status),
-            run.last_error_line()
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        )));
+        return Err(run.failed("TOPAS", status));
     }
-    let out = dir.path().join("output");
-    std::fs::create_dir_all(&out)
-        .map_err(|e| SimulatorError::retry(format!("cannot create the output directory: {e}")))?;
-    let pattern = format!("{}/*.csv", dir.path().to_string_lossy());
-    let status = run
-        .run_program(
-            &convertmc,
-            &["json".into(), "--many".into(), pattern],
-            &out,
-            |_| None,
-        )
-        .await?;
-    if !status.success() {
-        return Err(SimulatorError::fatal(format!(
-            "convertmc {}{}",
-            describe(status),
-            run.last_error_line()
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        )));
-    }
-    pymchelper::read_dir(&out).map_err(SimulatorError::fatal)
+    run.convert_results(dir.path(), "*.csv").await
 }
 
 #[cfg(test)]
