@@ -214,15 +214,7 @@ async fn a_revocation_made_elsewhere_empties_the_token_cache() {
     let mut auth = app.auth();
 
     // The cache is used only once the server listens for revocations.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN sim_auth_events'")
-        .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "the server never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_listening("sim_auth_events").await;
     auth.who_am_i(authed(WhoAmIRequest {}, &token))
         .await
         .unwrap();

@@ -329,24 +329,7 @@ async fn watch_ends_on_cancel_and_many_watches_share_one_listener() {
         streams.push(s);
     }
     // One LISTEN connection serves every stream.
-    let listeners: i64 = {
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut c = app.db.conn().await;
-        let sql = format!(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{}' AND query = 'LISTEN sim_events'",
-            app.db.name()
-        );
-        diesel::sql_query(sql)
-            .get_result::<N>(&mut c)
-            .await
-            .unwrap()
-            .n
-    };
+    let listeners = app.listeners("sim_events").await;
     assert_eq!(listeners, 1);
     // A client that goes away does not disturb the others.
     drop(streams.pop());

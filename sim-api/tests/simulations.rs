@@ -922,15 +922,7 @@ async fn get_answers_are_cached_until_the_database_announces_a_change() {
     };
     let title = |s: &SimulationStatus| s.simulation.as_ref().unwrap().title.clone();
     // The cache is used only once the server listens on sim_events.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN sim_events'")
-        .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "the server never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_listening("sim_events").await;
     assert_eq!(title(&get(tok.clone()).await.unwrap()), "water phantom");
 
     // A change nobody announces is not seen: the answer comes from the cache.

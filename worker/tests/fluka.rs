@@ -37,15 +37,8 @@ fn files(mode: &str, delay: f64) -> BTreeMap<String, String> {
     f
 }
 
-fn start(db: &TestDb, with_fluka: bool) -> Worker {
-    Worker::start(
-        db,
-        if with_fluka {
-            &[("--fluka", "rfluka")]
-        } else {
-            &[]
-        },
-    )
+fn start(db: &TestDb, with_program: bool) -> Worker {
+    Worker::start(db, &[("--fluka", "rfluka")][..usize::from(with_program)])
 }
 
 async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64, input: SimulationInput) -> i64 {
@@ -149,12 +142,8 @@ async fn an_aborted_run_fails_with_the_reason_from_its_err_file() {
             && err.contains("particle lost in region 3"),
         "{err}"
     );
-    let logs = db::logs::list(&mut conn, sim).await.unwrap();
-    let stdout = logs
-        .iter()
-        .find(|l| l.name == "stdout")
-        .expect("stdout stored");
-    assert!(String::from_utf8_lossy(&stdout.content).contains("Running fluka in"));
+    let stdout = support::log_text(&mut conn, sim, None, "stdout").await;
+    assert!(stdout.contains("Running fluka in"));
 }
 
 #[tokio::test]
@@ -162,25 +151,13 @@ async fn a_failing_rfluka_fails_the_task_and_keeps_its_logs() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let sim = submit(
-        &mut conn,
-        1,
-        100,
-        SimulationInput::Files(files("exit", 0.01)),
-    )
-    .await;
-    wait_state(&mut conn, sim, JobState::Failed, Duration::from_secs(30)).await;
-    let err = tasks(&mut conn, sim).await[0].last_error.clone().unwrap();
+    let (sim, err) = failure_of(&mut conn, SimulationInput::Files(files("exit", 0.01))).await;
     assert!(
         err.contains("exited with code 4") && err.contains("no FLUKA executable"),
         "{err}"
     );
-    let logs = db::logs::list(&mut conn, sim).await.unwrap();
-    let stderr = logs
-        .iter()
-        .find(|l| l.name == "stderr")
-        .expect("stderr stored");
-    assert!(String::from_utf8_lossy(&stderr.content).contains("cannot run fl_sim"));
+    let stderr = support::log_text(&mut conn, sim, None, "stderr").await;
+    assert!(stderr.contains("cannot run fl_sim"));
 }
 
 #[tokio::test]

@@ -35,14 +35,10 @@ fn files(mode: &str, delay: f64) -> BTreeMap<String, String> {
     f
 }
 
-fn start(db: &TestDb, with_shieldhit: bool) -> Worker {
+fn start(db: &TestDb, with_program: bool) -> Worker {
     Worker::start(
         db,
-        if with_shieldhit {
-            &[("--shieldhit", "shieldhit")]
-        } else {
-            &[]
-        },
+        &[("--shieldhit", "shieldhit")][..usize::from(with_program)],
     )
 }
 

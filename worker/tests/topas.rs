@@ -32,15 +32,8 @@ fn files(mode: &str) -> BTreeMap<String, String> {
     f
 }
 
-fn start(db: &TestDb, with_topas: bool) -> Worker {
-    Worker::start(
-        db,
-        if with_topas {
-            &[("--topas", "topas")]
-        } else {
-            &[]
-        },
-    )
+fn start(db: &TestDb, with_program: bool) -> Worker {
+    Worker::start(db, &[("--topas", "topas")][..usize::from(with_program)])
 }
 
 async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64, input: SimulationInput) -> i64 {
@@ -105,12 +98,8 @@ async fn a_crash_fails_the_task_and_keeps_its_logs() {
         err.contains("TOPAS exited with code 1") && err.contains("Geometry overlap"),
         "{err}"
     );
-    let logs = db::logs::list(&mut conn, sim).await.unwrap();
-    let stderr = logs
-        .iter()
-        .find(|l| l.name == "stderr")
-        .expect("stderr stored");
-    assert!(String::from_utf8_lossy(&stderr.content).contains("G4Exception"));
+    let stderr = support::log_text(&mut conn, sim, None, "stderr").await;
+    assert!(stderr.contains("G4Exception"));
 }
 
 #[tokio::test]

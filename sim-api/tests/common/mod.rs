@@ -131,6 +131,28 @@ impl App {
         n.n
     }
 
+    /// How many connections of the server LISTEN on `channel`.
+    pub async fn listeners(&self, channel: &str) -> i64 {
+        self.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND query = 'LISTEN {channel}'"
+        ))
+        .await
+    }
+
+    /// Waits (at most 10 s) until the server LISTENs on `channel`: its caches are used only
+    /// from then on.
+    pub async fn wait_listening(&self, channel: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.listeners(channel).await == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never listened on {channel}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn sql(&self, sql: &str) {
         use diesel_async::RunQueryDsl;
         let mut c = self.db.conn().await;
