@@ -126,6 +126,7 @@ fn help_lists_every_flag_without_secrets() {
         "--access-token-ttl-s",
         "--refresh-token-ttl-s",
         "--token-cache-ms",
+        "--status-cache-ms",
     ] {
         assert!(help.contains(flag), "{flag} missing");
     }
