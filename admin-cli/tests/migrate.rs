@@ -13,6 +13,7 @@ const VERSIONS: [&str; 6] = [
     "20261121000004",
     "20261121000005",
     "20261121000006",
+    "20261130000007",
 ];
 /// The number of migrations.
 const N: usize = VERSIONS.len();

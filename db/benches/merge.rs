@@ -28,7 +28,7 @@ fn fixture_pages() -> Vec<TaskPage> {
                         dimension: p["dimensions"].as_i64().unwrap() as i16,
                         ..Default::default()
                     },
-                    is_total: false,
+                    aggregation: db::aggregation::Aggregation::Mean,
                     values: p["data"]["values"]
                         .as_array()
                         .unwrap()
@@ -50,7 +50,7 @@ fn fixture_pages() -> Vec<TaskPage> {
                 estimator: format!("est{}", e % 4),
                 page_number: (p + e * 10) as i32,
                 meta: PageMeta::default(),
-                is_total: false,
+                aggregation: db::aggregation::Aggregation::Mean,
                 values: (0..n)
                     .map(|i| ((i * 7919 + k) % 1000) as f64 * 1.000_000_1e-4)
                     .collect(),

@@ -22,6 +22,7 @@ macro_rules! retry_transient {
     }};
 }
 
+pub mod aggregation;
 pub mod api;
 pub mod blob;
 pub mod clusters;

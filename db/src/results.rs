@@ -12,6 +12,7 @@
 //! read and write (see [`encode_sums`]) rather than with the page codec: the codec's deflate
 //! would cost more per fold than the write it saves.
 
+use crate::aggregation::Aggregation;
 use crate::codec;
 use crate::error::{DbError, DbResult};
 use crate::notify;
@@ -53,9 +54,10 @@ pub struct TaskPage {
     pub page_number: i32,
     /// Description.
     pub meta: PageMeta,
-    /// True when values are totals (summed over tasks) rather than per primary (averaged).
-    pub is_total: bool,
-    /// The values.
+    /// How tasks combine into this page.
+    pub aggregation: Aggregation,
+    /// The values, flat, in the simulator's order (see [`PageMeta::metadata`]'s
+    /// `data_order`: `F` means the first axis varies fastest, `C` the last).
     pub values: Vec<f64>,
 }
 
@@ -68,7 +70,10 @@ pub struct ResultPage {
     pub page_number: i32,
     /// Description.
     pub meta: PageMeta,
-    /// Per-bin mean (or sum, for totals).
+    /// How the tasks were combined.
+    pub aggregation: Aggregation,
+    /// Per-bin values: the primaries-weighted mean, the sum, the first task's copy or the
+    /// concatenation (see [`Aggregation`]).
     pub values: Vec<f64>,
     /// Per-bin standard error; `None` when fewer than two tasks contributed.
     pub errors: Option<Vec<f64>>,
@@ -86,8 +91,8 @@ struct AccRow {
     page_number: i32,
     #[diesel(sql_type = Jsonb)]
     page_meta: serde_json::Value,
-    #[diesel(sql_type = Bool)]
-    is_total: bool,
+    #[diesel(sql_type = Text)]
+    aggregation: String,
     #[diesel(sql_type = Integer)]
     tasks_merged: i32,
     #[diesel(sql_type = BigInt)]
@@ -262,7 +267,7 @@ fn apply_sums(bytes: &[u8], out: &mut [f64], f: impl Fn(&mut f64, f64)) -> DbRes
 async fn accumulators(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<AccRow>> {
     Ok(prepared(
         diesel::sql_query(
-            "SELECT estimator_name, page_number, page_meta, is_total, tasks_merged, sum_n, sum_nx, sum_nx2
+            "SELECT estimator_name, page_number, page_meta, aggregation, tasks_merged, sum_n, sum_nx, sum_nx2
              FROM merge_accumulators WHERE simulation_id = $1 ORDER BY estimator_name, page_number",
         )
         .bind::<BigInt, _>(simulation_id),
@@ -284,6 +289,7 @@ async fn accumulators(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<AccRo
 async fn fold(
     conn: &mut Conn,
     simulation_id: i64,
+    task_id: i64,
     primaries: i64,
     pages: &[TaskPage],
 ) -> DbResult<bool> {
@@ -300,8 +306,8 @@ async fn fold(
         estimator_name: Option<String>,
         #[diesel(sql_type = Nullable<Integer>)]
         page_number: Option<i32>,
-        #[diesel(sql_type = Nullable<Bool>)]
-        is_total: Option<bool>,
+        #[diesel(sql_type = Nullable<Text>)]
+        aggregation: Option<String>,
         #[diesel(sql_type = Nullable<Bytea>)]
         sum_nx: Option<Vec<u8>>,
         #[diesel(sql_type = Nullable<Bytea>)]
@@ -310,7 +316,7 @@ async fn fold(
     struct Sums {
         estimator_name: String,
         page_number: i32,
-        is_total: bool,
+        aggregation: String,
         sum_nx: Vec<u8>,
         sum_nx2: Vec<u8>,
     }
@@ -319,7 +325,7 @@ async fn fold(
     // side of the join, so it is evaluated exactly once.
     let rows: Vec<Row> = prepared(
         diesel::sql_query(
-            "SELECT n.open_tasks, n.notified, a.estimator_name, a.page_number, a.is_total,
+            "SELECT n.open_tasks, n.notified, a.estimator_name, a.page_number, a.aggregation,
                     a.sum_nx, a.sum_nx2
              FROM (SELECT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = $1
                                     AND t.task_state IN ('PENDING', 'RUNNING')) AS open_tasks,
@@ -338,7 +344,7 @@ async fn fold(
             Some(Sums {
                 estimator_name: r.estimator_name?,
                 page_number: r.page_number?,
-                is_total: r.is_total?,
+                aggregation: r.aggregation?,
                 sum_nx: r.sum_nx?,
                 sum_nx2: r.sum_nx2?,
             })
@@ -359,60 +365,96 @@ async fn fold(
     let mut names = Vec::with_capacity(pages.len());
     let mut numbers = Vec::with_capacity(pages.len());
     let mut metas = Vec::with_capacity(pages.len());
-    let mut totals = Vec::with_capacity(pages.len());
+    let mut rules = Vec::with_capacity(pages.len());
     let mut nx_blobs = Vec::with_capacity(pages.len());
     let mut nx2_blobs = Vec::with_capacity(pages.len());
+    // Concatenated pages: this task's own values, kept apart until the final merge.
+    let mut concat_names = Vec::new();
+    let mut concat_numbers = Vec::new();
+    let mut concat_blobs = Vec::new();
     // Reused for every page: fresh buffers of a page's size would cost page faults.
     let (mut nx, mut nx2) = (Vec::new(), Vec::new());
     for p in pages {
         let old = existing
             .iter()
             .find(|a| a.estimator_name == p.estimator && a.page_number == p.page_number);
-        if old.is_some_and(|a| a.is_total != p.is_total) {
+        if let Some(a) = old.filter(|a| a.aggregation != p.aggregation.as_str()) {
             return Err(DbError::Invalid(format!(
-                "page {} of {} changed between totals and per-primary values",
-                p.page_number, p.estimator
+                "page {} of {} changed how tasks combine, from {} to {}",
+                p.page_number, p.estimator, a.aggregation, p.aggregation
             )));
         }
-        let w = if p.is_total { 1.0 } else { n };
         nx.clear();
-        nx.extend(p.values.iter().map(|&x| w * x));
         nx2.clear();
-        nx2.extend(p.values.iter().map(|&x| w * x * x));
-        if let Some(a) = old {
-            let mismatch = |stored: usize| {
-                DbError::Invalid(format!(
-                    "page {} of {} has {} values, but earlier tasks gave {stored}",
-                    p.page_number,
-                    p.estimator,
-                    p.values.len(),
-                ))
-            };
-            for (bytes, sums) in [(&a.sum_nx, &mut nx), (&a.sum_nx2, &mut nx2)] {
-                let stored = stored_count(bytes)?;
-                if stored != sums.len() {
-                    return Err(mismatch(stored));
+        match p.aggregation {
+            Aggregation::Mean | Aggregation::Sum => {
+                let w = if p.aggregation == Aggregation::Sum { 1.0 } else { n };
+                nx.extend(p.values.iter().map(|&x| w * x));
+                nx2.extend(p.values.iter().map(|&x| w * x * x));
+                if let Some(a) = old {
+                    let mismatch = |stored: usize| {
+                        DbError::Invalid(format!(
+                            "page {} of {} has {} values, but earlier tasks gave {stored}",
+                            p.page_number,
+                            p.estimator,
+                            p.values.len(),
+                        ))
+                    };
+                    for (bytes, sums) in [(&a.sum_nx, &mut nx), (&a.sum_nx2, &mut nx2)] {
+                        let stored = stored_count(bytes)?;
+                        if stored != sums.len() {
+                            return Err(mismatch(stored));
+                        }
+                        add_sums(bytes, sums)?;
+                    }
                 }
-                add_sums(bytes, sums)?;
+            }
+            // The first task's values stay; later tasks only count.
+            Aggregation::Copy => match old {
+                Some(a) => nx.extend(decode_sums(&a.sum_nx)?),
+                None => nx.extend_from_slice(&p.values),
+            },
+            Aggregation::Concat => {
+                concat_names.push(p.estimator.as_str());
+                concat_numbers.push(p.page_number);
+                concat_blobs.push(encode_sums(&p.values)?);
             }
         }
         names.push(p.estimator.as_str());
         numbers.push(p.page_number);
         // Used only when the page is new: an existing row keeps the first task's description.
         metas.push(serde_json::to_value(&p.meta).map_err(|e| DbError::Invalid(e.to_string()))?);
-        totals.push(p.is_total);
+        rules.push(p.aggregation.as_str());
         nx_blobs.push(encode_sums(&nx)?);
         nx2_blobs.push(encode_sums(&nx2)?);
+    }
+    if !concat_blobs.is_empty() {
+        prepared(
+            diesel::sql_query(
+                "INSERT INTO task_results
+                     (simulation_id, task_id, estimator_name, page_number, primaries, values_data)
+                 SELECT $1, $2, u.name, u.num, $3, u.data
+                 FROM unnest($4::text[], $5::int[], $6::bytea[]) AS u(name, num, data)",
+            )
+            .bind::<BigInt, _>(simulation_id)
+            .bind::<BigInt, _>(task_id)
+            .bind::<BigInt, _>(primaries)
+            .bind::<Array<Text>, _>(&concat_names)
+            .bind::<Array<Integer>, _>(&concat_numbers)
+            .bind::<Array<Bytea>, _>(&concat_blobs),
+        )
+        .execute(conn)
+        .await?;
     }
     // One statement for new and existing pages. (Measured: an UPDATE joined to the arrays,
     // plus an INSERT for new pages, is slower than this upsert.)
     prepared(
         diesel::sql_query(
             "INSERT INTO merge_accumulators
-                 (simulation_id, estimator_name, page_number, page_meta, is_total, tasks_merged, sum_n, sum_nx, sum_nx2)
-             SELECT $1, u.name, u.num, u.meta, u.total, 1, $2, u.nx, u.nx2
-             FROM unnest($3::text[], $4::int[], $5::jsonb[], $6::bool[], $7::bytea[], $8::bytea[])
-                  AS u(name, num, meta, total, nx, nx2)
+                 (simulation_id, estimator_name, page_number, page_meta, aggregation, tasks_merged, sum_n, sum_nx, sum_nx2)
+             SELECT $1, u.name, u.num, u.meta, u.rule, 1, $2, u.nx, u.nx2
+             FROM unnest($3::text[], $4::int[], $5::jsonb[], $6::text[], $7::bytea[], $8::bytea[])
+                  AS u(name, num, meta, rule, nx, nx2)
              ON CONFLICT (simulation_id, estimator_name, page_number) DO UPDATE SET
                  tasks_merged = merge_accumulators.tasks_merged + 1,
                  sum_n = merge_accumulators.sum_n + EXCLUDED.sum_n,
@@ -423,7 +465,7 @@ async fn fold(
         .bind::<Array<Text>, _>(&names)
         .bind::<Array<Integer>, _>(&numbers)
         .bind::<Array<Jsonb>, _>(&metas)
-        .bind::<Array<Bool>, _>(&totals)
+        .bind::<Array<Text>, _>(&rules)
         .bind::<Array<Bytea>, _>(&nx_blobs)
         .bind::<Array<Bytea>, _>(&nx2_blobs),
     )
@@ -459,7 +501,8 @@ pub async fn complete_with_results(
                 let merging = queue::finish_locked_simulations(conn, &[simulation_id]).await?;
                 return Ok((simulation_id, false, merging));
             }
-            let open_tasks = fold(conn, simulation_id, simulated_primaries, pages).await?;
+            let open_tasks =
+                fold(conn, simulation_id, lease.task_id, simulated_primaries, pages).await?;
             let merging = if open_tasks {
                 Vec::new()
             } else {
@@ -478,7 +521,60 @@ pub async fn complete_with_results(
     Ok(())
 }
 
-fn merged(acc: &AccRow) -> DbResult<(Vec<f64>, Option<Vec<f64>>)> {
+/// The stored values of concatenated pages, per task: `(estimator, page, blob)` in task order.
+type ConcatParts = Vec<(String, i32, Vec<u8>)>;
+
+async fn concat_parts(conn: &mut Conn, simulation_id: i64) -> DbResult<ConcatParts> {
+    #[derive(QueryableByName)]
+    struct Part {
+        #[diesel(sql_type = Text)]
+        estimator_name: String,
+        #[diesel(sql_type = Integer)]
+        page_number: i32,
+        #[diesel(sql_type = Bytea)]
+        values_data: Vec<u8>,
+    }
+    let rows: Vec<Part> = diesel::sql_query(
+        "SELECT r.estimator_name, r.page_number, r.values_data
+         FROM task_results r JOIN tasks t ON t.id = r.task_id
+         WHERE r.simulation_id = $1 ORDER BY r.estimator_name, r.page_number, t.task_index",
+    )
+    .bind::<BigInt, _>(simulation_id)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.estimator_name, r.page_number, r.values_data))
+        .collect())
+}
+
+/// The rule stored with a page's sums.
+fn rule_of(acc: &AccRow) -> DbResult<Aggregation> {
+    Aggregation::parse(&acc.aggregation).ok_or_else(|| {
+        DbError::Invalid(format!(
+            "stored sums of page {} of {} name an unknown aggregation {:?}",
+            acc.page_number, acc.estimator_name, acc.aggregation
+        ))
+    })
+}
+
+/// A page's merged values and, where the rule has one, their standard error.
+fn merged(acc: &AccRow, parts: &ConcatParts) -> DbResult<(Vec<f64>, Option<Vec<f64>>)> {
+    let rule = rule_of(acc)?;
+    match rule {
+        Aggregation::Copy => return Ok((decode_sums(&acc.sum_nx)?, None)),
+        Aggregation::Concat => {
+            let mut out = Vec::new();
+            for (_, _, blob) in parts
+                .iter()
+                .filter(|(e, n, _)| *e == acc.estimator_name && *n == acc.page_number)
+            {
+                out.extend(decode_sums(blob)?);
+            }
+            return Ok((out, None));
+        }
+        Aggregation::Mean | Aggregation::Sum => {}
+    }
     let s1 = decode_sums(&acc.sum_nx)?;
     let s2 = decode_sums(&acc.sum_nx2)?;
     if s1.len() != s2.len() {
@@ -491,7 +587,7 @@ fn merged(acc: &AccRow) -> DbResult<(Vec<f64>, Option<Vec<f64>>)> {
         )));
     }
     let k = f64::from(acc.tasks_merged);
-    if acc.is_total {
+    if rule == Aggregation::Sum {
         // Totals add up; the spread between tasks gives the standard error of the sum.
         let errors = (acc.tasks_merged >= 2).then(|| {
             s1.iter()
@@ -538,6 +634,7 @@ pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
             return Ok(false);
         }
         let accs = accumulators(conn, simulation_id).await?;
+        let parts = concat_parts(conn, simulation_id).await?;
         let mut estimator_names: Vec<&str> = accs.iter().map(|a| a.estimator_name.as_str()).collect();
         estimator_names.dedup();
         let estimator_meta: Vec<serde_json::Value> = estimator_names
@@ -578,9 +675,11 @@ pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
         let mut values = Vec::new();
         let mut errors: Vec<Option<Vec<u8>>> = Vec::new();
         let mut metas = Vec::new();
+        let mut rules = Vec::new();
         for a in &accs {
             let meta: PageMeta = serde_json::from_value(a.page_meta.clone()).unwrap_or_default();
-            let (mean, err) = merged(a)?;
+            let (mean, err) = merged(a, &parts)?;
+            rules.push(rule_of(a)?.as_str());
             let Some(est) = ests.iter().find(|e| e.name == a.estimator_name) else {
                 continue;
             };
@@ -601,9 +700,10 @@ pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
         }
         diesel::sql_query(
             "INSERT INTO pages (estimator_id, page_number, page_name, page_dimension, axes, value_name,
-                                value_unit, value_count, values_data, errors_data, metadata)
+                                value_unit, value_count, values_data, errors_data, metadata, aggregation)
              SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::smallint[], $5::jsonb[],
-                                  $6::text[], $7::text[], $8::int[], $9::bytea[], $10::bytea[], $11::jsonb[])",
+                                  $6::text[], $7::text[], $8::int[], $9::bytea[], $10::bytea[], $11::jsonb[],
+                                  $12::text[])",
         )
         .bind::<Array<BigInt>, _>(&est_ids)
         .bind::<Array<Integer>, _>(&numbers)
@@ -616,9 +716,14 @@ pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
         .bind::<Array<Bytea>, _>(&values)
         .bind::<Array<Nullable<Bytea>>, _>(&errors)
         .bind::<Array<Jsonb>, _>(&metas)
+        .bind::<Array<Text>, _>(&rules)
         .execute(conn)
         .await?;
         diesel::sql_query("DELETE FROM merge_accumulators WHERE simulation_id = $1")
+            .bind::<BigInt, _>(simulation_id)
+            .execute(conn)
+            .await?;
+        diesel::sql_query("DELETE FROM task_results WHERE simulation_id = $1")
             .bind::<BigInt, _>(simulation_id)
             .execute(conn)
             .await?;
@@ -668,14 +773,20 @@ pub async fn finalize_stale(conn: &mut Conn, stale_secs: f64) -> DbResult<usize>
 pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<ResultPage>> {
     let accs = accumulators(conn, simulation_id).await?;
     if !accs.is_empty() {
+        let parts = if accs.iter().any(|a| a.aggregation == Aggregation::Concat.as_str()) {
+            concat_parts(conn, simulation_id).await?
+        } else {
+            Vec::new()
+        };
         return accs
             .iter()
             .map(|a| {
-                let (values, errors) = merged(a)?;
+                let (values, errors) = merged(a, &parts)?;
                 Ok(ResultPage {
                     estimator: a.estimator_name.clone(),
                     page_number: a.page_number,
                     meta: serde_json::from_value(a.page_meta.clone()).unwrap_or_default(),
+                    aggregation: rule_of(a)?,
                     values,
                     errors,
                     tasks_merged: a.tasks_merged,
@@ -708,10 +819,13 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
         errors_data: Option<Vec<u8>>,
         #[diesel(sql_type = Jsonb)]
         metadata: serde_json::Value,
+        #[diesel(sql_type = Text)]
+        aggregation: String,
     }
     let rows: Vec<PageRow> = diesel::sql_query(
         "SELECT e.name, e.metadata AS estimator_metadata, p.page_number, p.page_name, p.page_dimension,
-                p.axes, p.value_name, p.value_unit, p.values_data, p.errors_data, p.metadata
+                p.axes, p.value_name, p.value_unit, p.values_data, p.errors_data, p.metadata,
+                p.aggregation
          FROM estimators e JOIN pages p ON p.estimator_id = e.id
          WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number",
     )
@@ -721,6 +835,7 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
     rows.into_iter()
         .map(|r| {
             Ok(ResultPage {
+                aggregation: Aggregation::parse(&r.aggregation).unwrap_or_default(),
                 values: codec::decode(&r.values_data).map_err(|e| codec_err("page", e))?,
                 errors: match &r.errors_data {
                     Some(b) => Some(codec::decode(b).map_err(|e| codec_err("page", e))?),

@@ -67,11 +67,11 @@ diesel::table! {
         estimator_name -> Text,
         page_number -> Int4,
         page_meta -> Jsonb,
-        is_total -> Bool,
         tasks_merged -> Int4,
         sum_n -> Int8,
         sum_nx -> Bytea,
         sum_nx2 -> Bytea,
+        aggregation -> Text,
     }
 }
 
@@ -89,6 +89,7 @@ diesel::table! {
         values_data -> Bytea,
         errors_data -> Nullable<Bytea>,
         metadata -> Jsonb,
+        aggregation -> Text,
     }
 }
 

@@ -50,21 +50,21 @@ fn pages(t: u64) -> Vec<TaskPage> {
             estimator: "z_profile".into(),
             page_number: 0,
             meta: meta("DOSE", 1),
-            is_total: false,
+            aggregation: db::aggregation::Aggregation::Mean,
             values: values(t, 50, false),
         },
         TaskPage {
             estimator: "z_profile".into(),
             page_number: 1,
             meta: meta("COUNT", 1),
-            is_total: true,
+            aggregation: db::aggregation::Aggregation::Sum,
             values: values(t + 100, 50, false),
         },
         TaskPage {
             estimator: "rz_map".into(),
             page_number: 0,
             meta: meta("DOSE", 2),
-            is_total: false,
+            aggregation: db::aggregation::Aggregation::Mean,
             values: values(t + 200, 600, true),
         },
     ]
@@ -113,7 +113,7 @@ async fn the_merge_is_the_primaries_weighted_mean_of_the_tasks() {
         let task_pages: Vec<Vec<f64>> = (0..3)
             .map(|t| pages(t as u64)[idx].values.clone())
             .collect();
-        let is_total = pages(0)[idx].is_total;
+        let is_total = pages(0)[idx].aggregation == db::aggregation::Aggregation::Sum;
         let errors = page.errors.as_ref().expect("three tasks give errors");
         for bin in 0..page.values.len() {
             let xs: Vec<f64> = task_pages.iter().map(|v| v[bin]).collect();
@@ -238,4 +238,83 @@ async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
     );
     let done = results::read_all(&mut conn, sim).await.unwrap();
     assert!(done.iter().all(|p| !p.partial && p.errors.is_none()));
+}
+
+/// Copy keeps the first task's values, concat appends every task's values in task order (not
+/// completion order), partial reads see both, and neither has an error estimate.
+#[tokio::test]
+async fn copies_and_concatenations_follow_pymchelpers_rules() {
+    use db::aggregation::Aggregation;
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 3, 300).await;
+    let tasks = claim_all(&mut conn, 3).await;
+    let page = |t: usize, aggregation, estimator: &str, values: Vec<f64>| TaskPage {
+        estimator: estimator.into(),
+        page_number: 0,
+        meta: PageMeta {
+            dimension: 0,
+            axes: serde_json::json!([]),
+            ..Default::default()
+        },
+        aggregation,
+        values: values.into_iter().map(|v| v + t as f64 * 0.0).collect(),
+    };
+    // Task 2 ends first, then 0, then 1; each task has a different number of records.
+    for &i in &[2usize, 0, 1] {
+        let records: Vec<f64> = (0..=i).map(|r| (10 * i + r) as f64).collect();
+        let pages = vec![
+            page(i, Aggregation::Copy, "material", vec![1.0 + i as f64, 7.0]),
+            page(i, Aggregation::Concat, "mcpl", records),
+        ];
+        let idx = tasks.iter().position(|t| t.task_index == i as i32).unwrap();
+        results::complete_with_results(&mut conn, &tasks[idx].lease("w"), 100, &pages)
+            .await
+            .unwrap();
+        if i == 0 {
+            let partial = results::read_all(&mut conn, sim).await.unwrap();
+            let mcpl = partial.iter().find(|p| p.estimator == "mcpl").unwrap();
+            assert!(mcpl.partial);
+            assert_eq!(mcpl.values, vec![0.0, 20.0, 21.0, 22.0], "task order");
+        }
+    }
+    let got = results::read_all(&mut conn, sim).await.unwrap();
+    let material = got.iter().find(|p| p.estimator == "material").unwrap();
+    assert!(!material.partial);
+    assert_eq!(material.aggregation, Aggregation::Copy);
+    assert_eq!(material.values, vec![3.0, 7.0], "the first task folded");
+    assert_eq!(material.errors, None);
+    let mcpl = got.iter().find(|p| p.estimator == "mcpl").unwrap();
+    assert_eq!(mcpl.aggregation, Aggregation::Concat);
+    assert_eq!(mcpl.values, vec![0.0, 10.0, 11.0, 20.0, 21.0, 22.0]);
+    assert_eq!(mcpl.errors, None);
+}
+
+/// A 200 × 200 × 100 mesh (4 M values) from two tasks is stored and read back.
+#[tokio::test]
+async fn a_four_million_bin_mesh_is_stored() {
+    use db::aggregation::Aggregation;
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let sim = submit(&mut conn, 2, 200).await;
+    let tasks = claim_all(&mut conn, 2).await;
+    let n = 200 * 200 * 100;
+    for (i, t) in tasks.iter().enumerate() {
+        let page = TaskPage {
+            estimator: "mesh".into(),
+            page_number: 0,
+            meta: PageMeta {
+                dimension: 3,
+                ..Default::default()
+            },
+            aggregation: Aggregation::Mean,
+            values: (0..n).map(|b| (b % 1000) as f64 * (1.0 + i as f64)).collect(),
+        };
+        results::complete_with_results(&mut conn, &t.lease("w"), 100, &[page])
+            .await
+            .unwrap();
+    }
+    let got = results::read_all(&mut conn, sim).await.unwrap();
+    assert_eq!(got[0].values.len(), n);
+    assert_eq!(got[0].values[999], 999.0 * 1.5);
 }

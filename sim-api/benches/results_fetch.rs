@@ -78,7 +78,7 @@ fn fixture_pages() -> (Vec<TaskPage>, &'static str) {
                     metadata: p["metadata"].clone(),
                     estimator_metadata: est["metadata"].clone(),
                 },
-                is_total: false,
+                aggregation: db::aggregation::Aggregation::Mean,
                 values: p["data"]["values"]
                     .as_array()
                     .unwrap()
@@ -118,7 +118,7 @@ fn synthetic_pages() -> Vec<TaskPage> {
                 value_unit: "MeV/g".into(),
                 ..PageMeta::default()
             },
-            is_total: false,
+            aggregation: db::aggregation::Aggregation::Mean,
             values: (0..count)
                 .map(|i| {
                     let z = (i % 400) as f64 / 400.0;

@@ -42,7 +42,7 @@ fn task_pages(seed: u64) -> Vec<TaskPage> {
         estimator: est.into(),
         page_number: n,
         meta: meta(&format!("P{n}"), bins),
-        is_total: false,
+        aggregation: db::aggregation::Aggregation::Mean,
         values: values(s, bins),
     };
     vec![

@@ -1,38 +1,42 @@
-//! SHIELD-HIT12A tasks through the real worker, with stand-in executables that speak the real
-//! programs' protocol (tests/standins): success and merge, a crash, a hang that cancellation
-//! kills, malformed output, a worker without the program, and hostile input file names.
+//! SHIELD-HIT12A tasks through the real worker and the real pymchelper `convertmc`, with a
+//! stand-in `shieldhit` that replays real output (`../shared/data/pymchelper`): the captured
+//! run, pymchelper's merge of the 7 seed-offset files of every aggregation kind, every page
+//! shape, and the failures (a crash, a hang, truncated output, no outputs, no program,
+//! hostile names).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
 
+use db::aggregation::Aggregation;
 use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
 use db::testing::TestDb;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
-use support::{failure_of, tasks, wait_state, Worker};
+use support::reference::{convertmc_pages, RefPage};
+use support::{failure_of, shared_data, tasks, wait_state, Worker};
 
-fn files(mode: &str, delay: f64) -> BTreeMap<String, String> {
+/// The input files in `dir` (`beam.dat`, `detect.dat`, `geo.dat`, `mat.dat`) and the
+/// stand-in's `standin.json`.
+fn input_from(dir: &Path, standin: serde_json::Value) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
-    f.insert(
-        "beam.dat".into(),
-        "RNDSEED 89736501\nJPART0 2\nTMAX0 150.0 1.5\nNSTAT 10000 0 ! NSTAT, Step of saving\n"
-            .into(),
-    );
-    f.insert(
-        "geo.dat".into(),
-        "  RCC    1  0.0 0.0 0.0  0.0 0.0 20.0\n  5.0\n  END\n".into(),
-    );
-    f.insert("mat.dat".into(), "MEDIUM 1\nICRU 276\nEND\n".into());
-    f.insert(
-        "detect.dat".into(),
-        "Geometry Cyl\n    Name CylZ_Mesh\n    R 0 5 1\n    Z 0 20 40\n".into(),
-    );
-    f.insert(
-        "standin.json".into(),
-        format!("{{\"mode\": \"{mode}\", \"delay\": {delay}}}"),
-    );
+    for name in ["beam.dat", "detect.dat", "geo.dat", "mat.dat"] {
+        f.insert(
+            name.to_string(),
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+        );
+    }
+    f.insert("standin.json".into(), standin.to_string());
     f
+}
+
+/// The captured SHIELD-HIT12A v1.0.0 run: a 2-D mesh of dose and one of fluence.
+fn captured(mode: &str) -> BTreeMap<String, String> {
+    input_from(
+        &shared_data("captured/shieldhit/input"),
+        serde_json::json!({"mode": mode}),
+    )
 }
 
 fn start(db: &TestDb, with_program: bool) -> Worker {
@@ -61,50 +65,124 @@ async fn failure(input: &BTreeMap<String, String>, conn: &mut db::Conn) -> (i64,
     .await
 }
 
+/// Compares merged pages with pymchelper's own merge of the same files: `tol` relative for
+/// means and sums (0 means bit for bit), exact for copies and concatenations.
+fn assert_same_pages(got: &[db::results::ResultPage], want: &[RefPage], tol: f64) {
+    assert_eq!(
+        got.iter()
+            .map(|p| (p.estimator.as_str(), p.page_number))
+            .collect::<Vec<_>>(),
+        want.iter()
+            .map(|p| (p.estimator.as_str(), p.page_number))
+            .collect::<Vec<_>>()
+    );
+    for (g, w) in got.iter().zip(want) {
+        let what = format!("{} page {}", g.estimator, g.page_number);
+        assert_eq!(g.aggregation, w.aggregation, "{what}");
+        assert_eq!(g.meta.dimension, w.dimension, "{what}");
+        assert_eq!(g.values.len(), w.values.len(), "{what}");
+        assert_eq!(g.meta.axes, w.axes, "{what}: axes");
+        for (i, (a, b)) in g.values.iter().zip(&w.values).enumerate() {
+            let exact = matches!(w.aggregation, Aggregation::Copy | Aggregation::Concat);
+            let ok = if exact || tol == 0.0 {
+                a.to_bits() == b.to_bits()
+            } else {
+                a == b || ((a - b) / b).abs() <= tol
+            };
+            assert!(ok, "{what} value {i}: {a:e} vs pymchelper {b:e}");
+        }
+        for key in ["user", "host"] {
+            assert!(g.meta.estimator_metadata.get(key).is_none(), "{what}: {key}");
+        }
+    }
+}
+
 #[tokio::test]
-async fn a_four_task_run_merges_to_the_primaries_weighted_mean() {
+async fn the_captured_run_completes_through_the_real_converter() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let sim = submit(&mut conn, 4, 10_001, &files("ok", 0.01)).await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
+    let sim = submit(&mut conn, 2, 40, &captured("ok")).await;
+    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(90)).await;
 
     let ts = tasks(&mut conn, sim).await;
-    let requested: Vec<i64> = ts.iter().map(|t| t.requested_primaries).collect();
-    assert_eq!(
-        requested,
-        vec![2501, 2500, 2500, 2500],
-        "the remainder is spread, not dropped"
-    );
-    assert!(ts
-        .iter()
-        .all(|t| t.task_state == TaskState::Completed
-            && t.simulated_primaries == t.requested_primaries));
-
-    // Each task's seed is in its stored stdout; the stand-in's values follow from it.
-    let mut seeds = Vec::new();
     for t in &ts {
-        let text = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
-        assert!(text.contains("Primary particle no."), "{text}");
-        let seed: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("SHIELD-HIT12A stand-in, seed "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        seeds.push(seed);
+        assert_eq!(t.task_state, TaskState::Completed);
+        // The weight is what the .bdo says was simulated: the captured run's 20.
+        assert_eq!((t.requested_primaries, t.simulated_primaries), (20, 20));
+        let out = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        let offset = t.task_index + 1;
+        assert!(
+            out.contains(&format!("Random number seed offset                : {offset}")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("mesh_{offset:04}.bdo")), "{out}");
     }
-    let unique: std::collections::HashSet<_> = seeds.iter().collect();
-    assert_eq!(unique.len(), 4, "each task gets its own seed");
+    let rnd = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("Random number seed RNDSEED"))
+            .map(str::to_string)
+    };
+    let first = support::log_text(&mut conn, sim, Some(ts[0].id), "stdout").await;
+    assert_ne!(
+        rnd(&first),
+        Some("  Random number seed RNDSEED               : 89736501".into()),
+        "each simulation gets its own RNDSEED"
+    );
 
-    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
-    let dose = pages.iter().find(|p| p.estimator == "z_profile_").unwrap();
-    assert!(!dose.partial);
-    assert_eq!(dose.meta.value_unit, "MeV/g");
-    support::assert_weighted_merge(&pages, "z_profile_", 40, 1e-3, &seeds, &requested);
-    assert!(dose.errors.is_some(), "four tasks give a standard error");
-    assert_eq!(dose.meta.estimator_metadata["geo_name"], "CylZ_Mesh");
+    let got = db::results::read_all(&mut conn, sim).await.unwrap();
+    let out = shared_data("captured/shieldhit/output");
+    let want = convertmc_pages(&[
+        (out.join("fluence.bdo"), "fluence_0001.bdo"),
+        (out.join("fluence.bdo"), "fluence_0002.bdo"),
+        (out.join("mesh.bdo"), "mesh_0001.bdo"),
+        (out.join("mesh.bdo"), "mesh_0002.bdo"),
+    ]);
+    assert_same_pages(&got, &want, 1e-12);
+    assert!(got.iter().all(|p| !p.partial && p.meta.dimension == 2));
+}
+
+/// The 7 real seed-offset runs of `shieldhit/averaging`, one task each, merge to exactly what
+/// `convertmc json --many` gives for the same files: copy (material, density), sum (count),
+/// primaries-weighted mean (LET, dose, fluence) and concatenation (MCPL).
+#[tokio::test]
+async fn every_aggregation_kind_merges_like_pymchelper() {
+    const OFFSETS: [u32; 7] = [1, 2, 3, 11, 12, 13, 14];
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let _w = start(&db, true);
+    let dir = shared_data("shieldhit/averaging");
+    let input = input_from(
+        &dir,
+        serde_json::json!({"replay": dir, "offsets": OFFSETS}),
+    );
+    let sim = submit(&mut conn, 7, 7000, &input).await;
+    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(120)).await;
+
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".bdo") {
+            // The task with offset k replayed the file of offset OFFSETS[k - 1].
+            let (core, src) = stem.rsplit_once('_').unwrap();
+            let k = OFFSETS.iter().position(|&o| o == src.parse().unwrap()).unwrap() + 1;
+            files.push((entry.path(), format!("{core}_{k:04}.bdo")));
+        }
+    }
+    let want = convertmc_pages(&files);
+    let got = db::results::read_all(&mut conn, sim).await.unwrap();
+    assert_same_pages(&got, &want, 1e-12);
+    let kinds: std::collections::BTreeSet<_> = got.iter().map(|p| p.aggregation).collect();
+    assert_eq!(kinds.len(), 4, "copy, sum, mean and concat: {kinds:?}");
+
+    // Each task is weighted by what its run really simulated (its files say fewer than the
+    // 1000 requested: the runs stopped early), and shows that count.
+    let ts = tasks(&mut conn, sim).await;
+    let simulated: i64 = ts.iter().map(|t| t.simulated_primaries).sum();
+    assert_eq!(simulated, 3040, "pymchelper's number_of_primaries of the merge");
+    assert!(ts.iter().all(|t| t.simulated_primaries < t.requested_primaries));
+    let count = got.iter().find(|p| p.meta.name == "COUNT").unwrap();
+    assert!(count.values[0] > 6059.0, "counts add up: {:?}", count.values);
 }
 
 #[tokio::test]
@@ -112,14 +190,15 @@ async fn a_crash_fails_the_task_and_keeps_its_logs() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let (sim, err) = failure(&files("crash", 0.01), &mut conn).await;
+    let (sim, err) = failure(&captured("crash"), &mut conn).await;
     assert!(
         err.contains("exited with code 3") && err.contains("particle lost in geometry"),
         "{err}"
     );
     let stderr = support::log_text(&mut conn, sim, None, "stderr").await;
-    assert!(stderr.contains("Fatal error in module BEAM"));
-    support::log_text(&mut conn, sim, None, "stdout").await;
+    assert!(stderr.contains("particle lost"));
+    let stdout = support::log_text(&mut conn, sim, None, "stdout").await;
+    assert!(stdout.contains("SHIELD-HIT12A"));
 }
 
 #[tokio::test]
@@ -127,20 +206,27 @@ async fn canceling_kills_a_hanging_simulator() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let w = start(&db, true);
-    let input = SimulationInput::Files(files("hang", 0.01));
+    let input = SimulationInput::Files(captured("hang"));
     support::cancel_kills_a_hanging_program(&mut conn, &w, SimType::Shieldhit, &input).await;
 }
 
 #[tokio::test]
-async fn malformed_output_is_a_clear_failure() {
+async fn truncated_output_is_a_clear_failure() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let (_, err) = failure(&files("malformed", 0.01), &mut conn).await;
-    assert!(
-        err.contains("malformed result file z_profile_.json") && err.contains("39 values"),
-        "{err}"
-    );
+    let (_, err) = failure(&captured("truncate"), &mut conn).await;
+    assert!(err.starts_with("convertmc exited with code"), "{err}");
+    assert!(!err.contains("Traceback"), "{err}");
+}
+
+#[tokio::test]
+async fn a_run_that_saves_nothing_names_the_cause() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let _w = start(&db, true);
+    let (_, err) = failure(&captured("empty"), &mut conn).await;
+    assert!(err.contains("wrote no .bdo result files"), "{err}");
 }
 
 #[tokio::test]
@@ -148,7 +234,7 @@ async fn a_worker_without_shieldhit_says_so() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, false);
-    let (_, err) = failure(&files("ok", 0.01), &mut conn).await;
+    let (_, err) = failure(&captured("ok"), &mut conn).await;
     assert!(err.contains("SHIELD-HIT12A is not configured"), "{err}");
 }
 
@@ -157,7 +243,7 @@ async fn hostile_input_file_names_are_refused_in_the_work_directory() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let w = start(&db, true);
-    let mut input = files("ok", 0.01);
+    let mut input = captured("ok");
     input.insert("../escaped.dat".into(), "x".into());
     let (_, err) = failure(&input, &mut conn).await;
     assert!(err.contains("not a plain file name"), "{err}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub async fn run(
     run: &mut Run<'_>,
     input: &serde_json::Value,
-) -> Result<Vec<TaskPage>, SimulatorError> {
+) -> Result<super::TaskResults, SimulatorError> {
     let parsed = match builtin::input::BuiltinInput::from_json(&input.to_string()) {
         Ok(p) => p,
         Err(e) => {
@@ -83,7 +83,7 @@ pub async fn run(
         "done: {primaries} primaries in {secs:.2} s ({:.0} primaries/s)",
         primaries as f64 / secs.max(1e-9)
     ));
-    Ok(estimators
+    let pages = estimators
         .into_iter()
         .flat_map(|est| {
             est.pages
@@ -101,11 +101,15 @@ pub async fn run(
                         metadata: serde_json::json!({}),
                         estimator_metadata: serde_json::json!({"simulator": "builtin"}),
                     },
-                    is_total: false,
+                    aggregation: db::aggregation::Aggregation::Mean,
                     values: p.values,
                 })
         })
-        .collect())
+        .collect();
+    Ok(super::TaskResults {
+        pages,
+        primaries: Some(primaries as i64),
+    })
 }
 
 fn eta_secs(elapsed: Duration, done: u64, total: u64) -> Option<i32> {

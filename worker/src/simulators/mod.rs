@@ -35,6 +35,18 @@ pub struct Settings {
     pub keep_workdirs: bool,
 }
 
+/// What a run produced: its pages, and the primaries the program reports it simulated.
+#[derive(Debug, Default)]
+pub struct TaskResults {
+    /// Every page of every estimator.
+    pub pages: Vec<db::results::TaskPage>,
+    /// Primaries (histories) the program really simulated, from its own output
+    /// (SHIELD-HIT12A's and FLUKA's `number_of_primaries`, TOPAS's "Total number of
+    /// histories"); `None` when it does not say, and then the requested count is used. The
+    /// task's merge weight and the count it shows.
+    pub primaries: Option<i64>,
+}
+
 /// Why a run did not produce results.
 #[derive(Debug)]
 pub struct SimulatorError {
@@ -169,7 +181,7 @@ impl Run<'_> {
         &mut self,
         workdir: &Path,
         pattern: &str,
-    ) -> Result<Vec<db::results::TaskPage>, SimulatorError> {
+    ) -> Result<TaskResults, SimulatorError> {
         let convertmc = Self::configured(
             self.settings.convertmc.as_ref(),
             "pymchelper's convertmc",
@@ -191,7 +203,11 @@ impl Run<'_> {
         if !status.success() {
             return Err(self.failed("convertmc", status));
         }
-        pymchelper::read_dir(&out).map_err(SimulatorError::fatal)
+        let converted = pymchelper::read_dir(&out).map_err(SimulatorError::fatal)?;
+        Ok(TaskResults {
+            pages: converted.pages,
+            primaries: converted.primaries,
+        })
     }
 
     /// Runs a program to its end, feeding its output lines to `progress` (which may return
@@ -322,8 +338,10 @@ pub async fn run(
     };
     store_logs(pool, task, &run.stdout, &run.stderr).await;
     match result {
-        Ok(pages) => Outcome::Done {
-            simulated_primaries: task.requested_primaries,
+        Ok(TaskResults { pages, primaries }) => Outcome::Done {
+            simulated_primaries: primaries
+                .filter(|&n| n > 0)
+                .unwrap_or(task.requested_primaries),
             pages,
         },
         Err(SimulatorError {

@@ -1,20 +1,54 @@
-//! Reads the JSON that pymchelper's `convertmc json` writes: one file per estimator,
-//! `{"name", "metadata": {…}, "pages": [{"dimensions", "data": {"name", "unit", "values"},
-//! "axis_dim1"?, "axis_dim2"?, "metadata": {"page_number", "name", …}}]}` — the page format
-//! of yaptide's results. Values are per primary (SHIELD-HIT12A normalises them).
+//! Reads the JSON that pymchelper's `convertmc json` writes (pymchelper 2.9.6,
+//! `pymchelper/writers/json.py`): one file per estimator, named after the output's core name
+//! (the `.bdo` stem without its 4-digit seed-offset suffix), holding
+//!
+//! ```text
+//! {"metadata": {"file_corename", "number_of_primaries", "data_order", "user", "host", …},
+//!  "pages": [{"metadata": {"page_number", "page_normalized", "name", …},
+//!             "dimensions": 0..=5,
+//!             "data": {"name", "unit", "values"},
+//!             "axis_dim1": {"name", "unit", "values"}, …, "axis_dimN": …}]}
+//! ```
+//!
+//! There is no estimator name in the file: it is the file's stem. `values` is a flat list
+//! (a single bin's is nested, `[[0.25]]`; a phase-space page is `[[…records…]]`) and is stored
+//! flat, in pymchelper's `data_raw` order: `metadata.data_order` `F` (SHIELD-HIT12A's binary
+//! formats) means the first axis varies fastest, `C` the last. Values are per primary: the
+//! reader normalises SHIELD-HIT12A's cumulative quantities.
+//!
+//! The estimator's `user` and `host` (who ran the converter, where) are dropped here, so they
+//! are never stored or served.
 
+use db::aggregation::Aggregation;
 use db::results::{PageMeta, TaskPage};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::path::Path;
 
-/// The most values one page may have (a 1000 × 1000 map).
-const MAX_PAGE_VALUES: usize = 1_000_000;
+/// The most values one page may have: what the page codec stores
+/// ([`db::codec::DEFAULT_MAX_VALUES`], 16 Mi values; a 200 × 200 × 100 mesh has 4 M).
+pub const MAX_PAGE_VALUES: usize = db::codec::DEFAULT_MAX_VALUES;
+
+/// The most axes a page has: three spatial ones and two of differential scoring.
+const MAX_DIMENSIONS: i16 = 5;
+
+/// Estimator metadata that identifies people or machines, never kept.
+const PRIVATE_KEYS: [&str; 2] = ["user", "host"];
+
+/// The estimators one run wrote, read from the converter's output directory.
+#[derive(Debug, Default)]
+pub struct Converted {
+    /// Every page of every estimator, sorted by estimator and page number.
+    pub pages: Vec<TaskPage>,
+    /// The largest `number_of_primaries` of the estimators (all agree for one run): what the
+    /// run really simulated. `None` when no estimator says.
+    pub primaries: Option<i64>,
+}
 
 #[derive(Deserialize)]
 struct EstimatorJson {
-    name: String,
     #[serde(default)]
-    metadata: serde_json::Value,
+    metadata: serde_json::Map<String, serde_json::Value>,
     pages: Vec<PageJson>,
 }
 
@@ -27,6 +61,12 @@ struct PageJson {
     #[serde(default)]
     axis_dim2: Option<AxisJson>,
     #[serde(default)]
+    axis_dim3: Option<AxisJson>,
+    #[serde(default)]
+    axis_dim4: Option<AxisJson>,
+    #[serde(default)]
+    axis_dim5: Option<AxisJson>,
+    #[serde(default)]
     metadata: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -36,7 +76,7 @@ struct DataJson {
     name: String,
     #[serde(default)]
     unit: String,
-    values: Vec<f64>,
+    values: Flat,
 }
 
 #[derive(Deserialize, serde::Serialize)]
@@ -45,11 +85,133 @@ struct AxisJson {
     name: String,
     #[serde(default)]
     unit: String,
-    values: Vec<f64>,
+    values: Flat,
 }
 
-/// Every page of every `*.json` estimator file in `dir`, sorted by estimator and page.
-pub fn read_dir(dir: &Path) -> Result<Vec<TaskPage>, String> {
+/// Numbers at any depth of nesting, flattened in order. `null` (Python's `NaN`, see
+/// [`python_json`]) is NaN; the strings `"Infinity"`/`"-Infinity"` are ±∞.
+#[derive(Default, serde::Serialize)]
+#[serde(transparent)]
+struct Flat(Vec<f64>);
+
+impl<'de> Deserialize<'de> for Flat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut out = Vec::new();
+        d.deserialize_any(FlatVisitor { out: &mut out })?;
+        Ok(Flat(out))
+    }
+}
+
+struct FlatVisitor<'a> {
+    out: &'a mut Vec<f64>,
+}
+
+impl<'de> Visitor<'de> for FlatVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("numbers, or lists of them")
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        self.push(v)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.push(v as f64)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.push(v as f64)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.push(f64::NAN)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        match v {
+            "Infinity" => self.push(f64::INFINITY),
+            "-Infinity" => self.push(f64::NEG_INFINITY),
+            _ => Err(E::custom(format!("{v:?} is not a number"))),
+        }
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(FlatSeed {
+                out: &mut *self.out,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+impl FlatVisitor<'_> {
+    fn push<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        if self.out.len() >= MAX_PAGE_VALUES {
+            return Err(E::custom(format!(
+                "more than {MAX_PAGE_VALUES} values in one page"
+            )));
+        }
+        self.out.push(v);
+        Ok(())
+    }
+}
+
+struct FlatSeed<'a> {
+    out: &'a mut Vec<f64>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FlatSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(FlatVisitor { out: self.out })
+    }
+}
+
+/// Python's `json.dump` writes the non-JSON tokens `NaN`, `Infinity` and `-Infinity` for
+/// non-finite floats. Outside strings, they become `null`, `"Infinity"` and `"-Infinity"`.
+fn python_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("NaN") && !text.contains("Infinity") {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let token = [
+            ("NaN", "null"),
+            ("-Infinity", "\"-Infinity\""),
+            ("Infinity", "\"Infinity\""),
+        ]
+        .into_iter()
+        .find(|(t, _)| rest.starts_with(t));
+        if let Some((t, json)) = token {
+            out.push_str(json);
+            rest = &rest[t.len()..];
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
+}
+
+/// Every page of every `*.json` estimator file in `dir`. An empty directory is an error
+/// naming the cause: the run wrote no result files the converter understood.
+pub fn read_dir(dir: &Path) -> Result<Converted, String> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot list the converted results: {e}"))?
         .flatten()
@@ -58,70 +220,104 @@ pub fn read_dir(dir: &Path) -> Result<Vec<TaskPage>, String> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err("the simulator produced no results (convertmc wrote no JSON files)".into());
+        return Err("the simulator wrote no results that convertmc could convert".into());
     }
-    let mut pages = Vec::new();
+    let mut out = Converted::default();
     for f in files {
         let name = f
-            .file_name()
+            .file_stem()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let text = std::fs::read_to_string(&f)
-            .map_err(|e| format!("cannot read result file {name}: {e}"))?;
-        pages.extend(
-            parse_estimator(&text).map_err(|e| format!("malformed result file {name}: {e}"))?,
-        );
+            .map_err(|e| format!("cannot read result file {name}.json: {e}"))?;
+        let (pages, primaries) = parse_estimator(&name, &text)
+            .map_err(|e| format!("malformed result file {name}.json: {e}"))?;
+        out.pages.extend(pages);
+        out.primaries = out.primaries.max(primaries);
     }
-    pages.sort_by(|a, b| (&a.estimator, a.page_number).cmp(&(&b.estimator, b.page_number)));
-    Ok(pages)
+    out.pages
+        .sort_by(|a, b| (&a.estimator, a.page_number).cmp(&(&b.estimator, b.page_number)));
+    Ok(out)
 }
 
-/// The pages of one estimator file.
-pub fn parse_estimator(text: &str) -> Result<Vec<TaskPage>, String> {
-    let est: EstimatorJson = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if est.name.is_empty() || est.name.len() > 255 {
-        return Err("the estimator has no usable name".into());
+/// A metadata value that pymchelper writes as a string (`"1000"`) or a number.
+fn integer(v: Option<&serde_json::Value>) -> Option<i64> {
+    match v? {
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        serde_json::Value::Number(n) => n.as_i64(),
+        _ => None,
     }
+}
+
+/// The pages of the estimator `name` (its file's stem) from its JSON `text`, and the
+/// primaries it says were simulated.
+pub fn parse_estimator(name: &str, text: &str) -> Result<(Vec<TaskPage>, Option<i64>), String> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(format!("{name:?} is not a usable estimator name"));
+    }
+    let mut est: EstimatorJson =
+        serde_json::from_str(&python_json(text)).map_err(|e| e.to_string())?;
+    for key in PRIVATE_KEYS {
+        est.metadata.remove(key);
+    }
+    let primaries = integer(est.metadata.get("number_of_primaries")).filter(|&n| n > 0);
+    let estimator_metadata = serde_json::Value::Object(est.metadata);
     let mut out = Vec::with_capacity(est.pages.len());
-    for (i, p) in est.pages.into_iter().enumerate() {
+    for (i, mut p) in est.pages.into_iter().enumerate() {
         let page_number = match p.metadata.get("page_number") {
-            Some(serde_json::Value::String(s)) => s
-                .trim()
-                .parse::<i32>()
-                .map_err(|_| format!("page {i}: page_number {s:?} is not a number"))?,
-            Some(serde_json::Value::Number(n)) => n
-                .as_i64()
+            None => i as i32,
+            v => integer(v)
                 .and_then(|n| i32::try_from(n).ok())
+                .filter(|&n| n >= 0)
                 .ok_or_else(|| format!("page {i}: bad page_number"))?,
-            _ => i as i32,
         };
-        if page_number < 0 {
-            return Err(format!("page {i}: negative page_number"));
-        }
-        if !(0..=3).contains(&p.dimensions) {
-            return Err(format!("page {page_number}: {} dimensions", p.dimensions));
-        }
-        if p.data.values.len() > MAX_PAGE_VALUES {
+        if !(0..=MAX_DIMENSIONS).contains(&p.dimensions) {
             return Err(format!(
-                "page {page_number}: {} values is more than {MAX_PAGE_VALUES}",
-                p.data.values.len()
+                "page {page_number}: {} dimensions (0 to {MAX_DIMENSIONS} are known)",
+                p.dimensions
             ));
         }
-        let axes: Vec<&AxisJson> = [p.axis_dim1.as_ref(), p.axis_dim2.as_ref()]
-            .into_iter()
-            .flatten()
-            .collect();
-        let expected: usize = axes.iter().map(|a| a.values.len().max(1)).product();
-        if !axes.is_empty() && expected != p.data.values.len() {
+        let flag = match p.metadata.get("page_normalized") {
+            None => None,
+            v => Some(
+                integer(v).ok_or_else(|| format!("page {page_number}: bad page_normalized"))?,
+            ),
+        };
+        let aggregation = Aggregation::from_page_normalized(flag).ok_or_else(|| {
+            format!(
+                "page {page_number}: page_normalized {} is not a known way to combine tasks",
+                flag.unwrap_or_default()
+            )
+        })?;
+        let all_axes = [
+            p.axis_dim1.take(),
+            p.axis_dim2.take(),
+            p.axis_dim3.take(),
+            p.axis_dim4.take(),
+            p.axis_dim5.take(),
+        ];
+        let axes: Vec<AxisJson> = all_axes.into_iter().flatten().collect();
+        if axes.len() != p.dimensions as usize {
             return Err(format!(
-                "page {page_number}: {} values, but its axes make {expected} bins",
-                p.data.values.len()
+                "page {page_number}: {} dimensions but {} axes",
+                p.dimensions,
+                axes.len()
             ));
         }
-        if axes.is_empty() && p.dimensions == 0 && p.data.values.len() != 1 {
+        let values = p.data.values.0;
+        let bins = axes
+            .iter()
+            .try_fold(1usize, |n, a| n.checked_mul(a.values.0.len()))
+            .unwrap_or(usize::MAX);
+        // A phase-space page holds records, not bins: any count.
+        if aggregation != Aggregation::Concat && bins != values.len() {
             return Err(format!(
-                "page {page_number}: a 0-D page needs exactly one value"
+                "page {page_number}: {} values, but its axes make {bins} bins",
+                values.len()
             ));
+        }
+        for key in PRIVATE_KEYS {
+            p.metadata.remove(key);
         }
         let page_name = p
             .metadata
@@ -130,7 +326,7 @@ pub fn parse_estimator(text: &str) -> Result<Vec<TaskPage>, String> {
             .unwrap_or(&p.data.name)
             .to_string();
         out.push(TaskPage {
-            estimator: est.name.clone(),
+            estimator: name.to_string(),
             page_number,
             meta: PageMeta {
                 name: page_name,
@@ -139,66 +335,15 @@ pub fn parse_estimator(text: &str) -> Result<Vec<TaskPage>, String> {
                 value_name: p.data.name,
                 value_unit: p.data.unit,
                 metadata: serde_json::Value::Object(p.metadata),
-                estimator_metadata: est.metadata.clone(),
+                estimator_metadata: estimator_metadata.clone(),
             },
-            is_total: false,
-            values: p.data.values,
+            aggregation,
+            values,
         });
     }
-    Ok(out)
+    Ok((out, primaries))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_yaptide_style_estimator_parses() {
-        let text = r#"{"name": "z_profile_", "metadata": {"geo_name": "CylZ_Mesh"},
-          "pages": [{"dimensions": 1, "data": {"name": "DOSE", "unit": "MeV/g", "values": [1.0, 2.5, 0.0]},
-                     "axis_dim1": {"name": "Position (Z)", "unit": "cm", "values": [0.5, 1.5, 2.5]},
-                     "metadata": {"page_number": "0", "name": "DOSE"}},
-                    {"dimensions": 0, "data": {"name": "AVG-ENERGY", "unit": "MeV", "values": [147.7]},
-                     "metadata": {"page_number": "1"}}]}"#;
-        let pages = parse_estimator(text).unwrap();
-        assert_eq!(pages.len(), 2);
-        assert_eq!(pages[0].values, vec![1.0, 2.5, 0.0]);
-        assert_eq!(pages[0].meta.value_unit, "MeV/g");
-        assert_eq!(pages[1].page_number, 1);
-        assert_eq!(pages[0].meta.estimator_metadata["geo_name"], "CylZ_Mesh");
-    }
-
-    #[test]
-    fn malformed_estimators_are_named_errors() {
-        assert!(parse_estimator("{").is_err());
-        assert!(parse_estimator(
-            r#"{"name": "x", "pages": [{"dimensions": 1, "data": {"values": ["a"]}}]}"#
-        )
-        .is_err());
-        let mismatch = r#"{"name": "x", "pages": [{"dimensions": 1, "data": {"values": [1, 2]},
-            "axis_dim1": {"values": [1, 2, 3]}}]}"#;
-        assert!(parse_estimator(mismatch)
-            .unwrap_err()
-            .contains("axes make 3 bins"));
-        assert!(parse_estimator(r#"{"name": "", "pages": []}"#).is_err());
-    }
-
-    #[test]
-    fn the_real_yaptide_result_parses_when_present() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data/yaptide/json_with_results.json");
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return;
-        };
-        let all: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let mut n = 0;
-        for est in all["estimators"].as_array().unwrap() {
-            n += parse_estimator(&est.to_string())
-                .unwrap()
-                .iter()
-                .map(|p| p.values.len())
-                .sum::<usize>();
-        }
-        assert_eq!(n, 98_892);
-    }
-}
+#[path = "pymchelper_tests.rs"]
+mod tests;

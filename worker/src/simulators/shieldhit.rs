@@ -1,6 +1,7 @@
 //! SHIELD-HIT12A as an external program: input files in a private directory, `NSTAT` set to
-//! the task's primaries, `-N` seed, progress parsed from its log lines, and results read from
-//! the JSON files that pymchelper's `convertmc json` writes (yaptide's page format).
+//! the task's primaries and `RNDSEED` to the simulation's seed (see [`sim_inputs::shieldhit`]),
+//! `shieldhit -N <seed offset> <dir>`, progress parsed from its log lines, and the `.bdo`
+//! files it wrote converted by pymchelper's `convertmc json --many`.
 
 use super::{Run, SimulatorError};
 use std::collections::BTreeMap;
@@ -22,50 +23,11 @@ pub fn parse_progress(line: &str) -> Option<(i64, i32)> {
     Some((done, eta))
 }
 
-/// `beam.dat` with its `NSTAT` line set to `primaries` (added when missing).
-pub fn set_nstat(beam: &str, primaries: i64) -> String {
-    let mut found = false;
-    let mut out: Vec<String> = beam
-        .lines()
-        .map(|line| {
-            let mut words = line.split_whitespace();
-            if !found && words.next() == Some("NSTAT") {
-                found = true;
-                // Keep the "step of saving" and any comment after the count.
-                let rest: Vec<&str> = words.skip(1).collect();
-                let tail = if rest.is_empty() {
-                    "0".to_string()
-                } else {
-                    rest.join(" ")
-                };
-                format!("NSTAT       {primaries} {tail}")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect();
-    if !found {
-        out.push(format!("NSTAT       {primaries} 0"));
-    }
-    let mut s = out.join("\n");
-    s.push('\n');
-    s
-}
-
-/// A seed for SHIELD-HIT12A's `-N` (1 ..= 2^31 - 1), distinct per task and deterministic.
-pub fn seed(simulation_id: i64, task_index: i32) -> i64 {
-    let mut x = (simulation_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (task_index as u64);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    x ^= x >> 33;
-    1 + (x % 0x7FFF_FFFE) as i64
-}
-
 /// Runs one task of SHIELD-HIT12A.
 pub async fn run(
     run: &mut Run<'_>,
     files: &BTreeMap<String, String>,
-) -> Result<Vec<db::results::TaskPage>, SimulatorError> {
+) -> Result<super::TaskResults, SimulatorError> {
     let shieldhit = Run::configured(
         run.settings.shieldhit.as_ref(),
         "SHIELD-HIT12A",
@@ -75,28 +37,44 @@ pub async fn run(
     let beam = files
         .get("beam.dat")
         .ok_or_else(|| SimulatorError::fatal("the SHIELD-HIT12A input has no beam.dat"))?;
+    let offset = sim_inputs::shieldhit::seed_offset(run.task.task_index)
+        .map_err(|e| SimulatorError::fatal(e.to_string()))?;
     let dir = run.workdir()?;
     for (name, content) in files {
         let content = if name == "beam.dat" {
-            set_nstat(beam, run.task.requested_primaries)
+            sim_inputs::shieldhit::task_beam(
+                beam,
+                run.task.requested_primaries,
+                run.task.simulation_id,
+            )
         } else {
             content.clone()
         };
         dir.write_input(name, &content)
             .map_err(SimulatorError::fatal)?;
     }
-    let seed = seed(run.task.simulation_id, run.task.task_index);
     let workdir = dir.path().to_string_lossy().into_owned();
     let status = run
         .run_program(
             &shieldhit,
-            &["-N".into(), seed.to_string(), workdir],
+            &["-N".into(), offset.to_string(), workdir],
             dir.path(),
             parse_progress,
         )
         .await?;
     if !status.success() {
         return Err(run.failed("SHIELD-HIT12A", status));
+    }
+    let wrote_results = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "bdo"))
+        })
+        .unwrap_or(false);
+    if !wrote_results {
+        return Err(SimulatorError::fatal(
+            "SHIELD-HIT12A wrote no .bdo result files: detect.dat defines no Output it could score",
+        ));
     }
     run.convert_results(dir.path(), "*.bdo").await
 }
@@ -126,30 +104,5 @@ mod tests {
             None
         );
         assert_eq!(parse_progress("Primary particle no. 5"), None);
-    }
-
-    #[test]
-    fn nstat_is_set_and_kept_otherwise() {
-        let beam = "RNDSEED 1\nNSTAT       10000    0       ! NSTAT, Step of saving\nSTRAGG 2\n";
-        let out = set_nstat(beam, 2501);
-        assert!(
-            out.contains("NSTAT       2501 0 ! NSTAT, Step of saving"),
-            "{out}"
-        );
-        assert!(out.contains("RNDSEED 1") && out.contains("STRAGG 2"));
-        assert!(set_nstat("JPART0 2\n", 7).ends_with("NSTAT       7 0\n"));
-    }
-
-    #[test]
-    fn seeds_are_distinct_and_in_range() {
-        let mut seen = std::collections::HashSet::new();
-        for sim in 1..50 {
-            for t in 0..20 {
-                let s = seed(sim, t);
-                assert!((1..=0x7FFF_FFFE).contains(&s));
-                assert!(seen.insert(s));
-                assert_eq!(s, seed(sim, t));
-            }
-        }
     }
 }

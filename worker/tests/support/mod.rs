@@ -2,6 +2,8 @@
 //! with them, submitting, waiting, and the checks every external simulator gets.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod reference;
+
 use db::enums::{InputType, JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
 use db::testing::{self, TestDb};
@@ -17,7 +19,39 @@ pub fn standin(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A real `worker` process (concurrency 3, the stand-in convertmc, its own work root),
+/// The real pymchelper `convertmc` (pinned; `scripts/test` installs it and sets `CONVERTMC`).
+/// Panics with a hint when it is not there: these tests never run on a stand-in converter.
+pub fn convertmc() -> PathBuf {
+    let path = std::env::var_os("CONVERTMC").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pymchelper-2.9.6/bin/convertmc")
+    });
+    assert!(
+        path.is_file(),
+        "pymchelper's convertmc is not at {} (run scripts/test, which installs it, or set \
+         CONVERTMC)",
+        path.display()
+    );
+    path
+}
+
+/// `<rel>` under the real simulator files of `../shared/data/pymchelper/` (next to the
+/// checkout; `PYMCHELPER_DATA` names another place). Panics when they are missing: tests
+/// built on real output never pass without it.
+pub fn shared_data(rel: &str) -> PathBuf {
+    let candidates = [
+        std::env::var_os("PYMCHELPER_DATA").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pymchelper")),
+        Some(PathBuf::from("/work/shared/data/pymchelper")),
+    ];
+    let root = candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("README.md").is_file())
+        .expect("the real simulator files (../shared/data/pymchelper) are missing; set PYMCHELPER_DATA");
+    root.join(rel)
+}
+
+/// A real `worker` process (concurrency 3, the real convertmc, its own work root),
 /// killed when dropped.
 pub struct Worker {
     child: Child,
@@ -44,7 +78,7 @@ impl Worker {
             "3",
         ])
         .arg("--convertmc")
-        .arg(standin("convertmc"))
+        .arg(convertmc())
         .arg("--work-root")
         .arg(&work_root)
         .env("RUST_LOG", "info")
