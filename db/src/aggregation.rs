@@ -89,7 +89,14 @@ mod tests {
         use Aggregation::*;
         assert_eq!(
             flags,
-            [Some(Copy), Some(Sum), Some(Mean), Some(Mean), Some(Concat), None]
+            [
+                Some(Copy),
+                Some(Sum),
+                Some(Mean),
+                Some(Mean),
+                Some(Concat),
+                None
+            ]
         );
         assert_eq!(Aggregation::from_page_normalized(None), Some(Mean));
     }

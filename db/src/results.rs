@@ -388,7 +388,11 @@ async fn fold(
         nx2.clear();
         match p.aggregation {
             Aggregation::Mean | Aggregation::Sum => {
-                let w = if p.aggregation == Aggregation::Sum { 1.0 } else { n };
+                let w = if p.aggregation == Aggregation::Sum {
+                    1.0
+                } else {
+                    n
+                };
                 nx.extend(p.values.iter().map(|&x| w * x));
                 nx2.extend(p.values.iter().map(|&x| w * x * x));
                 if let Some(a) = old {
@@ -501,8 +505,14 @@ pub async fn complete_with_results(
                 let merging = queue::finish_locked_simulations(conn, &[simulation_id]).await?;
                 return Ok((simulation_id, false, merging));
             }
-            let open_tasks =
-                fold(conn, simulation_id, lease.task_id, simulated_primaries, pages).await?;
+            let open_tasks = fold(
+                conn,
+                simulation_id,
+                lease.task_id,
+                simulated_primaries,
+                pages,
+            )
+            .await?;
             let merging = if open_tasks {
                 Vec::new()
             } else {
@@ -773,7 +783,10 @@ pub async fn finalize_stale(conn: &mut Conn, stale_secs: f64) -> DbResult<usize>
 pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<ResultPage>> {
     let accs = accumulators(conn, simulation_id).await?;
     if !accs.is_empty() {
-        let parts = if accs.iter().any(|a| a.aggregation == Aggregation::Concat.as_str()) {
+        let parts = if accs
+            .iter()
+            .any(|a| a.aggregation == Aggregation::Concat.as_str())
+        {
             concat_parts(conn, simulation_id).await?
         } else {
             Vec::new()

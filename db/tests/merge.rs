@@ -308,7 +308,9 @@ async fn a_four_million_bin_mesh_is_stored() {
                 ..Default::default()
             },
             aggregation: Aggregation::Mean,
-            values: (0..n).map(|b| (b % 1000) as f64 * (1.0 + i as f64)).collect(),
+            values: (0..n)
+                .map(|b| (b % 1000) as f64 * (1.0 + i as f64))
+                .collect(),
         };
         results::complete_with_results(&mut conn, &t.lease("w"), 100, &[page])
             .await

@@ -373,7 +373,7 @@ async fn main() {
                 title: "get load".into(),
                 sim_type: proto::v1::SimType::Builtin as i32,
                 input: Some(proto::v1::submit_request::Input::EditorJson(
-                    r#"{"beam":{"energy":150}}"#.into(),
+                    r#"{"beam":{"energy_mev":150}}"#.into(),
                 )),
                 ntasks: 16,
                 primaries: 160_000,

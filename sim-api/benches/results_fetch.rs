@@ -304,7 +304,7 @@ async fn main() {
                 title: "results fetch".into(),
                 sim_type: proto::v1::SimType::Builtin as i32,
                 input: Some(proto::v1::submit_request::Input::EditorJson(
-                    r#"{"beam":{"energy":150}}"#.into(),
+                    r#"{"beam":{"energy_mev":150}}"#.into(),
                 )),
                 ntasks: TASKS as i32,
                 primaries: 2000,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clusters;
 pub mod config;
 pub mod error;
+pub mod input_check;
 pub mod listener;
 pub mod oidc;
 pub mod oversize;

@@ -284,6 +284,7 @@ mod tests {
             estimator: name.into(),
             page_number: n,
             meta: PageMeta::default(),
+            aggregation: Default::default(),
             values: (0..count).map(|i| i as f64).collect(),
             errors: errors.then(|| vec![0.5; count]),
             tasks_merged: 2,

@@ -347,6 +347,7 @@ impl SimulationService for SimulationSvc {
                 "primaries must be at least ntasks (each task needs one)",
             ));
         }
+        crate::input_check::check(sim_type, &document, req.ntasks, req.primaries)?;
         let mut c = conn(&self.state.pool).await?;
         let (platform, cluster_id, sbatch_options) = match req.platform {
             None | Some(pb::submit_request::Platform::Direct(_)) => {

@@ -326,7 +326,7 @@ async fn authorization_matrix() {
 async fn submit_validation() {
     let limits = sim_api::Limits {
         max_input_bytes: 1000,
-        max_input_files: 3,
+        max_input_files: 5,
         ..sim_api::Limits::default()
     };
     let app = spawn_app_with(limits).await;
@@ -381,7 +381,7 @@ async fn submit_validation() {
         ),
         (
             "too many files",
-            Box::new(move |r| r.input = files(&["a", "b", "c", "d"])),
+            Box::new(move |r| r.input = files(&["a", "b", "c", "d", "e", "f"])),
             Code::ResourceExhausted,
         ),
         (
@@ -485,7 +485,12 @@ async fn submit_validation() {
         ),
         (
             "ok files",
-            Box::new(move |r| r.input = files(&["beam.dat", "mat.dat", ".hidden"])),
+            Box::new(move |r| {
+                let mut f = shieldhit_files("Output\n  Filename d.bdo\n  Geo G\n  Quantity Dose\n");
+                f.insert(".hidden".into(), "x".into());
+                r.sim_type = SimType::Shieldhit as i32;
+                r.input = Some(Input::Files(InputFiles { files: f }));
+            }),
             Code::Ok,
         ),
         (
@@ -554,12 +559,13 @@ async fn submit_get_and_input_round_trip() {
     assert_eq!(
         input.input,
         Some(get_input_response::Input::EditorJson(
-            r#"{"beam":{"energy":150}}"#.into()
+            r#"{"beam":{"energy_mev":150}}"#.into()
         ))
     );
 
     let mut req = simple_submit();
-    let files: HashMap<String, String> = [("beam.dat".to_string(), "JPART0 25".to_string())].into();
+    req.sim_type = SimType::Shieldhit as i32;
+    let files = shieldhit_files("Output\n  Filename dose.bdo\n  Geo G\n  Quantity Dose\n");
     req.input = Some(Input::Files(InputFiles {
         files: files.clone(),
     }));
@@ -1009,4 +1015,73 @@ async fn get_answers_are_cached_until_the_database_announces_a_change() {
         .unwrap();
     assert_eq!(get(tok.clone()).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(get(admin).await.unwrap_err().code(), Code::NotFound);
+}
+
+/// A SHIELD-HIT12A input whose `detect.dat` is `detect`.
+fn shieldhit_files(detect: &str) -> HashMap<String, String> {
+    [
+        (
+            "beam.dat",
+            "RNDSEED 89736501\nJPART0 2\nTMAX0 150.0 0.0\nNSTAT 1000 0\n",
+        ),
+        ("detect.dat", detect),
+        (
+            "geo.dat",
+            "  RCC    1  0.0 0.0 0.0  0.0 0.0 20.0\n  5.0\n  END\n",
+        ),
+        ("mat.dat", "MEDIUM 1\nICRU 276\nEND\n"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Inputs that cannot run are INVALID_ARGUMENT at Submit, naming the cause, and nothing is
+/// queued: a builtin project that is not the engine's JSON, a detect.dat without outputs, a
+/// FLUKA input without START, a TOPAS input without histories, and kind mismatches.
+#[tokio::test]
+async fn inputs_that_cannot_run_are_refused_at_submit() {
+    let app = spawn_app().await;
+    let tok = app.user_token("alice", false).await;
+    let files = |sim_type: SimType, files: HashMap<String, String>| {
+        let mut r = simple_submit();
+        r.sim_type = sim_type as i32;
+        r.input = Some(Input::Files(InputFiles { files }));
+        r
+    };
+    let one = |name: &str, text: &str| HashMap::from([(name.to_string(), text.to_string())]);
+    let mut builtin = simple_submit();
+    builtin.input = Some(Input::EditorJson(r#"{"beam":{"energy_mev":900}}"#.into()));
+    let mut editor_for_shieldhit = simple_submit();
+    editor_for_shieldhit.sim_type = SimType::Shieldhit as i32;
+    let cases = [
+        (builtin, "energy"),
+        (editor_for_shieldhit, "takes input files"),
+        (
+            files(
+                SimType::Shieldhit,
+                shieldhit_files("Geometry Cyl\n  Name G\n"),
+            ),
+            "detect.dat defines no Output",
+        ),
+        (files(SimType::Builtin, shieldhit_files("")), "editor_json"),
+        (
+            files(SimType::Fluka, one("run.inp", "TITLE\nno start card\n")),
+            "START",
+        ),
+        (
+            files(
+                SimType::Topas,
+                one("main.txt", "s:Ge/World/Material = \"Vacuum\"\n"),
+            ),
+            "NumberOfHistoriesInRun",
+        ),
+    ];
+    for (req, want) in cases {
+        let e = app.submit(&tok, req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(want), "{want}: {}", e.message());
+    }
+    let n = app.sql_count("SELECT count(*) FROM simulations").await;
+    assert_eq!(n, 0, "nothing was queued");
 }

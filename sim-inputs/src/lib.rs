@@ -5,6 +5,7 @@
 //!
 //! Every function here is pure: text in, text (or a typed error) out.
 
+pub mod builtin;
 pub mod fluka;
 pub mod shieldhit;
 pub mod topas;

@@ -57,14 +57,20 @@ fn set_card(beam: &str, keyword: &str, value: i64, default_tail: &str) -> String
                 } else {
                     rest.join(" ")
                 };
-                format!("{keyword:<12}{value} {tail}").trim_end().to_string()
+                format!("{keyword:<12}{value} {tail}")
+                    .trim_end()
+                    .to_string()
             } else {
                 line.to_string()
             }
         })
         .collect();
     if !found {
-        out.push(format!("{keyword:<12}{value} {default_tail}").trim_end().to_string());
+        out.push(
+            format!("{keyword:<12}{value} {default_tail}")
+                .trim_end()
+                .to_string(),
+        );
     }
     let mut s = out.join("\n");
     s.push('\n');
@@ -186,10 +192,16 @@ mod tests {
             out.contains("NSTAT       2501 1000 ! NSTAT, Step of saving"),
             "{out}"
         );
-        assert!(out.contains(&format!("RNDSEED     {} ! Random seed", rndseed(7))), "{out}");
+        assert!(
+            out.contains(&format!("RNDSEED     {} ! Random seed", rndseed(7))),
+            "{out}"
+        );
         assert!(!out.contains("89736501"));
         let added = task_beam("JPART0 2\n", 7, 1);
-        assert!(added.contains("NSTAT       7 0\n") && added.contains("RNDSEED"), "{added}");
+        assert!(
+            added.contains("NSTAT       7 0\n") && added.contains("RNDSEED"),
+            "{added}"
+        );
     }
 
     #[test]

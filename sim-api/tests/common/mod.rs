@@ -158,6 +158,19 @@ impl App {
         let mut c = self.db.conn().await;
         diesel::sql_query(sql).execute(&mut c).await.unwrap();
     }
+
+    /// The single `bigint` a `SELECT count(*) …` returns.
+    pub async fn sql_count(&self, sql: &str) -> i64 {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            count: i64,
+        }
+        let mut c = self.db.conn().await;
+        let rows: Vec<N> = diesel::sql_query(sql).load(&mut c).await.unwrap();
+        rows[0].count
+    }
 }
 
 pub fn authed<T>(msg: T, token: &str) -> Request<T> {
@@ -172,7 +185,7 @@ pub fn simple_submit() -> SubmitRequest {
         title: "water phantom".into(),
         sim_type: proto::v1::SimType::Builtin as i32,
         input: Some(proto::v1::submit_request::Input::EditorJson(
-            r#"{"beam":{"energy":150}}"#.into(),
+            r#"{"beam":{"energy_mev":150}}"#.into(),
         )),
         ntasks: 4,
         primaries: 10_001,

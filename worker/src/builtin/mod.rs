@@ -96,7 +96,8 @@
 //! from the callback ends the run with [`RunError::Canceled`]. The callback is cheap to call
 //! but is called often: throttle database writes inside it.
 
-pub mod input;
+/// The editor JSON input (lives in `sim-inputs`, so that `sim-api` checks it at Submit).
+pub use sim_inputs::builtin as input;
 mod physics;
 mod rng;
 mod scoring;

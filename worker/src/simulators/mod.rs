@@ -7,6 +7,7 @@ pub mod process;
 pub mod pymchelper;
 pub mod shieldhit;
 pub mod topas;
+pub mod topas_csv;
 pub mod workdir;
 
 use crate::execute::{Outcome, ProgressReporter, Stop};
@@ -176,11 +177,15 @@ impl Run<'_> {
     }
 
     /// Converts the result files matching `pattern` with pymchelper's `convertmc json
-    /// --many` (into `<workdir>/output`) and reads the pages it wrote.
+    /// --many` (into `<workdir>/output`) and reads the pages it wrote. `expected` names the
+    /// estimators the run saved (the outputs' core names), when the caller knows them: one
+    /// that convertmc skipped (it exits 0 on a file it cannot read) fails the task, naming
+    /// it and convertmc's last words, rather than silently losing it.
     pub async fn convert_results(
         &mut self,
         workdir: &Path,
         pattern: &str,
+        expected: &[String],
     ) -> Result<TaskResults, SimulatorError> {
         let convertmc = Self::configured(
             self.settings.convertmc.as_ref(),
@@ -203,7 +208,25 @@ impl Run<'_> {
         if !status.success() {
             return Err(self.failed("convertmc", status));
         }
-        let converted = pymchelper::read_dir(&out).map_err(SimulatorError::fatal)?;
+        let said = || {
+            self.last_error_line()
+                .map(|l| format!(" (convertmc: {l})"))
+                .unwrap_or_default()
+        };
+        let converted = pymchelper::read_dir(&out)
+            .map_err(|e| SimulatorError::fatal(format!("{e}{}", said())))?;
+        let missing: Vec<&str> = expected
+            .iter()
+            .filter(|e| !converted.pages.iter().any(|p| &p.estimator == *e))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(SimulatorError::fatal(format!(
+                "convertmc could not read the output of {}{}",
+                missing.join(", "),
+                said()
+            )));
+        }
         Ok(TaskResults {
             pages: converted.pages,
             primaries: converted.primaries,

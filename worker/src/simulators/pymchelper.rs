@@ -220,7 +220,7 @@ pub fn read_dir(dir: &Path) -> Result<Converted, String> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err("the simulator wrote no results that convertmc could convert".into());
+        return Err("convertmc could not convert any result file the simulator wrote".into());
     }
     let mut out = Converted::default();
     for f in files {
@@ -279,9 +279,9 @@ pub fn parse_estimator(name: &str, text: &str) -> Result<(Vec<TaskPage>, Option<
         }
         let flag = match p.metadata.get("page_normalized") {
             None => None,
-            v => Some(
-                integer(v).ok_or_else(|| format!("page {page_number}: bad page_normalized"))?,
-            ),
+            v => {
+                Some(integer(v).ok_or_else(|| format!("page {page_number}: bad page_normalized"))?)
+            }
         };
         let aggregation = Aggregation::from_page_normalized(flag).ok_or_else(|| {
             format!(

@@ -25,7 +25,10 @@ fn the_name_is_the_file_stem_and_nested_values_flatten() {
     assert_eq!(pages[0].aggregation, Aggregation::Mean);
     assert_eq!(pages[1].aggregation, Aggregation::Sum);
     assert_eq!(pages[1].meta.dimension, 2);
-    assert_eq!(pages[1].meta.axes[1]["values"], serde_json::json!([0.5, 1.5]));
+    assert_eq!(
+        pages[1].meta.axes[1]["values"],
+        serde_json::json!([0.5, 1.5])
+    );
 }
 
 #[test]
@@ -87,12 +90,30 @@ fn phase_space_pages_keep_any_number_of_records() {
 fn malformed_estimators_are_named_errors() {
     let bad = [
         ("e", "{"),
-        ("e", r#"{"pages": [{"dimensions": 1, "data": {"values": ["a"]}, "axis_dim1": {"values": [1]}}]}"#),
-        ("e", r#"{"pages": [{"dimensions": 1, "data": {"values": [1, 2]}, "axis_dim1": {"values": [1, 2, 3]}}]}"#),
-        ("e", r#"{"pages": [{"dimensions": 2, "data": {"values": [1]}, "axis_dim1": {"values": [1]}}]}"#),
-        ("e", r#"{"pages": [{"dimensions": 6, "data": {"values": [1]}}]}"#),
-        ("e", r#"{"pages": [{"dimensions": 0, "data": {"values": [1]}, "metadata": {"page_normalized": "9"}}]}"#),
-        ("e", r#"{"pages": [{"dimensions": 0, "data": {"values": [1]}, "metadata": {"page_number": "-1"}}]}"#),
+        (
+            "e",
+            r#"{"pages": [{"dimensions": 1, "data": {"values": ["a"]}, "axis_dim1": {"values": [1]}}]}"#,
+        ),
+        (
+            "e",
+            r#"{"pages": [{"dimensions": 1, "data": {"values": [1, 2]}, "axis_dim1": {"values": [1, 2, 3]}}]}"#,
+        ),
+        (
+            "e",
+            r#"{"pages": [{"dimensions": 2, "data": {"values": [1]}, "axis_dim1": {"values": [1]}}]}"#,
+        ),
+        (
+            "e",
+            r#"{"pages": [{"dimensions": 6, "data": {"values": [1]}}]}"#,
+        ),
+        (
+            "e",
+            r#"{"pages": [{"dimensions": 0, "data": {"values": [1]}, "metadata": {"page_normalized": "9"}}]}"#,
+        ),
+        (
+            "e",
+            r#"{"pages": [{"dimensions": 0, "data": {"values": [1]}, "metadata": {"page_number": "-1"}}]}"#,
+        ),
         ("", r#"{"pages": []}"#),
         ("a\u{0}b", r#"{"pages": []}"#),
     ];

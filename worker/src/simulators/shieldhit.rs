@@ -65,18 +65,25 @@ pub async fn run(
     if !status.success() {
         return Err(run.failed("SHIELD-HIT12A", status));
     }
-    let wrote_results = std::fs::read_dir(dir.path())
+    // The estimators saved: `<core name>_NNNN.bdo`, NNNN the seed offset.
+    let suffix = format!("_{offset:04}.bdo");
+    let saved: Vec<String> = std::fs::read_dir(dir.path())
         .map(|d| {
             d.flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "bdo"))
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(&suffix).map(str::to_string)
+                })
+                .collect()
         })
-        .unwrap_or(false);
-    if !wrote_results {
+        .unwrap_or_default();
+    if saved.is_empty() {
         return Err(SimulatorError::fatal(
             "SHIELD-HIT12A wrote no .bdo result files: detect.dat defines no Output it could score",
         ));
     }
-    run.convert_results(dir.path(), "*.bdo").await
+    run.convert_results(dir.path(), &format!("*{suffix}"), &saved)
+        .await
 }
 
 #[cfg(test)]

@@ -22,9 +22,11 @@ pub fn standin(name: &str) -> PathBuf {
 /// The real pymchelper `convertmc` (pinned; `scripts/test` installs it and sets `CONVERTMC`).
 /// Panics with a hint when it is not there: these tests never run on a stand-in converter.
 pub fn convertmc() -> PathBuf {
-    let path = std::env::var_os("CONVERTMC").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pymchelper-2.9.6/bin/convertmc")
-    });
+    let path = std::env::var_os("CONVERTMC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pymchelper-2.9.6/bin/convertmc")
+        });
     assert!(
         path.is_file(),
         "pymchelper's convertmc is not at {} (run scripts/test, which installs it, or set \
@@ -47,7 +49,9 @@ pub fn shared_data(rel: &str) -> PathBuf {
         .into_iter()
         .flatten()
         .find(|p| p.join("README.md").is_file())
-        .expect("the real simulator files (../shared/data/pymchelper) are missing; set PYMCHELPER_DATA");
+        .expect(
+            "the real simulator files (../shared/data/pymchelper) are missing; set PYMCHELPER_DATA",
+        );
     root.join(rel)
 }
 

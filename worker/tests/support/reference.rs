@@ -83,9 +83,7 @@ pub fn convertmc_pages(files: &[(PathBuf, String)]) -> Vec<RefPage> {
             let flag = p["metadata"].get("page_normalized").map(int);
             pages.push(RefPage {
                 estimator: estimator.clone(),
-                page_number: p["metadata"]
-                    .get("page_number")
-                    .map_or(i as i64, int) as i32,
+                page_number: p["metadata"].get("page_number").map_or(i as i64, int) as i32,
                 dimension,
                 axes: serde_json::Value::Array(axes),
                 aggregation: Aggregation::from_page_normalized(flag).unwrap(),
