@@ -1,35 +1,49 @@
-//! TOPAS tasks through the real worker, with stand-ins (tests/standins/topas and convertmc):
-//! success and a primaries-weighted merge, a crash, a hang that cancellation kills, malformed
-//! output, and inputs the worker refuses.
+//! TOPAS tasks through the real worker on real output: the stand-in (tests/standins/topas)
+//! replays the captured TOPAS 3.9 run of `../shared/data/pymchelper/captured/topas/`, and the
+//! worker reads the real scorer files. A three-task merge against the files' own `Mean`
+//! columns, the parameter rules of issue 9 item 7 end to end, a crash, a hang that
+//! cancellation kills, a truncated scorer file, and inputs the worker refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
 
+use db::aggregation::Aggregation;
 use db::enums::{JobState, SimType};
 use db::inputs::SimulationInput;
 use db::testing::TestDb;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{tasks, wait_state, Worker};
+use support::{shared_data, tasks, wait_state, Worker};
 
-/// A parameter file as yaptide's converter writes it (5000 histories for all tasks; the
-/// worker sets each task's own).
-const CONFIG: &str = "\
-s:So/Demo/Type = \"Beam\"
-s:So/Demo/Component = \"BeamPosition\"
-s:So/Demo/BeamParticle = \"proton\"
-d:So/Demo/BeamEnergy = 150 MeV
-i:So/Demo/NumberOfHistoriesInRun = 5000
-s:Sc/Dose/Quantity = \"DoseToMedium\"
-s:Sc/Dose/Component = \"Phantom\"
-s:Sc/Dose/OutputType = \"csv\"
-";
+/// The parameter file of the captured run (20 histories of 60 MeV protons, two fluence
+/// scorers of 4 × 4 × 1 bins).
+fn captured_input() -> String {
+    std::fs::read_to_string(shared_data("captured/topas/input/minimal.txt")).unwrap()
+}
 
-fn files(mode: &str) -> BTreeMap<String, String> {
+fn files(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
-    f.insert("topas_config.txt".into(), CONFIG.into());
-    f.insert("standin.json".into(), format!("{{\"mode\": \"{mode}\"}}"));
+    f.insert("minimal.txt".to_string(), captured_input());
+    for (name, text) in extra {
+        f.insert(name.to_string(), text.to_string());
+    }
     f
+}
+
+fn mode(m: &str) -> BTreeMap<String, String> {
+    files(&[("standin.json", &format!("{{\"mode\": \"{m}\"}}"))])
+}
+
+/// The `Mean` column of a captured scorer file, read here independently of the worker's
+/// reader: the fourth field of every data row (three bin indices, then Mean).
+fn captured_mean(file: &str) -> Vec<f64> {
+    let text =
+        std::fs::read_to_string(shared_data(&format!("captured/topas/output/{file}"))).unwrap();
+    assert!(text.contains(": Mean   Standard_Deviation"));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(',').nth(3).unwrap().trim().parse().unwrap())
+        .collect()
 }
 
 fn start(db: &TestDb, with_program: bool) -> Worker {
@@ -45,47 +59,121 @@ async fn failure_of(conn: &mut db::Conn, input: SimulationInput) -> (i64, String
     support::failure_of(conn, SimType::Topas, &input).await
 }
 
+/// The seed the worker logged for each task ("TOPAS task: …, Ts/Seed S").
+async fn seeds(conn: &mut db::Conn, sim: i64, ts: &[db::models::Task]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for t in ts {
+        let text = support::log_text(conn, sim, Some(t.id), "stdout").await;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("TOPAS task: "))
+            .unwrap();
+        out.push(line.rsplit_once("Ts/Seed ").unwrap().1.parse().unwrap());
+    }
+    out
+}
+
 #[tokio::test]
-async fn a_three_task_run_merges_to_the_primaries_weighted_mean() {
+async fn the_captured_run_in_three_tasks_merges_to_the_history_weighted_mean() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let sim = submit(&mut conn, 3, 10_000, SimulationInput::Files(files("ok"))).await;
+    let sim = submit(&mut conn, 3, 10_000, SimulationInput::Files(files(&[]))).await;
     wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
 
     let ts = tasks(&mut conn, sim).await;
     let requested: Vec<i64> = ts.iter().map(|t| t.requested_primaries).collect();
     assert_eq!(requested, vec![3334, 3333, 3333]);
-    let mut seeds = Vec::new();
     for t in &ts {
+        // The primaries shown are the histories TOPAS reported for the count it was given.
         assert_eq!(t.simulated_primaries, t.requested_primaries);
-        let text = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
-        // The stand-in read the task's own history count and seed from the parameter file.
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("TOPAS stand-in, seed "))
-            .unwrap();
-        assert!(
-            line.ends_with(&format!(", {} histories", t.requested_primaries)),
-            "{line}"
+        let log = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        let line = format!(
+            "Particle source Demo: Total number of histories: {}",
+            t.requested_primaries
         );
-        let seed: u64 = line["TOPAS stand-in, seed ".len()..]
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(text.contains(&format!("Ts/Seed {seed}")), "{text}");
-        seeds.push(seed);
+        assert!(log.contains(&line), "{line}");
     }
-    let unique: std::collections::HashSet<_> = seeds.iter().collect();
-    assert_eq!(unique.len(), 3, "each task gets its own seed");
+    let s = seeds(&mut conn, sim, &ts).await;
+    let unique: std::collections::HashSet<_> = s.iter().collect();
+    assert_eq!(unique.len(), 3, "each task gets its own seed: {s:?}");
 
     let pages = db::results::read_all(&mut conn, sim).await.unwrap();
-    let dose = pages.iter().find(|p| p.estimator == "Dose").unwrap();
-    assert_eq!(dose.values.len(), 20);
-    assert_eq!(dose.meta.value_unit, "Gy");
-    support::assert_weighted_merge(&pages, "Dose", 20, 1e-9, &seeds, &requested);
+    let names: Vec<&str> = pages.iter().map(|p| p.estimator.as_str()).collect();
+    assert_eq!(names, ["FluenceBPprotonsXY", "FluenceBPprotonsXY2"]);
+    let n: f64 = requested.iter().sum::<i64>() as f64;
+    for (page, file) in pages
+        .iter()
+        .zip(["fluence_bp_protons_xy.csv", "fluence_bp_protons_xy2.csv"])
+    {
+        assert_eq!(page.aggregation, Aggregation::Mean);
+        assert!(!page.partial);
+        // Identical tasks: a standard error, and it is 0 up to rounding (the square root of
+        // the rounding of ΣN·x² − (ΣN·x)²/ΣN, hence 1e-6).
+        let errors = page.errors.as_ref().unwrap();
+        for (e, v) in errors.iter().zip(&page.values) {
+            assert!(e.abs() <= 1e-6 * v.abs(), "error {e} of {v}");
+        }
+        assert_eq!(page.meta.name, page.estimator);
+        assert_eq!(
+            (page.meta.value_name.as_str(), page.meta.value_unit.as_str()),
+            ("Fluence", "/mm2")
+        );
+        // Every task replayed the same real file, weighted by the histories it reported.
+        let mean = captured_mean(file);
+        assert_eq!(page.values.len(), mean.len());
+        for (b, (got, x)) in page.values.iter().zip(&mean).enumerate() {
+            let want = requested.iter().map(|&ni| ni as f64 * x).sum::<f64>() / n;
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs(),
+                "{file} bin {b}: {got} vs {want}"
+            );
+        }
+        // 4 × 4 × 1 bins: two axes (Z has one bin), bin centres in cm.
+        assert_eq!(page.meta.dimension, 2);
+        let centres = [0.375, 1.125, 1.875, 2.625];
+        assert_eq!(
+            page.meta.axes,
+            serde_json::json!([
+                {"name": "X", "unit": "cm", "values": centres},
+                {"name": "Y", "unit": "cm", "values": centres}
+            ])
+        );
+    }
+}
+
+/// Item 7 end to end: a main file that includes the captured one, overrides its history
+/// count in lower case without a type, renames a scorer's output, and adds a source with 0
+/// histories, which stays off (it would double the histories TOPAS reports if set).
+#[tokio::test]
+async fn an_including_file_overrides_what_it_includes() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let _w = start(&db, true);
+    let main = "includeFile = minimal.txt\n\
+                so/demo/numberofhistoriesinrun = 5\n\
+                s:sc/fluencebpprotonsxy2/outputfile = \"second\"\n\
+                s:So/Off/Type = \"Beam\"\n\
+                s:So/Off/Component = \"BeamPosition\"\n\
+                i:So/Off/NumberOfHistoriesInRun = 0\n";
+    let input = files(&[("topas_config.txt", main)]);
+    let sim = submit(&mut conn, 2, 3000, SimulationInput::Files(input)).await;
+    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
+    let ts = tasks(&mut conn, sim).await;
+    for t in &ts {
+        assert_eq!(t.simulated_primaries, 1500);
+        let log = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        assert!(log.contains("TOPAS task: topas_config.txt, so/demo/numberofhistoriesinrun = 1500"));
+        assert!(log.contains("Particle source Off: Total number of histories: 0"));
+        assert!(log.contains("Results have been written to file: second.csv"));
+    }
+    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
+    let names: Vec<&str> = pages.iter().map(|p| p.estimator.as_str()).collect();
+    assert_eq!(names, ["FluenceBPprotonsXY", "FluenceBPprotonsXY2"]);
+    let want = captured_mean("fluence_bp_protons_xy2.csv");
+    for (got, want) in pages[1].values.iter().zip(&want) {
+        assert!((got - want).abs() <= 1e-12 * want.abs(), "{got} vs {want}");
+    }
 }
 
 #[tokio::test]
@@ -93,13 +181,13 @@ async fn a_crash_fails_the_task_and_keeps_its_logs() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let (sim, err) = failure_of(&mut conn, SimulationInput::Files(files("crash"))).await;
+    let (sim, err) = failure_of(&mut conn, SimulationInput::Files(mode("crash"))).await;
     assert!(
-        err.contains("TOPAS exited with code 1") && err.contains("Geometry overlap"),
+        err.contains("TOPAS exited with code 1") && err.contains("G4Exception-END"),
         "{err}"
     );
     let stderr = support::log_text(&mut conn, sim, None, "stderr").await;
-    assert!(stderr.contains("G4Exception"));
+    assert!(stderr.contains("Track stuck or not moving"));
 }
 
 #[tokio::test]
@@ -107,20 +195,22 @@ async fn canceling_kills_a_hanging_topas() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let w = start(&db, true);
-    let input = SimulationInput::Files(files("hang"));
+    let input = SimulationInput::Files(mode("hang"));
     support::cancel_kills_a_hanging_program(&mut conn, &w, SimType::Topas, &input).await;
 }
 
 #[tokio::test]
-async fn malformed_output_is_a_clear_failure() {
+async fn a_truncated_scorer_file_is_a_clear_failure() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let err = failure_of(&mut conn, SimulationInput::Files(files("malformed")))
+    let err = failure_of(&mut conn, SimulationInput::Files(mode("truncated")))
         .await
         .1;
     assert!(
-        err.contains("malformed result file Dose.json") && err.contains("19 values"),
+        err.starts_with(
+            "scorer FluenceBPprotonsXY: malformed scorer file fluence_bp_protons_xy.csv: "
+        ),
         "{err}"
     );
 }
@@ -130,16 +220,25 @@ async fn inputs_the_worker_cannot_run_are_refused_clearly() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let mut two = files("ok");
-    two.insert(
-        "topas_config.txt".into(),
-        format!("{CONFIG}i:So/Second/NumberOfHistoriesInRun = 10\n"),
-    );
+    let two = files(&[(
+        "topas_config.txt",
+        "includeFile = minimal.txt\ni:So/Second/NumberOfHistoriesInRun = 10\n",
+    )]);
     let err = failure_of(&mut conn, SimulationInput::Files(two)).await.1;
     assert!(err.contains("2 sources with histories"), "{err}");
 
-    let mut none = files("ok");
-    none.remove("topas_config.txt");
+    let mut no_scorer = BTreeMap::new();
+    no_scorer.insert(
+        "topas_config.txt".to_string(),
+        "i:So/Demo/NumberOfHistoriesInRun = 10\n".to_string(),
+    );
+    let err = failure_of(&mut conn, SimulationInput::Files(no_scorer))
+        .await
+        .1;
+    assert!(err.contains("defines no scorer"), "{err}");
+
+    let mut none = files(&[]);
+    none.remove("minimal.txt");
     let err = failure_of(&mut conn, SimulationInput::Files(none)).await.1;
     assert!(err.contains("no parameter file"), "{err}");
 
@@ -154,7 +253,7 @@ async fn a_worker_without_topas_says_so() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, false);
-    let err = failure_of(&mut conn, SimulationInput::Files(files("ok")))
+    let err = failure_of(&mut conn, SimulationInput::Files(files(&[])))
         .await
         .1;
     assert!(err.contains("TOPAS is not configured"), "{err}");
