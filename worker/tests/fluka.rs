@@ -1,7 +1,11 @@
-//! FLUKA tasks through the real worker, with stand-ins that speak the programs' protocol
-//! (tests/standins/rfluka and convertmc): success and a primaries-weighted merge, progress
-//! read from the run's `.out` file, an aborted run, a failing rfluka, a hang that
-//! cancellation kills, malformed output, and inputs the worker refuses.
+//! FLUKA tasks through the real worker and the real pymchelper `convertmc`, with a stand-in
+//! rfluka (tests/standins/rfluka) that replays the captured real FLUKA run of
+//! `../shared/data/pymchelper/captured/rfluka/`: its stdout, and its binary USRBIN results
+//! under the names rfluka gives them. Covered: a merge equal to `convertmc json --many` of the
+//! same files, weighted by the primaries the output says it ran; progress from the run's
+//! `.out`; the `RANDOMIZE`/`ASSIGNMAT` spellings; two RANDOMIZ cards; free-format input; an
+//! aborted run, a failing rfluka, a hang that cancellation kills, truncated results, and
+//! inputs the worker refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
@@ -10,31 +14,35 @@ use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
 use db::testing::TestDb;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{tasks, wait_state, Worker};
+use support::{shared_data, tasks, wait_state, Worker};
 
-/// A fixed-format input as flair writes it (START asks for 5000; the worker sets its own).
-const INPUT: &str = "\
-TITLE
-Proton beam on a water phantom
-BEAM          -0.150                                                  PROTON
-GEOBEGIN                                                              COMBNAME
-    0    0          water phantom
-RPP body1      -10.0 10.0 -10.0 10.0 0.0 30.0
-END
-GEOEND
-START          5000.
-STOP
-";
+/// The primaries the captured run simulated (its START, and `number_of_primaries` of its
+/// results), whatever a task asks for.
+const CAPTURED_PRIMARIES: i64 = 20;
+
+fn real(rel: &str) -> String {
+    std::fs::read_to_string(shared_data(rel)).unwrap()
+}
+
+/// The captured run's input (fixed format, `RANDOMIZ 1.0 1.`, `START 20`).
+fn minimal() -> String {
+    real("captured/rfluka/input/minimal.inp")
+}
+
+fn files_with(inp: &str, mode: &str, delay: f64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("fl_sim.inp".to_string(), inp.to_string()),
+        (
+            "standin.json".to_string(),
+            format!("{{\"mode\": \"{mode}\", \"delay\": {delay}}}"),
+        ),
+    ])
+}
 
 fn files(mode: &str, delay: f64) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    f.insert("fl_sim.inp".into(), INPUT.into());
-    f.insert(
-        "standin.json".into(),
-        format!("{{\"mode\": \"{mode}\", \"delay\": {delay}}}"),
-    );
-    f
+    files_with(&minimal(), mode, delay)
 }
 
 fn start(db: &TestDb, with_program: bool) -> Worker {
@@ -50,45 +58,161 @@ async fn failure_of(conn: &mut db::Conn, input: SimulationInput) -> (i64, String
     support::failure_of(conn, SimType::Fluka, &input).await
 }
 
+/// The `fl_sim.inp` the worker wrote for task 0 of a one-task simulation of `inp` (of 500
+/// primaries), read while the stand-in hangs; the task is then canceled. Returns the
+/// simulation's id and the text.
+async fn rewritten(conn: &mut db::Conn, worker: &Worker, inp: &str) -> (i64, String) {
+    let sim = submit(
+        conn,
+        1,
+        500,
+        SimulationInput::Files(files_with(inp, "hang", 0.01)),
+    )
+    .await;
+    let dir = worker.work_root.join(format!("sim{sim}-task0-attempt1"));
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(dir.join("pid")).is_ok_and(|p| !p.is_empty()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "rfluka never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(dir.join("fl_sim.inp")).unwrap();
+    db::api::cancel(conn, sim).await.unwrap().unwrap();
+    wait_state(conn, sim, JobState::Canceled, Duration::from_secs(20)).await;
+    (sim, text)
+}
+
+/// The lines of `text` whose first 8 columns are `keyword` (FLUKA's fixed-format rule).
+fn fixed_cards<'a>(text: &'a str, keyword: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.chars().take(8).collect::<String>().trim_end() == keyword)
+        .collect()
+}
+
+/// The values of a JSON page as one flat list (a single bin's are nested).
+fn flat(v: &serde_json::Value, out: &mut Vec<f64>) {
+    match v {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| flat(i, out)),
+        v => out.push(v.as_f64().unwrap()),
+    }
+}
+
+/// pymchelper's own merge of `copies` runs that each wrote the captured results: `convertmc
+/// json --many` of `a001_fort.NN`, `b001_fort.NN`, … in a fresh directory, by estimator.
+fn convertmc_reference(copies: usize) -> BTreeMap<String, serde_json::Value> {
+    let dir = std::env::temp_dir().join(format!("fluka-reference-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = shared_data("captured/rfluka/output");
+    for entry in std::fs::read_dir(&output).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let unit = name.split_once("_fort.").unwrap().1.to_string();
+        for c in 0..copies {
+            let copy = format!("{}001_fort.{unit}", char::from(b'a' + c as u8));
+            std::fs::copy(entry.path(), dir.join(copy)).unwrap();
+        }
+    }
+    let status = std::process::Command::new(support::convertmc())
+        .args(["json", "--many"])
+        .arg(format!("{}/*_fort.*", dir.display()))
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "convertmc failed: {status}");
+    let mut by_name = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let json = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            by_name.insert(stem, json);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    by_name
+}
+
 #[tokio::test]
-async fn a_three_task_run_merges_to_the_primaries_weighted_mean() {
+async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_primaries() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
     let sim = submit(
         &mut conn,
         3,
-        10_000,
+        3000,
         SimulationInput::Files(files("ok", 0.01)),
     )
     .await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
+    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(90)).await;
 
     let ts = tasks(&mut conn, sim).await;
-    let requested: Vec<i64> = ts.iter().map(|t| t.requested_primaries).collect();
-    assert_eq!(requested, vec![3334, 3333, 3333]);
     let mut seeds = Vec::new();
     for t in &ts {
-        assert_eq!(t.simulated_primaries, t.requested_primaries);
+        assert_eq!(t.requested_primaries, 1000);
+        assert_eq!(
+            t.simulated_primaries, CAPTURED_PRIMARIES,
+            "the weight is the output's number_of_primaries, not the request"
+        );
         let text = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        assert!(text.contains("F L U K A"), "{text}");
         assert!(text.contains("Running FLUKA for cycle # 1"), "{text}");
-        let seed: u64 = text
-            .lines()
-            .find_map(|l| l.split_once("RANDOMIZ seed ").map(|(_, s)| s))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        assert!(text.contains("fl_sim001_fort.21"), "{text}");
+        let seed = sim_inputs::fluka::seed(sim, t.task_index);
+        assert!(text.contains(&format!("RANDOMIZ seed {seed}")), "{text}");
+        assert!(text.contains("fl_sim.inp: START          1000."), "{text}");
+        assert!(
+            text.contains(&format!(
+                "fl_sim.inp: RANDOMIZ         1.0{:>10}",
+                format!("{seed}.")
+            )),
+            "{text}"
+        );
         seeds.push(seed);
     }
-    let unique: std::collections::HashSet<_> = seeds.iter().collect();
-    assert_eq!(unique.len(), 3, "each task gets its own seed");
+    seeds.sort_unstable();
+    seeds.dedup();
+    assert_eq!(seeds.len(), 3, "each task gets its own seed");
 
     let pages = db::results::read_all(&mut conn, sim).await.unwrap();
-    let dose = pages.iter().find(|p| p.estimator == "dose_z").unwrap();
-    assert_eq!(dose.values.len(), 30);
-    assert_eq!(dose.meta.value_unit, "GeV/g");
-    support::assert_weighted_merge(&pages, "dose_z", 30, 1e-5, &seeds, &requested);
+    let reference = convertmc_reference(3);
+    assert_eq!(
+        reference.keys().collect::<Vec<_>>(),
+        ["21", "22"],
+        "one estimator per fort unit"
+    );
+    for (name, est) in &reference {
+        assert_eq!(
+            est["metadata"]["number_of_primaries"].as_str(),
+            Some("60"),
+            "pymchelper's merge sums the primaries"
+        );
+        for (n, want) in est["pages"].as_array().unwrap().iter().enumerate() {
+            let got = pages
+                .iter()
+                .find(|p| &p.estimator == name && p.page_number == n as i32)
+                .unwrap_or_else(|| panic!("no page {n} of {name}"));
+            assert_eq!(got.aggregation, db::aggregation::Aggregation::Mean);
+            assert!(!got.partial, "the final page");
+            assert_eq!(
+                i64::from(got.meta.dimension),
+                want["dimensions"].as_i64().unwrap()
+            );
+            assert_eq!(got.meta.value_unit, want["data"]["unit"].as_str().unwrap());
+            let mut values = Vec::new();
+            flat(&want["data"]["values"], &mut values);
+            assert_eq!(got.values.len(), values.len(), "{name}");
+            assert!(values.iter().any(|v| *v != 0.0));
+            for (b, (g, w)) in got.values.iter().zip(&values).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-12 * w.abs(),
+                    "{name} page {n} bin {b}: {g} vs {w}"
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -96,7 +220,7 @@ async fn progress_is_read_from_the_runs_out_file() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    // Five progress blocks, 0.6 s apart.
+    // Five progress blocks of 2000 primaries, 0.6 s apart.
     let sim = submit(
         &mut conn,
         1,
@@ -112,22 +236,116 @@ async fn progress_is_read_from_the_runs_out_file() {
             seen.push((t.simulated_primaries, t.estimated_time_s));
         }
         if t.task_state == TaskState::Completed {
+            assert_eq!(t.simulated_primaries, CAPTURED_PRIMARIES);
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(30), "never completed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let partial: Vec<_> = seen.iter().filter(|(done, _)| *done < 10_000).collect();
-    assert!(
-        !partial.is_empty(),
-        "no progress below the total was recorded: {seen:?}"
-    );
+    assert!(!partial.is_empty(), "no progress below the total: {seen:?}");
     assert!(
         partial
             .iter()
             .all(|(done, eta)| done % 2000 == 0 && eta.is_some()),
         "{seen:?}"
     );
+}
+
+#[tokio::test]
+async fn the_nine_letter_randomize_card_gets_the_seed_and_no_second_one_is_added() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let w = start(&db, true);
+    // exmixed.inp spells `RANDOMIZE` and `ASSIGNMAT` (FLUKA reads 8 columns).
+    let exmixed = real("fluka/exmixed.inp");
+    let (sim, text) = rewritten(&mut conn, &w, &exmixed).await;
+    let seed = format!("{}.", sim_inputs::fluka::seed(sim, 0));
+    assert_eq!(
+        fixed_cards(&text, "RANDOMIZ"),
+        [format!("RANDOMIZE        1.0{seed:>10}")],
+        "{text}"
+    );
+    assert_eq!(fixed_cards(&text, "START"), ["START           500."]);
+    assert_eq!(
+        fixed_cards(&text, "ASSIGNMA"),
+        fixed_cards(&exmixed, "ASSIGNMA"),
+        "ASSIGNMAT cards untouched"
+    );
+    assert_eq!(
+        text.lines().count(),
+        exmixed.lines().count(),
+        "no card added"
+    );
+
+    let sim = submit(
+        &mut conn,
+        2,
+        100,
+        SimulationInput::Files(files_with(&exmixed, "ok", 0.01)),
+    )
+    .await;
+    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn two_randomiz_cards_are_refused() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let _w = start(&db, true);
+    let two = minimal().replace(
+        "* Set the number",
+        "RANDOMIZE        1.0        2.\n* Set the number",
+    );
+    let files = files_with(&two, "ok", 0.01);
+    let at_submit = sim_inputs::fluka::validate(&files, 1, 100).unwrap_err().0;
+    assert!(
+        at_submit.contains("fl_sim.inp has 2 RANDOMIZ cards"),
+        "{at_submit}"
+    );
+    let err = failure_of(&mut conn, SimulationInput::Files(files)).await.1;
+    assert!(
+        err.contains("fl_sim.inp has 2 RANDOMIZ cards (lines 37 and 38"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_free_format_input_runs_with_start_and_randomiz_rewritten_in_free_format() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let w = start(&db, true);
+    let free = minimal()
+        .replace("RANDOMIZ         1.0        1.", "FREE\nRANDOMIZ 1.0 1.")
+        .replace("START             20", "START, 20");
+    sim_inputs::fluka::validate(&files_with(&free, "ok", 0.01), 2, 250).unwrap();
+    let (sim, text) = rewritten(&mut conn, &w, &free).await;
+    let seed = sim_inputs::fluka::seed(sim, 0);
+    assert!(
+        text.contains(&format!("\nFREE\nRANDOMIZ, 1.0, {seed}.\n")),
+        "RANDOMIZ in free format: {text}"
+    );
+    assert!(
+        text.contains("\nSTART, 500.\nSTOP\n"),
+        "START in free format: {text}"
+    );
+
+    let sim = submit(
+        &mut conn,
+        2,
+        500,
+        SimulationInput::Files(files_with(&free, "ok", 0.01)),
+    )
+    .await;
+    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
+    for t in tasks(&mut conn, sim).await {
+        assert_eq!(t.simulated_primaries, CAPTURED_PRIMARIES);
+        let log = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        assert!(log.contains("fl_sim.inp: START, 250."), "{log}");
+    }
+    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
+    assert!(pages.iter().any(|p| p.estimator == "21"));
+    assert!(pages.iter().any(|p| p.estimator == "22"));
 }
 
 #[tokio::test]
@@ -170,17 +388,14 @@ async fn canceling_kills_a_hanging_fluka() {
 }
 
 #[tokio::test]
-async fn malformed_output_is_a_clear_failure() {
+async fn truncated_results_are_a_clear_failure() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let err = failure_of(&mut conn, SimulationInput::Files(files("malformed", 0.01)))
+    let err = failure_of(&mut conn, SimulationInput::Files(files("truncated", 0.01)))
         .await
         .1;
-    assert!(
-        err.contains("malformed result file dose_z.json") && err.contains("29 values"),
-        "{err}"
-    );
+    assert!(err.contains("convertmc exited with code 1"), "{err}");
 }
 
 #[tokio::test]
@@ -188,10 +403,14 @@ async fn inputs_the_worker_cannot_run_are_refused_clearly() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let _w = start(&db, true);
-    let mut free = files("ok", 0.01);
-    free.insert("fl_sim.inp".into(), "FREE\nSTART, 100.\nSTOP\n".into());
-    let err = failure_of(&mut conn, SimulationInput::Files(free)).await.1;
-    assert!(err.contains("free-format FLUKA input"), "{err}");
+    let no_start = minimal().replace("START             20\n", "");
+    let err = failure_of(
+        &mut conn,
+        SimulationInput::Files(files_with(&no_start, "ok", 0.01)),
+    )
+    .await
+    .1;
+    assert!(err.contains("fl_sim.inp has no START card"), "{err}");
 
     let mut none = files("ok", 0.01);
     none.remove("fl_sim.inp");
@@ -213,4 +432,5 @@ async fn a_worker_without_fluka_says_so() {
         .await
         .1;
     assert!(err.contains("FLUKA is not configured"), "{err}");
+    assert!(Path::new(&support::convertmc()).is_file());
 }

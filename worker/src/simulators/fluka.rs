@@ -1,144 +1,20 @@
 //! FLUKA as an external program, run as yaptide runs it: the input files in a private
-//! directory, the `START` card set to the task's primaries and the `RANDOMIZ` card to a seed
-//! of its own, `rfluka -M 1 <dir>/<name>.inp`, progress read from the run's
-//! `fluka_*/<name>001.out` (the `NEXT SEEDS:` blocks), and results converted from the
-//! `*_fort.*` files by pymchelper's `convertmc json`.
-//!
-//! Only fixed-format input is rewritten (10-column fields, as flair writes it): an input that
-//! switches to free format is refused with a clear message rather than guessed at.
+//! directory, the main `.inp` rewritten by [`sim_inputs::fluka`] (`START` set to the task's
+//! primaries, the one `RANDOMIZ` card to a seed of its own, in fixed or free format as the
+//! input is written), `rfluka -M 1 <dir>/<name>.inp`, progress read from the run's
+//! `fluka_*/<name>001.out` (the `NEXT SEEDS:` blocks), and the `<name>001_fort.NN` result
+//! files converted by pymchelper's `convertmc json --many` (one estimator per unit `NN`,
+//! weighted by the `number_of_primaries` FLUKA wrote into them).
 
 use super::{Run, SimulatorError};
+use sim_inputs::fluka;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// The most primaries one task may run: `START`'s WHAT(1) must fit a 10-column field
-/// exactly (a rounded number would make the merge weights wrong).
-pub const MAX_PRIMARIES: i64 = 999_999_999;
 
 /// The end-of-run line of a `.out` file that finished normally.
 fn is_end_line(line: &str) -> bool {
     let t = line.trim();
     t.starts_with("* ======") && t.contains("End of FLUKA") && t.ends_with("====== *")
-}
-
-/// The input: the one `*.inp` file's name without `.inp`, and its text.
-pub fn main_input(files: &BTreeMap<String, String>) -> Result<(&str, &str), String> {
-    let inputs: Vec<(&String, &String)> = files
-        .iter()
-        .filter(|(name, _)| name.ends_with(".inp") && name.len() > 4)
-        .collect();
-    match inputs[..] {
-        [(name, text)] => Ok((&name[..name.len() - 4], text.as_str())),
-        [] => Err("the FLUKA input has no .inp file".into()),
-        _ => Err(format!(
-            "the FLUKA input has {} .inp files ({}); send exactly one",
-            inputs.len(),
-            inputs
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-}
-
-/// The card name of a fixed-format line (columns 1–10), if it is a card.
-fn keyword(line: &str) -> Option<&str> {
-    if line.starts_with('*') || line.starts_with('!') {
-        return None;
-    }
-    let head: String = line.chars().take(10).collect();
-    if head.trim().is_empty() {
-        return None;
-    }
-    line.split_whitespace().next()
-}
-
-/// `line` with WHAT(`n`) (1-based; columns `10n+1 ..= 10n+10`) set to `value`, right-aligned,
-/// keeping every other column.
-fn set_what(line: &str, n: usize, value: &str) -> String {
-    let mut cols: Vec<char> = line.chars().collect();
-    let start = 10 * n;
-    if cols.len() < start + 10 {
-        cols.resize(start + 10, ' ');
-    }
-    let field: Vec<char> = format!("{value:>10}").chars().collect();
-    cols.splice(start..start + 10, field);
-    cols.into_iter().collect::<String>().trim_end().to_string()
-}
-
-/// The input with `START`'s WHAT(1) set to `primaries` and `RANDOMIZ` set to unit 1 and
-/// `seed` (a `RANDOMIZ` card is added before `START` when there is none). Refuses
-/// free-format input, a missing `START`, and primaries that do not fit the field.
-pub fn set_start_and_seed(input: &str, primaries: i64, seed: i64) -> Result<String, String> {
-    if !(1..=MAX_PRIMARIES).contains(&primaries) {
-        return Err(format!(
-            "a FLUKA task runs 1 to {MAX_PRIMARIES} primaries, not {primaries}; use more tasks"
-        ));
-    }
-    let mut in_geometry = false;
-    let mut start_at = None;
-    let mut has_randomiz = false;
-    let mut out: Vec<String> = Vec::new();
-    for line in input.lines() {
-        let k = if in_geometry { None } else { keyword(line) };
-        match k {
-            Some("GEOBEGIN") => in_geometry = true,
-            Some("FREE") => {
-                return Err(
-                    "free-format FLUKA input (a FREE card) is not supported; use fixed format"
-                        .into(),
-                )
-            }
-            Some("GLOBAL") if what(line, 4).is_some_and(|w| w >= 2.0) => {
-                return Err(
-                    "free-format FLUKA input (GLOBAL WHAT(4) >= 2) is not supported; use fixed \
-                     format"
-                        .into(),
-                )
-            }
-            Some("START") if start_at.is_none() => {
-                start_at = Some(out.len());
-                out.push(set_what(line, 1, &format!("{primaries}.")));
-                continue;
-            }
-            Some("RANDOMIZ") => {
-                has_randomiz = true;
-                let l = set_what(line, 1, "1.0");
-                out.push(set_what(&l, 2, &format!("{seed}.")));
-                continue;
-            }
-            _ => {}
-        }
-        if in_geometry && line.trim_start().starts_with("GEOEND") {
-            in_geometry = false;
-        }
-        out.push(line.to_string());
-    }
-    let Some(start_at) = start_at else {
-        return Err("the FLUKA input has no START card".into());
-    };
-    if !has_randomiz {
-        out.insert(
-            start_at,
-            set_what(&set_what("RANDOMIZ", 1, "1.0"), 2, &format!("{seed}.")),
-        );
-    }
-    let mut text = out.join("\n");
-    text.push('\n');
-    Ok(text)
-}
-
-/// WHAT(`n`) of a fixed-format line as a number, if present.
-fn what(line: &str, n: usize) -> Option<f64> {
-    let field: String = line.chars().skip(10 * n).take(10).collect();
-    field.trim().parse().ok()
-}
-
-/// A seed for `RANDOMIZ` WHAT(2) (FLUKA takes seeds below 9·10⁸), distinct per task and
-/// deterministic.
-pub fn seed(simulation_id: i64, task_index: i32) -> i64 {
-    1 + super::shieldhit::seed(simulation_id, task_index) % 899_999_998
 }
 
 /// Reads the progress blocks of a `.out` file: after a ` NEXT SEEDS:` line, a line of six
@@ -219,24 +95,22 @@ impl OutFollower {
 pub async fn run(
     run: &mut Run<'_>,
     files: &BTreeMap<String, String>,
-) -> Result<Vec<db::results::TaskPage>, SimulatorError> {
+) -> Result<super::TaskResults, SimulatorError> {
     let rfluka = Run::configured(run.settings.fluka.as_ref(), "FLUKA", "--fluka")?;
     run.require_convertmc()?;
-    let (stem, text) = main_input(files).map_err(SimulatorError::fatal)?;
-    let seed = seed(run.task.simulation_id, run.task.task_index);
-    let input = set_start_and_seed(text, run.task.requested_primaries, seed)
-        .map_err(SimulatorError::fatal)?;
+    let invalid = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
+    let (stem, text) = fluka::main_input(files).map_err(invalid)?;
+    let inp_name = format!("{stem}.inp");
+    let seed = fluka::seed(run.task.simulation_id, run.task.task_index);
+    let input = fluka::set_start_and_seed(&inp_name, text, run.task.requested_primaries, seed)
+        .map_err(invalid)?;
     let dir = run.workdir()?;
     for (name, content) in files {
-        let content = if name == &format!("{stem}.inp") {
-            &input
-        } else {
-            content
-        };
+        let content = if name == &inp_name { &input } else { content };
         dir.write_input(name, content)
             .map_err(SimulatorError::fatal)?;
     }
-    let inp = dir.path().join(format!("{stem}.inp"));
+    let inp = dir.path().join(&inp_name);
     let out_name = format!("{stem}001.out");
     let mut follower = OutFollower {
         dir: dir.path().to_path_buf(),
@@ -244,7 +118,12 @@ pub async fn run(
         read: 0,
         tail: String::new(),
     };
-    run.log(format!("FLUKA task: {stem}.inp, RANDOMIZ seed {seed}"));
+    run.log(format!("FLUKA task: {inp_name}, RANDOMIZ seed {seed}"));
+    for keyword in ["RANDOMIZ", "START"] {
+        for line in fluka::card_lines(&input, keyword) {
+            run.log(format!("{inp_name}: {line}"));
+        }
+    }
     let status = run
         .run_program_polling(
             &rfluka,
@@ -266,7 +145,19 @@ pub async fn run(
                 .unwrap_or_default()
         )));
     }
-    run.convert_results(dir.path(), "*_fort.*").await
+    let wrote_results = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("_fort."))
+        })
+        .unwrap_or(false);
+    if !wrote_results {
+        return Err(SimulatorError::fatal(format!(
+            "FLUKA wrote no result files ({stem}001_fort.NN): {inp_name} has no scoring card \
+             (USRBIN, USRBDX, USRTRACK, …) writing to a binary output unit"
+        )));
+    }
+    run.convert_results(dir.path(), "*_fort.*", &[]).await
 }
 
 /// The last non-empty line of `<stem>001.err`, if any.
@@ -282,76 +173,6 @@ fn last_error_of(dir: &Path, stem: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const INPUT: &str = "\
-TITLE
-Proton beam on water
-* comment START  999
-BEAM          -0.150                                                  PROTON
-GEOBEGIN                                                              COMBNAME
-START is a body name here, not a card
-GEOEND
-START         10000.       0.0       1.0                              
-STOP
-";
-
-    #[test]
-    fn start_is_set_and_a_randomiz_card_added_before_it() {
-        let out = set_start_and_seed(INPUT, 2501, 4242).unwrap();
-        let lines: Vec<&str> = out.lines().collect();
-        let start = lines.iter().rposition(|l| l.starts_with("START ")).unwrap();
-        assert_eq!(
-            lines[start], "START          2501.       0.0       1.0",
-            "WHAT(1) set, the other fields kept"
-        );
-        assert_eq!(lines[start - 1], "RANDOMIZ         1.0     4242.");
-        assert!(
-            out.contains("START is a body name here"),
-            "geometry untouched"
-        );
-        assert!(out.contains("* comment START  999"), "comments untouched");
-        assert_eq!(what(lines[start], 1), Some(2501.0));
-        assert_eq!(what(lines[start - 1], 2), Some(4242.0));
-    }
-
-    #[test]
-    fn an_existing_randomiz_card_gets_the_seed() {
-        let input = "RANDOMIZ         1.0  54217137\nSTART           100.\nSTOP\n";
-        let out = set_start_and_seed(input, 7, 99).unwrap();
-        assert_eq!(
-            out,
-            "RANDOMIZ         1.0       99.\nSTART             7.\nSTOP\n"
-        );
-    }
-
-    #[test]
-    fn free_format_no_start_and_huge_counts_are_refused() {
-        let free = "FREE\nSTART, 100.\nSTOP\n";
-        assert!(set_start_and_seed(free, 7, 1)
-            .unwrap_err()
-            .contains("free-format"));
-        let global = format!("{}\nSTART 100.\n", set_what("GLOBAL", 4, "2.0"));
-        assert!(set_start_and_seed(&global, 7, 1)
-            .unwrap_err()
-            .contains("free-format"));
-        assert!(set_start_and_seed("BEAM 1.\nSTOP\n", 7, 1)
-            .unwrap_err()
-            .contains("no START card"));
-        assert!(set_start_and_seed(INPUT, MAX_PRIMARIES + 1, 1)
-            .unwrap_err()
-            .contains("use more tasks"));
-    }
-
-    #[test]
-    fn the_one_inp_file_is_the_input() {
-        let mut files = BTreeMap::new();
-        files.insert("source.dat".to_string(), "x".to_string());
-        assert!(main_input(&files).unwrap_err().contains("no .inp"));
-        files.insert("fl_sim.inp".to_string(), "START".to_string());
-        assert_eq!(main_input(&files).unwrap(), ("fl_sim", "START"));
-        files.insert("other.inp".to_string(), "START".to_string());
-        assert!(main_input(&files).unwrap_err().contains("2 .inp files"));
-    }
 
     #[test]
     fn progress_blocks_parse_like_yaptides_monitor() {
@@ -381,15 +202,5 @@ STOP
             " * ======                      End of FLUKA 4-4.1 run                      ====== *"
         ));
         assert!(!is_end_line(" *** RUN TERMINATION FORCED FROM OUTSIDE ***"));
-    }
-
-    #[test]
-    fn seeds_fit_randomiz() {
-        for sim in 1..30 {
-            for t in 0..30 {
-                let s = seed(sim, t);
-                assert!((1..900_000_000).contains(&s));
-            }
-        }
     }
 }
