@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 
-const VERSIONS: [&str; 6] = [
+const VERSIONS: [&str; 7] = [
     "20261121000001",
     "20261121000002",
     "20261121000003",
