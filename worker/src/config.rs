@@ -41,7 +41,8 @@ pub struct Config {
     #[arg(long, env = "SHIELDHIT_PATH", value_name = "PATH")]
     pub shieldhit: Option<PathBuf>,
 
-    /// pymchelper's convertmc, which turns SHIELD-HIT12A's .bdo files into JSON.
+    /// pymchelper's convertmc (2.9.6 is tested), which turns SHIELD-HIT12A's .bdo and FLUKA's
+    /// _fort.NN files into JSON.
     #[arg(
         long,
         env = "CONVERTMC_PATH",
