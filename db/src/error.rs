@@ -55,6 +55,57 @@ pub enum DbError {
     Batch(String),
 }
 
+impl DbError {
+    /// Whether the database could not be reached or dropped the connection: no connection in
+    /// time, a refused login, a closed or terminated connection, or a server that is shutting
+    /// down or starting up (SQLSTATE class 57: `terminating connection due to administrator
+    /// command`, `the database system is starting up`). Trying again later, on a fresh
+    /// connection, may succeed; clients get `UNAVAILABLE`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Pool(_) | DbError::Connect { .. } => true,
+            DbError::Query(DieselError::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+                    true
+                }
+                // diesel reports these server errors without a kind of their own; PostgreSQL's
+                // messages for SQLSTATE 57P01-57P03 and a dropped socket are stable.
+                _ => {
+                    let m = info.message();
+                    [
+                        "terminating connection",
+                        "the database system is",
+                        "server closed the connection",
+                        "connection closed",
+                        "connection reset",
+                        "broken pipe",
+                    ]
+                    .iter()
+                    .any(|p| m.contains(p))
+                }
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether the statement failed only because of a collision with another transaction
+    /// (a serialization failure or a deadlock): run it again at once.
+    pub fn is_collision(&self) -> bool {
+        match self {
+            DbError::Query(DieselError::DatabaseError(kind, info)) => {
+                matches!(kind, DatabaseErrorKind::SerializationFailure)
+                    || info.message().contains("deadlock detected")
+            }
+            _ => false,
+        }
+    }
+
+    /// [`DbError::is_unavailable`] or [`DbError::is_collision`]: another try may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.is_unavailable() || self.is_collision()
+    }
+}
+
 impl From<DieselError> for DbError {
     fn from(e: DieselError) -> Self {
         match e {

@@ -615,17 +615,9 @@ pub(crate) async fn notify_removed(conn: &mut Conn, simulation_ids: &[i64]) {
 }
 
 /// Whether a transaction failed only because it collided with another (a deadlock or a
-/// serialization failure) and may simply be run again.
+/// serialization failure) and may simply be run again. See [`DbError::is_collision`].
 pub fn is_transient(e: &DbError) -> bool {
-    match e {
-        DbError::Query(diesel::result::Error::DatabaseError(kind, info)) => {
-            matches!(
-                kind,
-                diesel::result::DatabaseErrorKind::SerializationFailure
-            ) || info.message().contains("deadlock detected")
-        }
-        _ => false,
-    }
+    e.is_collision()
 }
 
 /// Wakes idle workers.
