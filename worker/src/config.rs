@@ -33,7 +33,7 @@ pub struct Config {
     pub grace_secs: f64,
 
     /// What runs a task: `simulators` (the real ones), or `noop` / `sleep:MS` for benchmarks
-    /// and tests of the queue itself.
+    /// and tests of the queue itself, or `panic` for tests of the worker's panic guard.
     #[arg(long, env = "WORKER_HANDLER", default_value = "simulators", value_parser = parse_handler)]
     pub handler: HandlerKind,
 
@@ -79,6 +79,8 @@ pub enum HandlerKind {
     Noop,
     /// Sleep, then complete.
     Sleep(Duration),
+    /// Panic in every task (tests of the worker's panic guard).
+    Panic,
 }
 
 /// How a claimed task is executed.
@@ -90,15 +92,18 @@ pub enum Handler {
     Noop,
     /// Reports progress for the given time, then completes (queue tests).
     Sleep(Duration),
+    /// Panics (tests of the panic guard: the task fails, its slot is freed).
+    Panic,
 }
 
 fn parse_handler(s: &str) -> Result<HandlerKind, String> {
     match s {
         "simulators" => Ok(HandlerKind::Simulators),
         "noop" => Ok(HandlerKind::Noop),
+        "panic" => Ok(HandlerKind::Panic),
         _ => match s.strip_prefix("sleep:").map(str::parse::<u64>) {
             Some(Ok(ms)) => Ok(HandlerKind::Sleep(Duration::from_millis(ms))),
-            _ => Err("expected simulators, noop or sleep:MILLISECONDS".into()),
+            _ => Err("expected simulators, noop, sleep:MILLISECONDS or panic".into()),
         },
     }
 }
@@ -109,6 +114,7 @@ impl Config {
         match &self.handler {
             HandlerKind::Noop => Handler::Noop,
             HandlerKind::Sleep(d) => Handler::Sleep(*d),
+            HandlerKind::Panic => Handler::Panic,
             HandlerKind::Simulators => Handler::Simulators(crate::simulators::Settings {
                 shieldhit: self.shieldhit.clone(),
                 convertmc: Some(self.convertmc.clone()),

@@ -111,6 +111,7 @@ pub async fn run(
             pages: Vec::new(),
         },
         Handler::Sleep(d) => sleep(pool, task, lease, *d, stop).await,
+        Handler::Panic => panic!("task {}: the panic handler panics, as asked", task.id),
         Handler::Simulators(settings) => {
             crate::simulators::run(pool, settings, task, lease, stop).await
         }

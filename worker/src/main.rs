@@ -4,6 +4,7 @@ mod builtin;
 mod config;
 mod execute;
 mod listener;
+mod outcome;
 mod runner;
 mod simulators;
 

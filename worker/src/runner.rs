@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::execute::{self, Outcome, Stop};
+use crate::outcome;
 use db::queue::{self, ClaimedTask, Lease};
 use db::{DbConfig, Pool};
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// A task this worker is running.
 struct Running {
@@ -21,11 +22,11 @@ struct Running {
 
 /// Shared state of one worker process.
 pub struct Worker {
-    completions: mpsc::UnboundedSender<BatchedCompletion>,
-    cfg: Config,
+    pub(crate) completions: mpsc::UnboundedSender<outcome::BatchedCompletion>,
+    pub(crate) cfg: Config,
     handler: crate::config::Handler,
     id: String,
-    pool: Pool,
+    pub(crate) pool: Pool,
     /// Every task this worker holds a lease on: running, or done and waiting for its outcome
     /// to be written.
     running: Mutex<HashMap<i64, Running>>,
@@ -94,7 +95,7 @@ pub async fn run(
     tracing::info!(worker = %id, concurrency, handler = ?cfg.handler, "worker started");
     println!("worker {id} ready");
     let (completions, completions_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(completion_writer(pool.clone(), completions_rx));
+    let writer = tokio::spawn(outcome::completion_writer(pool.clone(), completions_rx));
     let worker = Arc::new(Worker {
         completions,
         handler: cfg.handler(),
@@ -171,6 +172,19 @@ async fn claim(worker: &Worker, free: usize) -> anyhow::Result<Vec<ClaimedTask>>
     Ok(queue::claim(&mut conn, &worker.id, free as i64, worker.cfg.lease()).await?)
 }
 
+/// What a handler's panic said (or that it was aborted).
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "it was aborted".into();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .map_or_else(|| "it panicked".into(), |m| format!("it panicked: {m}"))
+}
+
 fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
     let lease = task.lease(&worker.id);
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
@@ -194,106 +208,33 @@ fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
     let worker = worker.clone();
     worker.executing.fetch_add(1, Ordering::AcqRel);
     tokio::spawn(async move {
-        let outcome = execute::run(&worker.handler, &worker.pool, &task, &lease, stop_rx).await;
+        // The handler runs as a task of its own, so that a panic in it ends only that task:
+        // the task fails with the panic's message, its slot is freed and its lease dropped.
+        let run = {
+            let (worker, task, lease) = (worker.clone(), task.clone(), lease.clone());
+            tokio::spawn(async move {
+                execute::run(&worker.handler, &worker.pool, &task, &lease, stop_rx).await
+            })
+        };
+        let outcome = match run.await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let why = panic_message(e);
+                tracing::error!(task = task.id, error = %why, "the task handler panicked");
+                Outcome::Failed {
+                    error: format!("the worker's task handler failed: {why}"),
+                    retry: false,
+                }
+            }
+        };
         worker.executing.fetch_sub(1, Ordering::AcqRel);
         worker.slot_freed.notify_one();
-        finish(&worker, &task, &lease, outcome).await;
+        outcome::finish(&worker, &task, &lease, outcome).await;
         if let Ok(mut r) = worker.running.lock() {
             r.remove(&task.id);
         }
         worker.slot_freed.notify_one();
     });
-}
-
-async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, outcome: Outcome) {
-    let result = match &outcome {
-        // Result-less completions go through the batch writer: no connection per task.
-        Outcome::Done {
-            simulated_primaries,
-            pages,
-        } if pages.is_empty() => complete_batched(worker, lease, *simulated_primaries).await,
-        Outcome::Stopped(Stop::Canceled) | Outcome::Stopped(Stop::No) => Ok(()), // already CANCELED
-        _ => match worker.pool.get().await {
-            Err(e) => Err(db::DbError::from(e)),
-            Ok(mut conn) => match &outcome {
-                Outcome::Done {
-                    simulated_primaries,
-                    pages,
-                } => {
-                    db::results::complete_with_results(
-                        &mut conn,
-                        lease,
-                        *simulated_primaries,
-                        pages,
-                    )
-                    .await
-                }
-                Outcome::Failed { error, retry } => queue::fail(&mut conn, lease, error, *retry)
-                    .await
-                    .map(|_| ()),
-                Outcome::Stopped(_) => queue::release(&mut conn, lease).await,
-            },
-        },
-    };
-    match result {
-        Ok(()) => tracing::info!(task = task.id, outcome = %outcome, "task ended"),
-        Err(e) if queue::is_lease_lost(&e) => {
-            tracing::warn!(task = task.id, outcome = %outcome, "result discarded: the lease was lost")
-        }
-        Err(e) => tracing::error!(task = task.id, error = %e, "cannot record the outcome"),
-    }
-}
-
-/// A completion waiting for the batch writer, and where to say whether it counted.
-type BatchedCompletion = (queue::Completion, oneshot::Sender<DbResultOk>);
-type DbResultOk = Result<(), db::DbError>;
-
-/// Records a result-less completion through the batch writer (many tasks, one transaction).
-async fn complete_batched(worker: &Worker, lease: &Lease, simulated_primaries: i64) -> DbResultOk {
-    let (tx, rx) = oneshot::channel();
-    let completion = queue::Completion {
-        lease: lease.clone(),
-        simulated_primaries,
-    };
-    if worker.completions.send((completion, tx)).is_err() {
-        return Err(db::DbError::Pool(
-            "the completion writer has stopped".into(),
-        ));
-    }
-    rx.await.unwrap_or_else(|_| {
-        Err(db::DbError::Pool(
-            "the completion writer has stopped".into(),
-        ))
-    })
-}
-
-/// Writes queued completions in batches: whatever has arrived by the time the previous batch
-/// is written goes into the next one.
-async fn completion_writer(pool: Pool, mut rx: mpsc::UnboundedReceiver<BatchedCompletion>) {
-    const MAX_BATCH: usize = 1000;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        let completions: Vec<queue::Completion> = batch.iter().map(|(c, _)| c.clone()).collect();
-        tracing::debug!(tasks = completions.len(), "writing a batch of completions");
-        let result = match pool.get().await {
-            Ok(mut conn) => queue::complete_many(&mut conn, &completions).await,
-            Err(e) => Err(db::DbError::from(e)),
-        };
-        for (c, reply) in batch {
-            let r = match &result {
-                Ok(lost) if lost.contains(&c.lease.task_id) => Err(queue::lease_lost(&c.lease)),
-                Ok(_) => Ok(()),
-                Err(e) => Err(db::DbError::Batch(format!("batch completion failed: {e}"))),
-            };
-            let _ = reply.send(r);
-        }
-    }
 }
 
 /// Stops runs whose simulation was canceled, as soon as its notification arrives.
