@@ -47,6 +47,10 @@ pub enum DbError {
     /// The input breaks a rule of the schema.
     #[error("{0}")]
     Invalid(String),
+    /// Stored bytes that do not decode (a damaged page, merge sums, input or log): the
+    /// message names the damaged part. Not the caller's fault; another try will not help.
+    #[error("{0}")]
+    Corrupt(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Query(DieselError),

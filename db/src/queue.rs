@@ -614,6 +614,79 @@ pub(crate) async fn notify_removed(conn: &mut Conn, simulation_ids: &[i64]) {
     }
 }
 
+/// The simulation a task belongs to.
+pub async fn simulation_of(conn: &mut Conn, task_id: i64) -> DbResult<i64> {
+    let rows: Vec<Id> = diesel::sql_query("SELECT simulation_id AS id FROM tasks WHERE id = $1")
+        .bind::<BigInt, _>(task_id)
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .next()
+        .map(|r| r.id)
+        .ok_or_else(|| DbError::NotFound(format!("task {task_id}")))
+}
+
+/// Ends a simulation whose stored results are damaged ([`DbError::Corrupt`]: merge sums or
+/// phase-space parts that do not decode), so that it can never block anything: it becomes
+/// `FAILED`; the task holding `lease` (the one whose completion met the damage), if given,
+/// `FAILED` with `why`; its other open tasks `CANCELED` (their results could not be merged);
+/// and `why`, which names the damaged part, is kept as the simulation's `merge` log. The sums
+/// of undamaged pages stay readable as partial results. Workers running its tasks are told to
+/// stop. Returns false when the simulation had already ended.
+pub async fn fail_damaged(
+    conn: &mut Conn,
+    simulation_id: i64,
+    lease: Option<&Lease>,
+    why: &str,
+) -> DbResult<bool> {
+    let why = truncate(why, 4000);
+    let lease = lease.cloned();
+    let failed = conn
+        .transaction(async |conn| {
+            let ended: Vec<Id> = diesel::sql_query(
+                "UPDATE simulations SET job_state = 'FAILED', end_time = now(), update_time = now()
+                 WHERE id = $1 AND job_state IN ('PENDING', 'RUNNING', 'MERGING')
+                 RETURNING id",
+            )
+            .bind::<BigInt, _>(simulation_id)
+            .load(conn)
+            .await?;
+            if ended.is_empty() {
+                return Ok(false);
+            }
+            if let Some(lease) = &lease {
+                diesel::sql_query(
+                    "UPDATE tasks SET task_state = 'FAILED', last_error = $4, end_time = now(),
+                         update_time = now(), lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'",
+                )
+                .bind::<BigInt, _>(lease.task_id)
+                .bind::<Integer, _>(lease.attempt)
+                .bind::<Text, _>(&lease.owner)
+                .bind::<Text, _>(&why)
+                .execute(conn)
+                .await?;
+            }
+            diesel::sql_query(
+                "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
+                     lease_owner = NULL, lease_expires_at = NULL,
+                     last_error = 'canceled: the simulation''s stored results are damaged'
+                 WHERE simulation_id = $1 AND task_state IN ('PENDING', 'RUNNING')",
+            )
+            .bind::<BigInt, _>(simulation_id)
+            .execute(conn)
+            .await?;
+            crate::logs::store(conn, simulation_id, None, "merge", why.as_bytes()).await?;
+            Ok::<_, DbError>(true)
+        })
+        .await?;
+    if failed {
+        tracing::error!(simulation = simulation_id, error = %why, "damaged stored results: simulation failed");
+        notify_removed(conn, &[simulation_id]).await;
+    }
+    Ok(failed)
+}
+
 /// Whether a transaction failed only because it collided with another (a deadlock or a
 /// serialization failure) and may simply be run again. See [`DbError::is_collision`].
 pub fn is_transient(e: &DbError) -> bool {
@@ -676,4 +749,78 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// Hands a task back after a fault of its worker's machine (a full disk, an I/O error, a
+/// simulator program missing there), so that another worker runs it. The first `limit` such
+/// faults of a task use no attempt: the task is `PENDING` again at once. After that a machine
+/// fault counts as a failed attempt that may be retried (as [`fail`] with `retry`: backoff,
+/// and `FAILED` when no attempt is left), so a task that every worker fails on still ends.
+/// `last_error` names the worker and the count. Fails with a lease-lost conflict when the
+/// lease is gone. Returns the new state.
+pub async fn release_machine_fault(
+    conn: &mut Conn,
+    lease: &Lease,
+    error: &str,
+    limit: i32,
+) -> DbResult<TaskState> {
+    let error = truncate(error, 4000);
+    let lease = lease.clone();
+    let (state, simulation_id, merging) = conn
+        .transaction(async |conn| {
+            #[derive(QueryableByName)]
+            struct Row {
+                #[diesel(sql_type = BigInt)]
+                simulation_id: i64,
+                #[diesel(sql_type = Text)]
+                task_state: TaskState,
+            }
+            // Every right-hand side reads the row as it was before this update.
+            let rows: Vec<Row> = diesel::sql_query(format!(
+                "UPDATE tasks SET
+                     machine_faults = machine_faults + 1,
+                     attempts = CASE WHEN machine_faults < $5 THEN attempts - 1 ELSE attempts END,
+                     task_state = CASE WHEN machine_faults < $5 OR attempts < max_attempts
+                                  THEN 'PENDING' ELSE 'FAILED' END,
+                     run_after = CASE WHEN machine_faults < $5 THEN now() ELSE {RETRY_AT_SQL} END,
+                     end_time = CASE WHEN machine_faults < $5 OR attempts < max_attempts
+                                THEN NULL ELSE now() END,
+                     last_error = 'machine fault on worker ' || lease_owner || ' ('
+                         || CASE WHEN machine_faults < $5
+                                 THEN (machine_faults + 1) || ' of ' || $5
+                                      || ' handed on without using an attempt'
+                                 ELSE 'over the limit of ' || $5 || ': attempt ' || attempts
+                                      || ' of ' || max_attempts || ' used' END
+                         || '): ' || $4,
+                     lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+                 WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+                 RETURNING simulation_id, task_state"
+            ))
+            .bind::<BigInt, _>(lease.task_id)
+            .bind::<Integer, _>(lease.attempt)
+            .bind::<Text, _>(&lease.owner)
+            .bind::<Text, _>(&error)
+            .bind::<Integer, _>(limit.max(0))
+            .load(conn)
+            .await?;
+            let Some(row) = rows.into_iter().next() else {
+                return Err(lease_lost(&lease));
+            };
+            let merging = if row.task_state == TaskState::Failed {
+                finish_simulations(conn, &[row.simulation_id]).await?
+            } else {
+                notify_tasks_ready(conn).await?;
+                Vec::new()
+            };
+            Ok::<_, DbError>((row.task_state, row.simulation_id, merging))
+        })
+        .await?;
+    if state == TaskState::Pending {
+        // Watchers see the task PENDING again, with the fault.
+        notify_simulations(conn, &[simulation_id]).await;
+    }
+    for sim in merging {
+        crate::results::finalize(conn, sim).await?;
+    }
+    Ok(state)
 }

@@ -81,6 +81,9 @@ pub struct ResultPage {
     pub tasks_merged: i32,
     /// True while the simulation is still running (results from the tasks done so far).
     pub partial: bool,
+    /// Set when this page's stored bytes do not decode: what is damaged. Its values and
+    /// errors are then empty; the other pages are unaffected.
+    pub damaged: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -104,7 +107,7 @@ struct AccRow {
 }
 
 fn codec_err(what: &str, e: codec::CodecError) -> DbError {
-    DbError::Invalid(format!("stored {what} cannot be decoded: {e}"))
+    DbError::Corrupt(format!("stored {what} cannot be decoded: {e}"))
 }
 
 /// Magic bytes of stored running sums.
@@ -195,7 +198,7 @@ fn stored_count(bytes: &[u8]) -> DbResult<usize> {
 }
 
 fn corrupt_sums(why: String) -> DbError {
-    DbError::Invalid(format!("stored sums are corrupt: {why}"))
+    DbError::Corrupt(format!("stored sums are corrupt: {why}"))
 }
 
 /// Calls `f(slot, value)` for every stored value (the non-zero ones, for the sparse layout)
@@ -404,18 +407,21 @@ async fn fold(
                             p.values.len(),
                         ))
                     };
+                    let named = |e| on_page(e, &p.estimator, p.page_number);
                     for (bytes, sums) in [(&a.sum_nx, &mut nx), (&a.sum_nx2, &mut nx2)] {
-                        let stored = stored_count(bytes)?;
+                        let stored = stored_count(bytes).map_err(named)?;
                         if stored != sums.len() {
                             return Err(mismatch(stored));
                         }
-                        add_sums(bytes, sums)?;
+                        add_sums(bytes, sums).map_err(named)?;
                     }
                 }
             }
             // The first task's values stay; later tasks only count.
             Aggregation::Copy => match old {
-                Some(a) => nx.extend(decode_sums(&a.sum_nx)?),
+                Some(a) => nx.extend(
+                    decode_sums(&a.sum_nx).map_err(|e| on_page(e, &p.estimator, p.page_number))?,
+                ),
                 None => nx.extend_from_slice(&p.values),
             },
             Aggregation::Concat => {
@@ -488,7 +494,7 @@ pub async fn complete_with_results(
     pages: &[TaskPage],
 ) -> DbResult<()> {
     let lease = lease.clone();
-    let (simulation_id, notified, merging) = retry_transient!({
+    let outcome = retry_transient!({
         conn.transaction(async |conn| {
             let done = queue::mark_completed(
                 conn,
@@ -521,7 +527,19 @@ pub async fn complete_with_results(
             Ok::<_, DbError>((simulation_id, true, merging))
         })
         .await
-    })?;
+    });
+    let (simulation_id, notified, merging) = match outcome {
+        Ok(done) => done,
+        // The simulation's stored sums are damaged: this completion can never be folded.
+        // Rather than leave the task to expire and run again (and again), the simulation
+        // ends FAILED with the damage named.
+        Err(DbError::Corrupt(why)) => {
+            let simulation_id = queue::simulation_of(conn, lease.task_id).await?;
+            queue::fail_damaged(conn, simulation_id, Some(&lease), &why).await?;
+            return Err(DbError::Corrupt(why));
+        }
+        Err(e) => return Err(e),
+    };
     if !notified {
         queue::notify_simulations(conn, &[simulation_id]).await;
     }
@@ -558,18 +576,31 @@ async fn concat_parts(conn: &mut Conn, simulation_id: i64) -> DbResult<ConcatPar
         .collect())
 }
 
+/// A [`DbError::Corrupt`] that names the page it is about.
+fn on_page(e: DbError, estimator: &str, page: i32) -> DbError {
+    match e {
+        DbError::Corrupt(m) => DbError::Corrupt(format!("page {page} of {estimator}: {m}")),
+        other => other,
+    }
+}
+
 /// The rule stored with a page's sums.
 fn rule_of(acc: &AccRow) -> DbResult<Aggregation> {
     Aggregation::parse(&acc.aggregation).ok_or_else(|| {
-        DbError::Invalid(format!(
+        DbError::Corrupt(format!(
             "stored sums of page {} of {} name an unknown aggregation {:?}",
             acc.page_number, acc.estimator_name, acc.aggregation
         ))
     })
 }
 
-/// A page's merged values and, where the rule has one, their standard error.
+/// A page's merged values and, where the rule has one, their standard error. A damaged
+/// stored part is a [`DbError::Corrupt`] naming the page.
 fn merged(acc: &AccRow, parts: &ConcatParts) -> DbResult<(Vec<f64>, Option<Vec<f64>>)> {
+    merged_unnamed(acc, parts).map_err(|e| on_page(e, &acc.estimator_name, acc.page_number))
+}
+
+fn merged_unnamed(acc: &AccRow, parts: &ConcatParts) -> DbResult<(Vec<f64>, Option<Vec<f64>>)> {
     let rule = rule_of(acc)?;
     match rule {
         Aggregation::Copy => return Ok((decode_sums(&acc.sum_nx)?, None)),
@@ -588,7 +619,7 @@ fn merged(acc: &AccRow, parts: &ConcatParts) -> DbResult<(Vec<f64>, Option<Vec<f
     let s1 = decode_sums(&acc.sum_nx)?;
     let s2 = decode_sums(&acc.sum_nx2)?;
     if s1.len() != s2.len() {
-        return Err(DbError::Invalid(format!(
+        return Err(DbError::Corrupt(format!(
             "stored sums of page {} of {} disagree: {} values, {} squares",
             acc.page_number,
             acc.estimator_name,
@@ -626,8 +657,20 @@ fn merged(acc: &AccRow, parts: &ConcatParts) -> DbResult<(Vec<f64>, Option<Vec<f
 }
 
 /// Writes the final estimators and pages of a `MERGING` simulation from its sums and marks
-/// it `COMPLETED`, all in one transaction. Returns false when it was not `MERGING`.
+/// it `COMPLETED`, all in one transaction. Returns false when it was not `MERGING`. When its
+/// stored sums are damaged it ends `FAILED` instead, the damage named in its `merge` log
+/// ([`queue::fail_damaged`]), and the [`DbError::Corrupt`] is returned.
 pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
+    match finalize_tx(conn, simulation_id).await {
+        Err(DbError::Corrupt(why)) => {
+            queue::fail_damaged(conn, simulation_id, None, &why).await?;
+            Err(DbError::Corrupt(why))
+        }
+        other => other,
+    }
+}
+
+async fn finalize_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
     conn.transaction(async |conn| {
         #[derive(QueryableByName)]
         struct Id {
@@ -769,10 +812,14 @@ pub async fn finalize_stale(conn: &mut Conn, stale_secs: f64) -> DbResult<usize>
     .bind::<diesel::sql_types::Double, _>(stale_secs)
     .load(conn)
     .await?;
+    // Each simulation on its own: one whose data is damaged ends FAILED (see [`finalize`]),
+    // and no error stops the others.
     let mut n = 0;
     for id in ids {
-        if finalize(conn, id.id).await? {
-            n += 1;
+        match finalize(conn, id.id).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(simulation = id.id, error = %e, "cannot finish a merge"),
         }
     }
     Ok(n)
@@ -794,16 +841,21 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
         return accs
             .iter()
             .map(|a| {
-                let (values, errors) = merged(a, &parts)?;
+                let (values, errors, damaged) = match merged(a, &parts) {
+                    Ok((v, e)) => (v, e, None),
+                    Err(DbError::Corrupt(why)) => (Vec::new(), None, Some(why)),
+                    Err(e) => return Err(e),
+                };
                 Ok(ResultPage {
                     estimator: a.estimator_name.clone(),
                     page_number: a.page_number,
                     meta: serde_json::from_value(a.page_meta.clone()).unwrap_or_default(),
-                    aggregation: rule_of(a)?,
+                    aggregation: Aggregation::parse(&a.aggregation).unwrap_or_default(),
                     values,
                     errors,
                     tasks_merged: a.tasks_merged,
                     partial: true,
+                    damaged,
                 })
             })
             .collect();
@@ -847,13 +899,22 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
     .await?;
     rows.into_iter()
         .map(|r| {
+            let decoded = codec::decode(&r.values_data).and_then(|v| {
+                let e = r.errors_data.as_deref().map(codec::decode).transpose()?;
+                Ok((v, e))
+            });
+            let (values, errors, damaged) = match decoded {
+                Ok((v, e)) => (v, e, None),
+                Err(e) => {
+                    let why = on_page(codec_err("page", e), &r.name, r.page_number);
+                    (Vec::new(), None, Some(why.to_string()))
+                }
+            };
             Ok(ResultPage {
                 aggregation: Aggregation::parse(&r.aggregation).unwrap_or_default(),
-                values: codec::decode(&r.values_data).map_err(|e| codec_err("page", e))?,
-                errors: match &r.errors_data {
-                    Some(b) => Some(codec::decode(b).map_err(|e| codec_err("page", e))?),
-                    None => None,
-                },
+                values,
+                errors,
+                damaged,
                 estimator: r.name,
                 page_number: r.page_number,
                 meta: PageMeta {
@@ -926,7 +987,7 @@ mod tests {
         assert_eq!(sums, [2.0, 3.0, 1.75, 1.0]);
         for bytes in [stored, legacy] {
             match add_sums(&bytes, &mut [0.0; 3]) {
-                Err(DbError::Invalid(m)) => {
+                Err(DbError::Corrupt(m)) => {
                     assert!(m.contains("4 values where the page has 3"), "{m}")
                 }
                 other => panic!("{other:?}"),
@@ -976,7 +1037,7 @@ mod tests {
         cases.push(extra_bit);
         for (i, bytes) in cases.iter().enumerate() {
             match decode_sums(bytes) {
-                Err(DbError::Invalid(m)) => assert!(m.contains("stored sums"), "case {i}: {m}"),
+                Err(DbError::Corrupt(m)) => assert!(m.contains("stored sums"), "case {i}: {m}"),
                 other => panic!("case {i}: {other:?}"),
             }
         }

@@ -79,6 +79,20 @@ fn shorten(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
+/// Checks the estimator names of a request before anything is read: at most
+/// [`MAX_ESTIMATOR_NAMES`], each a name (no NUL, no control characters).
+pub fn check_estimator_names(requested: &[String]) -> Result<(), Status> {
+    if requested.len() > MAX_ESTIMATOR_NAMES {
+        return Err(Status::invalid_argument(format!(
+            "more than {MAX_ESTIMATOR_NAMES} estimator names"
+        )));
+    }
+    for name in requested {
+        crate::text::validate("estimators", name, crate::text::ESTIMATOR_NAME)?;
+    }
+    Ok(())
+}
+
 /// Checks the estimator names of a request against those that exist.
 pub fn check_estimators(requested: &[String], existing: &[&str]) -> Result<(), Status> {
     if requested.len() > MAX_ESTIMATOR_NAMES {
@@ -193,6 +207,14 @@ pub fn select(
     if chosen.is_empty() {
         return Err(Status::not_found("no page matches the selection"));
     }
+    // A damaged page is unreadable on its own: DATA_LOSS names it, and a selection without
+    // it still works.
+    if let Some(why) = chosen.iter().find_map(|p| p.damaged.as_deref()) {
+        tracing::error!(damage = %why, "a requested result page is damaged");
+        return Err(Status::data_loss(format!(
+            "stored result {why}; select other estimators or pages to read the rest"
+        )));
+    }
     Ok(chosen)
 }
 
@@ -289,6 +311,7 @@ mod tests {
             errors: errors.then(|| vec![0.5; count]),
             tasks_merged: 2,
             partial: false,
+            damaged: None,
         }
     }
 

@@ -367,3 +367,31 @@ async fn watch_ends_on_cancel_and_many_watches_share_one_listener() {
     );
     assert!(next_status(&mut s).await.is_none());
 }
+
+/// One damaged stored page is DATA_LOSS, named, for a request that includes it; the other
+/// estimators still read.
+#[tokio::test]
+async fn a_damaged_page_is_data_loss_and_the_others_still_read() {
+    let app = spawn_app().await;
+    let tok = app.user_token("alice", false).await;
+    let mut req = simple_submit();
+    req.ntasks = 1;
+    req.primaries = 100;
+    let job = app.submit(&tok, req).await.unwrap();
+    let t = claim(&app, 1).await;
+    complete(&app, &t[0], 100, 7).await;
+    app.sql(
+        "UPDATE pages SET values_data = '\\x4d435250ff' FROM estimators e
+         WHERE e.id = pages.estimator_id AND e.name = 'big_map'",
+    )
+    .await;
+    let e = get_results(&app, &tok, results_req(&job, &[], ""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::DataLoss, "{e:?}");
+    assert!(e.message().contains("page 0 of big_map"), "{e:?}");
+    let rest = get_results(&app, &tok, results_req(&job, &["z_profile"], ""))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 3);
+}
