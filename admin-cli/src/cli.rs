@@ -50,7 +50,8 @@ pub enum Command {
     /// Add a local user.
     #[command(after_help = EXIT_CODES)]
     AddUser {
-        /// Login name (1 to 255 characters, stored exactly as given).
+        /// Login name: 1 to 255 characters, no control characters (sim-api refuses them at
+        /// login), stored exactly as given.
         name: String,
         #[command(flatten)]
         password: PasswordArgs,
@@ -202,7 +203,7 @@ pub struct PasswordArgs {
     /// The password (visible to other local users in the process list: prefer --password-stdin).
     #[arg(long, value_name = "P", conflicts_with = "password_stdin")]
     pub password: Option<String>,
-    /// Read the password from the first line of standard input.
+    /// Read the password from the first line of standard input (no NUL byte).
     #[arg(long)]
     pub password_stdin: bool,
 }

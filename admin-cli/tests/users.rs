@@ -783,14 +783,9 @@ async fn like_wildcards_in_names_match_only_themselves() {
 async fn control_characters_are_escaped_in_tables_and_exact_in_json() {
     let db = Db::new().await;
     let name = "ev\u{1b}[31mil\nfake row\u{7}";
-    let added = run(&db, &["add-user", name]);
-    added.ok();
-    assert!(
-        !added.stdout.contains('\u{1b}'),
-        "raw ESC in: {:?}",
-        added.stdout
-    );
-    assert_eq!(added.stdout.lines().count(), 1, "{:?}", added.stdout);
+    // add-user refuses such a name (tests/nul_and_control.rs); one made some other way (an
+    // older version, SQL, an identity provider) is still shown safely and addressable.
+    user(&db, name, AuthProvider::Local).await;
 
     for args in [&["list-users"][..], &["list-users", "-v"]] {
         let out = run(&db, args);

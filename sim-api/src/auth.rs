@@ -9,6 +9,7 @@
 //! 15 minutes are forgotten.
 
 use crate::error::{conn, db_status};
+use crate::text::StoredText;
 use crate::AppState;
 use base64::Engine as _;
 use db::enums::{AuthProvider, Role, TokenKind};
@@ -248,13 +249,21 @@ impl AuthSvc {
 impl AuthService for AuthSvc {
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<TokenPair>, Status> {
         let LoginRequest { username, password } = request.into_inner();
-        if username.is_empty() || username.len() > 255 || password.is_empty() {
+        if username.is_empty() || password.is_empty() {
             return Err(Status::invalid_argument(
                 "username and password are required",
             ));
         }
+        // The username is looked up in a text column: no NUL, no control characters.
+        let username = StoredText::parse("username", username, crate::text::USERNAME)?;
         if password.len() > db::password::MAX_PASSWORD_LEN {
             return Err(Status::invalid_argument("the password is too long"));
+        }
+        // Never stored, but no password can hold one (admin-cli refuses it).
+        if password.contains('\0') {
+            return Err(Status::invalid_argument(
+                "password must not contain a NUL byte",
+            ));
         }
         let delay = self.state.backoff.delay(&username);
         if !delay.is_zero() {

@@ -3,6 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The default of `--max-primaries`: 10^12 primaries per simulation, in all (a 64-task
+/// simulation at this limit runs about 1.6·10^10 primaries per task).
+pub const DEFAULT_MAX_PRIMARIES: i64 = 1_000_000_000_000;
+
 /// `sim-api` settings; every flag can also come from the named environment variable.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "sim-api", version, about = "The gRPC simulation API server.")]
@@ -41,6 +45,11 @@ pub struct Config {
     /// Most tasks one simulation may have.
     #[arg(long, env = "SIM_API_MAX_NTASKS", default_value_t = 64)]
     pub max_ntasks: i32,
+    /// Most primaries one simulation may have in all (1 to 9223372036854775807); a larger
+    /// `primaries` is refused with INVALID_ARGUMENT naming this limit.
+    #[arg(long, env = "SIM_API_MAX_PRIMARIES", default_value_t = DEFAULT_MAX_PRIMARIES,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_primaries: i64,
     /// Most bytes of input (editor JSON, or all files together) per simulation.
     #[arg(long, env = "SIM_API_MAX_INPUT_BYTES", default_value_t = 10 << 20)]
     pub max_input_bytes: usize,
@@ -127,6 +136,7 @@ impl Config {
     pub fn limits(&self) -> Limits {
         Limits {
             max_ntasks: self.max_ntasks,
+            max_primaries: self.max_primaries,
             max_input_bytes: self.max_input_bytes,
             max_input_files: self.max_input_files,
             max_request_bytes: self.max_request_bytes,
@@ -143,6 +153,8 @@ impl Config {
 pub struct Limits {
     /// Most tasks per simulation.
     pub max_ntasks: i32,
+    /// Most primaries per simulation, in all.
+    pub max_primaries: i64,
     /// Most input bytes per simulation.
     pub max_input_bytes: usize,
     /// Most input files per simulation.
@@ -164,6 +176,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_ntasks: 64,
+            max_primaries: DEFAULT_MAX_PRIMARIES,
             max_input_bytes: 10 << 20,
             max_input_files: 64,
             max_request_bytes: 16 << 20,

@@ -1,12 +1,31 @@
 //! Mapping of database errors to gRPC statuses. Internal details (SQL text, connection
 //! strings) are logged, never returned.
+//!
+//! Every database error a handler meets goes through [`db_status`] (or [`stored_data_status`]
+//! for stored blobs that failed to decode), so that one rule decides the code:
+//!
+//! - the database unreachable, or the connection lost ([`db::DbError::is_unavailable`]: no
+//!   pooled connection in time, a refused connection, a terminated or closed connection, a
+//!   server shutting down or starting up) → `UNAVAILABLE`, which clients retry;
+//! - not found → `NOT_FOUND`; a conflict → `FAILED_PRECONDITION`; a schema check →
+//!   `INVALID_ARGUMENT`;
+//! - text the database cannot store → `INVALID_ARGUMENT` (requests are checked for that at
+//!   the edge, [`crate::text`]; this is the safety net);
+//! - anything else → `INTERNAL`, with a generic message.
 
 use db::DbError;
 use tonic::Status;
 
+/// The message of `UNAVAILABLE` answers.
+pub const UNAVAILABLE_MESSAGE: &str = "the database is unavailable; try again later";
+
 /// Maps a database error to a status; anything unexpected becomes a generic INTERNAL (or
 /// UNAVAILABLE when the database cannot be reached), with the detail only in the log.
 pub fn db_status(e: DbError) -> Status {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "database unavailable");
+        return Status::unavailable(UNAVAILABLE_MESSAGE);
+    }
     match e {
         DbError::NotFound(what) => Status::not_found(what),
         DbError::Conflict(_) => Status::failed_precondition("conflicts with stored data"),
@@ -16,15 +35,28 @@ pub fn db_status(e: DbError) -> Status {
             tracing::warn!(detail = %why, "rejected by a database check");
             Status::invalid_argument("the request was rejected by the database's checks")
         }
-        DbError::Pool(_) | DbError::Connect { .. } => {
-            tracing::error!(error = %e, "database unavailable");
-            Status::unavailable("the database is unavailable; try again later")
+        // PostgreSQL's words for a NUL (or a byte its encoding lacks) in text.
+        DbError::Query(q) if q.to_string().contains("invalid byte sequence for encoding") => {
+            tracing::warn!(detail = %q, "text the database cannot store");
+            Status::invalid_argument("a text field holds characters the database cannot store")
         }
         other => {
             tracing::error!(error = %other, "internal database error");
             Status::internal("internal error")
         }
     }
+}
+
+/// For reads of stored data (an input, result pages, logs) of simulation `job_id`: an
+/// unavailable database is `UNAVAILABLE` as everywhere ([`db_status`]); any other failure
+/// means the stored data could not be read or decoded, which is logged with `what` and
+/// answered `INTERNAL`.
+pub fn stored_data_status(e: DbError, what: &str, job_id: uuid::Uuid) -> Status {
+    if e.is_unavailable() {
+        return db_status(e);
+    }
+    tracing::error!(%job_id, error = %e, "stored {what} unreadable");
+    Status::internal("internal error")
 }
 
 /// Takes a pooled connection or returns UNAVAILABLE.
@@ -35,6 +67,14 @@ pub async fn conn(pool: &db::Pool) -> Result<db::api::PooledConn<'_>, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    fn server_error(kind: DatabaseErrorKind, message: &str) -> DbError {
+        DbError::Query(DieselError::DatabaseError(
+            kind,
+            Box::new(message.to_string()),
+        ))
+    }
 
     #[test]
     fn constraint_names_do_not_leak() {
@@ -43,5 +83,69 @@ mod tests {
         ));
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert!(!s.message().contains("simulations_"), "{}", s.message());
+    }
+
+    #[test]
+    fn every_unavailable_kind_is_unavailable() {
+        let cases = [
+            DbError::Pool("timed out waiting for connection".into()),
+            DbError::Connect {
+                target: "postgres://u@h/db".into(),
+                reason: "Connection refused".into(),
+            },
+            server_error(DatabaseErrorKind::ClosedConnection, "connection closed"),
+            server_error(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            server_error(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            server_error(
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+            server_error(
+                DatabaseErrorKind::Unknown,
+                "the database system is starting up",
+            ),
+        ];
+        for e in cases {
+            let shown = e.to_string();
+            let s = db_status(e);
+            assert_eq!(s.code(), tonic::Code::Unavailable, "{shown}");
+            assert_eq!(s.message(), UNAVAILABLE_MESSAGE);
+            let s = stored_data_status(
+                server_error(DatabaseErrorKind::ClosedConnection, "connection closed"),
+                "results",
+                uuid::Uuid::nil(),
+            );
+            assert_eq!(s.code(), tonic::Code::Unavailable);
+        }
+    }
+
+    #[test]
+    fn other_errors_stay_internal_and_generic() {
+        let s = db_status(server_error(
+            DatabaseErrorKind::Unknown,
+            "relation \"secret_table\" does not exist",
+        ));
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert_eq!(s.message(), "internal error");
+        let s = stored_data_status(
+            DbError::Invalid("bad page blob".into()),
+            "results",
+            uuid::Uuid::nil(),
+        );
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert_eq!(s.message(), "internal error");
+    }
+
+    #[test]
+    fn a_nul_the_database_refused_is_invalid_argument() {
+        let s = db_status(server_error(
+            DatabaseErrorKind::Unknown,
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+        ));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(!s.message().contains("0x00"), "{}", s.message());
     }
 }

@@ -15,6 +15,8 @@ pub mod oversize;
 pub mod results;
 pub mod simulations;
 pub mod status_cache;
+pub mod submit_fields;
+pub mod text;
 pub mod token_cache;
 pub mod watch;
 

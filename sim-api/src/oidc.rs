@@ -9,8 +9,8 @@
 //!   `exp` is required and `nbf` optional. Both times get a clock-skew leeway (default 30 s):
 //!   a token is accepted until `exp + leeway` and from `nbf - leeway`.
 //! - **Identity**: `sub` is required; the username is `preferred_username`, or `sub` when that
-//!   claim is absent or empty. A username over 255 bytes or with control characters is
-//!   refused.
+//!   claim is absent or empty. A username over 255 characters or with control characters
+//!   (NUL included) is refused.
 //!
 //! Keys come from a JWKS (RFC 7517) file or an `http://` URL (https is not supported: mount
 //! the JWKS as a file; redirects are not followed). They are loaded at start; a token whose
@@ -46,7 +46,6 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_MODULUS_BITS: usize = 2048;
 const MAX_MODULUS_BITS: usize = 8192;
-const MAX_USERNAME_BYTES: usize = 255;
 
 /// Why a token was refused, or why the OIDC settings or keys are unusable. The messages are
 /// short and never contain the token.
@@ -375,8 +374,10 @@ fn seconds(n: &serde_json::Number) -> Option<i64> {
     })
 }
 
+/// The rule every username follows (1 to 255 characters, no control characters, so no
+/// NUL): [`crate::text::USERNAME`].
 fn usable_username(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_USERNAME_BYTES && !name.chars().any(char::is_control)
+    crate::text::check(name, crate::text::USERNAME).is_ok()
 }
 
 /// Checks the claims of a payload whose signature has been verified, at `now` (Unix seconds).
@@ -649,6 +650,15 @@ mod tests {
             check_claims(
                 &s,
                 br#"{"iss":"iss","aud":"aud","sub":"u","preferred_username":"a\nb","exp":10}"#,
+                0
+            ),
+            Err(OidcError::BadUsername)
+        ));
+        // A NUL never reaches the database: the token is refused as it is.
+        assert!(matches!(
+            check_claims(
+                &s,
+                br#"{"iss":"iss","aud":"aud","sub":"u\u0000","exp":10}"#,
                 0
             ),
             Err(OidcError::BadUsername)

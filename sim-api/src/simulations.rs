@@ -7,7 +7,7 @@
 //! FAILED_PRECONDITION.
 
 use crate::auth::{authenticate, Caller};
-use crate::error::{conn, db_status};
+use crate::error::{conn, db_status, stored_data_status};
 use crate::results;
 use crate::AppState;
 use base64::Engine as _;
@@ -285,11 +285,7 @@ impl SimulationService for SimulationSvc {
         let caller = authenticate(&self.state, &request).await?;
         let req = request.into_inner();
         let limits = &self.state.limits;
-        if req.title.chars().count() > MAX_TITLE_CHARS {
-            return Err(Status::invalid_argument(format!(
-                "title is longer than {MAX_TITLE_CHARS} characters"
-            )));
-        }
+        let title = crate::submit_fields::title(req.title)?;
         let sim_type = sim_type_from(req.sim_type)?;
         let (input_type, document) = match req.input {
             None => return Err(Status::invalid_argument("an input is required")),
@@ -333,20 +329,7 @@ impl SimulationService for SimulationSvc {
                 )
             }
         };
-        if req.ntasks < 1 || req.ntasks > limits.max_ntasks {
-            return Err(Status::invalid_argument(format!(
-                "ntasks must be between 1 and {}",
-                limits.max_ntasks
-            )));
-        }
-        if req.primaries < 1 {
-            return Err(Status::invalid_argument("primaries must be above 0"));
-        }
-        if req.primaries < i64::from(req.ntasks) {
-            return Err(Status::invalid_argument(
-                "primaries must be at least ntasks (each task needs one)",
-            ));
-        }
+        crate::submit_fields::counts(req.ntasks, req.primaries, limits)?;
         crate::input_check::check(sim_type, &document, req.ntasks, req.primaries)?;
         let mut c = conn(&self.state.pool).await?;
         let (platform, cluster_id, sbatch_options) = match req.platform {
@@ -354,9 +337,7 @@ impl SimulationService for SimulationSvc {
                 (Platform::Direct, None, Vec::new())
             }
             Some(pb::submit_request::Platform::Batch(b)) => {
-                if b.cluster.is_empty() {
-                    return Err(Status::invalid_argument("batch.cluster is required"));
-                }
+                let cluster_name = crate::submit_fields::cluster(b.cluster)?;
                 if b.sbatch_options.len() > MAX_SBATCH_OPTIONS {
                     return Err(Status::invalid_argument(format!(
                         "more than {MAX_SBATCH_OPTIONS} sbatch options"
@@ -365,12 +346,12 @@ impl SimulationService for SimulationSvc {
                 for o in &b.sbatch_options {
                     check_sbatch_option(o)?;
                 }
-                let cluster = match db::clusters::get(&mut c, &b.cluster).await {
+                let cluster = match db::clusters::get(&mut c, &cluster_name).await {
                     Ok(cl) => cl,
                     Err(db::DbError::NotFound(_)) => {
                         return Err(Status::invalid_argument(format!(
                             "no cluster named {:?}",
-                            b.cluster
+                            cluster_name.as_str()
                         )))
                     }
                     Err(e) => return Err(db_status(e)),
@@ -385,7 +366,7 @@ impl SimulationService for SimulationSvc {
         })?;
         let new = db::simulations::NewSimulation {
             user_id: caller.user.id,
-            title: req.title,
+            title: title.into_inner(),
             platform,
             input_type,
             sim_type,
@@ -630,10 +611,7 @@ impl SimulationService for SimulationSvc {
         let mut c = conn(&self.state.pool).await?;
         let stored = db::inputs::get(&mut c, view.simulation.id)
             .await
-            .map_err(|e| {
-                tracing::error!(job_id = %view.simulation.job_id, error = %e, "stored input unreadable");
-                Status::internal("internal error")
-            })?
+            .map_err(|e| stored_data_status(e, "input", view.simulation.job_id))?
             .ok_or_else(|| Status::not_found("the simulation has no stored input"))?;
         let (input_type, input) = match stored {
             SimulationInput::Editor(value) => (
@@ -679,20 +657,12 @@ impl SimulationService for SimulationSvc {
         let req = request.into_inner();
         let selection =
             results::PageSelection::parse(&req.pages).map_err(Status::invalid_argument)?;
-        if req.estimators.len() > results::MAX_ESTIMATOR_NAMES {
-            return Err(Status::invalid_argument(format!(
-                "more than {} estimator names",
-                results::MAX_ESTIMATOR_NAMES
-            )));
-        }
+        results::check_estimator_names(&req.estimators)?;
         let view = self.visible(&caller, &req.job_id).await?;
         let mut c = conn(&self.state.pool).await?;
         let pages = db::results::read_all(&mut c, view.simulation.id)
             .await
-            .map_err(|e| {
-                tracing::error!(job_id = %view.simulation.job_id, error = %e, "stored results unreadable");
-                Status::internal("internal error")
-            })?;
+            .map_err(|e| stored_data_status(e, "results", view.simulation.job_id))?;
         drop(c);
         if pages.is_empty() {
             return Err(Status::failed_precondition(
@@ -716,10 +686,9 @@ impl SimulationService for SimulationSvc {
         let caller = authenticate(&self.state, &request).await?;
         let view = self.visible(&caller, &request.get_ref().job_id).await?;
         let mut c = conn(&self.state.pool).await?;
-        let logs = db::logs::list(&mut c, view.simulation.id).await.map_err(|e| {
-            tracing::error!(job_id = %view.simulation.job_id, error = %e, "stored logs unreadable");
-            Status::internal("internal error")
-        })?;
+        let logs = db::logs::list(&mut c, view.simulation.id)
+            .await
+            .map_err(|e| stored_data_status(e, "logs", view.simulation.job_id))?;
         Ok(Response::new(pb::GetLogsResponse {
             logs: logs
                 .into_iter()

@@ -120,6 +120,8 @@ fn help_lists_every_flag_without_secrets() {
         "--db-name",
         "--db-socket-dir",
         "--max-ntasks",
+        "--max-primaries",
+        "SIM_API_MAX_PRIMARIES",
         "--max-input-bytes",
         "--max-input-files",
         "--max-request-bytes",

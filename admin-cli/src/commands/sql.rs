@@ -32,6 +32,11 @@ pub async fn run(ctx: &mut Ctx<'_>, command: Option<String>, file: Option<PathBu
     if sql.trim().is_empty() {
         bail!("no SQL to run");
     }
+    // The protocol sends statements as C strings: name the problem instead of the driver's
+    // "error encoding message to server".
+    if let Some(at) = sql.find('\0') {
+        bail!("the SQL contains a NUL byte (at byte {at}), which PostgreSQL cannot take in a statement");
+    }
     let results = db::sql::run(&ctx.config, &sql).await?;
     if ctx.json {
         return Ok(write_json(&mut ctx.out, &results)?);

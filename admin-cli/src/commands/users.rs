@@ -49,9 +49,34 @@ fn read_password(password: Option<String>, from_stdin: bool) -> Result<Option<St
         if pw.is_empty() {
             bail!("no password on standard input");
         }
-        return Ok(Some(pw));
+        return check_password(pw).map(Some);
     }
-    Ok(password)
+    password.map(check_password).transpose()
+}
+
+/// Refuses a password with a NUL byte: no client could send it at login (C strings end
+/// there). The password itself is never printed.
+fn check_password(pw: String) -> Result<String> {
+    if pw.contains('\0') {
+        bail!("the password contains a NUL byte; choose one without");
+    }
+    Ok(pw)
+}
+
+/// Checks the name of a new user: 1 to 255 characters, no control characters (sim-api
+/// refuses them at login, and they garble logs and terminals). Existing users are still
+/// addressed by their exact name, whatever it holds.
+fn check_new_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().count() > 255 {
+        bail!("a user name must be 1 to 255 characters");
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        bail!(
+            "a user name must not contain control characters (it holds {:?}); sim-api refuses them at login",
+            c
+        );
+    }
+    Ok(())
 }
 
 fn hash(pw: &str) -> Result<String> {
@@ -66,9 +91,7 @@ pub async fn add(
     password_stdin: bool,
     admin: bool,
 ) -> Result<()> {
-    if name.is_empty() || name.chars().count() > 255 {
-        bail!("a user name must be 1 to 255 characters");
-    }
+    check_new_name(name)?;
     let hash = match read_password(password, password_stdin)? {
         Some(pw) => Some(hash(&pw)?),
         None => None,
