@@ -12,7 +12,7 @@ use crate::schema::{clusters, simulations, tasks, users};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 /// A simulation with its owner's name and its cluster's name.
@@ -223,38 +223,14 @@ pub async fn list_page(conn: &mut Conn, q: &PageQuery) -> DbResult<(Vec<Simulati
     Ok((views(conn, &ids).await?, count.n))
 }
 
-/// Cancels a simulation that is not terminal, with its unfinished tasks, and notifies
-/// [`crate::notify::SIMULATION_EVENTS`] and [`crate::notify::CANCELLATIONS`]; all in one
-/// transaction. Returns the number of
-/// tasks canceled, or `None` when the simulation was already terminal (or is gone).
+/// Cancels a simulation that is pending or running ([`crate::queue::cancel`]: its completed
+/// tasks' results are kept). Returns the number of tasks canceled, or `None` when it was
+/// already terminal, is gone, or is `MERGING` (which is left to complete).
 pub async fn cancel(conn: &mut Conn, simulation_id: i64) -> DbResult<Option<usize>> {
-    conn.transaction(async |conn| {
-        let updated = diesel::sql_query(
-            "UPDATE simulations SET job_state = 'CANCELED', end_time = now(), update_time = now() \
-             WHERE id = $1 AND job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')",
-        )
-        .bind::<BigInt, _>(simulation_id)
-        .execute(conn)
-        .await?;
-        if updated == 0 {
-            return Ok(None);
-        }
-        let tasks = diesel::sql_query(
-            "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now() \
-             WHERE simulation_id = $1 AND task_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')",
-        )
-        .bind::<BigInt, _>(simulation_id)
-        .execute(conn)
-        .await?;
-        diesel::sql_query("SELECT pg_notify($1, $3::text), pg_notify($2, $3::text)")
-            .bind::<Text, _>(crate::notify::SIMULATION_EVENTS)
-            .bind::<Text, _>(crate::notify::CANCELLATIONS)
-            .bind::<Text, _>(simulation_id.to_string())
-            .execute(conn)
-            .await?;
-        Ok(Some(tasks))
+    Ok(match crate::queue::cancel(conn, simulation_id).await? {
+        crate::queue::Canceled::Now { tasks } => Some(tasks),
+        crate::queue::Canceled::Merging | crate::queue::Canceled::Ended => None,
     })
-    .await
 }
 
 /// Deletes a terminal simulation (and everything under it). Returns false, deleting

@@ -575,6 +575,12 @@ impl SimulationService for SimulationSvc {
                     tasks_canceled: i32::try_from(n).unwrap_or(i32::MAX),
                 }))
             }
+            None if view.simulation.job_state == JobState::Merging => {
+                Err(Status::failed_precondition(
+                    "every task has ended and the results are being merged: the simulation \
+                     will complete",
+                ))
+            }
             None => Err(Status::failed_precondition(
                 "the simulation has already finished",
             )),
