@@ -47,6 +47,8 @@ pub mod simulations;
 pub mod sql;
 pub mod tasks;
 #[cfg(feature = "testing")]
+pub mod private_pg;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
 pub mod users;
