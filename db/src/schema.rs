@@ -146,6 +146,7 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamptz>,
         last_error -> Nullable<Text>,
+        machine_faults -> Int4,
     }
 }
 

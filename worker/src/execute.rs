@@ -28,12 +28,21 @@ pub enum Outcome {
         /// Result pages to merge (none for the queue-test handlers).
         pages: Vec<db::results::TaskPage>,
     },
-    /// Failed; `retry` says whether another attempt may help.
+    /// Failed; `retry` says whether another attempt may help (`false` for an input fault).
     Failed {
         /// What went wrong, for `last_error`.
         error: String,
         /// Whether to retry (if attempts remain).
         retry: bool,
+    },
+    /// This machine failed the run (a full disk, an I/O error, a simulator program missing
+    /// here): the task goes to another worker without using an attempt, up to
+    /// [`crate::runner::health::FREE_RELEASES`] times, and the worker's health counts it.
+    MachineFault {
+        /// What went wrong, for `last_error`.
+        error: String,
+        /// Which fault.
+        fault: crate::simulators::MachineFault,
     },
     /// Stopped before the end.
     Stopped(Stop),
@@ -51,6 +60,9 @@ impl std::fmt::Display for Outcome {
                 pages.len()
             ),
             Outcome::Failed { error, retry } => write!(f, "failed (retry: {retry}): {error}"),
+            Outcome::MachineFault { error, .. } => {
+                write!(f, "machine fault: {error}")
+            }
             Outcome::Stopped(Stop::Shutdown) => f.write_str("handed back at shutdown"),
             Outcome::Stopped(_) => f.write_str("canceled"),
         }
@@ -97,8 +109,21 @@ impl ProgressReporter {
     }
 }
 
-/// Runs a claimed task with the configured handler.
+/// Runs a claimed task with the configured handler, and records how it ended in this
+/// worker's health ([`crate::runner::health`]).
 pub async fn run(
+    handler: &Handler,
+    pool: &Pool,
+    task: &ClaimedTask,
+    lease: &Lease,
+    stop: watch::Receiver<Stop>,
+) -> Outcome {
+    let outcome = handle(handler, pool, task, lease, stop).await;
+    crate::runner::health::this_worker().record(&outcome);
+    outcome
+}
+
+async fn handle(
     handler: &Handler,
     pool: &Pool,
     task: &ClaimedTask,

@@ -110,6 +110,17 @@ async fn write(worker: &Worker, lease: &Lease, outcome: &Outcome) -> DbResultOk 
                     .await
                     .map(|_| ()),
                 Outcome::Stopped(_) => queue::release(&mut conn, lease).await,
+                // Machine faults (issue 10, item 2; added by the fault-classification
+                // change): another worker gets the task, without using an attempt up to
+                // the limit.
+                Outcome::MachineFault { error, .. } => queue::release_machine_fault(
+                    &mut conn,
+                    lease,
+                    error,
+                    crate::runner::health::FREE_RELEASES,
+                )
+                .await
+                .map(|_| ()),
             }
         }
     }

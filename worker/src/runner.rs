@@ -1,5 +1,8 @@
 //! The claim loop: claims as many tasks as there are free slots, runs each, renews leases,
-//! requeues tasks of lost workers, stops canceled runs, and hands work back on shutdown.
+//! requeues tasks of lost workers, stops canceled runs, and hands work back on shutdown. A
+//! worker whose machine keeps failing tasks pauses its claims ([`health`]).
+
+pub(crate) mod health;
 
 use crate::config::Config;
 use crate::execute::{self, Outcome, Stop};
@@ -128,10 +131,22 @@ pub async fn run(
     let batch = (concurrency / 4).max(1);
     loop {
         let (free, held) = worker.free_slots(concurrency);
+        // An unhealthy worker claims nothing while it pauses, then one task at a time.
+        let executing = worker.executing.load(Ordering::Acquire);
+        let free = match health::this_worker().permit(free, executing) {
+            health::Permit::Claim(n) => n,
+            health::Permit::Wait(pause) => {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
         let mut claimed_all = false;
         if free >= batch || (free > 0 && held == 0) {
             match claim(&worker, free).await {
                 Ok(tasks) => {
+                    let tasks = hand_back_if_unhealthy(&worker, tasks).await;
                     tracing::debug!(asked = free, claimed = tasks.len(), "claimed");
                     claimed_all = tasks.len() == free;
                     for t in tasks {
@@ -170,6 +185,33 @@ pub async fn run(
 async fn claim(worker: &Worker, free: usize) -> anyhow::Result<Vec<ClaimedTask>> {
     let mut conn = worker.pool.get().await?;
     Ok(queue::claim(&mut conn, &worker.id, free as i64, worker.cfg.lease()).await?)
+}
+
+/// Tasks claimed just as the worker turned unhealthy (a machine fault arrived during the
+/// claim) go back to the queue at once, without using an attempt; returns those to run (all
+/// of them when the worker is healthy, and any that could not be handed back).
+async fn hand_back_if_unhealthy(worker: &Worker, tasks: Vec<ClaimedTask>) -> Vec<ClaimedTask> {
+    if tasks.is_empty() || !health::this_worker().backing_off() {
+        return tasks;
+    }
+    let mut conn = match worker.pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot hand back tasks claimed while unhealthy");
+            return tasks;
+        }
+    };
+    let mut kept = Vec::new();
+    for t in tasks {
+        match queue::release(&mut conn, &t.lease(&worker.id)).await {
+            Ok(()) => tracing::info!(task = t.id, "worker unhealthy: task handed back unstarted"),
+            Err(e) => {
+                tracing::warn!(task = t.id, error = %e, "cannot hand back a task; running it");
+                kept.push(t);
+            }
+        }
+    }
+    kept
 }
 
 /// What a handler's panic said (or that it was aborted).

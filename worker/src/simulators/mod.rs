@@ -1,7 +1,9 @@
 //! The simulators a task can run: dispatch on `sim_type`, the input, the work directory, the
-//! child process with progress and cancellation, and the task's logs.
+//! child process with progress and cancellation, the task's logs, and the classification of
+//! failures ([`fault`]): input faults, machine faults, transient ones.
 
 mod builtin_task;
+pub mod fault;
 pub mod fluka;
 pub mod process;
 pub mod pymchelper;
@@ -15,7 +17,8 @@ use db::enums::SimType;
 use db::inputs::SimulationInput;
 use db::queue::{ClaimedTask, Lease};
 use db::Pool;
-use process::{Stream, Tail};
+pub use fault::{MachineFault, SimulatorError};
+use process::{Output, Stream, Tail};
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
@@ -48,45 +51,6 @@ pub struct TaskResults {
     pub primaries: Option<i64>,
 }
 
-/// Why a run did not produce results.
-#[derive(Debug)]
-pub struct SimulatorError {
-    /// The message for `last_error`.
-    pub message: String,
-    /// Whether another attempt may succeed.
-    pub retry: bool,
-    /// Set when the run was stopped rather than failed.
-    pub stopped: Option<Stop>,
-}
-
-impl SimulatorError {
-    /// A failure another attempt would repeat (bad input, a crash of the simulator).
-    pub fn fatal(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retry: false,
-            stopped: None,
-        }
-    }
-
-    /// A failure of this machine (I/O, spawning) that another attempt may not meet.
-    pub fn retry(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retry: true,
-            stopped: None,
-        }
-    }
-
-    pub(crate) fn stopped(why: Stop) -> Self {
-        Self {
-            message: "stopped".into(),
-            retry: false,
-            stopped: Some(why),
-        }
-    }
-}
-
 /// One run of a task: what it needs and what it collects (logs).
 pub struct Run<'a> {
     /// The claimed task.
@@ -95,13 +59,17 @@ pub struct Run<'a> {
     pub settings: &'a Settings,
     progress: ProgressReporter,
     stop: watch::Receiver<Stop>,
-    stdout: Tail,
-    stderr: Tail,
+    output: Output,
+    /// Whether this run created a work directory (then an input fault is checked against the
+    /// work root's health, see [`recheck_input_fault`]).
+    used_workdir: bool,
 }
 
 impl Run<'_> {
-    /// A fresh private work directory for this attempt.
-    pub fn workdir(&self) -> Result<workdir::WorkDir, SimulatorError> {
+    /// A fresh private work directory for this attempt. Failing to make it is this machine's
+    /// fault.
+    pub fn workdir(&mut self) -> Result<workdir::WorkDir, SimulatorError> {
+        self.used_workdir = true;
         workdir::WorkDir::create(
             &self.settings.work_root,
             self.task.simulation_id,
@@ -109,7 +77,7 @@ impl Run<'_> {
             self.task.attempt,
             self.settings.keep_workdirs,
         )
-        .map_err(|e| SimulatorError::retry(format!("cannot create the work directory: {e}")))
+        .map_err(|e| SimulatorError::from_io(&e, "cannot create the work directory"))
     }
 
     /// Records progress (at most once a second); false when the lease is gone.
@@ -132,16 +100,18 @@ impl Run<'_> {
 
     /// Adds a line to the task's stdout log (for simulators that run in-process).
     pub fn log(&mut self, line: String) {
-        process::push(Stream::Stdout, line, &mut self.stdout, &mut self.stderr);
+        self.output.push(Stream::Stdout, line);
     }
 
     /// The last line the program wrote to stderr (or stdout).
     pub fn last_error_line(&self) -> Option<&str> {
-        self.stderr.last_line().or_else(|| self.stdout.last_line())
+        self.output.last_error_line()
     }
 
-    /// The program path configured for `what` (e.g. `"FLUKA"`, set by `flag`), or a fatal
-    /// error saying it is not configured.
+    /// The program path configured for `what` (e.g. `"FLUKA"`, set by `flag`), or an input
+    /// fault saying it is not configured: leaving a simulator out is this deployment's
+    /// choice (the task fails at once, as documented), while a configured program that is
+    /// missing is a machine fault, found when it is started.
     pub fn configured(
         path: Option<&PathBuf>,
         what: &str,
@@ -154,16 +124,9 @@ impl Run<'_> {
         })
     }
 
-    /// A fatal error for a program that ended unsuccessfully: `"<what> exited with code 3:
-    /// <its last error line>"`.
+    /// The error for a program that ended unsuccessfully (see [`program_failed`]).
     pub fn failed(&self, what: &str, status: std::process::ExitStatus) -> SimulatorError {
-        SimulatorError::fatal(format!(
-            "{what} {}{}",
-            process::describe(status),
-            self.last_error_line()
-                .map(|l| format!(": {l}"))
-                .unwrap_or_default()
-        ))
+        program_failed(what, status, &self.output)
     }
 
     /// Fails fast, before a run, when pymchelper's `convertmc` is not configured.
@@ -193,9 +156,8 @@ impl Run<'_> {
             "--convertmc",
         )?;
         let out = workdir.join("output");
-        std::fs::create_dir_all(&out).map_err(|e| {
-            SimulatorError::retry(format!("cannot create the output directory: {e}"))
-        })?;
+        std::fs::create_dir_all(&out)
+            .map_err(|e| SimulatorError::from_io(&e, "cannot create the output directory"))?;
         let pattern = format!("{}/{pattern}", workdir.to_string_lossy());
         let status = self
             .run_program(
@@ -258,9 +220,8 @@ impl Run<'_> {
         progress: impl Fn(&str) -> Option<(i64, i32)>,
         mut poll: impl FnMut() -> Option<(i64, Option<i32>)>,
     ) -> Result<std::process::ExitStatus, SimulatorError> {
-        let mut child = process::spawn(program, args, dir).map_err(|e| {
-            SimulatorError::retry(format!("cannot start {}: {e}", program.display()))
-        })?;
+        let mut child =
+            process::spawn(program, args, dir).map_err(|e| start_failed(program, &e))?;
         let mut tick = tokio::time::interval(POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -272,7 +233,7 @@ impl Run<'_> {
                         } else {
                             None
                         };
-                        process::push(which, line, &mut self.stdout, &mut self.stderr);
+                        self.output.push(which, line);
                         report
                     }
                     None => break,
@@ -299,7 +260,7 @@ impl Run<'_> {
         let status = child.wait().await.map_err(|e| {
             SimulatorError::retry(format!("cannot wait for {}: {e}", program.display()))
         })?;
-        child.drain_into(&mut self.stdout, &mut self.stderr).await;
+        child.drain_into(&mut self.output).await;
         // What the program wrote last (e.g. its final progress) is read once more.
         if let Some((done, eta)) = poll() {
             self.progress.report(done, eta, false).await;
@@ -322,20 +283,15 @@ pub async fn run(
 ) -> Outcome {
     let input = match load_input(pool, task.simulation_id).await {
         Ok(i) => i,
-        Err(e) => {
-            return Outcome::Failed {
-                error: e.message,
-                retry: e.retry,
-            }
-        }
+        Err(e) => return outcome_of(Err(e), task),
     };
     let mut run = Run {
         task,
         settings,
         progress: ProgressReporter::new(pool.clone(), lease.clone()),
         stop,
-        stdout: Tail::default(),
-        stderr: Tail::default(),
+        output: Output::default(),
+        used_workdir: false,
     };
     let result = match (task.sim_type, &input) {
         (SimType::Shieldhit, SimulationInput::Files(files)) => {
@@ -359,7 +315,18 @@ pub async fn run(
             "FLUKA needs input files; editor projects are not converted on this worker",
         )),
     };
-    store_logs(pool, task, &run.stdout, &run.stderr).await;
+    let result = match result {
+        Err(SimulatorError::Input(message)) if run.used_workdir => {
+            recheck_input_fault(&settings.work_root, message).await
+        }
+        other => other,
+    };
+    store_logs(pool, task, &run.output.stdout, &run.output.stderr).await;
+    outcome_of(result, task)
+}
+
+/// The outcome a run's result makes for the queue.
+fn outcome_of(result: Result<TaskResults, SimulatorError>, task: &ClaimedTask) -> Outcome {
     match result {
         Ok(TaskResults { pages, primaries }) => Outcome::Done {
             simulated_primaries: primaries
@@ -367,13 +334,67 @@ pub async fn run(
                 .unwrap_or(task.requested_primaries),
             pages,
         },
-        Err(SimulatorError {
-            stopped: Some(why), ..
-        }) => Outcome::Stopped(why),
-        Err(e) => Outcome::Failed {
-            error: e.message,
-            retry: e.retry,
+        Err(SimulatorError::Stopped(why)) => Outcome::Stopped(why),
+        Err(e @ SimulatorError::Machine { fault, .. }) => Outcome::MachineFault {
+            error: e.to_string(),
+            fault,
         },
+        Err(SimulatorError::Input(error)) => Outcome::Failed {
+            error,
+            retry: false,
+        },
+        Err(SimulatorError::Transient(error)) => Outcome::Failed { error, retry: true },
+    }
+}
+
+/// The error for a program that ended unsuccessfully: `"<what> exited with code 3"` and the
+/// run's last output lines ([`Output::last_lines`]). An input fault, unless the exit points
+/// at the machine ([`process::exit_fault`]).
+pub fn program_failed(
+    what: &str,
+    status: std::process::ExitStatus,
+    output: &Output,
+) -> SimulatorError {
+    let described = process::describe(status);
+    let message = match output.last_lines() {
+        lines if lines.is_empty() => format!("{what} {described} (it wrote nothing)"),
+        lines => format!("{what} {described}; its last output lines:{lines}"),
+    };
+    match process::exit_fault(status) {
+        Some(fault) => SimulatorError::machine(fault, message),
+        None => SimulatorError::Input(message),
+    }
+}
+
+/// The error for a program that could not be started: a machine fault (a configured path
+/// that does not exist here or is not executable, a missing interpreter, no processes left).
+fn start_failed(program: &Path, e: &std::io::Error) -> SimulatorError {
+    SimulatorError::machine(
+        MachineFault::Program,
+        format!("cannot start {}: {e}", program.display()),
+    )
+}
+
+/// An input fault of a run that used the disk, checked against the work root's health: when
+/// the work root cannot take data ([`workdir::probe`]), the failure (a program that stopped
+/// on a full disk, a converter that could not write, results that could not be read) is the
+/// machine's, not the input's. A program that freed its space before it failed looks like an
+/// input fault; its message then quotes the program's own words.
+async fn recheck_input_fault(
+    work_root: &Path,
+    message: String,
+) -> Result<TaskResults, SimulatorError> {
+    let root = work_root.to_path_buf();
+    let probe = tokio::task::spawn_blocking(move || workdir::probe(&root)).await;
+    match probe {
+        Ok(Err(SimulatorError::Machine {
+            fault,
+            message: why,
+        })) => {
+            tracing::warn!(%why, "a failure is put down to the work root");
+            Err(SimulatorError::machine(fault, format!("{message} ({why})")))
+        }
+        _ => Err(SimulatorError::Input(message)),
     }
 }
 
@@ -385,28 +406,34 @@ async fn load_input(pool: &Pool, simulation_id: i64) -> Result<SimulationInput, 
     match db::inputs::get(&mut conn, simulation_id).await {
         Ok(Some(i)) => Ok(i),
         Ok(None) => Err(SimulatorError::fatal("the simulation has no input")),
+        Err(e) if e.is_transient() => Err(SimulatorError::retry(e.to_string())),
         Err(e) => Err(SimulatorError::fatal(e.to_string())),
     }
 }
 
+/// How long storing a task's logs keeps trying through a database outage (the outcome's
+/// own write then gets up to a lease length, see [`crate::outcome`]).
+const LOG_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn store_logs(pool: &Pool, task: &ClaimedTask, stdout: &Tail, stderr: &Tail) {
-    let Ok(mut conn) = pool.get().await else {
-        return;
-    };
     for (name, tail) in [("stdout", stdout), ("stderr", stderr)] {
         let text = tail.text();
         if text.is_empty() {
             continue;
         }
-        if let Err(e) = db::logs::store(
-            &mut conn,
-            task.simulation_id,
-            Some(task.id),
-            name,
-            text.as_bytes(),
-        )
-        .await
-        {
+        let stored = crate::outcome::with_retries("storing a log", LOG_RETRY_BUDGET, || async {
+            let mut conn = pool.get().await.map_err(db::DbError::from)?;
+            db::logs::store(
+                &mut conn,
+                task.simulation_id,
+                Some(task.id),
+                name,
+                text.as_bytes(),
+            )
+            .await
+        })
+        .await;
+        if let Err(e) = stored {
             tracing::warn!(task = task.id, error = %e, "cannot store the task's {name}");
         }
     }

@@ -1,6 +1,8 @@
 //! Running a simulator as a child process in its own process group: line-by-line output,
-//! bounded log tails, and a kill that reaches every descendant.
+//! bounded log tails, the last lines for error messages, what an unsuccessful exit says about
+//! where the fault is, and a kill that reaches every descendant.
 
+use super::MachineFault;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -20,7 +22,8 @@ pub struct Tail {
 }
 
 impl Tail {
-    fn push(&mut self, line: String) {
+    /// Adds a line, dropping the oldest ones beyond [`LOG_TAIL_BYTES`].
+    pub fn push(&mut self, line: String) {
         self.bytes += line.len() + 1;
         self.lines.push_back(line);
         while self.bytes > LOG_TAIL_BYTES {
@@ -47,11 +50,69 @@ impl Tail {
 
     /// The last non-empty line.
     pub fn last_line(&self) -> Option<&str> {
-        self.lines
+        self.last_lines(1).pop()
+    }
+
+    /// The last `n` non-empty lines, trimmed, oldest first.
+    pub fn last_lines(&self, n: usize) -> Vec<&str> {
+        let mut last: Vec<&str> = self
+            .lines
             .iter()
             .rev()
             .map(|l| l.trim())
-            .find(|l| !l.is_empty())
+            .filter(|l| !l.is_empty())
+            .take(n)
+            .collect();
+        last.reverse();
+        last
+    }
+}
+
+/// How many of the last lines of each stream a failure's message quotes.
+pub const LAST_LINES: usize = 8;
+
+/// The longest a quoted line may be, in bytes; longer ones are cut.
+const LAST_LINE_BYTES: usize = 200;
+
+/// Everything a run's programs wrote: the log tail of each stream.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The stdout log.
+    pub stdout: Tail,
+    /// The stderr log.
+    pub stderr: Tail,
+}
+
+impl Output {
+    /// Files a line into its stream's tail.
+    pub fn push(&mut self, which: Stream, line: String) {
+        match which {
+            Stream::Stdout => self.stdout.push(line),
+            Stream::Stderr => self.stderr.push(line),
+        }
+    }
+
+    /// The last line the programs wrote to stderr (or, without one, to stdout).
+    pub fn last_error_line(&self) -> Option<&str> {
+        self.stderr.last_line().or_else(|| self.stdout.last_line())
+    }
+
+    /// The last [`LAST_LINES`] non-empty lines of stdout, then those of stderr (marked
+    /// `[stderr]`; the two streams come through separate pipes, so how their lines
+    /// interleaved is not known), each on a line of its own, indented and cut to 200 bytes;
+    /// empty when there are none. For a failure's message.
+    pub fn last_lines(&self) -> String {
+        let mut s = String::new();
+        for (tail, mark) in [(&self.stdout, ""), (&self.stderr, "[stderr] ")] {
+            for line in tail.last_lines(LAST_LINES) {
+                let mut cut = line.len().min(LAST_LINE_BYTES);
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                s.push_str(&format!("\n  {mark}{}", &line[..cut]));
+            }
+        }
+        s
     }
 }
 
@@ -132,19 +193,31 @@ impl Child {
         self.child.wait().await
     }
 
-    /// Collects lines into tails until both streams close.
-    pub async fn drain_into(&mut self, out: &mut Tail, err: &mut Tail) {
+    /// Collects lines until both streams close.
+    pub async fn drain_into(&mut self, output: &mut Output) {
         while let Some((which, line)) = self.lines.recv().await {
-            push(which, line, out, err);
+            output.push(which, line);
         }
     }
 }
 
-/// Files a line into the right tail.
-pub fn push(which: Stream, line: String, out: &mut Tail, err: &mut Tail) {
-    match which {
-        Stream::Stdout => out.push(line),
-        Stream::Stderr => err.push(line),
+/// SIGBUS: a mapped file could not be read or written (an I/O error, a full tmpfs).
+const SIGBUS: i32 = 7;
+/// SIGXFSZ: the machine's file size limit was reached.
+const SIGXFSZ: i32 = 25;
+
+/// What an unsuccessful exit says about this machine: `Some` when it points at the machine
+/// rather than the input — exit code 126 or 127 (the shell's and `env`'s "cannot execute" and
+/// "not found": a wrapper script whose program or interpreter is missing here), or a kill by
+/// SIGBUS or SIGXFSZ (storage failing under the program). `None` for every other exit: the
+/// program ran and failed on its input (a crash by SIGSEGV or SIGABRT included; a SIGKILL is
+/// not counted either, since an input too large for memory would make every machine sick).
+pub fn exit_fault(status: ExitStatus) -> Option<MachineFault> {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(126 | 127), _) => Some(MachineFault::Program),
+        (None, Some(SIGBUS | SIGXFSZ)) => Some(MachineFault::Killed),
+        _ => None,
     }
 }
 
@@ -155,5 +228,68 @@ pub fn describe(status: std::process::ExitStatus) -> String {
         (Some(c), _) => format!("exited with code {c}"),
         (None, Some(s)) => format!("was killed by signal {s}"),
         _ => "ended abnormally".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn only_exits_that_point_at_the_machine_are_machine_faults() {
+        // Raw wait statuses: an exit code sits in the second byte, a signal in the first.
+        let exited = |code: i32| ExitStatus::from_raw(code << 8);
+        let killed = ExitStatus::from_raw;
+        assert_eq!(exit_fault(exited(127)), Some(MachineFault::Program));
+        assert_eq!(exit_fault(exited(126)), Some(MachineFault::Program));
+        assert_eq!(exit_fault(killed(SIGBUS)), Some(MachineFault::Killed));
+        assert_eq!(exit_fault(killed(SIGXFSZ)), Some(MachineFault::Killed));
+        // A program that ran and failed: its input's fault.
+        for status in [
+            exited(1),
+            exited(2),
+            exited(3),
+            exited(125),
+            killed(11),
+            killed(6),
+        ] {
+            assert_eq!(exit_fault(status), None, "{status:?}");
+        }
+        assert_eq!(
+            exit_fault(killed(9)),
+            None,
+            "SIGKILL (the OOM killer) is not counted"
+        );
+    }
+
+    #[test]
+    fn the_last_lines_of_each_stream_are_quoted() {
+        let mut out = Output::default();
+        for i in 0..15 {
+            out.push(Stream::Stdout, format!("line {i}"));
+        }
+        out.push(Stream::Stdout, "   ".into());
+        out.push(Stream::Stderr, "warning: slow".into());
+        out.push(Stream::Stderr, format!("  ERROR: {}  ", "x".repeat(1000)));
+        let last = out.last_lines();
+        let lines: Vec<&str> = last.lines().skip(1).collect();
+        assert_eq!(lines.len(), LAST_LINES + 2, "{last}");
+        assert_eq!(lines[0], "  line 7", "the oldest kept");
+        assert_eq!(lines[LAST_LINES - 1], "  line 14");
+        assert_eq!(lines[LAST_LINES], "  [stderr] warning: slow");
+        assert!(
+            lines[LAST_LINES + 1].starts_with("  [stderr] ERROR: xxx"),
+            "{}",
+            lines[LAST_LINES + 1]
+        );
+        assert!(
+            lines[LAST_LINES + 1].len() <= LAST_LINE_BYTES + 11,
+            "long lines are cut"
+        );
+        assert_eq!(out.last_error_line().map(|l| &l[..6]), Some("ERROR:"));
+        // The logs keep everything, blank lines too.
+        assert_eq!(out.stdout.text().lines().count(), 16);
+        assert_eq!(Output::default().last_lines(), "");
     }
 }
