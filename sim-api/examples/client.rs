@@ -5,7 +5,8 @@
 //! cargo run -p sim-api --example client -- --addr http://127.0.0.1:50051 --user demo
 //! ```
 //! The password comes from `SIM_PASSWORD` (or `--password`). Exit code 0 means the
-//! simulation completed and its results were read.
+//! simulation completed and its results were read; on any failure it prints one line,
+//! `error: <what failed>: <why> (<gRPC code>)`, and exits with 1.
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
@@ -51,8 +52,34 @@ fn authed<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, a gRPC status as its message and code (no
+/// metadata, no backtrace).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = e
+        .chain()
+        .map(|cause| match cause.downcast_ref::<tonic::Status>() {
+            Some(s) if s.message().is_empty() => format!("{:?}", s.code()),
+            Some(s) => format!("{} ({:?})", s.message(), s.code()),
+            None => cause.to_string(),
+        })
+        .collect();
+    // Layers of the transport repeat each other ("tcp connect error: tcp connect error").
+    parts.dedup();
+    parts.join(": ").replace(['\n', '\r'], " ")
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let channel = Channel::from_shared(args.addr.clone())?
         .connect()
         .await
@@ -95,7 +122,9 @@ async fn main() -> anyhow::Result<()> {
         args.energy, args.ntasks, args.primaries
     );
 
-    let state = watch(&mut sims, &token, &job_id).await?;
+    let state = watch(&mut sims, &token, &job_id)
+        .await
+        .with_context(|| format!("watching {job_id} failed"))?;
     if state != pb::JobState::Completed {
         bail!("the simulation ended {}", state.as_str_name());
     }
@@ -107,7 +136,8 @@ async fn main() -> anyhow::Result<()> {
             },
             &token,
         )?)
-        .await?
+        .await
+        .context("listing the estimators failed")?
         .into_inner();
     println!("\nestimators:");
     for e in &estimators.estimators {
@@ -119,7 +149,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let (info, dose) = depth_dose(&mut sims, &token, &job_id).await?;
+    let (info, dose) = depth_dose(&mut sims, &token, &job_id)
+        .await
+        .context("reading the results failed")?;
     let axis = info.axes.first().context("depth_dose has no axis")?;
     let width = (axis.max - axis.min) / f64::from(axis.bins.max(1));
     let z: Vec<f64> = (0..dose.len())
