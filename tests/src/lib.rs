@@ -11,11 +11,14 @@ pub fn bin_path(name: &str) -> PathBuf {
         Some(d) => PathBuf::from(d),
         None => {
             let exe = std::env::current_exe().unwrap_or_default();
-            // target/<profile>/deps/<test-exe> -> target/<profile>
-            exe.parent()
-                .and_then(|deps| deps.parent())
-                .map(PathBuf::from)
-                .unwrap_or_default()
+            // target/<profile>/deps/<test-exe> -> target/<profile>; a binary of this crate
+            // (`chaos`) sits in target/<profile> itself.
+            let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+            if dir.ends_with("deps") {
+                dir.parent().map(PathBuf::from).unwrap_or_default()
+            } else {
+                dir
+            }
         }
     };
     dir.join(name)

@@ -1,0 +1,392 @@
+//! `chaos`: a fault drill on the real binaries (see `scripts/chaos`). It starts a private
+//! PostgreSQL, `sim-api` and several `worker`s, keeps submitting builtin simulations through
+//! gRPC, and meanwhile injects faults in turn:
+//!
+//! - `kill -9` of a random worker (a new one takes its place);
+//! - `pg_terminate_backend` of every client connection;
+//! - a PostgreSQL restart (fast shutdown, start).
+//!
+//! Then it stops submitting, waits for the queue to drain, and checks that no accepted
+//! submission was lost, no task was counted twice (each simulation's tasks add up to its
+//! primaries, exactly), nothing is stuck, and every simulation completed with readable
+//! results. It prints the figures (submissions, faults, time to recover from each restart,
+//! time to drain) and exits 1 when a check fails.
+//!
+//! `chaos [--secs N] [--workers N] [--every-ms N] [--primaries N]` (defaults 60 s, 3 workers,
+//! a fault every 3000 ms, 30,000 primaries per 3-task simulation). Loopback only.
+
+use db::private_pg::PrivatePg;
+use proto::v1 as pb;
+use proto::v1::auth_service_client::AuthServiceClient;
+use proto::v1::simulation_service_client::SimulationServiceClient;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tests::command;
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a binary and waits for its first line of output (its "ready" line).
+fn start(name: &str, url: &str, args: &[&str]) -> anyhow::Result<(Proc, String)> {
+    let mut child = command(name)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    BufReader::new(out).read_line(&mut line)?;
+    Ok((Proc(child), line.trim().to_string()))
+}
+
+fn start_worker(url: &str, n: usize) -> anyhow::Result<Proc> {
+    let id = format!("chaos-worker-{n}");
+    let (p, line) = start(
+        "worker",
+        url,
+        &[
+            "--worker-id",
+            &id,
+            "--concurrency",
+            "2",
+            "--lease-secs",
+            "4",
+            "--poll-secs",
+            "0.5",
+        ],
+    )?;
+    anyhow::ensure!(line.contains("ready"), "worker did not start: {line}");
+    Ok(p)
+}
+
+struct Args {
+    secs: u64,
+    workers: usize,
+    every: Duration,
+    primaries: i64,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        secs: 60,
+        workers: 3,
+        every: Duration::from_millis(3000),
+        primaries: 30_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--secs" => a.secs = value()?.parse()?,
+            "--workers" => a.workers = value()?.parse()?,
+            "--every-ms" => a.every = Duration::from_millis(value()?.parse()?),
+            "--primaries" => a.primaries = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("chaos [--secs N] [--workers N] [--every-ms N] [--primaries N]: a fault drill on the real binaries");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other} (see --help)"),
+        }
+    }
+    anyhow::ensure!(
+        a.workers >= 1 && a.secs >= 1,
+        "need at least one worker and one second"
+    );
+    Ok(a)
+}
+
+/// What the submitter saw.
+#[derive(Default)]
+struct Submitted {
+    accepted: Vec<String>,
+    refused: usize,
+    last_ok: Option<Instant>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let pg = PrivatePg::start();
+    let admin = db::connect(&pg.config()).await?;
+    drop(admin);
+    let cfg = pg.config_for("chaos");
+    {
+        let mut c = db::connect(&pg.config()).await?;
+        use diesel_async::SimpleAsyncConnection;
+        c.batch_execute("CREATE DATABASE chaos").await?;
+    }
+    let url = cfg.url_with_password().to_string();
+    let out = command("admin-cli")
+        .args(["--database-url", &url, "migrate", "run"])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "migrate failed: {out:?}");
+    let out = command("admin-cli")
+        .args([
+            "--database-url",
+            &url,
+            "add-user",
+            "chaos",
+            "--password",
+            "chaos-pw",
+        ])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "add-user failed: {out:?}");
+    let (_api, line) = start("sim-api", &url, &["--listen", "127.0.0.1:0"])?;
+    let addr = line
+        .strip_prefix("listening on ")
+        .ok_or_else(|| anyhow::anyhow!("sim-api did not start: {line}"))?
+        .to_string();
+    let mut workers: Vec<Proc> = (0..args.workers)
+        .map(|n| start_worker(&url, n))
+        .collect::<anyhow::Result<_>>()?;
+    let mut next_worker = args.workers;
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let token = AuthServiceClient::new(channel.clone())
+        .login(pb::LoginRequest {
+            username: "chaos".into(),
+            password: "chaos-pw".into(),
+        })
+        .await?
+        .into_inner()
+        .access_token;
+    let submitted = Arc::new(Mutex::new(Submitted::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let submitter = {
+        let (submitted, stop, token) = (submitted.clone(), stop.clone(), token.clone());
+        let primaries = args.primaries;
+        let mut sims = SimulationServiceClient::new(channel.clone());
+        tokio::spawn(async move {
+            let editor =
+                r#"{"beam": {"energy_mev": 70.0}, "scoring": {"z_bins": 20, "r_bins": 2}}"#;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut req = tonic::Request::new(pb::SubmitRequest {
+                    title: "chaos".into(),
+                    sim_type: pb::SimType::Builtin as i32,
+                    input: Some(pb::submit_request::Input::EditorJson(editor.into())),
+                    ntasks: 3,
+                    primaries,
+                    platform: None,
+                });
+                if let Ok(v) = format!("Bearer {token}").parse() {
+                    req.metadata_mut().insert("authorization", v);
+                }
+                req.set_timeout(Duration::from_secs(5));
+                let r = sims.submit(req).await;
+                if let Ok(mut s) = submitted.lock() {
+                    match r {
+                        Ok(resp) => {
+                            s.accepted.push(resp.into_inner().job_id);
+                            s.last_ok = Some(Instant::now());
+                        }
+                        Err(_) => s.refused += 1,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+
+    // The faults, in turn.
+    let t0 = Instant::now();
+    let mut faults = [0usize; 3];
+    let mut recoveries: Vec<Duration> = Vec::new();
+    let mut kind = 0usize;
+    let mut pick = t0.elapsed().as_nanos() as usize;
+    while t0.elapsed() < Duration::from_secs(args.secs) {
+        tokio::time::sleep(args.every).await;
+        match kind % 3 {
+            0 => {
+                pick = pick
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let victim = (pick >> 33) % workers.len();
+                let mut dead = workers.swap_remove(victim);
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &dead.0.id().to_string()])
+                    .status();
+                let _ = dead.0.wait();
+                workers.push(start_worker(&url, next_worker)?);
+                next_worker += 1;
+            }
+            1 => {
+                let mut c = db::connect(&pg.config()).await?;
+                use diesel_async::RunQueryDsl;
+                diesel::sql_query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE datname = 'chaos' AND pid <> pg_backend_pid()",
+                )
+                .execute(&mut c)
+                .await?;
+            }
+            _ => {
+                let before = Instant::now();
+                pg.ctl("restart");
+                // Time to recover: until a submission is accepted again.
+                loop {
+                    let ok = submitted.lock().ok().and_then(|s| s.last_ok);
+                    if ok.is_some_and(|t| t > before) {
+                        recoveries.push(before.elapsed());
+                        break;
+                    }
+                    anyhow::ensure!(
+                        before.elapsed() < Duration::from_secs(60),
+                        "no Submit succeeded within 60 s of a restart"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        faults[kind % 3] += 1;
+        kind += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    submitter.await?;
+    let drain_start = Instant::now();
+
+    // Every accepted simulation must end; then the checks.
+    let accepted: Vec<String> = submitted
+        .lock()
+        .map(|s| s.accepted.clone())
+        .unwrap_or_default();
+    let refused = submitted.lock().map(|s| s.refused).unwrap_or_default();
+    let mut conn = db::connect(&cfg).await?;
+    let mut problems: Vec<String> = Vec::new();
+    let drained = loop {
+        let open = count(&mut conn, "SELECT count(*) AS n FROM simulations WHERE job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')").await?;
+        if open == 0 {
+            break drain_start.elapsed();
+        }
+        if drain_start.elapsed() > Duration::from_secs(180) {
+            problems.push(format!("{open} simulations still open after 180 s"));
+            break drain_start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut completed = 0usize;
+    for job in &accepted {
+        let Ok(uuid) = job.parse() else {
+            problems.push(format!("job id {job} is not a UUID"));
+            continue;
+        };
+        let view = match db::api::get_visible(&mut conn, uuid, None).await {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("accepted {job} is lost: {e}"));
+                continue;
+            }
+        };
+        let sim = view.simulation;
+        if sim.job_state != db::enums::JobState::Completed {
+            problems.push(format!("{job} ended {}", sim.job_state));
+            continue;
+        }
+        let filter = db::tasks::TaskFilter {
+            simulation_id: Some(sim.id),
+            ..Default::default()
+        };
+        let tasks = db::tasks::list(&mut conn, &filter).await?;
+        let simulated: i64 = tasks.iter().map(|r| r.task.simulated_primaries).sum();
+        if simulated != sim.primaries {
+            problems.push(format!(
+                "{job}: tasks simulated {simulated} of {} primaries",
+                sim.primaries
+            ));
+        }
+        match db::results::read_all(&mut conn, sim.id).await {
+            Ok(p) if !p.is_empty() && p.iter().all(|p| !p.partial && p.damaged.is_none()) => {}
+            Ok(_) => problems.push(format!("{job}: results missing or partial")),
+            Err(e) => problems.push(format!("{job}: results unreadable: {e}")),
+        }
+        completed += 1;
+    }
+    let total = count(&mut conn, "SELECT count(*) AS n FROM simulations").await?;
+    if total as usize != accepted.len() {
+        // More rows than accepted answers: a Submit whose answer was lost in a fault.
+        println!(
+            "note: {} simulations stored, {} accepted answers received",
+            total,
+            accepted.len()
+        );
+    }
+    let retried = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM tasks WHERE attempts > 1",
+    )
+    .await?;
+    let max_attempts = count(
+        &mut conn,
+        "SELECT coalesce(max(attempts), 0)::bigint AS n FROM tasks",
+    )
+    .await?;
+
+    println!(
+        "chaos: {} s, {} workers, a fault every {:?}",
+        args.secs, args.workers, args.every
+    );
+    println!(
+        "  submissions accepted {}, refused during faults {refused}",
+        accepted.len()
+    );
+    println!(
+        "  faults: {} worker kill -9, {} backend terminations, {} PostgreSQL restarts",
+        faults[0], faults[1], faults[2]
+    );
+    let rec: Vec<String> = recoveries
+        .iter()
+        .map(|d| format!("{:.2} s", d.as_secs_f64()))
+        .collect();
+    println!(
+        "  time from each restart to the next accepted Submit: [{}]",
+        rec.join(", ")
+    );
+    println!(
+        "  queue drained {:.2} s after the load stopped; {retried} tasks ran again after a fault, at most {max_attempts} attempts",
+        drained.as_secs_f64()
+    );
+    println!(
+        "  completed with whole results: {completed} of {}",
+        accepted.len()
+    );
+    if problems.is_empty() {
+        println!("chaos: PASS (no accepted submission lost, none counted twice, nothing stuck)");
+        Ok(())
+    } else {
+        for p in problems.iter().take(20) {
+            println!("  problem: {p}");
+        }
+        println!("chaos: FAIL ({} problems)", problems.len());
+        std::process::exit(1);
+    }
+}
+
+async fn count(conn: &mut db::Conn, sql: &str) -> anyhow::Result<i64> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> = diesel::sql_query(sql).load(conn).await?;
+    Ok(rows.into_iter().next().map_or(0, |r| r.n))
+}
