@@ -3,6 +3,9 @@
 //! server binaries (`initdb`, `pg_ctl`; as root, run as the `postgres` user), on a free
 //! loopback port, with its data in a temporary folder removed when it is dropped.
 
+// A test helper: it panics, naming the reason, when the server cannot be set up.
+#![allow(clippy::expect_used)]
+
 use crate::config::DbConfig;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
