@@ -46,12 +46,26 @@ fn captured(mode: &str) -> SimulationInput {
     SimulationInput::Files(f)
 }
 
-/// A fresh scratch directory for this test.
-fn scratch(db: &TestDb, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("machine-faults-{}-{name}", db.name()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch directory for this test, removed when dropped (a failed test too).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(db: &TestDb, name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("machine-faults-{}-{name}", db.name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A real worker process, its log (stderr) in a file; killed when dropped.
@@ -99,7 +113,9 @@ impl Proc {
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = cmd.spawn().unwrap();
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -232,7 +248,7 @@ async fn wait_none_running(conn: &mut db::Conn, sim: i64) -> Vec<Row> {
 async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
-    let dir = scratch(&db, "full-disk");
+    let dir = Scratch::new(&db, "full-disk");
     let sick_root = dir.join("sick");
     std::fs::create_dir_all(&sick_root).unwrap();
     let Some(sick) = Proc::start_on_full_disk(&db, "sick", &sick_root) else {
@@ -284,14 +300,13 @@ async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
     let log = healthy.log_text();
     assert!(!log.contains("worker unhealthy"), "{log}");
     drop((sick, healthy));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
-    let dir = scratch(&db, "missing");
+    let dir = Scratch::new(&db, "missing");
     let missing = dir.join("not-installed/shieldhit");
     let lacking = Proc::start(&db, "lacking", &dir.join("lacking"), &missing, &[]).unwrap();
     let sim = support::submit(&mut conn, SimType::Shieldhit, 1, 100, &captured("ok")).await;
@@ -330,14 +345,13 @@ async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
         (1, Some("healthy"))
     );
     drop(lacking);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_program_failing_on_its_input_fails_the_task_at_once_with_its_last_lines() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
-    let dir = scratch(&db, "input");
+    let dir = Scratch::new(&db, "input");
     let w = Proc::start(&db, "w", &dir.join("w"), &standin("shieldhit"), &[]).unwrap();
     let sim = support::submit(&mut conn, SimType::Shieldhit, 1, 100, &captured("crash")).await;
     wait_state(&mut conn, sim, JobState::Failed, Duration::from_secs(60)).await;
@@ -367,7 +381,6 @@ async fn a_program_failing_on_its_input_fails_the_task_at_once_with_its_last_lin
     );
     assert!(!w.log_text().contains("worker unhealthy"));
     drop(w);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
