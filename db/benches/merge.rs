@@ -7,7 +7,7 @@
 
 use db::enums::SimType;
 use db::queue;
-use db::results::{self, PageMeta, TaskPage};
+use db::results::{PageMeta, TaskPage};
 use db::testing::TestDb;
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,7 @@ async fn main() {
         for (i, t) in tasks.iter().enumerate() {
             let p = jitter(&pages, i);
             let t0 = Instant::now();
-            results::complete_with_results(&mut conn, &t.lease("bench"), 1000 + i as i64, &p)
+            db::merge::complete_with_results(&mut conn, &t.lease("bench"), 1000 + i as i64, &p)
                 .await
                 .unwrap();
             times.push(ms(t0.elapsed()));

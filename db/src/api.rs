@@ -239,9 +239,7 @@ pub async fn delete_if_terminal(conn: &mut Conn, simulation_id: i64) -> DbResult
     let n = diesel::delete(
         simulations::table
             .filter(simulations::id.eq(simulation_id))
-            .filter(simulations::job_state.eq_any(
-                [JobState::Completed, JobState::Failed, JobState::Canceled].map(|s| s.as_str()),
-            )),
+            .filter(simulations::job_state.eq_any(JobState::TERMINAL.map(|s| s.as_str()))),
     )
     .execute(conn)
     .await?;

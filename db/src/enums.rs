@@ -168,12 +168,15 @@ text_enum! {
 }
 
 impl JobState {
+    /// The states no transition leaves: the one list of them.
+    pub const TERMINAL: [JobState; 3] = [JobState::Completed, JobState::Failed, JobState::Canceled];
+    /// [`JobState::TERMINAL`] as an SQL list, for `job_state [NOT] IN …` (a test keeps the
+    /// two equal).
+    pub const TERMINAL_SQL: &'static str = "('COMPLETED', 'FAILED', 'CANCELED')";
+
     /// Whether no further transition is allowed.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Completed | JobState::Failed | JobState::Canceled
-        )
+        Self::TERMINAL.contains(&self)
     }
 }
 
@@ -194,12 +197,14 @@ text_enum! {
 }
 
 impl TaskState {
+    /// The states of a task that has not ended: waiting or running.
+    pub const OPEN: [TaskState; 2] = [TaskState::Pending, TaskState::Running];
+    /// [`TaskState::OPEN`] as an SQL list, for `task_state IN …` (a test keeps the two equal).
+    pub const OPEN_SQL: &'static str = "('PENDING', 'RUNNING')";
+
     /// Whether no further transition is allowed.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Completed | TaskState::Failed | TaskState::Canceled
-        )
+        !Self::OPEN.contains(&self)
     }
 }
 
@@ -219,6 +224,18 @@ mod tests {
 
     #[test]
     fn terminal_states() {
+        let sql = |states: &[&str]| {
+            let quoted: Vec<String> = states.iter().map(|s| format!("'{s}'")).collect();
+            format!("({})", quoted.join(", "))
+        };
+        assert_eq!(
+            JobState::TERMINAL_SQL,
+            sql(&JobState::TERMINAL.map(|s| s.as_str()))
+        );
+        assert_eq!(
+            TaskState::OPEN_SQL,
+            sql(&TaskState::OPEN.map(|s| s.as_str()))
+        );
         assert!(JobState::Canceled.is_terminal());
         assert!(!JobState::Merging.is_terminal());
         assert!(TaskState::Failed.is_terminal());

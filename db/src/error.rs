@@ -47,6 +47,17 @@ pub enum DbError {
     /// The input breaks a rule of the schema.
     #[error("{0}")]
     Invalid(String),
+    /// A task's lease is gone (canceled, reaped, re-claimed or deleted): what its holder
+    /// reports about it is refused, and nothing it carried was written.
+    #[error("task {task_id} attempt {attempt} is no longer held by {owner}")]
+    LeaseLost {
+        /// The task.
+        task_id: i64,
+        /// The attempt the holder had.
+        attempt: i32,
+        /// The holder.
+        owner: String,
+    },
     /// Stored bytes that do not decode (a damaged page, merge sums, input or log): the
     /// message names the damaged part. Not the caller's fault; another try will not help.
     #[error("{0}")]

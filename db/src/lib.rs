@@ -24,14 +24,16 @@ macro_rules! retry_transient {
 
 pub mod aggregation;
 pub mod api;
-pub mod blob;
 pub mod clusters;
+/// The blob codec (inputs, logs), kept at its old path.
+pub use codec::blob;
 pub mod codec;
 pub mod config;
 pub mod enums;
 pub mod error;
 pub mod inputs;
 pub mod logs;
+pub mod merge;
 pub mod migrate;
 pub mod models;
 pub mod notify;
@@ -39,6 +41,8 @@ pub mod page_info;
 pub mod password;
 pub mod pool;
 mod prepared;
+#[cfg(feature = "testing")]
+pub mod private_pg;
 pub mod queue;
 pub mod results;
 #[allow(missing_docs)]
@@ -46,8 +50,6 @@ pub mod schema;
 pub mod simulations;
 pub mod sql;
 pub mod tasks;
-#[cfg(feature = "testing")]
-pub mod private_pg;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;

@@ -104,8 +104,11 @@ impl PrivatePg {
 
     /// The server's database `name`.
     pub fn config_for(&self, name: &str) -> DbConfig {
-        DbConfig::from_url(format!("postgres://postgres@127.0.0.1:{}/{name}", self.port))
-            .expect("a valid URL")
+        DbConfig::from_url(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}",
+            self.port
+        ))
+        .expect("a valid URL")
     }
 }
 

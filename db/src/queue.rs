@@ -76,15 +76,16 @@ impl ClaimedTask {
 
 /// The lease is gone: the task was canceled, reaped after the lease expired, or claimed again.
 pub fn lease_lost(lease: &Lease) -> DbError {
-    DbError::Conflict(format!(
-        "task {} attempt {} is no longer held by {}",
-        lease.task_id, lease.attempt, lease.owner
-    ))
+    DbError::LeaseLost {
+        task_id: lease.task_id,
+        attempt: lease.attempt,
+        owner: lease.owner.clone(),
+    }
 }
 
-/// Whether an error means the lease was lost (see [`lease_lost`]).
+/// Whether an error means the lease was lost ([`DbError::LeaseLost`]).
 pub fn is_lease_lost(e: &DbError) -> bool {
-    matches!(e, DbError::Conflict(m) if m.contains("is no longer held by"))
+    matches!(e, DbError::LeaseLost { .. })
 }
 
 /// Claims up to `limit` due tasks for `owner`, oldest first, in one round trip; sets their
@@ -270,7 +271,7 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
     })?;
     notify_simulations(conn, &sims).await;
     for sim in merging {
-        crate::results::finalize(conn, sim).await?;
+        crate::merge::finalize(conn, sim).await?;
     }
     Ok(done
         .iter()
@@ -353,7 +354,7 @@ const RETRY_AT_SQL: &str =
     "now() + make_interval(secs => power(2, least(attempts, 8))::double precision)";
 
 /// Records a failed run. If attempts remain and `retry` is set, the task goes back to the
-/// queue after [`backoff`]; otherwise it is `FAILED` with `error` kept. Returns the new state.
+/// queue after the retry backoff; otherwise it is `FAILED` with `error` kept. Returns the new state.
 pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> DbResult<TaskState> {
     let error = truncate(error, 4000);
     let lease = lease.clone();
@@ -400,7 +401,7 @@ pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> D
         notify_simulations(conn, &[simulation_id]).await;
     }
     for sim in merging {
-        crate::results::finalize(conn, sim).await?;
+        crate::merge::finalize(conn, sim).await?;
     }
     Ok(state)
 }
@@ -477,14 +478,14 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
     .await?;
     notify_simulations(conn, &outcome.1).await;
     for sim in outcome.2 {
-        crate::results::finalize(conn, sim).await?;
+        crate::merge::finalize(conn, sim).await?;
     }
     Ok(outcome.0)
 }
 
 /// Moves on every listed simulation whose tasks have all ended: to `MERGING` when at least
 /// one task completed and results were folded (the caller then runs
-/// [`crate::results::finalize`] after its transaction commits), to `COMPLETED` when tasks
+/// [`crate::merge::finalize`] after its transaction commits), to `COMPLETED` when tasks
 /// completed without results (there is nothing to merge), else to `FAILED`. Notifies
 /// watchers of every listed simulation (when the transaction commits). Returns the
 /// simulations now `MERGING`.
@@ -517,7 +518,7 @@ pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbRe
 
 /// [`finish_simulations`] without the notifications, for a transaction that already holds
 /// the row locks of all the listed simulations, taken by an earlier statement (as
-/// [`mark_completed`] does). Send the notifications with [`notify_simulations`] once the
+/// [`mark_completed`] does). Send the notifications with `notify_simulations` once the
 /// transaction has committed.
 pub async fn finish_locked_simulations(
     conn: &mut Conn,
@@ -537,7 +538,7 @@ pub async fn finish_locked_simulations(
     // probe of this simulation's rows through an index: without it, PostgreSQL may turn it
     // into a hashed subplan that scans every task once per call.
     let rows: Vec<Row> = prepared(
-        diesel::sql_query(
+        diesel::sql_query(format!(
             "UPDATE simulations s SET
                  job_state = CASE
                      WHEN NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
@@ -554,9 +555,10 @@ pub async fn finish_locked_simulations(
                  update_time = now()
              WHERE s.id = ANY($1) AND s.job_state IN ('PENDING', 'RUNNING')
                AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = s.id
-                                 AND t.task_state IN ('PENDING', 'RUNNING'))
+                                 AND t.task_state IN {open})
              RETURNING s.id, s.job_state",
-        )
+            open = crate::enums::TaskState::OPEN_SQL
+        ))
         .bind::<Array<BigInt>, _>(simulation_ids),
     )
     .load(conn)
@@ -637,7 +639,10 @@ pub enum Canceled {
 /// is `MERGING` is left to complete. If the stored sums are damaged, the cancel still
 /// happens; the damage is kept in the simulation's `merge` log.
 pub async fn cancel(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
-    retry_transient!(conn.transaction(async |conn| cancel_tx(conn, simulation_id).await).await)
+    retry_transient!(
+        conn.transaction(async |conn| cancel_tx(conn, simulation_id).await)
+            .await
+    )
 }
 
 async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
@@ -649,19 +654,19 @@ async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
         }
         // Locks in the queue's order, tasks before their simulation (as a completion takes
         // them): the open tasks first, so a completion under way finishes before this looks.
-        diesel::sql_query(
-            "SELECT id FROM tasks WHERE simulation_id = $1 AND task_state IN ('PENDING', 'RUNNING')
+        diesel::sql_query(format!(
+            "SELECT id FROM tasks WHERE simulation_id = $1 AND task_state IN {open}
              ORDER BY id FOR UPDATE",
-        )
+            open = crate::enums::TaskState::OPEN_SQL
+        ))
         .bind::<BigInt, _>(simulation_id)
         .execute(conn)
         .await?;
-        let rows: Vec<Row> = diesel::sql_query(
-            "SELECT job_state FROM simulations WHERE id = $1 FOR NO KEY UPDATE",
-        )
-        .bind::<BigInt, _>(simulation_id)
-        .load(conn)
-        .await?;
+        let rows: Vec<Row> =
+            diesel::sql_query("SELECT job_state FROM simulations WHERE id = $1 FOR NO KEY UPDATE")
+                .bind::<BigInt, _>(simulation_id)
+                .load(conn)
+                .await?;
         match rows.into_iter().next().map(|r| r.job_state) {
             Some(crate::enums::JobState::Pending | crate::enums::JobState::Running) => {}
             Some(crate::enums::JobState::Merging) => return Ok(Canceled::Merging),
@@ -674,17 +679,18 @@ async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
         .bind::<BigInt, _>(simulation_id)
         .execute(conn)
         .await?;
-        let tasks = diesel::sql_query(
+        let tasks = diesel::sql_query(format!(
             "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
                  lease_owner = NULL, lease_expires_at = NULL
-             WHERE simulation_id = $1 AND task_state IN ('PENDING', 'RUNNING')",
-        )
+             WHERE simulation_id = $1 AND task_state IN {open}",
+            open = crate::enums::TaskState::OPEN_SQL
+        ))
         .bind::<BigInt, _>(simulation_id)
         .execute(conn)
         .await?;
         // Under a savepoint: damaged sums undo only the final pages, not the cancel.
         let merged = conn
-            .transaction(async |conn| crate::results::write_final_pages(conn, simulation_id).await)
+            .transaction(async |conn| crate::merge::write_final_pages(conn, simulation_id).await)
             .await;
         match merged {
             Ok(()) => {}
@@ -733,11 +739,12 @@ pub async fn fail_damaged(
     let lease = lease.cloned();
     let failed = conn
         .transaction(async |conn| {
-            let ended: Vec<Id> = diesel::sql_query(
-                "UPDATE simulations SET job_state = 'FAILED', end_time = now(), update_time = now()
-                 WHERE id = $1 AND job_state IN ('PENDING', 'RUNNING', 'MERGING')
+            let ended: Vec<Id> = diesel::sql_query(format!(
+            "UPDATE simulations SET job_state = 'FAILED', end_time = now(), update_time = now()
+                 WHERE id = $1 AND job_state NOT IN {terminal}
                  RETURNING id",
-            )
+            terminal = crate::enums::JobState::TERMINAL_SQL
+        ))
             .bind::<BigInt, _>(simulation_id)
             .load(conn)
             .await?;
@@ -757,12 +764,13 @@ pub async fn fail_damaged(
                 .execute(conn)
                 .await?;
             }
-            diesel::sql_query(
-                "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
+            diesel::sql_query(format!(
+            "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
                      lease_owner = NULL, lease_expires_at = NULL,
                      last_error = 'canceled: the simulation''s stored results are damaged'
-                 WHERE simulation_id = $1 AND task_state IN ('PENDING', 'RUNNING')",
-            )
+                 WHERE simulation_id = $1 AND task_state IN {open}",
+            open = crate::enums::TaskState::OPEN_SQL
+        ))
             .bind::<BigInt, _>(simulation_id)
             .execute(conn)
             .await?;
@@ -910,7 +918,7 @@ pub async fn release_machine_fault(
         notify_simulations(conn, &[simulation_id]).await;
     }
     for sim in merging {
-        crate::results::finalize(conn, sim).await?;
+        crate::merge::finalize(conn, sim).await?;
     }
     Ok(state)
 }

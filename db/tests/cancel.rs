@@ -80,7 +80,7 @@ async fn cancel_after_k_tasks_keeps_exactly_their_merge() {
     let mut done = Vec::new();
     let first = claim(&mut conn, 2).await;
     for t in &first {
-        results::complete_with_results(
+        db::merge::complete_with_results(
             &mut conn,
             &t.lease("w"),
             primaries(t.task_index),
@@ -92,7 +92,7 @@ async fn cancel_after_k_tasks_keeps_exactly_their_merge() {
     }
     let second = claim(&mut conn, 2).await;
     let (finished, running) = (&second[0], &second[1]);
-    results::complete_with_results(
+    db::merge::complete_with_results(
         &mut conn,
         &finished.lease("w"),
         primaries(finished.task_index),
@@ -113,7 +113,7 @@ async fn cancel_after_k_tasks_keeps_exactly_their_merge() {
         Canceled::Ended
     );
     // The running task ends after the cancel: its result is refused, not counted.
-    let late = results::complete_with_results(
+    let late = db::merge::complete_with_results(
         &mut conn,
         &running.lease("w"),
         primaries(running.task_index),
@@ -176,7 +176,7 @@ async fn a_merge_under_way_is_left_to_finish() {
     .await
     .unwrap();
     let t = claim(&mut conn, 1).await;
-    results::complete_with_results(&mut conn, &t[0].lease("w"), 100, &pages(0))
+    db::merge::complete_with_results(&mut conn, &t[0].lease("w"), 100, &pages(0))
         .await
         .unwrap();
     conn.batch_execute(&format!(
@@ -189,7 +189,7 @@ async fn a_merge_under_way_is_left_to_finish() {
         queue::cancel(&mut conn, sim).await.unwrap(),
         Canceled::Merging
     );
-    assert!(results::finalize(&mut conn, sim).await.unwrap());
+    assert!(db::merge::finalize(&mut conn, sim).await.unwrap());
     let s = db::simulations::get(&mut conn, sim).await.unwrap();
     assert_eq!(s.job_state, JobState::Completed);
     let got = results::read_all(&mut conn, sim).await.unwrap();
@@ -213,13 +213,13 @@ async fn cancel_racing_the_last_completion_always_ends_consistently() {
         } else {
             (&ts[1], &ts[0])
         };
-        results::complete_with_results(&mut a, &first.lease("w"), primaries(0), &pages(0))
+        db::merge::complete_with_results(&mut a, &first.lease("w"), primaries(0), &pages(0))
             .await
             .unwrap();
         let last_lease = last.lease("w");
         let last_pages = pages(1);
         let (completion, cancel) = tokio::join!(
-            results::complete_with_results(&mut a, &last_lease, primaries(1), &last_pages),
+            db::merge::complete_with_results(&mut a, &last_lease, primaries(1), &last_pages),
             queue::cancel(&mut b, sim),
         );
         let state = db::simulations::get(&mut a, sim).await.unwrap().job_state;

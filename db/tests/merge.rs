@@ -90,7 +90,7 @@ async fn the_merge_is_the_primaries_weighted_mean_of_the_tasks() {
     let tasks = claim_all(&mut conn, 3).await;
     let simulated = [1000i64, 3000, 6000];
     for (i, t) in tasks.iter().enumerate() {
-        results::complete_with_results(&mut conn, &t.lease("w"), simulated[i], &pages(i as u64))
+        db::merge::complete_with_results(&mut conn, &t.lease("w"), simulated[i], &pages(i as u64))
             .await
             .unwrap();
     }
@@ -164,7 +164,7 @@ async fn partial_results_are_readable_while_running() {
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
     let tasks = claim_all(&mut conn, 2).await;
-    results::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(7))
+    db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(7))
         .await
         .unwrap();
     assert_eq!(
@@ -193,11 +193,11 @@ async fn a_stale_completion_is_not_counted() {
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
     let tasks = claim_all(&mut conn, 2).await;
-    results::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
+    db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
         .await
         .unwrap();
     // The same task's results again (a retried or duplicated completion): rejected.
-    let err = results::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
+    let err = db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
         .await
         .unwrap_err();
     assert!(queue::is_lease_lost(&err), "{err}");
@@ -211,12 +211,12 @@ async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
     let tasks = claim_all(&mut conn, 2).await;
-    results::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
+    db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
         .await
         .unwrap();
     let mut bad = pages(2);
     bad[0].values.pop();
-    let err = results::complete_with_results(&mut conn, &tasks[1].lease("w"), 1000, &bad)
+    let err = db::merge::complete_with_results(&mut conn, &tasks[1].lease("w"), 1000, &bad)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("49 values"), "{err}");
@@ -268,7 +268,7 @@ async fn copies_and_concatenations_follow_pymchelpers_rules() {
             page(i, Aggregation::Concat, "mcpl", records),
         ];
         let idx = tasks.iter().position(|t| t.task_index == i as i32).unwrap();
-        results::complete_with_results(&mut conn, &tasks[idx].lease("w"), 100, &pages)
+        db::merge::complete_with_results(&mut conn, &tasks[idx].lease("w"), 100, &pages)
             .await
             .unwrap();
         if i == 0 {
@@ -312,7 +312,7 @@ async fn a_four_million_bin_mesh_is_stored() {
                 .map(|b| (b % 1000) as f64 * (1.0 + i as f64))
                 .collect(),
         };
-        results::complete_with_results(&mut conn, &t.lease("w"), 100, &[page])
+        db::merge::complete_with_results(&mut conn, &t.lease("w"), 100, &[page])
             .await
             .unwrap();
     }

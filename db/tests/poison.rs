@@ -67,14 +67,14 @@ async fn a_completion_that_meets_damaged_sums_fails_the_simulation_naming_them()
     let claimed = queue::claim(&mut conn, "w", 3, Duration::from_secs(60))
         .await
         .unwrap();
-    results::complete_with_results(&mut conn, &claimed[0].lease("w"), 100, &pages(0))
+    db::merge::complete_with_results(&mut conn, &claimed[0].lease("w"), 100, &pages(0))
         .await
         .unwrap();
     conn.batch_execute(&format!("{DAMAGE_SUMS}{sim}"))
         .await
         .unwrap();
 
-    let err = results::complete_with_results(&mut conn, &claimed[1].lease("w"), 100, &pages(1))
+    let err = db::merge::complete_with_results(&mut conn, &claimed[1].lease("w"), 100, &pages(1))
         .await
         .unwrap_err();
     assert!(matches!(err, db::DbError::Corrupt(_)), "{err:?}");
@@ -137,7 +137,7 @@ async fn one_damaged_stale_merge_does_not_stop_the_reaper_finishing_the_others()
         .execute(&mut conn)
         .await
         .unwrap();
-        results::complete_with_results(&mut conn, &t.lease("w"), 100, &pages(i))
+        db::merge::complete_with_results(&mut conn, &t.lease("w"), 100, &pages(i))
             .await
             .unwrap();
     }
@@ -150,7 +150,7 @@ async fn one_damaged_stale_merge_does_not_stop_the_reaper_finishing_the_others()
     .await
     .unwrap();
 
-    let finished = results::finalize_stale(&mut conn, 60.0).await.unwrap();
+    let finished = db::merge::finalize_stale(&mut conn, 60.0).await.unwrap();
     assert_eq!(finished, 2, "the two healthy merges were finished");
     for (i, sim) in sims.iter().enumerate() {
         let state = db::simulations::get(&mut conn, *sim)
@@ -167,7 +167,7 @@ async fn one_damaged_stale_merge_does_not_stop_the_reaper_finishing_the_others()
     let why = merge_log(&mut conn, sims[1]).await;
     assert!(why.contains("page 0 of z_profile"), "{why}");
     // Nothing is left for the reaper to trip over again.
-    assert_eq!(results::finalize_stale(&mut conn, 60.0).await.unwrap(), 0);
+    assert_eq!(db::merge::finalize_stale(&mut conn, 60.0).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn a_damaged_final_page_is_the_only_unreadable_one() {
     let claimed = queue::claim(&mut conn, "w", 1, Duration::from_secs(60))
         .await
         .unwrap();
-    results::complete_with_results(&mut conn, &claimed[0].lease("w"), 100, &pages(0))
+    db::merge::complete_with_results(&mut conn, &claimed[0].lease("w"), 100, &pages(0))
         .await
         .unwrap();
     assert_eq!(

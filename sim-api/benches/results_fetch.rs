@@ -3,7 +3,7 @@
 //! `../shared/data/yaptide/json_with_results.json` when it is there, synthetic pages of the
 //! same shapes otherwise), merged from 2 tasks so every page has standard errors. The
 //! pages are stored as a worker stores them (`db::queue::claim`, then
-//! `db::results::complete_with_results` per task, which finalizes the simulation), and
+//! `db::merge::complete_with_results` per task, which finalizes the simulation), and
 //! fetched through the real server (`sim_api::serve`, in-process on 127.0.0.1:0) with
 //! `estimators` empty and `pages` "" (all).
 //!
@@ -323,7 +323,7 @@ async fn main() {
     assert_eq!(claimed.len(), TASKS);
     let t0 = Instant::now();
     for (i, t) in claimed.iter().enumerate() {
-        db::results::complete_with_results(&mut conn, &t.lease("bench"), 1000, &jitter(&pages, i))
+        db::merge::complete_with_results(&mut conn, &t.lease("bench"), 1000, &jitter(&pages, i))
             .await
             .unwrap();
     }

@@ -71,7 +71,7 @@ async fn claim(app: &App, n: i64) -> Vec<ClaimedTask> {
 
 async fn complete(app: &App, t: &ClaimedTask, primaries: i64, seed: u64) {
     let mut c = app.db.conn().await;
-    db::results::complete_with_results(&mut c, &t.lease("w"), primaries, &task_pages(seed))
+    db::merge::complete_with_results(&mut c, &t.lease("w"), primaries, &task_pages(seed))
         .await
         .unwrap();
 }

@@ -98,7 +98,7 @@ async fn write(worker: &Worker, lease: &Lease, outcome: &Outcome) -> DbResultOk 
                     simulated_primaries,
                     pages,
                 } => {
-                    db::results::complete_with_results(
+                    db::merge::complete_with_results(
                         &mut conn,
                         lease,
                         *simulated_primaries,

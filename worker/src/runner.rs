@@ -358,7 +358,7 @@ async fn reaper(worker: Arc<Worker>) {
         }
         // A worker that died between a simulation's last completion and its final merge
         // leaves it MERGING; finish that merge here.
-        match db::results::finalize_stale(&mut conn, worker.cfg.lease().as_secs_f64()).await {
+        match db::merge::finalize_stale(&mut conn, worker.cfg.lease().as_secs_f64()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(simulations = n, "finished merges left by lost workers"),
             Err(e) => tracing::warn!(error = %e, "finishing stale merges failed"),

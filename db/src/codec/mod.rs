@@ -64,6 +64,14 @@
 //! surplus data (inflated or trailing) is [`CodecError::LengthMismatch`]. Decoding never
 //! panics, whatever the bytes.
 
+pub mod blob;
+pub mod sums;
+
+/// A stored blob that does not decode, as the database error naming `what` it held.
+pub(crate) fn corrupt(what: &str, e: CodecError) -> crate::error::DbError {
+    crate::error::DbError::Corrupt(format!("stored {what} cannot be decoded: {e}"))
+}
+
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// Hard cap on the number of values [`decode`] will produce (16 Mi values, 128 MiB).
