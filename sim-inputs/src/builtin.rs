@@ -179,7 +179,7 @@ impl BuiltinInput {
         Ok(input)
     }
 
-    /// Checks every value against the documented ranges. [`run`](super::run) calls it too,
+    /// Checks every value against the documented ranges. The worker's builtin `run` calls it too,
     /// so an input built in code cannot bypass it.
     pub fn validate(&self) -> Result<(), InputError> {
         let b = &self.beam;

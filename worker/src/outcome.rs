@@ -98,13 +98,8 @@ async fn write(worker: &Worker, lease: &Lease, outcome: &Outcome) -> DbResultOk 
                     simulated_primaries,
                     pages,
                 } => {
-                    db::merge::complete_with_results(
-                        &mut conn,
-                        lease,
-                        *simulated_primaries,
-                        pages,
-                    )
-                    .await
+                    db::merge::complete_with_results(&mut conn, lease, *simulated_primaries, pages)
+                        .await
                 }
                 Outcome::Failed { error, retry } => queue::fail(&mut conn, lease, error, *retry)
                     .await

@@ -3,6 +3,7 @@
 //! where the fault is, and a kill that reaches every descendant.
 
 use super::MachineFault;
+use rustix::process::{kill_process_group, Pid, Signal};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -175,15 +176,19 @@ async fn forward(r: impl AsyncRead + Unpin, which: Stream, tx: mpsc::Sender<(Str
 }
 
 impl Child {
-    /// Kills the whole process group (the simulator and anything it started).
+    /// Kills the whole process group (the simulator and anything it started) with one
+    /// `kill(2)` on the group, then the child itself (in case it left its group).
     pub fn kill_group(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // The group id is the child's pid (process_group(0)).
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        // The group id is the child's pid (process_group(0)). `id()` is `None` once the child
+        // has been reaped, so a reused pid is never signalled.
+        let group = self
+            .child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(Pid::from_raw);
+        if let Some(group) = group {
+            // ESRCH (the group is already gone) is the expected failure; nothing to do then.
+            let _ = kill_process_group(group, Signal::KILL);
         }
         let _ = self.child.start_kill();
     }
