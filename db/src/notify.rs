@@ -1,7 +1,13 @@
-//! PostgreSQL LISTEN/NOTIFY channels shared by `sim-api` and `worker`.
+//! PostgreSQL LISTEN/NOTIFY: the channels shared by `sim-api` and `worker`, and [`listen`],
+//! the one reconnecting LISTEN loop both use.
 //!
 //! Payloads are short text; listeners must treat a notification as a hint to look at the
 //! database, never as the data itself (notifications are dropped while nobody listens).
+
+use crate::Pool;
+use diesel_async::SimpleAsyncConnection;
+use futures_util::StreamExt;
+use std::time::Duration;
 
 /// New or re-queued tasks are due: idle workers wake up and claim. Payload: empty.
 pub const TASKS_READY: &str = "sim_tasks_ready";
@@ -20,3 +26,89 @@ pub const AUTH_EVENTS: &str = "sim_auth_events";
 /// simulation's id as decimal text. Workers listen here (and not to [`SIMULATION_EVENTS`],
 /// whose every progress report and completion would make them check their leases).
 pub const CANCELLATIONS: &str = "sim_cancellations";
+
+/// What a [`listen`] loop reports.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// LISTEN succeeded (first time, or after a reconnect): notifications sent before this
+    /// may have been missed, so look at the database now.
+    Listening,
+    /// A notification on `channel` with this `payload`.
+    Notification {
+        /// One of the channels listened to.
+        channel: &'a str,
+        /// Its payload.
+        payload: &'a str,
+    },
+    /// The connection broke (or could not be opened); a reconnect follows.
+    Lost,
+}
+
+/// What the callback of [`listen`] says: go on, or stop listening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep listening.
+    Continue,
+    /// Return from [`listen`] (the receiver is gone).
+    Stop,
+}
+
+/// Listens on `channels` on a dedicated connection of `pool` until `on` returns
+/// [`Flow::Stop`], calling it for every [`Event`]. The connection is reopened after 200 ms,
+/// doubling up to 5 s while the database stays away.
+pub async fn listen(pool: Pool, channels: &[&'static str], mut on: impl FnMut(Event<'_>) -> Flow) {
+    // `LISTEN a; LISTEN b` (as pg_stat_activity then shows it).
+    let statement = channels
+        .iter()
+        .map(|c| format!("LISTEN {c}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match pool.dedicated_connection().await {
+            Ok(mut conn) => match conn.batch_execute(&statement).await {
+                Ok(()) => {
+                    delay = Duration::from_millis(200);
+                    if on(Event::Listening) == Flow::Stop {
+                        return;
+                    }
+                    let mut stream = std::pin::pin!(conn.notifications_stream());
+                    while let Some(n) = stream.next().await {
+                        match n {
+                            Ok(n) => {
+                                let event = Event::Notification {
+                                    channel: &n.channel,
+                                    payload: &n.payload,
+                                };
+                                if on(event) == Flow::Stop {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, ?channels, "LISTEN connection lost");
+                                break;
+                            }
+                        }
+                    }
+                    if on(Event::Lost) == Flow::Stop {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, ?channels, "LISTEN failed");
+                    if on(Event::Lost) == Flow::Stop {
+                        return;
+                    }
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, ?channels, "cannot connect to LISTEN; retrying");
+                if on(Event::Lost) == Flow::Stop {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -9,7 +9,6 @@ pub mod clusters;
 pub mod config;
 pub mod error;
 pub mod input_check;
-pub mod listener;
 pub mod oidc;
 pub mod oversize;
 pub mod results;

@@ -78,13 +78,14 @@ impl TokenCache {
             let cache = self.clone();
             let pool = pool.clone();
             let task = tokio::spawn(async move {
-                crate::listener::listen(pool, db::notify::AUTH_EVENTS, |event| {
-                    use crate::listener::Event;
+                use db::notify::{Event, Flow};
+                db::notify::listen(pool, &[db::notify::AUTH_EVENTS], |event| {
                     match event {
                         Event::Listening => cache.set_listening(true),
-                        Event::Notification(_) => cache.invalidate_all(),
+                        Event::Notification { .. } => cache.invalidate_all(),
                         Event::Lost => cache.set_listening(false),
                     }
+                    Flow::Continue
                 })
                 .await;
             });

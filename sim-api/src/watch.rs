@@ -2,7 +2,7 @@
 //! open stream, and each stream re-reads its simulation only when it is told something
 //! changed (with a slow safety poll in case a notification is lost).
 
-use crate::listener::Event;
+use db::notify::{Event, Flow};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -66,20 +66,23 @@ impl Events {
 }
 
 async fn listen(pool: db::Pool, tx: broadcast::Sender<i64>, connected: Arc<AtomicBool>) {
-    crate::listener::listen(pool, db::notify::SIMULATION_EVENTS, |event| match event {
-        Event::Listening => {
-            connected.store(true, Ordering::Release);
-            let _ = tx.send(RESYNC);
-        }
-        Event::Notification(payload) => {
-            if let Ok(id) = payload.parse::<i64>() {
-                let _ = tx.send(id);
+    db::notify::listen(pool, &[db::notify::SIMULATION_EVENTS], |event| {
+        match event {
+            Event::Listening => {
+                connected.store(true, Ordering::Release);
+                let _ = tx.send(RESYNC);
+            }
+            Event::Notification { payload, .. } => {
+                if let Ok(id) = payload.parse::<i64>() {
+                    let _ = tx.send(id);
+                }
+            }
+            Event::Lost => {
+                connected.store(false, Ordering::Release);
+                let _ = tx.send(LOST);
             }
         }
-        Event::Lost => {
-            connected.store(false, Ordering::Release);
-            let _ = tx.send(LOST);
-        }
+        Flow::Continue
     })
     .await;
 }

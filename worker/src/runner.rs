@@ -114,7 +114,7 @@ pub async fn run(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let background = [
         tokio::spawn(crate::listener::listen(
-            db_config.clone(),
+            worker.pool.clone(),
             wake.clone(),
             events_tx,
         )),
