@@ -6,11 +6,14 @@
 //! Every function here is pure: text in, text (or a typed error) out.
 
 pub mod builtin;
+mod file_name;
 pub mod fluka;
 pub mod shieldhit;
 pub mod topas;
 
 use std::collections::BTreeMap;
+
+pub use file_name::FileName;
 
 /// An input that cannot run. The message names the file and the card or parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

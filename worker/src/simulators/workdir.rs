@@ -50,21 +50,6 @@ pub fn probe(root: &Path) -> Result<(), SimulatorError> {
     })
 }
 
-/// A file name that is safe to create inside a work directory: a plain name, no path.
-pub fn check_file_name(name: &str) -> Result<(), String> {
-    let bad = name.is_empty()
-        || name.len() > 255
-        || name == "."
-        || name == ".."
-        || name.contains(['/', '\\', '\0'])
-        || name.chars().any(char::is_control);
-    if bad {
-        Err(format!("input file name {name:?} is not a plain file name"))
-    } else {
-        Ok(())
-    }
-}
-
 /// A directory only this worker user can read, removed when dropped unless kept.
 pub struct WorkDir {
     path: PathBuf,
@@ -100,7 +85,7 @@ impl WorkDir {
     /// Writes one input file, checking its name again here. A name that is not plain is the
     /// input's fault; a failed write is this machine's ([`io_fault`]).
     pub fn write_input(&self, name: &str, content: &str) -> Result<(), SimulatorError> {
-        check_file_name(name).map_err(SimulatorError::Input)?;
+        sim_inputs::FileName::parse(name).map_err(|e| SimulatorError::Input(e.to_string()))?;
         std::fs::write(self.path.join(name), content)
             .map_err(|e| SimulatorError::from_io(&e, format!("cannot write input file {name:?}")))
     }
@@ -199,25 +184,5 @@ mod tests {
             "{err:?}"
         );
         std::fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn only_plain_names_pass() {
-        for ok in ["beam.dat", "geo.dat", "info.json", "a b.txt", "..hidden"] {
-            assert!(check_file_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../etc/passwd",
-            "a/b",
-            "a\\b",
-            "x\0y",
-            "/abs",
-            "new\nline",
-        ] {
-            assert!(check_file_name(bad).is_err(), "{bad:?}");
-        }
     }
 }
