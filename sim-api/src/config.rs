@@ -77,16 +77,21 @@ pub struct Config {
     pub status_cache_ms: u64,
 
     /// OIDC: the expected `iss` of ID tokens (e.g. `https://kc.example/realms/sim`). OIDC
-    /// login is enabled when this, --oidc-audience and --oidc-jwks are all set.
+    /// login is enabled when this and --oidc-audience are set. Without --oidc-jwks, the
+    /// signing keys come from the `jwks_uri` of `ISSUER/.well-known/openid-configuration`.
     #[arg(long, env = "SIM_API_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
     /// OIDC: the expected `aud` (the client id).
     #[arg(long, env = "SIM_API_OIDC_AUDIENCE")]
     pub oidc_audience: Option<String>,
-    /// OIDC: the signing keys, as a JWKS file path or an http:// URL (https is not supported:
-    /// mount the JWKS as a file).
+    /// OIDC: the signing keys, as a JWKS file path or an http:// or https:// URL; when
+    /// unset, OIDC discovery from the issuer finds them.
     #[arg(long, env = "SIM_API_OIDC_JWKS")]
     pub oidc_jwks: Option<String>,
+    /// OIDC: a PEM file of CA certificates trusted for https (discovery and JWKS) besides the
+    /// built-in Mozilla roots, e.g. a private CA of the identity provider.
+    #[arg(long, env = "SIM_API_OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<std::path::PathBuf>,
     /// OIDC: clock-skew leeway in seconds for `exp` and `nbf`.
     #[arg(long, env = "SIM_API_OIDC_LEEWAY_S", default_value_t = 30)]
     pub oidc_leeway_s: u64,
@@ -108,27 +113,32 @@ impl Config {
         })
     }
 
-    /// The OIDC settings: `None` when none of --oidc-issuer, --oidc-audience and --oidc-jwks
-    /// is set; an error when only some are, or when the JWKS location is unusable.
+    /// The OIDC settings: `None` when none of --oidc-issuer, --oidc-audience, --oidc-jwks
+    /// and --oidc-ca-file is set; an error when the issuer or the audience is missing, or
+    /// when the JWKS location is unusable. Without --oidc-jwks the keys are discovered.
     pub fn oidc(&self) -> Result<Option<crate::oidc::OidcSettings>, crate::oidc::OidcError> {
         let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-        let parts = (
-            set(&self.oidc_issuer),
-            set(&self.oidc_audience),
-            set(&self.oidc_jwks),
-        );
-        let (issuer, audience, jwks) = match parts {
-            (None, None, None) => return Ok(None),
-            (Some(i), Some(a), Some(j)) => (i, a, j),
+        let jwks = set(&self.oidc_jwks);
+        let parts = (set(&self.oidc_issuer), set(&self.oidc_audience));
+        let (issuer, audience) = match parts {
+            (None, None) if jwks.is_none() && self.oidc_ca_file.is_none() => return Ok(None),
+            (Some(i), Some(a)) => (i, a),
             _ => {
                 return Err(crate::oidc::OidcError::Config(
-                    "--oidc-issuer, --oidc-audience and --oidc-jwks must be set together".into(),
+                    "--oidc-issuer and --oidc-audience must be set together (with --oidc-jwks \
+                     or --oidc-ca-file only beside them)"
+                        .into(),
                 ))
             }
         };
+        let source = match jwks {
+            Some(j) => j.trim().parse()?,
+            None => crate::oidc::JwksSource::Discovery,
+        };
         Ok(Some(crate::oidc::OidcSettings {
             leeway: Duration::from_secs(self.oidc_leeway_s),
-            ..crate::oidc::OidcSettings::new(issuer, audience, jwks.trim().parse()?)
+            ca_file: self.oidc_ca_file.clone(),
+            ..crate::oidc::OidcSettings::new(issuer, audience, source)
         }))
     }
 
