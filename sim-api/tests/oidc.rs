@@ -18,10 +18,10 @@ use common::{authed, spawn_app, spawn_app_oidc, App};
 use db::enums::AuthProvider;
 use proto::v1::{LoginOidcRequest, RefreshRequest, TokenPair, WhoAmIRequest};
 use rsa::pkcs8::DecodePrivateKey as _;
+use rsa::sha2::{Digest as _, Sha256};
 use rsa::traits::PublicKeyParts as _;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+use rsa::{Pkcs1v15Sign, PrivateKey};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use sim_api::oidc::{JwksSource, OidcSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ const AUDIENCE: &str = "sim-web";
 const CERTS: &str = "/realms/sim/protocol/openid-connect/certs";
 
 /// A committed test key (`a` or `b`).
-fn key(name: &str) -> RsaPrivateKey {
+fn key(name: &str) -> PrivateKey {
     let path = format!(
         "{}/tests/fixtures/oidc-test-key-{name}.pem",
         env!("CARGO_MANIFEST_DIR")
@@ -46,17 +46,17 @@ fn key(name: &str) -> RsaPrivateKey {
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap();
-    RsaPrivateKey::from_pkcs8_der(&der).unwrap()
+    PrivateKey::from_pkcs8_der(&der).unwrap()
 }
 
 fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn jwk(key: &RsaPrivateKey, kid: &str) -> Value {
+fn jwk(key: &PrivateKey, kid: &str) -> Value {
     json!({
         "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
-        "n": b64url(&key.n().to_bytes_be()), "e": b64url(&key.e().to_bytes_be()),
+        "n": b64url(&key.n_bytes()), "e": b64url(&key.e_bytes()),
     })
 }
 
@@ -95,7 +95,7 @@ fn encode(header: &Value, claims: &Value) -> String {
     )
 }
 
-fn sign(key: &RsaPrivateKey, header: &Value, claims: &Value) -> String {
+fn sign(key: &PrivateKey, header: &Value, claims: &Value) -> String {
     let input = encode(header, claims);
     let sig = key
         .sign(
@@ -133,7 +133,7 @@ impl Drop for TempFile {
 }
 
 /// A server whose JWKS file holds key `a` as `key-a`.
-async fn setup() -> (App, TempFile, RsaPrivateKey) {
+async fn setup() -> (App, TempFile, PrivateKey) {
     let a = key("a");
     let file = TempFile::new(&jwks(&[jwk(&a, "key-a")]));
     let app = spawn_app_oidc(file.settings()).await;
