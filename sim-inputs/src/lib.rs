@@ -9,6 +9,7 @@ pub mod builtin;
 mod file_name;
 pub mod fluka;
 pub mod shieldhit;
+pub mod testdata;
 pub mod topas;
 
 use std::collections::BTreeMap;

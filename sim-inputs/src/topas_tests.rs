@@ -3,25 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use std::path::{Path, PathBuf};
 
-/// The real simulator files: `PYMCHELPER_DATA`, else `../shared/data/pymchelper` next to the
-/// checkout, else `/work/shared/data/pymchelper`.
-fn shared_data(rel: &str) -> PathBuf {
-    let candidates = [
-        std::env::var_os("PYMCHELPER_DATA").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pymchelper")),
-        Some(PathBuf::from("/work/shared/data/pymchelper")),
-    ];
-    let root = candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("README.md").is_file())
-        .expect(
-            "the real simulator files (../shared/data/pymchelper) are missing; set PYMCHELPER_DATA",
-        );
-    root.join(rel)
-}
+use crate::testdata::pymchelper_data as shared_data;
 
 fn real(rel: &str) -> String {
     std::fs::read_to_string(shared_data(rel)).unwrap()

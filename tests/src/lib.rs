@@ -1,7 +1,8 @@
 //! Helpers for end-to-end tests that start the workspace's real binaries.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The path of a workspace binary (`admin-cli`, `sim-api`, `worker`) built by the same
 /// `cargo test`/`cargo nextest` run: it sits next to the `deps/` folder of this test executable.
@@ -59,4 +60,45 @@ pub fn command(name: &str) -> Command {
         c.env_remove(v);
     }
     c
+}
+
+/// A child process that is killed (and reaped) when dropped, however the test ends.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the workspace binary `name` with `--database-url url` and `args` (logging only
+/// errors, stderr discarded unless `RUST_LOG` is set by the caller's `args` handling) and
+/// waits for its first line of stdout, its "ready" or "listening on" line.
+pub fn start(name: &str, url: &str, args: &[&str]) -> std::io::Result<(Proc, String)> {
+    let mut child = command(name)
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let proc = Proc(child);
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    Ok((proc, line.trim().to_string()))
+}
+
+/// `msg` with `authorization: Bearer <token>`.
+pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
 }

@@ -11,42 +11,14 @@ use proto::v1 as pb;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use tests::command;
+use tests::{authed, command};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(name: &str, db: &TestDb, args: &[&str]) -> (Proc, String) {
-    let mut child = command(name)
-        .arg("--database-url")
-        .arg(db.config().url_with_password())
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (Proc(child), line.trim().to_string())
-}
-
-fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
+/// Starts a binary against `db` (see [`tests::start`]).
+fn start(name: &str, db: &TestDb, args: &[&str]) -> (tests::Proc, String) {
+    tests::start(name, db.config().url_with_password(), args).unwrap()
 }
 
 /// The real pymchelper `convertmc` (`scripts/test` installs it and sets `CONVERTMC`).

@@ -2,30 +2,9 @@
 //! copied into the repository) and on small variants of them.
 
 use super::*;
-use std::path::{Path, PathBuf};
-
-/// The real simulator files: `PYMCHELPER_DATA`, else `../shared/data/pymchelper` next to
-/// the checkout, else `/work/shared/data/pymchelper`.
-fn data_dir() -> PathBuf {
-    let candidates = [
-        std::env::var_os("PYMCHELPER_DATA").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pymchelper")),
-        Some(PathBuf::from("/work/shared/data/pymchelper")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("README.md").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "the real simulator files (../shared/data/pymchelper, with fluka/*.inp) are \
-                 missing; set PYMCHELPER_DATA to their directory"
-            )
-        })
-}
 
 fn real(rel: &str) -> String {
-    let path = data_dir().join(rel);
+    let path = crate::testdata::pymchelper_data(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -19,39 +19,13 @@ use db::private_pg::PrivatePg;
 use proto::v1 as pb;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tests::command;
+use tests::{command, Proc};
 
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a binary and waits for its first line of output (its "ready" line).
+/// Starts a binary (see [`tests::start`]).
 fn start(name: &str, url: &str, args: &[&str]) -> anyhow::Result<(Proc, String)> {
-    let mut child = command(name)
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    let out = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    BufReader::new(out).read_line(&mut line)?;
-    Ok((Proc(child), line.trim().to_string()))
+    Ok(tests::start(name, url, args)?)
 }
 
 fn start_worker(url: &str, n: usize) -> anyhow::Result<Proc> {

@@ -36,23 +36,9 @@ pub fn convertmc() -> PathBuf {
     path
 }
 
-/// `<rel>` under the real simulator files of `../shared/data/pymchelper/` (next to the
-/// checkout; `PYMCHELPER_DATA` names another place). Panics when they are missing: tests
-/// built on real output never pass without it.
+/// `<rel>` under the real simulator files (`sim_inputs::testdata`).
 pub fn shared_data(rel: &str) -> PathBuf {
-    let candidates = [
-        std::env::var_os("PYMCHELPER_DATA").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pymchelper")),
-        Some(PathBuf::from("/work/shared/data/pymchelper")),
-    ];
-    let root = candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.join("README.md").is_file())
-        .expect(
-            "the real simulator files (../shared/data/pymchelper) are missing; set PYMCHELPER_DATA",
-        );
-    root.join(rel)
+    sim_inputs::testdata::pymchelper_data(rel)
 }
 
 /// A real `worker` process (concurrency 3, the real convertmc, its own work root),
