@@ -4,7 +4,10 @@
 //!
 //! - `kill -9` of a random worker (a new one takes its place);
 //! - `pg_terminate_backend` of every client connection;
-//! - a PostgreSQL restart (fast shutdown, start).
+//! - a PostgreSQL restart (fast shutdown, start);
+//! - a worker whose work root is a full disk, all along (when `CONVERTMC` names pymchelper's
+//!   converter: then every other simulation runs the SHIELD-HIT12A stand-in, which uses the
+//!   disk; the full-disk worker must hand its tasks on and complete none).
 //!
 //! Then it stops submitting, waits for the queue to drain, and checks that no accepted
 //! submission was lost, no task was counted twice (each simulation's tasks add up to its
@@ -12,13 +15,17 @@
 //! results. It prints the figures (submissions, faults, time to recover from each restart,
 //! time to drain) and exits 1 when a check fails.
 //!
-//! `chaos [--secs N] [--workers N] [--every-ms N] [--primaries N]` (defaults 60 s, 3 workers,
-//! a fault every 3000 ms, 30,000 primaries per 3-task simulation). Loopback only.
+//! `chaos [--secs N] [--workers N] [--every-ms N] [--primaries N] [--submit-ms N]
+//! [--builtin-only]` (no SHIELD-HIT12A load, no full-disk worker; defaults
+//! 60 s, 3 workers, a fault every 3000 ms, 30,000 primaries per 3-task builtin simulation, a
+//! Submit every 150 ms). Loopback only.
 
 use db::private_pg::PrivatePg;
 use proto::v1 as pb;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tests::{command, Proc};
@@ -28,24 +35,119 @@ fn start(name: &str, url: &str, args: &[&str]) -> anyhow::Result<(Proc, String)>
     Ok(tests::start(name, url, args)?)
 }
 
-fn start_worker(url: &str, n: usize) -> anyhow::Result<Proc> {
+/// The primaries in each `.bdo` file of the captured SHIELD-HIT12A run (its `NSTAT`).
+const CAPTURED_PRIMARIES: i64 = 20;
+
+/// The external simulator the drill runs besides the builtin engine: the SHIELD-HIT12A
+/// stand-in, which replays a captured real run, and the real pymchelper `convertmc`.
+struct External {
+    shieldhit: PathBuf,
+    convertmc: PathBuf,
+    input: HashMap<String, String>,
+    work: PathBuf,
+}
+
+impl External {
+    /// `None` (said on stdout) when `CONVERTMC` names no converter: then only builtin
+    /// simulations run and the full-disk fault is left out.
+    fn find() -> Option<Self> {
+        let convertmc = std::env::var_os("CONVERTMC").map(PathBuf::from)?;
+        if !convertmc.is_file() {
+            println!("note: CONVERTMC is not a file; no SHIELD-HIT12A load, no full-disk fault");
+            return None;
+        }
+        let captured = sim_inputs::testdata::pymchelper_data("captured/shieldhit/input");
+        let mut input = HashMap::new();
+        for name in sim_inputs::shieldhit::REQUIRED_FILES {
+            input.insert(
+                name.to_string(),
+                std::fs::read_to_string(captured.join(name)).ok()?,
+            );
+        }
+        input.insert("standin.json".into(), r#"{"delay": 0.02}"#.into());
+        Some(Self {
+            shieldhit: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../worker/tests/standins/shieldhit"),
+            convertmc,
+            input,
+            work: std::env::temp_dir().join(format!("chaos-work-{}", std::process::id())),
+        })
+    }
+
+    /// The worker flags that run SHIELD-HIT12A tasks with a work root under `name`.
+    fn flags(&self, name: &str) -> Vec<String> {
+        let root = self.work.join(name);
+        vec![
+            "--shieldhit".into(),
+            self.shieldhit.display().to_string(),
+            "--convertmc".into(),
+            self.convertmc.display().to_string(),
+            "--work-root".into(),
+            root.display().to_string(),
+        ]
+    }
+}
+
+/// The flags every drill worker gets.
+fn worker_flags(id: &str) -> Vec<String> {
+    [
+        "--worker-id",
+        id,
+        "--concurrency",
+        "2",
+        "--lease-secs",
+        "4",
+        "--poll-secs",
+        "0.5",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn start_worker(url: &str, n: usize, ext: Option<&External>) -> anyhow::Result<Proc> {
     let id = format!("chaos-worker-{n}");
-    let (p, line) = start(
-        "worker",
-        url,
-        &[
-            "--worker-id",
-            &id,
-            "--concurrency",
-            "2",
-            "--lease-secs",
-            "4",
-            "--poll-secs",
-            "0.5",
-        ],
-    )?;
+    let mut flags = worker_flags(&id);
+    flags.extend(ext.map(|e| e.flags(&id)).unwrap_or_default());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (p, line) = start("worker", url, &flags)?;
     anyhow::ensure!(line.contains("ready"), "worker did not start: {line}");
     Ok(p)
+}
+
+/// A worker (`chaos-sick`) whose work root is a full 64 KiB tmpfs, mounted in a mount
+/// namespace of its own (`unshare --mount`, so nobody else sees it and it goes with the
+/// process). `None`, said on stdout, when this machine permits no such mount.
+fn start_sick_worker(url: &str, ext: &External) -> Option<Proc> {
+    let root = ext.work.join("chaos-sick");
+    std::fs::create_dir_all(&root).ok()?;
+    let script = r#"mount -t tmpfs -o size=64k chaos-full-disk "$0" || exit 77
+        head -c 1048576 /dev/zero > "$0/fill" 2>/dev/null
+        exec "$@""#;
+    let mut flags = worker_flags("chaos-sick");
+    flags.extend(ext.flags("chaos-sick"));
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(&root)
+        .arg(tests::bin_path("worker"))
+        .args(["--database-url", url])
+        .args(&flags)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for v in db::config::ENV_VARS {
+        cmd.env_remove(v);
+    }
+    let mut child = cmd.spawn().ok()?;
+    let out = child.stdout.take()?;
+    let proc = Proc(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).ok()?;
+    if line.contains("ready") {
+        Some(proc)
+    } else {
+        println!("note: no tmpfs mount namespace here: the full-disk fault is left out");
+        None
+    }
 }
 
 struct Args {
@@ -53,6 +155,8 @@ struct Args {
     workers: usize,
     every: Duration,
     primaries: i64,
+    submit_every: Duration,
+    external: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -61,6 +165,8 @@ fn args() -> anyhow::Result<Args> {
         workers: 3,
         every: Duration::from_millis(3000),
         primaries: 30_000,
+        submit_every: Duration::from_millis(150),
+        external: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,8 +179,10 @@ fn args() -> anyhow::Result<Args> {
             "--workers" => a.workers = value()?.parse()?,
             "--every-ms" => a.every = Duration::from_millis(value()?.parse()?),
             "--primaries" => a.primaries = value()?.parse()?,
+            "--submit-ms" => a.submit_every = Duration::from_millis(value()?.parse()?),
+            "--builtin-only" => a.external = false,
             "-h" | "--help" => {
-                println!("chaos [--secs N] [--workers N] [--every-ms N] [--primaries N]: a fault drill on the real binaries");
+                println!("chaos [--secs N] [--workers N] [--every-ms N] [--primaries N] [--submit-ms N] [--builtin-only]: a fault drill on the real binaries");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (see --help)"),
@@ -128,9 +236,16 @@ async fn main() -> anyhow::Result<()> {
         .strip_prefix("listening on ")
         .ok_or_else(|| anyhow::anyhow!("sim-api did not start: {line}"))?
         .to_string();
+    let ext = if args.external {
+        External::find()
+    } else {
+        None
+    };
     let mut workers: Vec<Proc> = (0..args.workers)
-        .map(|n| start_worker(&url, n))
+        .map(|n| start_worker(&url, n, ext.as_ref()))
         .collect::<anyhow::Result<_>>()?;
+    // The fourth fault is there from the start: a worker on a full disk.
+    let sick = ext.as_ref().and_then(|e| start_sick_worker(&url, e));
     let mut next_worker = args.workers;
 
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
@@ -149,15 +264,30 @@ async fn main() -> anyhow::Result<()> {
     let submitter = {
         let (submitted, stop, token) = (submitted.clone(), stop.clone(), token.clone());
         let primaries = args.primaries;
+        let files = ext.as_ref().map(|e| e.input.clone());
+        let submit_every = args.submit_every;
         let mut sims = SimulationServiceClient::new(channel.clone());
         tokio::spawn(async move {
             let editor =
                 r#"{"beam": {"energy_mev": 70.0}, "scoring": {"z_bins": 20, "r_bins": 2}}"#;
+            let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                // Every other one runs the SHIELD-HIT12A stand-in, when there is one.
+                let (sim_type, input) = match &files {
+                    Some(f) if n.is_multiple_of(2) => (
+                        pb::SimType::Shieldhit,
+                        pb::submit_request::Input::Files(pb::InputFiles { files: f.clone() }),
+                    ),
+                    _ => (
+                        pb::SimType::Builtin,
+                        pb::submit_request::Input::EditorJson(editor.into()),
+                    ),
+                };
                 let mut req = tonic::Request::new(pb::SubmitRequest {
                     title: "chaos".into(),
-                    sim_type: pb::SimType::Builtin as i32,
-                    input: Some(pb::submit_request::Input::EditorJson(editor.into())),
+                    sim_type: sim_type as i32,
+                    input: Some(input),
                     ntasks: 3,
                     primaries,
                     platform: None,
@@ -176,7 +306,7 @@ async fn main() -> anyhow::Result<()> {
                         Err(_) => s.refused += 1,
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(submit_every).await;
             }
         })
     };
@@ -202,7 +332,7 @@ async fn main() -> anyhow::Result<()> {
                     .args(["-9", &dead.0.id().to_string()])
                     .status();
                 let _ = dead.0.wait();
-                workers.push(start_worker(&url, next_worker)?);
+                workers.push(start_worker(&url, next_worker, ext.as_ref())?);
                 next_worker += 1;
             }
             1 => {
@@ -254,8 +384,20 @@ async fn main() -> anyhow::Result<()> {
         if open == 0 {
             break drain_start.elapsed();
         }
-        if drain_start.elapsed() > Duration::from_secs(180) {
-            problems.push(format!("{open} simulations still open after 180 s"));
+        if drain_start.elapsed() > Duration::from_secs(300) {
+            problems.push(format!("{open} simulations still open after 300 s"));
+            for line in sample(
+                &mut conn,
+                "SELECT t.task_state || ' ' || s.sim_type || ' attempts ' || t.attempts
+                        || ' owner ' || coalesce(t.lease_owner, '-') || ': '
+                        || coalesce(left(t.last_error, 300), '') AS line
+                 FROM tasks t JOIN simulations s ON s.id = t.simulation_id
+                 WHERE t.task_state IN ('PENDING', 'RUNNING') ORDER BY t.id LIMIT 5",
+            )
+            .await?
+            {
+                problems.push(format!("open task: {line}"));
+            }
             break drain_start.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -284,10 +426,15 @@ async fn main() -> anyhow::Result<()> {
         };
         let tasks = db::tasks::list(&mut conn, &filter).await?;
         let simulated: i64 = tasks.iter().map(|r| r.task.simulated_primaries).sum();
-        if simulated != sim.primaries {
+        // A builtin task simulates what it was given; a SHIELD-HIT12A task counts what its
+        // output says (the captured run's .bdo files: 20 primaries each).
+        let want = match sim.sim_type {
+            db::enums::SimType::Shieldhit => CAPTURED_PRIMARIES * tasks.len() as i64,
+            _ => sim.primaries,
+        };
+        if simulated != want {
             problems.push(format!(
-                "{job}: tasks simulated {simulated} of {} primaries",
-                sim.primaries
+                "{job}: tasks simulated {simulated} primaries, not {want}"
             ));
         }
         match db::results::read_all(&mut conn, sim.id).await {
@@ -305,6 +452,23 @@ async fn main() -> anyhow::Result<()> {
             total,
             accepted.len()
         );
+    }
+    let sick_completed = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM tasks t JOIN simulations s ON s.id = t.simulation_id
+         WHERE t.task_state = 'COMPLETED' AND t.lease_owner = 'chaos-sick'
+           AND s.sim_type = 'shieldhit'",
+    )
+    .await?;
+    let handed_on = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM tasks WHERE last_error LIKE 'machine fault on worker chaos-sick%'",
+    )
+    .await?;
+    if sick.is_some() && sick_completed > 0 {
+        problems.push(format!(
+            "the full-disk worker completed {sick_completed} tasks"
+        ));
     }
     let retried = count(
         &mut conn,
@@ -348,6 +512,16 @@ async fn main() -> anyhow::Result<()> {
         "  completed with whole results: {completed} of {}",
         accepted.len()
     );
+    match &sick {
+        Some(_) => println!(
+            "  full-disk worker: {handed_on} tasks handed on without using an attempt, {sick_completed} SHIELD-HIT12A tasks completed by it"
+        ),
+        None => println!("  full-disk worker: left out"),
+    }
+    drop(sick);
+    if let Some(e) = &ext {
+        let _ = std::fs::remove_dir_all(&e.work);
+    }
     if problems.is_empty() {
         println!("chaos: PASS (no accepted submission lost, none counted twice, nothing stuck)");
         Ok(())
@@ -358,6 +532,17 @@ async fn main() -> anyhow::Result<()> {
         println!("chaos: FAIL ({} problems)", problems.len());
         std::process::exit(1);
     }
+}
+
+async fn sample(conn: &mut db::Conn, sql: &str) -> anyhow::Result<Vec<String>> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct L {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    let rows: Vec<L> = diesel::sql_query(sql).load(conn).await?;
+    Ok(rows.into_iter().map(|r| r.line).collect())
 }
 
 async fn count(conn: &mut db::Conn, sql: &str) -> anyhow::Result<i64> {
