@@ -359,14 +359,7 @@ pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> D
     let error = truncate(error, 4000);
     let lease = lease.clone();
     let outcome = conn.transaction(async |conn| {
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = BigInt)]
-            simulation_id: i64,
-            #[diesel(sql_type = Text)]
-            task_state: TaskState,
-        }
-        let rows: Vec<Row> = diesel::sql_query(format!(
+        let rows: Vec<FailedRow> = diesel::sql_query(format!(
             "UPDATE tasks SET
                  task_state = CASE WHEN $5 AND attempts < max_attempts THEN 'PENDING' ELSE 'FAILED' END,
                  run_after = {RETRY_AT_SQL},
@@ -382,22 +375,48 @@ pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> D
         .bind::<diesel::sql_types::Bool, _>(retry)
         .load(conn)
         .await?;
-        let Some(row) = rows.into_iter().next() else {
-            return Err(lease_lost(&lease));
-        };
-        let merging = if row.task_state == TaskState::Failed {
-            finish_simulations(conn, &[row.simulation_id]).await?
-        } else {
-            notify_tasks_ready(conn).await?;
-            Vec::new()
-        };
-        Ok((row.task_state, row.simulation_id, merging))
+        after_failure(conn, rows, &lease).await
     })
-    .await
-    .map(|r: (TaskState, i64, Vec<i64>)| r);
-    let (state, simulation_id, merging) = outcome?;
+    .await;
+    announce_failure(conn, outcome?).await
+}
+
+/// What a failure's guarded `UPDATE … RETURNING simulation_id, task_state` gives.
+#[derive(QueryableByName)]
+struct FailedRow {
+    #[diesel(sql_type = BigInt)]
+    simulation_id: i64,
+    #[diesel(sql_type = Text)]
+    task_state: TaskState,
+}
+
+/// The rest of a failure's transaction: no updated row means the lease was lost; a task now
+/// `FAILED` may end its simulation, one back to `PENDING` wakes the workers. Returns the new
+/// state, the simulation, and the simulations now `MERGING`.
+async fn after_failure(
+    conn: &mut Conn,
+    rows: Vec<FailedRow>,
+    lease: &Lease,
+) -> DbResult<(TaskState, i64, Vec<i64>)> {
+    let Some(row) = rows.into_iter().next() else {
+        return Err(lease_lost(lease));
+    };
+    let merging = if row.task_state == TaskState::Failed {
+        finish_simulations(conn, &[row.simulation_id]).await?
+    } else {
+        notify_tasks_ready(conn).await?;
+        Vec::new()
+    };
+    Ok((row.task_state, row.simulation_id, merging))
+}
+
+/// After a failure's commit: watchers see a task that is `PENDING` again, with its error,
+/// and the simulations it ended are merged. Returns the task's new state.
+async fn announce_failure(
+    conn: &mut Conn,
+    (state, simulation_id, merging): (TaskState, i64, Vec<i64>),
+) -> DbResult<TaskState> {
     if state == TaskState::Pending {
-        // A retry: the task shows PENDING again, with its error.
         notify_simulations(conn, &[simulation_id]).await;
     }
     for sim in merging {
@@ -864,17 +883,10 @@ pub async fn release_machine_fault(
 ) -> DbResult<TaskState> {
     let error = truncate(error, 4000);
     let lease = lease.clone();
-    let (state, simulation_id, merging) = conn
+    let outcome = conn
         .transaction(async |conn| {
-            #[derive(QueryableByName)]
-            struct Row {
-                #[diesel(sql_type = BigInt)]
-                simulation_id: i64,
-                #[diesel(sql_type = Text)]
-                task_state: TaskState,
-            }
             // Every right-hand side reads the row as it was before this update.
-            let rows: Vec<Row> = diesel::sql_query(format!(
+            let rows: Vec<FailedRow> = diesel::sql_query(format!(
                 "UPDATE tasks SET
                      machine_faults = machine_faults + 1,
                      attempts = CASE WHEN machine_faults < $5 THEN attempts - 1 ELSE attempts END,
@@ -901,24 +913,8 @@ pub async fn release_machine_fault(
             .bind::<Integer, _>(limit.max(0))
             .load(conn)
             .await?;
-            let Some(row) = rows.into_iter().next() else {
-                return Err(lease_lost(&lease));
-            };
-            let merging = if row.task_state == TaskState::Failed {
-                finish_simulations(conn, &[row.simulation_id]).await?
-            } else {
-                notify_tasks_ready(conn).await?;
-                Vec::new()
-            };
-            Ok::<_, DbError>((row.task_state, row.simulation_id, merging))
+            after_failure(conn, rows, &lease).await
         })
-        .await?;
-    if state == TaskState::Pending {
-        // Watchers see the task PENDING again, with the fault.
-        notify_simulations(conn, &[simulation_id]).await;
-    }
-    for sim in merging {
-        crate::merge::finalize(conn, sim).await?;
-    }
-    Ok(state)
+        .await;
+    announce_failure(conn, outcome?).await
 }

@@ -102,3 +102,33 @@ pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     }
     r
 }
+
+/// Connects to a `sim-api` at `addr` (`host:port`) and logs in as `username`: the simulation
+/// client and the access token.
+pub async fn login(
+    addr: &str,
+    username: &str,
+    password: &str,
+) -> Result<
+    (
+        proto::v1::simulation_service_client::SimulationServiceClient<tonic::transport::Channel>,
+        String,
+    ),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let token = proto::v1::auth_service_client::AuthServiceClient::new(channel.clone())
+        .login(proto::v1::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        })
+        .await?
+        .into_inner()
+        .access_token;
+    Ok((
+        proto::v1::simulation_service_client::SimulationServiceClient::new(channel),
+        token,
+    ))
+}

@@ -6,8 +6,6 @@
 use db::testing::TestDb;
 use futures_util::StreamExt;
 use proto::v1 as pb;
-use proto::v1::auth_service_client::AuthServiceClient;
-use proto::v1::simulation_service_client::SimulationServiceClient;
 use std::time::Duration;
 use tests::{authed, command};
 
@@ -31,21 +29,7 @@ async fn submit_watch_and_read_results_through_the_real_binaries() {
     let (_worker, line) = start("worker", &db, &["--concurrency", "2", "--poll-secs", "0.5"]);
     assert!(line.contains("ready"), "{line}");
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let token = AuthServiceClient::new(channel.clone())
-        .login(pb::LoginRequest {
-            username: "alice".into(),
-            password: "pw-alice".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-    let mut sims = SimulationServiceClient::new(channel);
+    let (mut sims, token) = tests::login(addr, "alice", "pw-alice").await.unwrap();
     let editor = serde_json::json!({
         "beam": {"energy_mev": 150.0},
         "scoring": {"z_bins": 100, "r_bins": 10},

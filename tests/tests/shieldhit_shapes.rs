@@ -8,8 +8,6 @@
 use db::testing::TestDb;
 use futures_util::StreamExt;
 use proto::v1 as pb;
-use proto::v1::auth_service_client::AuthServiceClient;
-use proto::v1::simulation_service_client::SimulationServiceClient;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -132,21 +130,7 @@ async fn every_generated_page_shape_is_served_with_its_axes() {
         ],
     );
     assert!(line.contains("ready"), "{line}");
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let token = AuthServiceClient::new(channel.clone())
-        .login(pb::LoginRequest {
-            username: "alice".into(),
-            password: "pw-alice".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
-    let mut sims = SimulationServiceClient::new(channel);
+    let (mut sims, token) = tests::login(addr, "alice", "pw-alice").await.unwrap();
     let generated = data().join("shieldhit/generated");
     let mut dims_seen = [0usize; 4];
     for kind in ["cyl", "msh", "plane", "zone", "geomap"] {

@@ -22,8 +22,6 @@
 
 use db::private_pg::PrivatePg;
 use proto::v1 as pb;
-use proto::v1::auth_service_client::AuthServiceClient;
-use proto::v1::simulation_service_client::SimulationServiceClient;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -248,17 +246,9 @@ async fn main() -> anyhow::Result<()> {
     let sick = ext.as_ref().and_then(|e| start_sick_worker(&url, e));
     let mut next_worker = args.workers;
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    let token = AuthServiceClient::new(channel.clone())
-        .login(pb::LoginRequest {
-            username: "chaos".into(),
-            password: "chaos-pw".into(),
-        })
-        .await?
-        .into_inner()
-        .access_token;
+    let (sims_client, token) = tests::login(&addr, "chaos", "chaos-pw")
+        .await
+        .map_err(|e| anyhow::anyhow!("login failed: {e}"))?;
     let submitted = Arc::new(Mutex::new(Submitted::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let submitter = {
@@ -266,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
         let primaries = args.primaries;
         let files = ext.as_ref().map(|e| e.input.clone());
         let submit_every = args.submit_every;
-        let mut sims = SimulationServiceClient::new(channel.clone());
+        let mut sims = sims_client.clone();
         tokio::spawn(async move {
             let editor =
                 r#"{"beam": {"energy_mev": 70.0}, "scoring": {"z_bins": 20, "r_bins": 2}}"#;
