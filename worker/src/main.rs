@@ -1,6 +1,5 @@
 //! `worker`: claims tasks from the PostgreSQL queue, runs simulators, stores results.
 
-mod builtin;
 mod config;
 mod execute;
 mod listener;

@@ -9,9 +9,6 @@
     unused_imports
 )]
 
-#[path = "../src/builtin/mod.rs"]
-mod builtin;
-
 use db::enums::{AuthProvider, InputType, JobState, Platform, Role, SimType, TaskState};
 use db::inputs::SimulationInput;
 use db::testing::TestDb;
@@ -116,13 +113,13 @@ async fn a_four_task_builtin_run_merges_exactly() {
             && r.task.simulated_primaries == r.task.requested_primaries));
 
     // Recompute every task's pages with the same engine and seeds.
-    let input = builtin::input::BuiltinInput::from_json(&editor.to_string()).unwrap();
-    let runs: Vec<Vec<builtin::Estimator>> = primaries
+    let input = engine::input::BuiltinInput::from_json(&editor.to_string()).unwrap();
+    let runs: Vec<Vec<engine::Estimator>> = primaries
         .iter()
         .enumerate()
         .map(|(i, &n)| {
-            builtin::run(&input, n, builtin::task_seed(42, i as u32), &mut |_| {
-                builtin::Control::Continue
+            engine::run(&input, n, engine::task_seed(42, i as u32), &mut |_| {
+                engine::Control::Continue
             })
             .unwrap()
         })

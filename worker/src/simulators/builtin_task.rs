@@ -1,9 +1,9 @@
 //! Runs the builtin engine for one task on a blocking thread, with progress and cancellation.
 
 use super::{Run, SimulatorError};
-use crate::builtin::{self, Control, RunError};
 use crate::execute::Stop;
 use db::results::{PageMeta, TaskPage};
+use engine::{Control, RunError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ pub async fn run(
     run: &mut Run<'_>,
     input: &serde_json::Value,
 ) -> Result<super::TaskResults, SimulatorError> {
-    let parsed = match builtin::input::BuiltinInput::from_json(&input.to_string()) {
+    let parsed = match engine::input::BuiltinInput::from_json(&input.to_string()) {
         Ok(p) => p,
         Err(e) => {
             run.log(format!("builtin input rejected: {e}"));
@@ -25,7 +25,7 @@ pub async fn run(
         .map_err(|_| SimulatorError::fatal("negative primaries"))?;
     let index =
         u32::try_from(run.task.task_index).map_err(|_| SimulatorError::fatal("bad task index"))?;
-    let seed = builtin::task_seed(parsed.seed, index);
+    let seed = engine::task_seed(parsed.seed, index);
     run.log(format!(
         "builtin engine: {} MeV protons in water, {primaries} primaries, task {index}, seed {seed:#018x}",
         parsed.beam.energy_mev
@@ -35,7 +35,7 @@ pub async fn run(
     let engine = {
         let (done, cancel) = (done.clone(), cancel.clone());
         tokio::task::spawn_blocking(move || {
-            builtin::run(&parsed, primaries, seed, &mut |n| {
+            engine::run(&parsed, primaries, seed, &mut |n| {
                 done.store(n, Ordering::Relaxed);
                 if cancel.load(Ordering::Relaxed) {
                     Control::Stop

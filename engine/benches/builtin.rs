@@ -1,21 +1,14 @@
 //! Benchmark of the builtin simulator: primaries per second on one thread at 150 MeV with
 //! the default scoring (target ≥ 50 000), and R80 against NIST PSTAR at 70, 150 and 230 MeV.
 //!
-//! Run with `cargo bench -p worker --bench builtin`. Optional arguments: the number of
+//! Run with `cargo bench -p engine --bench builtin`. Optional arguments: the number of
 //! primaries per timed run (default 200 000) and of timed runs (default 5; the median is
 //! reported). As a same-run baseline for this machine's speed it also times the raw
 //! Gaussian generator the transport uses, and prints the ratio.
 //!
 //! In a debug build (as `cargo test --all-targets` makes it) it only does a quick smoke run.
-//! Bench builds set `cfg(test)` without the test harness, so the module's `#[test]`s are
-//! compiled out; hence the allow below.
-#![cfg_attr(test, allow(unused_imports, dead_code))]
 
-#[allow(dead_code)]
-#[path = "../src/builtin/mod.rs"]
-mod builtin;
-
-use builtin::{run, BuiltinInput, Control};
+use engine::{run, BuiltinInput, Control};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -59,7 +52,7 @@ fn main() {
     let mut rates = Vec::new();
     let mut baselines = Vec::new();
     for k in 0..repeats {
-        let seed = builtin::task_seed(2024, k as u32);
+        let seed = engine::task_seed(2024, k as u32);
         let t = Instant::now();
         let result = run(&input, primaries, seed, &mut |_| Control::Continue);
         let dt = t.elapsed().as_secs_f64();
@@ -71,7 +64,7 @@ fn main() {
 
         // Baseline: Gaussian deviates per second from the same generator.
         let n = baseline_deviates;
-        let mut rng = builtin::rng_for_bench(seed);
+        let mut rng = engine::Rng::new(seed);
         let t = Instant::now();
         let mut acc = 0.0;
         for _ in 0..n {
@@ -129,8 +122,8 @@ fn main() {
             .iter()
             .find(|x| x.name == "depth_dose")
             .and_then(|x| x.pages.first())
-            .and_then(builtin::r80_cm);
-        let pstar = builtin::pstar_csda_range_cm(e);
+            .and_then(engine::r80_cm);
+        let pstar = engine::pstar_csda_range_cm(e);
         match (r80, pstar) {
             (Some(r80), Some(p)) => {
                 let dev = (r80 / p - 1.0) * 100.0;

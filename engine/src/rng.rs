@@ -21,7 +21,7 @@ const INV_2_53: f64 = 1.0 / 9_007_199_254_740_992.0;
 
 /// xoshiro256++ with a cached second Gaussian deviate (Marsaglia's polar method).
 #[derive(Debug, Clone)]
-pub(crate) struct Rng {
+pub struct Rng {
     s: [u64; 4],
     spare: f64,
     has_spare: bool,
@@ -30,7 +30,7 @@ pub(crate) struct Rng {
 impl Rng {
     /// A generator whose state is four splitmix64 outputs of `seed` (never all zero, because
     /// the splitmix64 outputs of four distinct states are distinct).
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         let mut sm = seed;
         let s = [
             splitmix64(&mut sm),
@@ -74,7 +74,7 @@ impl Rng {
     /// Standard normal deviate (Marsaglia's polar method; the second value of each pair is
     /// kept for the next call).
     #[inline]
-    pub(crate) fn gaussian(&mut self) -> f64 {
+    pub fn gaussian(&mut self) -> f64 {
         if self.has_spare {
             self.has_spare = false;
             return self.spare;

@@ -1,5 +1,6 @@
-//! The builtin simulator (`sim_type = builtin`): a proton pencil beam in a water phantom,
-//! by condensed-history Monte Carlo.
+//! `engine`: the builtin simulator (`sim_type = builtin`), a proton pencil beam in a water
+//! phantom, by condensed-history Monte Carlo. Pure computation: no database, no async
+//! runtime; the worker runs it on a blocking thread (`worker::simulators::builtin_task`).
 //!
 //! # Input (editor JSON)
 //!
@@ -100,6 +101,8 @@
 pub use sim_inputs::builtin as input;
 mod physics;
 mod rng;
+/// The random generator [`run`] uses (public for the bench's same-run baseline).
+pub use rng::Rng;
 mod scoring;
 #[cfg(test)]
 mod tests;
@@ -228,9 +231,9 @@ pub fn run(
 }
 
 /// NIST PSTAR CSDA ranges of protons in liquid water, `(MeV, g/cm²)`; 230 MeV is
-/// interpolated (log-log) between PSTAR's 225 and 250 MeV entries.
-#[allow(dead_code)] // used by the tests and the bench
-pub(crate) const PSTAR_CSDA_RANGE_WATER: [(f64, f64); 7] = [
+/// interpolated (log-log) between PSTAR's 225 and 250 MeV entries. The reference the tests
+/// and the bench check [`r80_cm`] against.
+pub const PSTAR_CSDA_RANGE_WATER: [(f64, f64); 7] = [
     (70.0, 4.080),
     (100.0, 7.718),
     (150.0, 15.77),
@@ -240,9 +243,9 @@ pub(crate) const PSTAR_CSDA_RANGE_WATER: [(f64, f64); 7] = [
     (250.0, 37.94),
 ];
 
-/// The PSTAR CSDA range in water at `energy_mev`, if tabulated above, cm.
-#[allow(dead_code)] // used by the tests and the bench
-pub(crate) fn pstar_csda_range_cm(energy_mev: f64) -> Option<f64> {
+/// The PSTAR CSDA range in water at `energy_mev`, if tabulated in
+/// [`PSTAR_CSDA_RANGE_WATER`], cm (water has a density of 1 g/cm³).
+pub fn pstar_csda_range_cm(energy_mev: f64) -> Option<f64> {
     PSTAR_CSDA_RANGE_WATER
         .iter()
         .find(|(e, _)| (e - energy_mev).abs() < 1e-9)
@@ -251,8 +254,7 @@ pub(crate) fn pstar_csda_range_cm(energy_mev: f64) -> Option<f64> {
 
 /// The distal depth where a 1-D depth-dose page falls to 80% of its maximum (R80), cm,
 /// interpolated linearly between bin centres; `None` for an empty or all-zero page.
-#[allow(dead_code)] // used by the tests and the bench
-pub(crate) fn r80_cm(depth_dose: &Page) -> Option<f64> {
+pub fn r80_cm(depth_dose: &Page) -> Option<f64> {
     let axis = depth_dose.axes.first()?;
     let v = &depth_dose.values;
     let (imax, vmax) =
@@ -273,10 +275,4 @@ pub(crate) fn r80_cm(depth_dose: &Page) -> Option<f64> {
         }
     }
     None
-}
-
-/// A generator like the one [`run`] uses, for the bench's same-run baseline.
-#[allow(dead_code)] // used by the bench
-pub(crate) fn rng_for_bench(seed: u64) -> rng::Rng {
-    rng::Rng::new(seed)
 }
