@@ -1,22 +1,20 @@
-//! The merge: folding a completed task's pages into its simulation's running sums (in the
-//! same transaction as the task's guarded completion, so a retried task is never counted
-//! twice), and the final merge into estimators and pages, once when the last task ends (and,
-//! for a canceled simulation, of the tasks it completed). The final merge costs O(pages), not
-//! O(tasks × pages). Damaged stored sums end only their own simulation
-//! ([`queue::fail_damaged`]).
+//! The merge: folding a completed task's pages into its simulation's running sums, in the
+//! same transaction as the task's guarded completion ([`queue::mark_completed`]), so a
+//! retried task is never counted twice. This module sits above the queue: it calls the
+//! queue's transitions, and the queue never calls it. The final merge (`MERGING →
+//! COMPLETED`, [`queue::finalize`]) is a queue transition that writes the final pages with
+//! [`crate::results::write_final_pages`]; it costs O(pages), not O(tasks × pages). Damaged
+//! stored sums end only their own simulation ([`queue::fail_damaged`]).
 
 use crate::aggregation::Aggregation;
-use crate::codec::{
-    self,
-    sums::{add_sums, decode_sums, encode_sums, stored_count},
-};
+use crate::codec::sums::{add_sums, decode_sums, encode_sums, stored_count};
 use crate::error::{DbError, DbResult};
 use crate::notify;
 use crate::pool::Conn;
 use crate::prepared::prepared;
 use crate::queue::{self, Lease};
-use crate::results::{accumulators, concat_parts, merged, on_page, rule_of, PageMeta, TaskPage};
-use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, SmallInt, Text};
+use crate::results::{on_page, TaskPage};
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
@@ -291,187 +289,6 @@ pub async fn complete_with_results(
     Ok(())
 }
 
-/// Writes the final estimators and pages of a `MERGING` simulation from its sums and marks
-/// it `COMPLETED`, all in one transaction. Returns false when it was not `MERGING`. When its
-/// stored sums are damaged it ends `FAILED` instead, the damage named in its `merge` log
-/// ([`queue::fail_damaged`]), and the [`DbError::Corrupt`] is returned.
-pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
-    match finalize_tx(conn, simulation_id).await {
-        Err(DbError::Corrupt(why)) => {
-            queue::fail_damaged(conn, simulation_id, None, &why).await?;
-            Err(DbError::Corrupt(why))
-        }
-        other => other,
-    }
-}
-
-async fn finalize_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
-    conn.transaction(async |conn| {
-        #[derive(QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = BigInt)]
-            id: i64,
-        }
-        let locked: Vec<Id> = diesel::sql_query(
-            "SELECT id FROM simulations WHERE id = $1 AND job_state = 'MERGING' FOR NO KEY UPDATE",
-        )
-        .bind::<BigInt, _>(simulation_id)
-        .load(conn)
-        .await?;
-        if !locked.iter().any(|r| r.id == simulation_id) {
-            return Ok(false);
-        }
-        write_final_pages(conn, simulation_id).await?;
-        diesel::sql_query(
-            "UPDATE simulations SET job_state = 'COMPLETED', end_time = now(), update_time = now()
-             WHERE id = $1 AND job_state = 'MERGING'",
-        )
-        .bind::<BigInt, _>(simulation_id)
-        .execute(conn)
-        .await?;
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(notify::SIMULATION_EVENTS)
-            .bind::<Text, _>(simulation_id.to_string())
-            .execute(conn)
-            .await?;
-        Ok(true)
-    })
-    .await
-}
-
-/// Writes a simulation's final estimators and pages from its running sums (and phase-space
-/// parts), then deletes those. Call inside a transaction that holds the simulation's row
-/// lock; the caller sets the final state: `COMPLETED` after a merge, `CANCELED` when a cancel
-/// keeps what its completed tasks computed. A damaged stored part is a [`DbError::Corrupt`]
-/// naming the page, and nothing is written.
-pub(crate) async fn write_final_pages(conn: &mut Conn, simulation_id: i64) -> DbResult<()> {
-    let accs = accumulators(conn, simulation_id).await?;
-    let parts = concat_parts(conn, simulation_id).await?;
-    let mut estimator_names: Vec<&str> = accs.iter().map(|a| a.estimator_name.as_str()).collect();
-    estimator_names.dedup();
-    let estimator_meta: Vec<serde_json::Value> = estimator_names
-        .iter()
-        .map(|name| {
-            accs.iter()
-                .find(|a| a.estimator_name == *name)
-                .and_then(|a| a.page_meta.get("estimator_metadata").cloned())
-                .unwrap_or(serde_json::Value::Null)
-        })
-        .map(|v| {
-            if v.is_null() {
-                serde_json::json!({})
-            } else {
-                v
-            }
-        })
-        .collect();
-    #[derive(QueryableByName)]
-    struct Est {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-        #[diesel(sql_type = Text)]
-        name: String,
-    }
-    let ests: Vec<Est> = diesel::sql_query(
-        "INSERT INTO estimators (simulation_id, name, metadata)
-         SELECT $1, u.name, u.meta FROM unnest($2::text[], $3::jsonb[]) AS u(name, meta)
-         RETURNING id, name",
-    )
-    .bind::<BigInt, _>(simulation_id)
-    .bind::<Array<Text>, _>(&estimator_names)
-    .bind::<Array<Jsonb>, _>(&estimator_meta)
-    .load(conn)
-    .await?;
-    let mut est_ids = Vec::new();
-    let mut numbers = Vec::new();
-    let mut names = Vec::new();
-    let mut dims = Vec::new();
-    let mut axes = Vec::new();
-    let mut vnames = Vec::new();
-    let mut vunits = Vec::new();
-    let mut counts = Vec::new();
-    let mut values = Vec::new();
-    let mut errors: Vec<Option<Vec<u8>>> = Vec::new();
-    let mut metas = Vec::new();
-    let mut rules = Vec::new();
-    for a in &accs {
-        let meta: PageMeta = serde_json::from_value(a.page_meta.clone()).unwrap_or_default();
-        let (mean, err) = merged(a, &parts)?;
-        rules.push(rule_of(a)?.as_str());
-        let Some(est) = ests.iter().find(|e| e.name == a.estimator_name) else {
-            continue;
-        };
-        est_ids.push(est.id);
-        numbers.push(a.page_number);
-        names.push(meta.name);
-        dims.push(meta.dimension);
-        axes.push(meta.axes);
-        vnames.push(meta.value_name);
-        vunits.push(meta.value_unit);
-        counts.push(mean.len() as i32);
-        values.push(codec::encode(&mean).map_err(|e| codec::corrupt("page", e))?);
-        errors.push(match err {
-            Some(e) => Some(codec::encode(&e).map_err(|e| codec::corrupt("page", e))?),
-            None => None,
-        });
-        metas.push(meta.metadata);
-    }
-    diesel::sql_query(
-        "INSERT INTO pages (estimator_id, page_number, page_name, page_dimension, axes, value_name,
-                            value_unit, value_count, values_data, errors_data, metadata, aggregation)
-         SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::smallint[], $5::jsonb[],
-                              $6::text[], $7::text[], $8::int[], $9::bytea[], $10::bytea[], $11::jsonb[],
-                              $12::text[])",
-    )
-    .bind::<Array<BigInt>, _>(&est_ids)
-    .bind::<Array<Integer>, _>(&numbers)
-    .bind::<Array<Text>, _>(&names)
-    .bind::<Array<SmallInt>, _>(&dims)
-    .bind::<Array<Jsonb>, _>(&axes)
-    .bind::<Array<Text>, _>(&vnames)
-    .bind::<Array<Text>, _>(&vunits)
-    .bind::<Array<Integer>, _>(&counts)
-    .bind::<Array<Bytea>, _>(&values)
-    .bind::<Array<Nullable<Bytea>>, _>(&errors)
-    .bind::<Array<Jsonb>, _>(&metas)
-    .bind::<Array<Text>, _>(&rules)
-    .execute(conn)
-    .await?;
-    diesel::sql_query("DELETE FROM merge_accumulators WHERE simulation_id = $1")
-        .bind::<BigInt, _>(simulation_id)
-        .execute(conn)
-        .await?;
-    diesel::sql_query("DELETE FROM task_results WHERE simulation_id = $1")
-        .bind::<BigInt, _>(simulation_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Finalizes simulations left `MERGING` for longer than `stale_secs` (their worker died
-/// between the last completion and the final merge). Returns how many were finalized.
-pub async fn finalize_stale(conn: &mut Conn, stale_secs: f64) -> DbResult<usize> {
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
-    let ids: Vec<Id> = diesel::sql_query(
-        "SELECT id FROM simulations WHERE job_state = 'MERGING'
-           AND update_time < now() - make_interval(secs => $1)",
-    )
-    .bind::<diesel::sql_types::Double, _>(stale_secs)
-    .load(conn)
-    .await?;
-    // Each simulation on its own: one whose data is damaged ends FAILED (see [`finalize`]),
-    // and no error stops the others.
-    let mut n = 0;
-    for id in ids {
-        match finalize(conn, id.id).await {
-            Ok(true) => n += 1,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(simulation = id.id, error = %e, "cannot finish a merge"),
-        }
-    }
-    Ok(n)
-}
+/// The final merge and the stale-merge sweep are queue transitions (`MERGING → COMPLETED`),
+/// kept at their old paths.
+pub use crate::queue::{finalize, finalize_stale};

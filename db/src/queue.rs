@@ -271,7 +271,7 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
     })?;
     notify_simulations(conn, &sims).await;
     for sim in merging {
-        crate::merge::finalize(conn, sim).await?;
+        finalize(conn, sim).await?;
     }
     Ok(done
         .iter()
@@ -420,7 +420,7 @@ async fn announce_failure(
         notify_simulations(conn, &[simulation_id]).await;
     }
     for sim in merging {
-        crate::merge::finalize(conn, sim).await?;
+        finalize(conn, sim).await?;
     }
     Ok(state)
 }
@@ -497,14 +497,14 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
     .await?;
     notify_simulations(conn, &outcome.1).await;
     for sim in outcome.2 {
-        crate::merge::finalize(conn, sim).await?;
+        finalize(conn, sim).await?;
     }
     Ok(outcome.0)
 }
 
 /// Moves on every listed simulation whose tasks have all ended: to `MERGING` when at least
 /// one task completed and results were folded (the caller then runs
-/// [`crate::merge::finalize`] after its transaction commits), to `COMPLETED` when tasks
+/// [`finalize`] after its transaction commits), to `COMPLETED` when tasks
 /// completed without results (there is nothing to merge), else to `FAILED`. Notifies
 /// watchers of every listed simulation (when the transaction commits). Returns the
 /// simulations now `MERGING`.
@@ -709,7 +709,7 @@ async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
         .await?;
         // Under a savepoint: damaged sums undo only the final pages, not the cancel.
         let merged = conn
-            .transaction(async |conn| crate::merge::write_final_pages(conn, simulation_id).await)
+            .transaction(async |conn| crate::results::write_final_pages(conn, simulation_id).await)
             .await;
         match merged {
             Ok(()) => {}
@@ -917,4 +917,80 @@ pub async fn release_machine_fault(
         })
         .await;
     announce_failure(conn, outcome?).await
+}
+
+/// Writes the final estimators and pages of a `MERGING` simulation from its sums and marks
+/// it `COMPLETED`, all in one transaction. Returns false when it was not `MERGING`. When its
+/// stored sums are damaged it ends `FAILED` instead, the damage named in its `merge` log
+/// ([`fail_damaged`]), and the [`DbError::Corrupt`] is returned.
+pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
+    match finalize_tx(conn, simulation_id).await {
+        Err(DbError::Corrupt(why)) => {
+            fail_damaged(conn, simulation_id, None, &why).await?;
+            Err(DbError::Corrupt(why))
+        }
+        other => other,
+    }
+}
+
+async fn finalize_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
+    conn.transaction(async |conn| {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+        }
+        let locked: Vec<Id> = diesel::sql_query(
+            "SELECT id FROM simulations WHERE id = $1 AND job_state = 'MERGING' FOR NO KEY UPDATE",
+        )
+        .bind::<BigInt, _>(simulation_id)
+        .load(conn)
+        .await?;
+        if !locked.iter().any(|r| r.id == simulation_id) {
+            return Ok(false);
+        }
+        crate::results::write_final_pages(conn, simulation_id).await?;
+        diesel::sql_query(
+            "UPDATE simulations SET job_state = 'COMPLETED', end_time = now(), update_time = now()
+             WHERE id = $1 AND job_state = 'MERGING'",
+        )
+        .bind::<BigInt, _>(simulation_id)
+        .execute(conn)
+        .await?;
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(notify::SIMULATION_EVENTS)
+            .bind::<Text, _>(simulation_id.to_string())
+            .execute(conn)
+            .await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Finalizes simulations left `MERGING` for longer than `stale_secs` (their worker died
+/// between the last completion and the final merge). Returns how many were finalized.
+pub async fn finalize_stale(conn: &mut Conn, stale_secs: f64) -> DbResult<usize> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let ids: Vec<Id> = diesel::sql_query(
+        "SELECT id FROM simulations WHERE job_state = 'MERGING'
+           AND update_time < now() - make_interval(secs => $1)",
+    )
+    .bind::<diesel::sql_types::Double, _>(stale_secs)
+    .load(conn)
+    .await?;
+    // Each simulation on its own: one whose data is damaged ends FAILED (see [`finalize`]),
+    // and no error stops the others.
+    let mut n = 0;
+    for id in ids {
+        match finalize(conn, id.id).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(simulation = id.id, error = %e, "cannot finish a merge"),
+        }
+    }
+    Ok(n)
 }

@@ -1,7 +1,8 @@
-//! A simulation's results: what a page is (as a task produced it, and merged), and reading
-//! them back: the final pages once the simulation has ended, otherwise the merge of the tasks
-//! done so far, computed from the running sums (marked partial). Writing them, the fold and
-//! the final merge, is [`crate::merge`].
+//! A simulation's results: what a page is (as a task produced it, and merged), the statistics
+//! of the running sums, reading them back (the final pages once the simulation has ended,
+//! otherwise the merge of the tasks done so far, computed from the running sums and marked
+//! partial), and writing the final pages from the sums ([`write_final_pages`], which the
+//! queue's final merge and cancel call). Folding a task into the sums is [`crate::merge`].
 //!
 //! Per bin, each simulation page keeps `ΣN`, `ΣN·x` and `ΣN·x²` over the tasks folded so
 //! far, weighted by each task's primaries `N` (summed pages keep `Σx` and `Σx²`; copies keep
@@ -13,7 +14,7 @@ use crate::codec::{self, sums::decode_sums};
 use crate::error::{DbError, DbResult};
 use crate::pool::Conn;
 use crate::prepared::prepared;
-use diesel::sql_types::{BigInt, Bool, Bytea, Integer, Jsonb, Nullable, SmallInt, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, SmallInt, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
@@ -330,4 +331,113 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
             })
         })
         .collect()
+}
+
+/// Writes a simulation's final estimators and pages from its running sums (and phase-space
+/// parts), then deletes those. Call inside a transaction that holds the simulation's row
+/// lock; the caller sets the final state: `COMPLETED` after a merge, `CANCELED` when a cancel
+/// keeps what its completed tasks computed. A damaged stored part is a [`DbError::Corrupt`]
+/// naming the page, and nothing is written.
+pub(crate) async fn write_final_pages(conn: &mut Conn, simulation_id: i64) -> DbResult<()> {
+    let accs = accumulators(conn, simulation_id).await?;
+    let parts = concat_parts(conn, simulation_id).await?;
+    let mut estimator_names: Vec<&str> = accs.iter().map(|a| a.estimator_name.as_str()).collect();
+    estimator_names.dedup();
+    let estimator_meta: Vec<serde_json::Value> = estimator_names
+        .iter()
+        .map(|name| {
+            accs.iter()
+                .find(|a| a.estimator_name == *name)
+                .and_then(|a| a.page_meta.get("estimator_metadata").cloned())
+                .unwrap_or(serde_json::Value::Null)
+        })
+        .map(|v| {
+            if v.is_null() {
+                serde_json::json!({})
+            } else {
+                v
+            }
+        })
+        .collect();
+    #[derive(QueryableByName)]
+    struct Est {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let ests: Vec<Est> = diesel::sql_query(
+        "INSERT INTO estimators (simulation_id, name, metadata)
+         SELECT $1, u.name, u.meta FROM unnest($2::text[], $3::jsonb[]) AS u(name, meta)
+         RETURNING id, name",
+    )
+    .bind::<BigInt, _>(simulation_id)
+    .bind::<Array<Text>, _>(&estimator_names)
+    .bind::<Array<Jsonb>, _>(&estimator_meta)
+    .load(conn)
+    .await?;
+    let mut est_ids = Vec::new();
+    let mut numbers = Vec::new();
+    let mut names = Vec::new();
+    let mut dims = Vec::new();
+    let mut axes = Vec::new();
+    let mut vnames = Vec::new();
+    let mut vunits = Vec::new();
+    let mut counts = Vec::new();
+    let mut values = Vec::new();
+    let mut errors: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut metas = Vec::new();
+    let mut rules = Vec::new();
+    for a in &accs {
+        let meta: PageMeta = serde_json::from_value(a.page_meta.clone()).unwrap_or_default();
+        let (mean, err) = merged(a, &parts)?;
+        rules.push(rule_of(a)?.as_str());
+        let Some(est) = ests.iter().find(|e| e.name == a.estimator_name) else {
+            continue;
+        };
+        est_ids.push(est.id);
+        numbers.push(a.page_number);
+        names.push(meta.name);
+        dims.push(meta.dimension);
+        axes.push(meta.axes);
+        vnames.push(meta.value_name);
+        vunits.push(meta.value_unit);
+        counts.push(mean.len() as i32);
+        values.push(codec::encode(&mean).map_err(|e| codec::corrupt("page", e))?);
+        errors.push(match err {
+            Some(e) => Some(codec::encode(&e).map_err(|e| codec::corrupt("page", e))?),
+            None => None,
+        });
+        metas.push(meta.metadata);
+    }
+    diesel::sql_query(
+        "INSERT INTO pages (estimator_id, page_number, page_name, page_dimension, axes, value_name,
+                            value_unit, value_count, values_data, errors_data, metadata, aggregation)
+         SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::smallint[], $5::jsonb[],
+                              $6::text[], $7::text[], $8::int[], $9::bytea[], $10::bytea[], $11::jsonb[],
+                              $12::text[])",
+    )
+    .bind::<Array<BigInt>, _>(&est_ids)
+    .bind::<Array<Integer>, _>(&numbers)
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<SmallInt>, _>(&dims)
+    .bind::<Array<Jsonb>, _>(&axes)
+    .bind::<Array<Text>, _>(&vnames)
+    .bind::<Array<Text>, _>(&vunits)
+    .bind::<Array<Integer>, _>(&counts)
+    .bind::<Array<Bytea>, _>(&values)
+    .bind::<Array<Nullable<Bytea>>, _>(&errors)
+    .bind::<Array<Jsonb>, _>(&metas)
+    .bind::<Array<Text>, _>(&rules)
+    .execute(conn)
+    .await?;
+    diesel::sql_query("DELETE FROM merge_accumulators WHERE simulation_id = $1")
+        .bind::<BigInt, _>(simulation_id)
+        .execute(conn)
+        .await?;
+    diesel::sql_query("DELETE FROM task_results WHERE simulation_id = $1")
+        .bind::<BigInt, _>(simulation_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
