@@ -3,6 +3,10 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
+use worker::handlers::HandlerKind;
+use worker::settings::{
+    default_concurrency, default_work_root, default_worker_id, Settings, MAX_WAIT,
+};
 
 /// The task worker: claims tasks from PostgreSQL, runs simulators, stores results.
 #[derive(Debug, Clone, Parser)]
@@ -70,32 +74,6 @@ pub struct Config {
     pub keep_workdirs: bool,
 }
 
-/// The `--handler` choice.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HandlerKind {
-    /// The real simulators.
-    Simulators,
-    /// Complete at once.
-    Noop,
-    /// Sleep, then complete.
-    Sleep(Duration),
-    /// Panic in every task (tests of the worker's panic guard).
-    Panic,
-}
-
-/// How a claimed task is executed.
-#[derive(Debug, Clone)]
-pub enum Handler {
-    /// The simulator named by the simulation's `sim_type`.
-    Simulators(crate::simulators::Settings),
-    /// Completes at once without results (queue benchmarks).
-    Noop,
-    /// Reports progress for the given time, then completes (queue tests).
-    Sleep(Duration),
-    /// Panics (tests of the panic guard: the task fails, its slot is freed).
-    Panic,
-}
-
 fn parse_handler(s: &str) -> Result<HandlerKind, String> {
     match s {
         "simulators" => Ok(HandlerKind::Simulators),
@@ -109,51 +87,39 @@ fn parse_handler(s: &str) -> Result<HandlerKind, String> {
 }
 
 impl Config {
-    /// The handler with its settings.
-    pub fn handler(&self) -> Handler {
-        match &self.handler {
-            HandlerKind::Noop => Handler::Noop,
-            HandlerKind::Sleep(d) => Handler::Sleep(*d),
-            HandlerKind::Panic => Handler::Panic,
-            HandlerKind::Simulators => Handler::Simulators(crate::simulators::Settings {
-                shieldhit: self.shieldhit.clone(),
-                convertmc: Some(self.convertmc.clone()),
-                topas: self.topas.clone(),
-                fluka: self.fluka.clone(),
-                work_root: self
-                    .work_root
-                    .clone()
-                    .unwrap_or_else(|| std::env::temp_dir().join("sim-worker")),
-                keep_workdirs: self.keep_workdirs,
-            }),
-        }
-    }
-
-    /// The lease length.
-    pub fn lease(&self) -> Duration {
-        Duration::from_secs(self.lease_secs)
-    }
-
-    /// Tasks run at once.
-    pub fn concurrency(&self) -> usize {
-        self.concurrency.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |c| c as usize,
-        )
-    }
-
-    /// This worker's lease name.
-    pub fn worker_id(&self) -> String {
-        self.worker_id.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "worker".into());
-            format!("{host}-{}", std::process::id())
+    /// The database connection: `--database-url`, or the `DB_*` variables.
+    pub fn db_config(&self) -> anyhow::Result<db::DbConfig> {
+        Ok(match &self.database_url {
+            Some(url) if !url.is_empty() => db::DbConfig::from_url(url.clone())?,
+            _ => db::DbConfig::from_env()?,
         })
     }
 
-    /// Seconds as a duration, refusing negative or absurd values.
-    pub fn secs(v: f64) -> Duration {
-        Duration::from_secs_f64(v.clamp(0.0, 86_400.0))
+    /// The settings these flags make.
+    pub fn settings(&self) -> Settings {
+        let mut simulators = worker::simulators::Settings::new(
+            self.work_root.clone().unwrap_or_else(default_work_root),
+        );
+        simulators.shieldhit = self.shieldhit.clone();
+        simulators.convertmc = Some(self.convertmc.clone());
+        simulators.topas = self.topas.clone();
+        simulators.fluka = self.fluka.clone();
+        simulators.keep_workdirs = self.keep_workdirs;
+        Settings {
+            worker_id: self.worker_id.clone().unwrap_or_else(default_worker_id),
+            concurrency: self
+                .concurrency
+                .map_or_else(default_concurrency, |c| c as usize),
+            lease: Duration::from_secs(self.lease_secs),
+            poll: secs(self.poll_secs),
+            grace: secs(self.grace_secs),
+            handler: self.handler.clone(),
+            simulators,
+        }
     }
+}
+
+/// Seconds as a duration, refusing negative or absurd values.
+fn secs(v: f64) -> Duration {
+    Duration::from_secs_f64(v.clamp(0.0, MAX_WAIT.as_secs_f64()))
 }

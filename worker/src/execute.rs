@@ -1,11 +1,26 @@
-//! Running one claimed task: the handler, progress reports (at most one write a second), and
-//! stopping on cancellation or shutdown.
+//! What running one claimed task means: the [`TaskHandler`] trait that the simulators (and
+//! tests) implement, the [`TaskContext`] a run gets (progress reports, at most one write a
+//! second; stop requests on cancellation or shutdown), and the [`Outcome`] it ends with.
+//!
+//! This module is the bottom layer of the worker: it depends on `db` only.
 
-use crate::config::Handler;
 use db::queue::{self, ClaimedTask, Lease};
 use db::Pool;
+use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// Runs claimed tasks. The runner calls [`TaskHandler::run`] once per claimed task, each
+/// call in a tokio task of its own (a panic fails only that task), at most `concurrency` at
+/// once.
+///
+/// A handler should watch [`TaskContext::stopped`] and return [`Outcome::Stopped`] soon after
+/// it resolves; it may report progress with [`TaskContext::report`]. Implementations may
+/// write `async fn run(&self, task: &ClaimedTask, ctx: TaskContext) -> Outcome`.
+pub trait TaskHandler: Send + Sync + 'static {
+    /// Runs `task` to its end and says how it ended.
+    fn run(&self, task: &ClaimedTask, ctx: TaskContext) -> impl Future<Output = Outcome> + Send;
+}
 
 /// Why a run was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +31,28 @@ pub enum Stop {
     Canceled,
     /// The worker is shutting down: hand the task back.
     Shutdown,
+}
+
+/// A fault of this worker's machine rather than of the task: another worker may well run the
+/// task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MachineFault {
+    /// The work root's filesystem is full, or over quota (`ENOSPC`, `EDQUOT`).
+    #[error("disk full")]
+    DiskFull,
+    /// Reading or writing files under the work root failed otherwise (`EIO`, a read-only
+    /// filesystem, …).
+    #[error("storage failure")]
+    Storage,
+    /// A program this worker is configured with does not exist here, cannot be executed, or
+    /// could not be started (also a wrapper that exits 126 or 127: its program or interpreter
+    /// is missing).
+    #[error("program cannot run on this worker")]
+    Program,
+    /// A program was killed by the machine: SIGBUS (storage failing under a mapped file) or
+    /// SIGXFSZ (a file size limit).
+    #[error("program killed by the system")]
+    Killed,
 }
 
 /// How a run ended.
@@ -37,12 +74,12 @@ pub enum Outcome {
     },
     /// This machine failed the run (a full disk, an I/O error, a simulator program missing
     /// here): the task goes to another worker without using an attempt, up to
-    /// [`crate::runner::health::FREE_RELEASES`] times, and the worker's health counts it.
+    /// `FREE_RELEASES` times (see the `outcome` module), and the worker's health counts it.
     MachineFault {
         /// What went wrong, for `last_error`.
         error: String,
         /// Which fault.
-        fault: crate::simulators::MachineFault,
+        fault: MachineFault,
     },
     /// Stopped before the end.
     Stopped(Stop),
@@ -69,8 +106,64 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// What one run of a task gets from the runner: the database, its lease, progress reports
+/// and stop requests.
+pub struct TaskContext {
+    pool: Pool,
+    lease: Lease,
+    stop: watch::Receiver<Stop>,
+    progress: ProgressReporter,
+}
+
+impl TaskContext {
+    /// The context of a run holding `lease`, told to stop through `stop`.
+    pub(crate) fn new(pool: Pool, lease: Lease, stop: watch::Receiver<Stop>) -> Self {
+        Self {
+            progress: ProgressReporter::new(pool.clone(), lease.clone()),
+            pool,
+            lease,
+            stop,
+        }
+    }
+
+    /// The worker's database pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The lease this run holds on its task.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Records progress (primaries done, seconds left) unless the last write was under a
+    /// second ago. Returns false when the lease is gone and the run should stop.
+    pub async fn report(&mut self, done: i64, eta_s: Option<i32>) -> bool {
+        self.progress.report(done, eta_s).await
+    }
+
+    /// Whether the run has been asked to stop, and why ([`Stop::No`]: keep running).
+    pub fn stop_requested(&self) -> Stop {
+        *self.stop.borrow()
+    }
+
+    /// Resolves when the run is told to stop, with the reason (cancel-safe: may be used in
+    /// `tokio::select!` again and again).
+    pub async fn stopped(&mut self) -> Stop {
+        loop {
+            let why = *self.stop.borrow_and_update();
+            if why != Stop::No {
+                return why;
+            }
+            if self.stop.changed().await.is_err() {
+                return Stop::Canceled;
+            }
+        }
+    }
+}
+
 /// Writes progress at most once a second; says when the lease is gone.
-pub struct ProgressReporter {
+struct ProgressReporter {
     pool: Pool,
     lease: Lease,
     last: Option<Instant>,
@@ -78,8 +171,7 @@ pub struct ProgressReporter {
 }
 
 impl ProgressReporter {
-    /// A reporter for one run.
-    pub fn new(pool: Pool, lease: Lease) -> Self {
+    fn new(pool: Pool, lease: Lease) -> Self {
         Self {
             pool,
             lease,
@@ -88,10 +180,8 @@ impl ProgressReporter {
         }
     }
 
-    /// Records progress unless the last write was under a second ago. Returns false when the
-    /// lease is gone and the run should stop.
-    pub async fn report(&mut self, simulated: i64, eta_s: Option<i32>, force: bool) -> bool {
-        if !force && self.last.is_some_and(|t| t.elapsed() < self.every) {
+    async fn report(&mut self, simulated: i64, eta_s: Option<i32>) -> bool {
+        if self.last.is_some_and(|t| t.elapsed() < self.every) {
             return true;
         }
         self.last = Some(Instant::now());
@@ -104,77 +194,6 @@ impl ProgressReporter {
             Err(e) => {
                 tracing::warn!(task = self.lease.task_id, error = %e, "progress not recorded");
                 true
-            }
-        }
-    }
-}
-
-/// Runs a claimed task with the configured handler, and records how it ended in this
-/// worker's health ([`crate::runner::health`]).
-pub async fn run(
-    handler: &Handler,
-    pool: &Pool,
-    task: &ClaimedTask,
-    lease: &Lease,
-    stop: watch::Receiver<Stop>,
-) -> Outcome {
-    let outcome = handle(handler, pool, task, lease, stop).await;
-    crate::runner::health::this_worker().record(&outcome);
-    outcome
-}
-
-async fn handle(
-    handler: &Handler,
-    pool: &Pool,
-    task: &ClaimedTask,
-    lease: &Lease,
-    stop: watch::Receiver<Stop>,
-) -> Outcome {
-    match handler {
-        Handler::Noop => Outcome::Done {
-            simulated_primaries: task.requested_primaries,
-            pages: Vec::new(),
-        },
-        Handler::Sleep(d) => sleep(pool, task, lease, *d, stop).await,
-        Handler::Panic => panic!("task {}: the panic handler panics, as asked", task.id),
-        Handler::Simulators(settings) => {
-            crate::simulators::run(pool, settings, task, lease, stop).await
-        }
-    }
-}
-
-/// Pretends to simulate for `total`, reporting progress; stops when told to.
-async fn sleep(
-    pool: &Pool,
-    task: &ClaimedTask,
-    lease: &Lease,
-    total: Duration,
-    mut stop: watch::Receiver<Stop>,
-) -> Outcome {
-    let mut reporter = ProgressReporter::new(pool.clone(), lease.clone());
-    let start = Instant::now();
-    let tick = Duration::from_millis(50);
-    loop {
-        let elapsed = start.elapsed();
-        if elapsed >= total {
-            return Outcome::Done {
-                simulated_primaries: task.requested_primaries,
-                pages: Vec::new(),
-            };
-        }
-        let frac = elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9);
-        let done = (task.requested_primaries as f64 * frac) as i64;
-        let eta = (total - elapsed).as_secs() as i32;
-        if !reporter.report(done, Some(eta), false).await {
-            return Outcome::Stopped(Stop::Canceled);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(tick.min(total - elapsed)) => {}
-            changed = stop.changed() => {
-                let why = *stop.borrow();
-                if changed.is_err() || why != Stop::No {
-                    return Outcome::Stopped(if why == Stop::No { Stop::Canceled } else { why });
-                }
             }
         }
     }

@@ -1,14 +1,13 @@
-//! `worker`: claims tasks from the PostgreSQL queue, runs simulators, stores results.
+//! `worker`: claims tasks from the PostgreSQL queue, runs simulators, stores results. The
+//! command line ([`config::Config`]) becomes plain [`worker::Settings`], and a
+//! [`worker::Runner`] with the chosen handler runs until SIGTERM or SIGINT.
 
 mod config;
-mod execute;
-mod listener;
-mod outcome;
-mod runner;
-mod simulators;
 
 use clap::Parser;
 use std::process::ExitCode;
+use worker::handlers::Standard;
+use worker::Runner;
 
 fn main() -> ExitCode {
     let cfg = config::Config::parse();
@@ -40,11 +39,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cfg: config::Config) -> anyhow::Result<()> {
-    let db_config = match &cfg.database_url {
-        Some(url) if !url.is_empty() => db::DbConfig::from_url(url.clone())?,
-        _ => db::DbConfig::from_env()?,
-    };
-    runner::run(cfg, db_config, shutdown_signal()).await
+    let db_config = cfg.db_config()?;
+    let settings = cfg.settings();
+    tracing::info!(handler = ?settings.handler, "handler");
+    let handler = Standard::new(&settings.handler, settings.simulators.clone());
+    let runner = Runner::connect(settings, &db_config, handler).await?;
+    println!("worker {} ready", runner.worker_id());
+    runner.run(shutdown_signal()).await;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

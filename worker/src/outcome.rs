@@ -10,65 +10,46 @@
 //! keeps being renewed whenever the database answers.
 
 use crate::execute::{Outcome, Stop};
-use crate::runner::Worker;
+use crate::retry::with_retries;
 use db::queue::{self, ClaimedTask, Lease};
 use db::{DbError, Pool};
-use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+/// How many machine faults of one task hand it on without using an attempt (then each one
+/// uses an attempt, so a task that fails on every worker still ends).
+pub const FREE_RELEASES: i32 = 5;
+
+/// Writes the outcomes of one worker's tasks: completions without pages in batches (through
+/// [`completion_writer`]), the rest one by one.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    /// The worker's pool.
+    pub(crate) pool: Pool,
+    /// Where result-less completions go to be written in batches.
+    pub(crate) completions: mpsc::UnboundedSender<BatchedCompletion>,
+    /// How long a write keeps trying through transient failures (a lease length).
+    pub(crate) budget: Duration,
+}
 
 /// A completion waiting for the batch writer, and where to say whether it counted.
 pub(crate) type BatchedCompletion = (queue::Completion, oneshot::Sender<DbResultOk>);
 type DbResultOk = Result<(), DbError>;
 
-/// The first pause between two tries of a write; it doubles up to [`MAX_PAUSE`].
-const FIRST_PAUSE: Duration = Duration::from_millis(100);
-/// The longest pause between two tries.
-const MAX_PAUSE: Duration = Duration::from_secs(2);
-
-/// Runs `write` until it succeeds, fails with an error that is not transient, or `budget`
-/// has passed since the first try (then the last error is returned). Each try should take a
-/// fresh connection from the pool: a broken one is dropped when it is returned.
-pub(crate) async fn with_retries<T, F, Fut>(
-    what: &str,
-    budget: Duration,
-    mut write: F,
-) -> Result<T, DbError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DbError>>,
-{
-    let deadline = tokio::time::Instant::now() + budget;
-    let mut pause = FIRST_PAUSE;
-    let mut tries = 0u32;
-    loop {
-        tries += 1;
-        match write().await {
-            Err(e) if e.is_transient() && tokio::time::Instant::now() + pause < deadline => {
-                tracing::warn!(error = %e, tries, "{what} failed; trying again in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_PAUSE);
-            }
-            Ok(v) => {
-                if tries > 1 {
-                    tracing::info!(tries, "{what} succeeded after a retry");
-                }
-                return Ok(v);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Writes the task's outcome, retrying transient failures for up to one lease length.
-pub(crate) async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, outcome: Outcome) {
-    let budget = worker.cfg.lease();
+pub(crate) async fn finish(
+    recorder: &Recorder,
+    task: &ClaimedTask,
+    lease: &Lease,
+    outcome: Outcome,
+) {
+    let budget = recorder.budget;
     let result = match &outcome {
         // Already CANCELED by whoever canceled it.
         Outcome::Stopped(Stop::Canceled) | Outcome::Stopped(Stop::No) => Ok(()),
         _ => {
             with_retries("recording the task's outcome", budget, || {
-                write(worker, lease, &outcome)
+                write(recorder, lease, &outcome)
             })
             .await
         }
@@ -83,16 +64,16 @@ pub(crate) async fn finish(worker: &Worker, task: &ClaimedTask, lease: &Lease, o
 }
 
 /// One try of writing `outcome`.
-async fn write(worker: &Worker, lease: &Lease, outcome: &Outcome) -> DbResultOk {
+async fn write(recorder: &Recorder, lease: &Lease, outcome: &Outcome) -> DbResultOk {
     match outcome {
         // Result-less completions go through the batch writer: no connection per task.
         Outcome::Done {
             simulated_primaries,
             pages,
-        } if pages.is_empty() => complete_batched(worker, lease, *simulated_primaries).await,
+        } if pages.is_empty() => complete_batched(recorder, lease, *simulated_primaries).await,
         Outcome::Stopped(Stop::Canceled) | Outcome::Stopped(Stop::No) => Ok(()),
         _ => {
-            let mut conn = worker.pool.get().await.map_err(DbError::from)?;
+            let mut conn = recorder.pool.get().await.map_err(DbError::from)?;
             match outcome {
                 Outcome::Done {
                     simulated_primaries,
@@ -108,28 +89,29 @@ async fn write(worker: &Worker, lease: &Lease, outcome: &Outcome) -> DbResultOk 
                 // Machine faults (issue 10, item 2; added by the fault-classification
                 // change): another worker gets the task, without using an attempt up to
                 // the limit.
-                Outcome::MachineFault { error, .. } => queue::release_machine_fault(
-                    &mut conn,
-                    lease,
-                    error,
-                    crate::runner::health::FREE_RELEASES,
-                )
-                .await
-                .map(|_| ()),
+                Outcome::MachineFault { error, .. } => {
+                    queue::release_machine_fault(&mut conn, lease, error, FREE_RELEASES)
+                        .await
+                        .map(|_| ())
+                }
             }
         }
     }
 }
 
 /// Records a result-less completion through the batch writer (many tasks, one transaction).
-async fn complete_batched(worker: &Worker, lease: &Lease, simulated_primaries: i64) -> DbResultOk {
+async fn complete_batched(
+    recorder: &Recorder,
+    lease: &Lease,
+    simulated_primaries: i64,
+) -> DbResultOk {
     let (tx, rx) = oneshot::channel();
     let completion = queue::Completion {
         lease: lease.clone(),
         simulated_primaries,
     };
     let stopped = || DbError::Batch("the completion writer has stopped".into());
-    if worker.completions.send((completion, tx)).is_err() {
+    if recorder.completions.send((completion, tx)).is_err() {
         return Err(stopped());
     }
     rx.await.unwrap_or_else(|_| Err(stopped()))
@@ -168,52 +150,5 @@ pub(crate) async fn completion_writer(
             };
             let _ = reply.send(r);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    #[tokio::test]
-    async fn transient_errors_are_retried_until_the_budget_and_others_are_not() {
-        let tries = AtomicU32::new(0);
-        let r: Result<(), DbError> = with_retries("x", Duration::from_secs(60), || async {
-            if tries.fetch_add(1, Ordering::SeqCst) < 3 {
-                Err(DbError::Pool("timed out".into()))
-            } else {
-                Ok(())
-            }
-        })
-        .await;
-        assert!(r.is_ok());
-        assert_eq!(tries.load(Ordering::SeqCst), 4);
-
-        let tries = AtomicU32::new(0);
-        let r: Result<(), DbError> = with_retries("x", Duration::from_secs(60), || async {
-            tries.fetch_add(1, Ordering::SeqCst);
-            Err(DbError::Invalid("bad".into()))
-        })
-        .await;
-        assert!(matches!(r, Err(DbError::Invalid(_))));
-        assert_eq!(tries.load(Ordering::SeqCst), 1, "not transient: one try");
-
-        let tries = AtomicU32::new(0);
-        let r: Result<(), DbError> = with_retries("x", Duration::from_millis(1000), || async {
-            tries.fetch_add(1, Ordering::SeqCst);
-            Err(DbError::Pool("down".into()))
-        })
-        .await;
-        assert!(
-            matches!(r, Err(DbError::Pool(_))),
-            "the last error is returned"
-        );
-        // Pauses of 100, 200 and 400 ms fit in the budget; the next (800 ms) does not.
-        assert_eq!(
-            tries.load(Ordering::SeqCst),
-            4,
-            "stops when the budget is spent"
-        );
     }
 }

@@ -1,20 +1,30 @@
-//! The claim loop: claims as many tasks as there are free slots, runs each, renews leases,
-//! requeues tasks of lost workers, stops canceled runs, and hands work back on shutdown. A
-//! worker whose machine keeps failing tasks pauses its claims ([`health`]).
+//! The claim loop: claims as many tasks as there are free slots, runs each with the
+//! [`TaskHandler`], renews leases, requeues tasks of lost workers, stops canceled runs, and
+//! hands work back on shutdown. A worker whose machine keeps failing tasks pauses its claims
+//! ([`health`]).
 
-pub(crate) mod health;
+mod background;
+pub mod health;
 
-use crate::config::Config;
-use crate::execute::{self, Outcome, Stop};
-use crate::outcome;
+use crate::execute::{Outcome, Stop, TaskContext, TaskHandler};
+use crate::outcome::{self, Recorder};
+use crate::settings::{Settings, MAX_WAIT, MIN_POLL};
 use db::queue::{self, ClaimedTask, Lease};
-use db::{DbConfig, Pool};
+use db::{DbConfig, DbError, Pool};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
+
+/// A worker: claims tasks from the queue and runs them with its handler `H`, until told to
+/// shut down ([`Runner::run`]).
+pub struct Runner<H> {
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    completions: mpsc::UnboundedReceiver<outcome::BatchedCompletion>,
+}
 
 /// A task this worker is running.
 struct Running {
@@ -23,23 +33,21 @@ struct Running {
     stop: watch::Sender<Stop>,
 }
 
-/// Shared state of one worker process.
-pub struct Worker {
-    pub(crate) completions: mpsc::UnboundedSender<outcome::BatchedCompletion>,
-    pub(crate) cfg: Config,
-    handler: crate::config::Handler,
-    id: String,
-    pub(crate) pool: Pool,
+/// The state of one runner that its tasks and background loops share.
+struct Shared {
+    settings: Settings,
+    recorder: Recorder,
     /// Every task this worker holds a lease on: running, or done and waiting for its outcome
     /// to be written.
     running: Mutex<HashMap<i64, Running>>,
     /// How many of them are still executing (their handler has not returned); these are what
-    /// `--concurrency` limits.
+    /// the concurrency limits.
     executing: AtomicUsize,
     slot_freed: Notify,
+    health: health::Health,
 }
 
-impl Worker {
+impl Shared {
     fn running_count(&self) -> usize {
         self.running.lock().map_or(0, |r| r.len())
     }
@@ -48,7 +56,8 @@ impl Worker {
     /// waiting for their outcome to be written) stay within four times the concurrency.
     /// (Outcomes are written in batches while the next tasks run; the bound keeps a worker
     /// whose writes fall behind from holding ever more leases.)
-    fn free_slots(&self, concurrency: usize) -> (usize, usize) {
+    fn free_slots(&self) -> (usize, usize) {
+        let concurrency = self.settings.concurrency;
         let held = self.running_count();
         let executing = self.executing.load(Ordering::Acquire);
         let free = concurrency
@@ -57,10 +66,16 @@ impl Worker {
         (free, held)
     }
 
-    fn leases(&self) -> Vec<Lease> {
+    /// The leases of the held tasks that `keep` selects.
+    fn leases(&self, keep: impl Fn(&Running) -> bool) -> Vec<Lease> {
         self.running
             .lock()
-            .map(|r| r.values().map(|t| t.lease.clone()).collect())
+            .map(|r| {
+                r.values()
+                    .filter(|t| keep(t))
+                    .map(|t| t.lease.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -73,67 +88,104 @@ impl Worker {
     }
 }
 
-/// Runs the worker until `shutdown` resolves, then drains: running tasks get the grace
-/// period, and what is still running after it goes back to the queue.
-pub async fn run(
-    cfg: Config,
-    db_config: DbConfig,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let applied = db::migrate::run_pending(&db_config).await?;
-    if !applied.is_empty() {
-        tracing::info!(?applied, "applied migrations");
-    }
-    let concurrency = cfg.concurrency();
-    let pool = db::build_pool(
-        &db_config,
-        &db::PoolOptions {
+impl<H: TaskHandler> Runner<H> {
+    /// Applies pending migrations to the database of `db_config`, and connects a runner to
+    /// it (a pool sized for `settings.concurrency`).
+    pub async fn connect(
+        settings: Settings,
+        db_config: &DbConfig,
+        handler: H,
+    ) -> Result<Self, DbError> {
+        let applied = db::migrate::run_pending(db_config).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied migrations");
+        }
+        let options = db::PoolOptions {
             // Tasks hold a connection only for a statement at a time; a few suffice.
-            max_size: concurrency.min(16) as u32 + 4,
+            max_size: settings.concurrency.clamp(1, 16) as u32 + 4,
             ..db::PoolOptions::default()
-        },
-    )
-    .await?;
-    let id = cfg.worker_id();
-    tracing::info!(worker = %id, concurrency, handler = ?cfg.handler, "worker started");
-    println!("worker {id} ready");
-    let (completions, completions_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(outcome::completion_writer(pool.clone(), completions_rx));
-    let worker = Arc::new(Worker {
-        completions,
-        handler: cfg.handler(),
-        cfg,
-        id,
-        pool,
-        running: Mutex::new(HashMap::new()),
-        executing: AtomicUsize::new(0),
-        slot_freed: Notify::new(),
-    });
+        };
+        let pool = db::build_pool(db_config, &options).await?;
+        Ok(Self::new(settings, pool, handler))
+    }
 
-    let wake = Arc::new(Notify::new());
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let background = [
-        tokio::spawn(crate::listener::listen(
-            worker.pool.clone(),
-            wake.clone(),
-            events_tx,
-        )),
-        tokio::spawn(watch_cancellations(worker.clone(), events_rx)),
-        tokio::spawn(heartbeats(worker.clone())),
-        tokio::spawn(reaper(worker.clone())),
-    ];
+    /// A runner on `pool` (whose database has every migration applied).
+    pub fn new(mut settings: Settings, pool: Pool, handler: H) -> Self {
+        settings.concurrency = settings.concurrency.max(1);
+        settings.lease = settings.lease.max(Duration::from_millis(10));
+        let (completions_tx, completions) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            recorder: Recorder {
+                pool,
+                completions: completions_tx,
+                budget: settings.lease,
+            },
+            settings,
+            running: Mutex::new(HashMap::new()),
+            executing: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
+            health: health::Health::new(),
+        });
+        Self {
+            shared,
+            handler: Arc::new(handler),
+            completions,
+        }
+    }
 
+    /// This worker's name in task leases.
+    pub fn worker_id(&self) -> &str {
+        &self.shared.settings.worker_id
+    }
+
+    /// Runs the worker until `shutdown` resolves, then drains: running tasks get the grace
+    /// period, and what is still running after it goes back to the queue.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Runner {
+            shared,
+            handler,
+            completions,
+        } = self;
+        let settings = &shared.settings;
+        tracing::info!(worker = %settings.worker_id, concurrency = settings.concurrency, "worker started");
+        let pool = shared.recorder.pool.clone();
+        let writer = tokio::spawn(outcome::completion_writer(pool.clone(), completions));
+        let wake = Arc::new(Notify::new());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let background = [
+            tokio::spawn(crate::listener::listen(pool, wake.clone(), events_tx)),
+            tokio::spawn(background::watch_cancellations(shared.clone(), events_rx)),
+            tokio::spawn(background::heartbeats(shared.clone())),
+            tokio::spawn(background::reaper(shared.clone())),
+        ];
+        claim_loop(&shared, &handler, &wake, shutdown).await;
+        drain(&shared).await;
+        for b in background {
+            b.abort();
+        }
+        writer.abort();
+        tracing::info!("worker stopped");
+    }
+}
+
+/// Claims and starts tasks until `shutdown` resolves.
+async fn claim_loop<H: TaskHandler>(
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+    wake: &Notify,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut shutdown = std::pin::pin!(shutdown);
-    let poll = Config::secs(worker.cfg.poll_secs).max(Duration::from_millis(10));
+    let poll = shared.settings.poll.clamp(MIN_POLL, MAX_WAIT);
     // Claim in batches: while tasks are held, wait until a quarter of the slots are free
     // (one round trip claims them all) rather than claiming one task per freed slot. A slot
     // frees when its handler returns, so the next claim overlaps with writing the outcomes.
-    let batch = (concurrency / 4).max(1);
+    let batch = (shared.settings.concurrency / 4).max(1);
     loop {
-        let (free, held) = worker.free_slots(concurrency);
+        let (free, held) = shared.free_slots();
         // An unhealthy worker claims nothing while it pauses, then one task at a time.
-        let executing = worker.executing.load(Ordering::Acquire);
-        let free = match health::this_worker().permit(free, executing) {
+        let executing = shared.executing.load(Ordering::Acquire);
+        let free = match shared.health.permit(free, executing) {
             health::Permit::Claim(n) => n,
             health::Permit::Wait(pause) => {
                 tokio::select! {
@@ -144,13 +196,13 @@ pub async fn run(
         };
         let mut claimed_all = false;
         if free >= batch || (free > 0 && held == 0) {
-            match claim(&worker, free).await {
+            match claim(shared, free).await {
                 Ok(tasks) => {
-                    let tasks = hand_back_if_unhealthy(&worker, tasks).await;
+                    let tasks = hand_back_if_unhealthy(shared, tasks).await;
                     tracing::debug!(asked = free, claimed = tasks.len(), "claimed");
                     claimed_all = tasks.len() == free;
                     for t in tasks {
-                        spawn_task(&worker, t);
+                        spawn_task(shared, handler, t);
                     }
                 }
                 Err(e) => {
@@ -168,33 +220,26 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = wake.notified() => {}
-            _ = worker.slot_freed.notified() => {}
+            _ = shared.slot_freed.notified() => {}
             _ = tokio::time::sleep(poll) => {}
         }
     }
-
-    drain(&worker).await;
-    for b in background {
-        b.abort();
-    }
-    writer.abort();
-    tracing::info!("worker stopped");
-    Ok(())
 }
 
-async fn claim(worker: &Worker, free: usize) -> anyhow::Result<Vec<ClaimedTask>> {
-    let mut conn = worker.pool.get().await?;
-    Ok(queue::claim(&mut conn, &worker.id, free as i64, worker.cfg.lease()).await?)
+async fn claim(shared: &Shared, free: usize) -> Result<Vec<ClaimedTask>, DbError> {
+    let mut conn = shared.recorder.pool.get().await?;
+    let settings = &shared.settings;
+    queue::claim(&mut conn, &settings.worker_id, free as i64, settings.lease).await
 }
 
 /// Tasks claimed just as the worker turned unhealthy (a machine fault arrived during the
 /// claim) go back to the queue at once, without using an attempt; returns those to run (all
 /// of them when the worker is healthy, and any that could not be handed back).
-async fn hand_back_if_unhealthy(worker: &Worker, tasks: Vec<ClaimedTask>) -> Vec<ClaimedTask> {
-    if tasks.is_empty() || !health::this_worker().backing_off() {
+async fn hand_back_if_unhealthy(shared: &Shared, tasks: Vec<ClaimedTask>) -> Vec<ClaimedTask> {
+    if tasks.is_empty() || !shared.health.backing_off() {
         return tasks;
     }
-    let mut conn = match worker.pool.get().await {
+    let mut conn = match shared.recorder.pool.get().await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot hand back tasks claimed while unhealthy");
@@ -203,7 +248,7 @@ async fn hand_back_if_unhealthy(worker: &Worker, tasks: Vec<ClaimedTask>) -> Vec
     };
     let mut kept = Vec::new();
     for t in tasks {
-        match queue::release(&mut conn, &t.lease(&worker.id)).await {
+        match queue::release(&mut conn, &t.lease(&shared.settings.worker_id)).await {
             Ok(()) => tracing::info!(task = t.id, "worker unhealthy: task handed back unstarted"),
             Err(e) => {
                 tracing::warn!(task = t.id, error = %e, "cannot hand back a task; running it");
@@ -227,10 +272,10 @@ fn panic_message(e: tokio::task::JoinError) -> String {
         .map_or_else(|| "it panicked".into(), |m| format!("it panicked: {m}"))
 }
 
-fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
-    let lease = task.lease(&worker.id);
+fn spawn_task<H: TaskHandler>(shared: &Arc<Shared>, handler: &Arc<H>, task: ClaimedTask) {
+    let lease = task.lease(&shared.settings.worker_id);
     let (stop_tx, stop_rx) = watch::channel(Stop::No);
-    if let Ok(mut r) = worker.running.lock() {
+    if let Ok(mut r) = shared.running.lock() {
         r.insert(
             task.id,
             Running {
@@ -247,17 +292,20 @@ fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
         attempt = task.attempt,
         "task started"
     );
-    let worker = worker.clone();
-    worker.executing.fetch_add(1, Ordering::AcqRel);
+    let shared = shared.clone();
+    shared.executing.fetch_add(1, Ordering::AcqRel);
+    let ctx = TaskContext::new(shared.recorder.pool.clone(), lease.clone(), stop_rx);
+    // The handler runs as a task of its own, so that a panic in it ends only that task: the
+    // task fails with the panic's message, its slot is freed and its lease dropped.
+    let run = {
+        let (shared, handler, task) = (shared.clone(), handler.clone(), task.clone());
+        tokio::spawn(async move {
+            let outcome = handler.run(&task, ctx).await;
+            shared.health.record(&outcome);
+            outcome
+        })
+    };
     tokio::spawn(async move {
-        // The handler runs as a task of its own, so that a panic in it ends only that task:
-        // the task fails with the panic's message, its slot is freed and its lease dropped.
-        let run = {
-            let (worker, task, lease) = (worker.clone(), task.clone(), lease.clone());
-            tokio::spawn(async move {
-                execute::run(&worker.handler, &worker.pool, &task, &lease, stop_rx).await
-            })
-        };
         let outcome = match run.await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -269,119 +317,32 @@ fn spawn_task(worker: &Arc<Worker>, task: ClaimedTask) {
                 }
             }
         };
-        worker.executing.fetch_sub(1, Ordering::AcqRel);
-        worker.slot_freed.notify_one();
-        outcome::finish(&worker, &task, &lease, outcome).await;
-        if let Ok(mut r) = worker.running.lock() {
+        shared.executing.fetch_sub(1, Ordering::AcqRel);
+        shared.slot_freed.notify_one();
+        outcome::finish(&shared.recorder, &task, &lease, outcome).await;
+        if let Ok(mut r) = shared.running.lock() {
             r.remove(&task.id);
         }
-        worker.slot_freed.notify_one();
+        shared.slot_freed.notify_one();
     });
 }
 
-/// Stops runs whose simulation was canceled, as soon as its notification arrives.
-async fn watch_cancellations(worker: Arc<Worker>, mut events: mpsc::UnboundedReceiver<i64>) {
-    while let Some(first) = events.recv().await {
-        // Cancellations may come in bursts: take all that are queued and check them with one
-        // query (a notification is a hint; the lease in the database decides).
-        let mut sims = std::collections::HashSet::from([first]);
-        while let Ok(s) = events.try_recv() {
-            sims.insert(s);
-        }
-        let leases: Vec<Lease> = worker
-            .running
-            .lock()
-            .map(|r| {
-                r.values()
-                    .filter(|t| sims.contains(&t.simulation_id))
-                    .map(|t| t.lease.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if leases.is_empty() {
-            continue;
-        }
-        let Ok(mut conn) = worker.pool.get().await else {
-            continue;
-        };
-        match queue::lost_leases(&mut conn, &leases).await {
-            Ok(lost) => {
-                for id in lost {
-                    tracing::info!(task = id, "task canceled: stopping it");
-                    worker.stop_task(id, Stop::Canceled);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot check for canceled tasks"),
-        }
-    }
-}
-
-/// Renews the leases of running tasks; stops those whose lease is gone.
-async fn heartbeats(worker: Arc<Worker>) {
-    let every = worker.cfg.lease() / 3;
-    loop {
-        tokio::time::sleep(every).await;
-        let leases = worker.leases();
-        if leases.is_empty() {
-            continue;
-        }
-        let Ok(mut conn) = worker.pool.get().await else {
-            continue;
-        };
-        match queue::heartbeat(&mut conn, &leases, worker.cfg.lease()).await {
-            Ok(lost) => {
-                for id in lost {
-                    tracing::warn!(task = id, "lease lost: stopping the task");
-                    worker.stop_task(id, Stop::Canceled);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-        }
-    }
-}
-
-/// Returns tasks of lost workers to the queue. Every worker does this; SKIP LOCKED keeps
-/// them from stepping on each other.
-async fn reaper(worker: Arc<Worker>) {
-    let every = (worker.cfg.lease() / 2).max(Duration::from_secs(1));
-    loop {
-        tokio::time::sleep(every).await;
-        let Ok(mut conn) = worker.pool.get().await else {
-            continue;
-        };
-        match queue::requeue_expired(&mut conn).await {
-            Ok((0, 0)) => {}
-            Ok((requeued, failed)) => {
-                tracing::info!(requeued, failed, "requeued tasks of lost workers")
-            }
-            Err(e) => tracing::warn!(error = %e, "requeue of expired leases failed"),
-        }
-        // A worker that died between a simulation's last completion and its final merge
-        // leaves it MERGING; finish that merge here.
-        match db::merge::finalize_stale(&mut conn, worker.cfg.lease().as_secs_f64()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(simulations = n, "finished merges left by lost workers"),
-            Err(e) => tracing::warn!(error = %e, "finishing stale merges failed"),
-        }
-    }
-}
-
 /// After shutdown: wait for running tasks up to the grace period, then hand the rest back.
-async fn drain(worker: &Arc<Worker>) {
-    let n = worker.running_count();
+async fn drain(shared: &Shared) {
+    let n = shared.running_count();
     if n == 0 {
         return;
     }
     tracing::info!(running = n, "shutting down: waiting for running tasks");
-    let grace = Config::secs(worker.cfg.grace_secs);
+    let grace = shared.settings.grace.min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + grace;
-    while worker.running_count() > 0 && tokio::time::Instant::now() < deadline {
+    while shared.running_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::select! {
-            _ = worker.slot_freed.notified() => {}
+            _ = shared.slot_freed.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
-    let left: Vec<i64> = worker
+    let left: Vec<i64> = shared
         .running
         .lock()
         .map(|r| r.keys().copied().collect())
@@ -391,12 +352,12 @@ async fn drain(worker: &Arc<Worker>) {
     }
     tracing::info!(tasks = ?left, "grace period over: handing tasks back to the queue");
     for id in left {
-        worker.stop_task(id, Stop::Shutdown);
+        shared.stop_task(id, Stop::Shutdown);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while worker.running_count() > 0 && tokio::time::Instant::now() < deadline {
+    while shared.running_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::select! {
-            _ = worker.slot_freed.notified() => {}
+            _ = shared.slot_freed.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }

@@ -2,7 +2,7 @@
 //! device, a simulator program missing here) stops claiming, so that it does not fail the rest
 //! of the queue in milliseconds, and says so.
 //!
-//! Every outcome is recorded ([`Health::record`], from [`crate::execute::run`]). After
+//! Every outcome of a handler is recorded ([`Health::record`], by the runner). After
 //! [`FAULTS_TO_UNHEALTHY`] machine faults in a row the worker is unhealthy: it logs an ERROR
 //! line, claims nothing for [`FIRST_BACKOFF`], then claims one task at a time as a trial. A
 //! trial that meets a machine fault again doubles the pause (up to [`MAX_BACKOFF`]); a task
@@ -10,7 +10,7 @@
 //! as before. The tasks it handed on carry the fault and the worker's name in `last_error`
 //! (see [`db::queue::release_machine_fault`]), which `admin-cli list-tasks` shows.
 //!
-//! There is one worker per process, so the state is process-wide ([`this_worker`]).
+//! Each runner keeps its own.
 
 use crate::execute::Outcome;
 use std::sync::Mutex;
@@ -22,9 +22,7 @@ pub const FAULTS_TO_UNHEALTHY: u32 = 3;
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 /// The longest pause in claims.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
-/// How many machine faults of one task hand it on without using an attempt (then each one
-/// uses an attempt, so a task that fails on every worker still ends).
-pub const FREE_RELEASES: i32 = 5;
+pub use crate::outcome::FREE_RELEASES;
 
 /// Whether the worker's machine runs tasks, from how its recent tasks ended.
 #[derive(Debug)]
@@ -57,13 +55,6 @@ pub enum Permit {
     Claim(usize),
     /// Claim nothing for this long.
     Wait(Duration),
-}
-
-static THIS_WORKER: Health = Health::new();
-
-/// The health of the worker of this process.
-pub fn this_worker() -> &'static Health {
-    &THIS_WORKER
 }
 
 impl Default for Health {
@@ -187,7 +178,7 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulators::MachineFault;
+    use crate::execute::MachineFault;
 
     fn fault() -> Outcome {
         Outcome::MachineFault {

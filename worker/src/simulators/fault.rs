@@ -2,29 +2,8 @@
 //! once, a machine fault hands it to another worker without using an attempt, a transient
 //! failure retries it.
 
+pub use crate::execute::MachineFault;
 use crate::execute::Stop;
-
-/// A fault of this worker's machine rather than of the task: another worker may well run the
-/// task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum MachineFault {
-    /// The work root's filesystem is full, or over quota (`ENOSPC`, `EDQUOT`).
-    #[error("disk full")]
-    DiskFull,
-    /// Reading or writing files under the work root failed otherwise (`EIO`, a read-only
-    /// filesystem, …).
-    #[error("storage failure")]
-    Storage,
-    /// A program this worker is configured with does not exist here, cannot be executed, or
-    /// could not be started (also a wrapper that exits 126 or 127: its program or interpreter
-    /// is missing).
-    #[error("program cannot run on this worker")]
-    Program,
-    /// A program was killed by the machine: SIGBUS (storage failing under a mapped file) or
-    /// SIGXFSZ (a file size limit).
-    #[error("program killed by the system")]
-    Killed,
-}
 
 /// Why a run did not produce results.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +79,8 @@ impl From<&str> for SimulatorError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{process, program_failed, recheck_input_fault, start_failed};
+    use super::super::external::{program_failed, start_failed};
+    use super::super::{process, recheck_input_fault};
     use super::*;
     use std::path::{Path, PathBuf};
 

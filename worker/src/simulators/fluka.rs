@@ -6,7 +6,9 @@
 //! files converted by pymchelper's `convertmc json --many` (one estimator per unit `NN`,
 //! weighted by the `number_of_primaries` FLUKA wrote into them).
 
-use super::{Run, SimulatorError};
+use super::external::{External, Prepared, Progress, ProgressParser, Results};
+use super::{Settings, SimulatorError};
+use db::queue::ClaimedTask;
 use sim_inputs::fluka;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,19 +50,18 @@ pub fn parse_progress(text: &str) -> Option<(i64, Option<i32>)> {
 /// Follows the `.out` file of a running `rfluka` (in its `fluka_<pid>` scratch directory,
 /// or in the work directory once rfluka has moved it there).
 struct OutFollower {
-    dir: PathBuf,
     name: String,
     read: usize,
     tail: String,
 }
 
 impl OutFollower {
-    fn find(&self) -> Option<PathBuf> {
-        let moved = self.dir.join(&self.name);
+    fn find(&self, dir: &Path) -> Option<PathBuf> {
+        let moved = dir.join(&self.name);
         if moved.exists() {
             return Some(moved);
         }
-        std::fs::read_dir(&self.dir)
+        std::fs::read_dir(dir)
             .ok()?
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with("fluka_"))
@@ -69,8 +70,8 @@ impl OutFollower {
     }
 
     /// New progress since the last call.
-    fn poll(&mut self) -> Option<(i64, Option<i32>)> {
-        let bytes = std::fs::read(self.find()?).ok()?;
+    fn poll(&mut self, dir: &Path) -> Option<(i64, Option<i32>)> {
+        let bytes = std::fs::read(self.find(dir)?).ok()?;
         if bytes.len() < self.read {
             // A different file (moved, or rewritten): start over.
             self.read = 0;
@@ -91,73 +92,99 @@ impl OutFollower {
     }
 }
 
-/// Runs one task of FLUKA.
-pub async fn run(
-    run: &mut Run<'_>,
-    files: &BTreeMap<String, String>,
-) -> Result<super::TaskResults, SimulatorError> {
-    let rfluka = Run::configured(run.settings.fluka.as_ref(), "FLUKA", "--fluka")?;
-    run.require_convertmc()?;
-    let invalid = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
-    let (stem, text) = fluka::main_input(files).map_err(invalid)?;
-    let inp_name = format!("{stem}.inp");
-    let seed = fluka::seed(run.task.simulation_id, run.task.task_index);
-    let input = fluka::set_start_and_seed(&inp_name, text, run.task.requested_primaries, seed)
-        .map_err(invalid)?;
-    let dir = run.workdir()?;
-    for (name, content) in files {
-        let content = if name == &inp_name { &input } else { content };
-        dir.write_input(name, content)
-            .map_err(SimulatorError::fatal)?;
+/// FLUKA's part of the external-program skeleton ([`super::external`]): one run's main
+/// input and the follower of its `.out` file.
+pub struct Fluka {
+    stem: String,
+    inp_name: String,
+    out: OutFollower,
+}
+
+impl ProgressParser for Fluka {
+    fn poll(&mut self, dir: &Path) -> Option<Progress> {
+        self.out.poll(dir)
     }
-    let inp = dir.path().join(&inp_name);
-    let out_name = format!("{stem}001.out");
-    let mut follower = OutFollower {
-        dir: dir.path().to_path_buf(),
-        name: out_name.clone(),
-        read: 0,
-        tail: String::new(),
-    };
-    run.log(format!("FLUKA task: {inp_name}, RANDOMIZ seed {seed}"));
-    for keyword in ["RANDOMIZ", "START"] {
-        for line in fluka::card_lines(&input, keyword) {
-            run.log(format!("{inp_name}: {line}"));
+}
+
+impl External for Fluka {
+    const NAME: &'static str = "FLUKA";
+    const FLAG: &'static str = "--fluka";
+    const CONVERTMC: bool = true;
+
+    fn program(settings: &Settings) -> Option<&PathBuf> {
+        settings.fluka.as_ref()
+    }
+
+    fn prepare(
+        task: &ClaimedTask,
+        files: &BTreeMap<String, String>,
+    ) -> Result<Prepared<Self>, SimulatorError> {
+        let invalid = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
+        let (stem, text) = fluka::main_input(files).map_err(invalid)?;
+        let inp_name = format!("{stem}.inp");
+        let seed = fluka::seed(task.simulation_id, task.task_index);
+        let input = fluka::set_start_and_seed(&inp_name, text, task.requested_primaries, seed)
+            .map_err(invalid)?;
+        let mut log = vec![format!("FLUKA task: {inp_name}, RANDOMIZ seed {seed}")];
+        for keyword in ["RANDOMIZ", "START"] {
+            for line in fluka::card_lines(&input, keyword) {
+                log.push(format!("{inp_name}: {line}"));
+            }
         }
-    }
-    let status = run
-        .run_program_polling(
-            &rfluka,
-            &["-M".into(), "1".into(), inp.to_string_lossy().into_owned()],
-            dir.path(),
-            |_| None,
-            || follower.poll(),
-        )
-        .await?;
-    let out_text = std::fs::read_to_string(dir.path().join(&out_name)).unwrap_or_default();
-    if !status.success() {
-        return Err(run.failed("FLUKA", status));
-    }
-    if !out_text.lines().any(is_end_line) {
-        let why = last_error_of(dir.path(), stem);
-        return Err(SimulatorError::fatal(format!(
-            "FLUKA did not finish its run: {out_name} has no end-of-run line{}",
-            why.map(|l| format!(" ({stem}001.err: {l})"))
-                .unwrap_or_default()
-        )));
-    }
-    let wrote_results = std::fs::read_dir(dir.path())
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().contains("_fort."))
+        let out = OutFollower {
+            name: format!("{stem}001.out"),
+            read: 0,
+            tail: String::new(),
+        };
+        Ok(Prepared {
+            state: Fluka {
+                stem: stem.to_string(),
+                inp_name: inp_name.clone(),
+                out,
+            },
+            rewrites: BTreeMap::from([(inp_name, input)]),
+            log,
         })
-        .unwrap_or(false);
-    if !wrote_results {
-        return Err(SimulatorError::fatal(format!(
-            "FLUKA wrote no result files ({stem}001_fort.NN): {inp_name} has no scoring card \
-             (USRBIN, USRBDX, USRTRACK, …) writing to a binary output unit"
-        )));
     }
-    run.convert_results(dir.path(), "*_fort.*", &[]).await
+
+    fn args(&self, dir: &Path) -> Vec<String> {
+        let inp = dir.join(&self.inp_name).to_string_lossy().into_owned();
+        vec!["-M".into(), "1".into(), inp]
+    }
+
+    fn results(self, dir: &Path) -> Result<Results, SimulatorError> {
+        let Fluka {
+            stem,
+            inp_name,
+            out,
+        } = self;
+        let out_text = std::fs::read_to_string(dir.join(&out.name)).unwrap_or_default();
+        if !out_text.lines().any(is_end_line) {
+            let why = last_error_of(dir, &stem);
+            return Err(SimulatorError::fatal(format!(
+                "FLUKA did not finish its run: {} has no end-of-run line{}",
+                out.name,
+                why.map(|l| format!(" ({stem}001.err: {l})"))
+                    .unwrap_or_default()
+            )));
+        }
+        let wrote_results = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains("_fort."))
+            })
+            .unwrap_or(false);
+        if !wrote_results {
+            return Err(SimulatorError::fatal(format!(
+                "FLUKA wrote no result files ({stem}001_fort.NN): {inp_name} has no scoring \
+                 card (USRBIN, USRBDX, USRTRACK, …) writing to a binary output unit"
+            )));
+        }
+        Ok(Results::Convert {
+            pattern: "*_fort.*".into(),
+            expected: Vec::new(),
+        })
+    }
 }
 
 /// The last non-empty line of `<stem>001.err`, if any.

@@ -1,8 +1,10 @@
 //! The simulators a task can run: dispatch on `sim_type`, the input, the work directory, the
-//! child process with progress and cancellation, the task's logs, and the classification of
-//! failures ([`fault`]): input faults, machine faults, transient ones.
+//! external programs' shared skeleton ([`external`]) with the child process, progress and
+//! cancellation ([`process`]), the task's logs, and the classification of failures
+//! ([`fault`]): input faults, machine faults, transient ones.
 
 mod builtin_task;
+pub mod external;
 pub mod fault;
 pub mod fluka;
 pub mod process;
@@ -12,15 +14,14 @@ pub mod topas;
 pub mod topas_csv;
 pub mod workdir;
 
-use crate::execute::{Outcome, ProgressReporter, Stop};
+use crate::execute::{Outcome, Stop, TaskContext, TaskHandler};
 use db::enums::SimType;
 use db::inputs::SimulationInput;
-use db::queue::{ClaimedTask, Lease};
+use db::queue::ClaimedTask;
 use db::Pool;
 pub use fault::{MachineFault, SimulatorError};
 use process::{Output, Stream, Tail};
 use std::path::{Path, PathBuf};
-use tokio::sync::watch;
 
 /// Where the external programs are, and where tasks work.
 #[derive(Debug, Clone)]
@@ -37,6 +38,40 @@ pub struct Settings {
     pub work_root: PathBuf,
     /// Keep work directories after the run (for debugging).
     pub keep_workdirs: bool,
+}
+
+impl Settings {
+    /// No simulator program configured, `convertmc` looked up on `PATH`, work directories
+    /// under `work_root`, removed after each run.
+    pub fn new(work_root: PathBuf) -> Self {
+        Self {
+            shieldhit: None,
+            convertmc: Some(PathBuf::from("convertmc")),
+            topas: None,
+            fluka: None,
+            work_root,
+            keep_workdirs: false,
+        }
+    }
+}
+
+/// The task handler of the real simulators: runs the simulator the task's simulation names.
+#[derive(Debug, Clone)]
+pub struct Simulators {
+    settings: Settings,
+}
+
+impl Simulators {
+    /// The simulators with these programs and directories.
+    pub fn new(settings: Settings) -> Self {
+        Self { settings }
+    }
+}
+
+impl TaskHandler for Simulators {
+    async fn run(&self, task: &ClaimedTask, ctx: TaskContext) -> Outcome {
+        run(&self.settings, task, ctx).await
+    }
 }
 
 /// What a run produced: its pages, and the primaries the program reports it simulated.
@@ -57,8 +92,7 @@ pub struct Run<'a> {
     pub task: &'a ClaimedTask,
     /// Program paths and directories.
     pub settings: &'a Settings,
-    progress: ProgressReporter,
-    stop: watch::Receiver<Stop>,
+    ctx: TaskContext,
     output: Output,
     /// Whether this run created a work directory (then an input fault is checked against the
     /// work root's health, see [`recheck_input_fault`]).
@@ -82,20 +116,12 @@ impl Run<'_> {
 
     /// Records progress (at most once a second); false when the lease is gone.
     pub async fn report(&mut self, done: i64, eta_s: Option<i32>) -> bool {
-        self.progress.report(done, eta_s, false).await
+        self.ctx.report(done, eta_s).await
     }
 
     /// Resolves when the run is told to stop, with the reason.
     pub async fn stopped(&mut self) -> Stop {
-        loop {
-            if self.stop.changed().await.is_err() {
-                return Stop::Canceled;
-            }
-            let why = *self.stop.borrow();
-            if why != Stop::No {
-                return why;
-            }
-        }
+        self.ctx.stopped().await
     }
 
     /// Adds a line to the task's stdout log (for simulators that run in-process).
@@ -123,179 +149,26 @@ impl Run<'_> {
             ))
         })
     }
-
-    /// The error for a program that ended unsuccessfully (see [`program_failed`]).
-    pub fn failed(&self, what: &str, status: std::process::ExitStatus) -> SimulatorError {
-        program_failed(what, status, &self.output)
-    }
-
-    /// Fails fast, before a run, when pymchelper's `convertmc` is not configured.
-    pub fn require_convertmc(&self) -> Result<(), SimulatorError> {
-        Self::configured(
-            self.settings.convertmc.as_ref(),
-            "pymchelper's convertmc",
-            "--convertmc",
-        )
-        .map(|_| ())
-    }
-
-    /// Converts the result files matching `pattern` with pymchelper's `convertmc json
-    /// --many` (into `<workdir>/output`) and reads the pages it wrote. `expected` names the
-    /// estimators the run saved (the outputs' core names), when the caller knows them: one
-    /// that convertmc skipped (it exits 0 on a file it cannot read) fails the task, naming
-    /// it and convertmc's last words, rather than silently losing it.
-    pub async fn convert_results(
-        &mut self,
-        workdir: &Path,
-        pattern: &str,
-        expected: &[String],
-    ) -> Result<TaskResults, SimulatorError> {
-        let convertmc = Self::configured(
-            self.settings.convertmc.as_ref(),
-            "pymchelper's convertmc",
-            "--convertmc",
-        )?;
-        let out = workdir.join("output");
-        std::fs::create_dir_all(&out)
-            .map_err(|e| SimulatorError::from_io(&e, "cannot create the output directory"))?;
-        let pattern = format!("{}/{pattern}", workdir.to_string_lossy());
-        let status = self
-            .run_program(
-                &convertmc,
-                &["json".into(), "--many".into(), pattern],
-                &out,
-                |_| None,
-            )
-            .await?;
-        if !status.success() {
-            return Err(self.failed("convertmc", status));
-        }
-        let said = || {
-            self.last_error_line()
-                .map(|l| format!(" (convertmc: {l})"))
-                .unwrap_or_default()
-        };
-        let converted = pymchelper::read_dir(&out)
-            .map_err(|e| SimulatorError::fatal(format!("{e}{}", said())))?;
-        let missing: Vec<&str> = expected
-            .iter()
-            .filter(|e| !converted.pages.iter().any(|p| &p.estimator == *e))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(SimulatorError::fatal(format!(
-                "convertmc could not read the output of {}{}",
-                missing.join(", "),
-                said()
-            )));
-        }
-        Ok(TaskResults {
-            pages: converted.pages,
-            primaries: converted.primaries,
-        })
-    }
-
-    /// Runs a program to its end, feeding its output lines to `progress` (which may return
-    /// primaries done and seconds left) and stopping it — the whole process group — when the
-    /// task is canceled or the worker shuts down.
-    pub async fn run_program(
-        &mut self,
-        program: &Path,
-        args: &[String],
-        dir: &Path,
-        progress: impl Fn(&str) -> Option<(i64, i32)>,
-    ) -> Result<std::process::ExitStatus, SimulatorError> {
-        self.run_program_polling(program, args, dir, progress, || None)
-            .await
-    }
-
-    /// [`Run::run_program`] for programs that report progress in a file: `poll` is called
-    /// every half second while the program runs, and may return primaries done and seconds
-    /// left (or `None` when it has nothing new).
-    pub async fn run_program_polling(
-        &mut self,
-        program: &Path,
-        args: &[String],
-        dir: &Path,
-        progress: impl Fn(&str) -> Option<(i64, i32)>,
-        mut poll: impl FnMut() -> Option<(i64, Option<i32>)>,
-    ) -> Result<std::process::ExitStatus, SimulatorError> {
-        let mut child =
-            process::spawn(program, args, dir).map_err(|e| start_failed(program, &e))?;
-        let mut tick = tokio::time::interval(POLL_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let report = tokio::select! {
-                line = child.lines.recv() => match line {
-                    Some((which, line)) => {
-                        let report = if which == Stream::Stdout {
-                            progress(&line).map(|(done, eta)| (done, Some(eta)))
-                        } else {
-                            None
-                        };
-                        self.output.push(which, line);
-                        report
-                    }
-                    None => break,
-                },
-                _ = tick.tick() => poll(),
-                changed = self.stop.changed() => {
-                    let why = if changed.is_err() { Stop::Canceled } else { *self.stop.borrow() };
-                    if why != Stop::No {
-                        child.kill_group();
-                        let _ = child.wait().await;
-                        return Err(SimulatorError::stopped(why));
-                    }
-                    None
-                }
-            };
-            if let Some((done, eta)) = report {
-                if !self.progress.report(done, eta, false).await {
-                    child.kill_group();
-                    let _ = child.wait().await;
-                    return Err(SimulatorError::stopped(Stop::Canceled));
-                }
-            }
-        }
-        let status = child.wait().await.map_err(|e| {
-            SimulatorError::retry(format!("cannot wait for {}: {e}", program.display()))
-        })?;
-        child.drain_into(&mut self.output).await;
-        // What the program wrote last (e.g. its final progress) is read once more.
-        if let Some((done, eta)) = poll() {
-            self.progress.report(done, eta, false).await;
-        }
-        Ok(status)
-    }
 }
-
-/// How often [`Run::run_program_polling`] looks at a program's progress file.
-const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs a claimed task with the simulator its simulation names, stores its logs, and says
 /// how it ended.
-pub async fn run(
-    pool: &Pool,
-    settings: &Settings,
-    task: &ClaimedTask,
-    lease: &Lease,
-    stop: watch::Receiver<Stop>,
-) -> Outcome {
-    let input = match load_input(pool, task.simulation_id).await {
+async fn run(settings: &Settings, task: &ClaimedTask, ctx: TaskContext) -> Outcome {
+    let pool = ctx.pool().clone();
+    let input = match load_input(&pool, task.simulation_id).await {
         Ok(i) => i,
         Err(e) => return outcome_of(Err(e), task),
     };
     let mut run = Run {
         task,
         settings,
-        progress: ProgressReporter::new(pool.clone(), lease.clone()),
-        stop,
+        ctx,
         output: Output::default(),
         used_workdir: false,
     };
     let result = match (task.sim_type, &input) {
         (SimType::Shieldhit, SimulationInput::Files(files)) => {
-            shieldhit::run(&mut run, files).await
+            external::run::<shieldhit::Shieldhit>(&mut run, files).await
         }
         (SimType::Shieldhit, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
             "SHIELD-HIT12A needs input files; editor projects are not converted on this worker",
@@ -306,11 +179,15 @@ pub async fn run(
         (SimType::Builtin, SimulationInput::Files(_)) => Err(SimulatorError::fatal(
             "the builtin simulator takes editor JSON, not input files",
         )),
-        (SimType::Topas, SimulationInput::Files(files)) => topas::run(&mut run, files).await,
+        (SimType::Topas, SimulationInput::Files(files)) => {
+            external::run::<topas::Topas>(&mut run, files).await
+        }
         (SimType::Topas, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
             "TOPAS needs parameter files; editor projects are not converted on this worker",
         )),
-        (SimType::Fluka, SimulationInput::Files(files)) => fluka::run(&mut run, files).await,
+        (SimType::Fluka, SimulationInput::Files(files)) => {
+            external::run::<fluka::Fluka>(&mut run, files).await
+        }
         (SimType::Fluka, SimulationInput::Editor(_)) => Err(SimulatorError::fatal(
             "FLUKA needs input files; editor projects are not converted on this worker",
         )),
@@ -321,7 +198,7 @@ pub async fn run(
         }
         other => other,
     };
-    store_logs(pool, task, &run.output.stdout, &run.output.stderr).await;
+    store_logs(&pool, task, &run.output.stdout, &run.output.stderr).await;
     outcome_of(result, task)
 }
 
@@ -345,34 +222,6 @@ fn outcome_of(result: Result<TaskResults, SimulatorError>, task: &ClaimedTask) -
         },
         Err(SimulatorError::Transient(error)) => Outcome::Failed { error, retry: true },
     }
-}
-
-/// The error for a program that ended unsuccessfully: `"<what> exited with code 3"` and the
-/// run's last output lines ([`Output::last_lines`]). An input fault, unless the exit points
-/// at the machine ([`process::exit_fault`]).
-pub fn program_failed(
-    what: &str,
-    status: std::process::ExitStatus,
-    output: &Output,
-) -> SimulatorError {
-    let described = process::describe(status);
-    let message = match output.last_lines() {
-        lines if lines.is_empty() => format!("{what} {described} (it wrote nothing)"),
-        lines => format!("{what} {described}; its last output lines:{lines}"),
-    };
-    match process::exit_fault(status) {
-        Some(fault) => SimulatorError::machine(fault, message),
-        None => SimulatorError::Input(message),
-    }
-}
-
-/// The error for a program that could not be started: a machine fault (a configured path
-/// that does not exist here or is not executable, a missing interpreter, no processes left).
-fn start_failed(program: &Path, e: &std::io::Error) -> SimulatorError {
-    SimulatorError::machine(
-        MachineFault::Program,
-        format!("cannot start {}: {e}", program.display()),
-    )
 }
 
 /// An input fault of a run that used the disk, checked against the work root's health: when
@@ -412,7 +261,7 @@ async fn load_input(pool: &Pool, simulation_id: i64) -> Result<SimulationInput, 
 }
 
 /// How long storing a task's logs keeps trying through a database outage (the outcome's
-/// own write then gets up to a lease length, see [`crate::outcome`]).
+/// own write then gets up to a lease length).
 const LOG_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn store_logs(pool: &Pool, task: &ClaimedTask, stdout: &Tail, stderr: &Tail) {
@@ -421,7 +270,7 @@ async fn store_logs(pool: &Pool, task: &ClaimedTask, stdout: &Tail, stderr: &Tai
         if text.is_empty() {
             continue;
         }
-        let stored = crate::outcome::with_retries("storing a log", LOG_RETRY_BUDGET, || async {
+        let stored = crate::retry::with_retries("storing a log", LOG_RETRY_BUDGET, || async {
             let mut conn = pool.get().await.map_err(db::DbError::from)?;
             db::logs::store(
                 &mut conn,

@@ -3,8 +3,11 @@
 //! `shieldhit -N <seed offset> <dir>`, progress parsed from its log lines, and the `.bdo`
 //! files it wrote converted by pymchelper's `convertmc json --many`.
 
-use super::{Run, SimulatorError};
+use super::external::{External, Prepared, Progress, ProgressParser, Results};
+use super::{Settings, SimulatorError};
+use db::queue::ClaimedTask;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Parses `Primary particle no. 1234 ETR: 0 hour(s) 1 minute(s) 23 second(s)` into the
 /// primaries simulated so far and the estimated seconds left.
@@ -23,67 +26,74 @@ pub fn parse_progress(line: &str) -> Option<(i64, i32)> {
     Some((done, eta))
 }
 
-/// Runs one task of SHIELD-HIT12A.
-pub async fn run(
-    run: &mut Run<'_>,
-    files: &BTreeMap<String, String>,
-) -> Result<super::TaskResults, SimulatorError> {
-    let shieldhit = Run::configured(
-        run.settings.shieldhit.as_ref(),
-        "SHIELD-HIT12A",
-        "--shieldhit",
-    )?;
-    run.require_convertmc()?;
-    let beam = files
-        .get("beam.dat")
-        .ok_or_else(|| SimulatorError::fatal("the SHIELD-HIT12A input has no beam.dat"))?;
-    let offset = sim_inputs::shieldhit::seed_offset(run.task.task_index)
-        .map_err(|e| SimulatorError::fatal(e.to_string()))?;
-    let dir = run.workdir()?;
-    for (name, content) in files {
-        let content = if name == "beam.dat" {
-            sim_inputs::shieldhit::task_beam(
-                beam,
-                run.task.requested_primaries,
-                run.task.simulation_id,
-            )
-        } else {
-            content.clone()
-        };
-        dir.write_input(name, &content)
-            .map_err(SimulatorError::fatal)?;
+/// SHIELD-HIT12A's part of the external-program skeleton ([`super::external`]): the state of
+/// one run is its seed offset.
+pub struct Shieldhit {
+    offset: i32,
+}
+
+impl ProgressParser for Shieldhit {
+    fn line(&mut self, line: &str) -> Option<Progress> {
+        parse_progress(line).map(|(done, eta)| (done, Some(eta)))
     }
-    let workdir = dir.path().to_string_lossy().into_owned();
-    let status = run
-        .run_program(
-            &shieldhit,
-            &["-N".into(), offset.to_string(), workdir],
-            dir.path(),
-            parse_progress,
-        )
-        .await?;
-    if !status.success() {
-        return Err(run.failed("SHIELD-HIT12A", status));
+}
+
+impl External for Shieldhit {
+    const NAME: &'static str = "SHIELD-HIT12A";
+    const FLAG: &'static str = "--shieldhit";
+    const CONVERTMC: bool = true;
+
+    fn program(settings: &Settings) -> Option<&PathBuf> {
+        settings.shieldhit.as_ref()
     }
-    // The estimators saved: `<core name>_NNNN.bdo`, NNNN the seed offset.
-    let suffix = format!("_{offset:04}.bdo");
-    let saved: Vec<String> = std::fs::read_dir(dir.path())
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_suffix(&suffix).map(str::to_string)
-                })
-                .collect()
+
+    fn prepare(
+        task: &ClaimedTask,
+        files: &BTreeMap<String, String>,
+    ) -> Result<Prepared<Self>, SimulatorError> {
+        let beam = files
+            .get("beam.dat")
+            .ok_or_else(|| SimulatorError::fatal("the SHIELD-HIT12A input has no beam.dat"))?;
+        let offset = sim_inputs::shieldhit::seed_offset(task.task_index)
+            .map_err(|e| SimulatorError::fatal(e.to_string()))?;
+        let beam =
+            sim_inputs::shieldhit::task_beam(beam, task.requested_primaries, task.simulation_id);
+        Ok(Prepared {
+            state: Shieldhit { offset },
+            rewrites: BTreeMap::from([("beam.dat".to_string(), beam)]),
+            log: Vec::new(),
         })
-        .unwrap_or_default();
-    if saved.is_empty() {
-        return Err(SimulatorError::fatal(
-            "SHIELD-HIT12A wrote no .bdo result files: detect.dat defines no Output it could score",
-        ));
     }
-    run.convert_results(dir.path(), &format!("*{suffix}"), &saved)
-        .await
+
+    fn args(&self, dir: &Path) -> Vec<String> {
+        let dir = dir.to_string_lossy().into_owned();
+        vec!["-N".into(), self.offset.to_string(), dir]
+    }
+
+    fn results(self, dir: &Path) -> Result<Results, SimulatorError> {
+        // The estimators saved: `<core name>_NNNN.bdo`, NNNN the seed offset.
+        let suffix = format!("_{:04}.bdo", self.offset);
+        let saved: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.strip_suffix(&suffix).map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if saved.is_empty() {
+            return Err(SimulatorError::fatal(
+                "SHIELD-HIT12A wrote no .bdo result files: detect.dat defines no Output it could \
+                 score",
+            ));
+        }
+        Ok(Results::Convert {
+            pattern: format!("*{suffix}"),
+            expected: saved,
+        })
+    }
 }
 
 #[cfg(test)]

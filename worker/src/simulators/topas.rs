@@ -12,9 +12,11 @@
 //! TOPAS prints no progress the worker parses, so a TOPAS task shows its primaries when it
 //! ends.
 
-use super::{topas_csv, Run, SimulatorError};
+use super::external::{External, Prepared, Progress, ProgressParser, Results};
+use super::{topas_csv, Settings, SimulatorError, TaskResults};
+use db::queue::ClaimedTask;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 
 /// The histories of one source from TOPAS's summary line
 /// `Particle source Demo: Total number of histories: 20`.
@@ -24,59 +26,74 @@ pub fn source_histories(line: &str) -> Option<i64> {
     n.trim().parse().ok().filter(|&n: &i64| n >= 0)
 }
 
-/// Runs one task of TOPAS.
-pub async fn run(
-    run: &mut Run<'_>,
-    files: &BTreeMap<String, String>,
-) -> Result<super::TaskResults, SimulatorError> {
-    let topas = Run::configured(run.settings.topas.as_ref(), "TOPAS", "--topas")?;
-    let fatal = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
-    // The checks of Submit again: inputs stored before them, or queued directly.
-    sim_inputs::topas::validate(files, 1, run.task.requested_primaries).map_err(fatal)?;
-    let seed = sim_inputs::topas::seed(run.task.simulation_id, run.task.task_index);
-    let main = sim_inputs::topas::task_main_file(files, run.task.requested_primaries, seed)
-        .map_err(fatal)?;
-    let scorers = sim_inputs::topas::scorers(files).map_err(fatal)?;
-    let dir = run.workdir()?;
-    for (name, content) in files {
-        let content = if *name == main.name {
-            &main.text
-        } else {
-            content
-        };
-        dir.write_input(name, content)
-            .map_err(SimulatorError::fatal)?;
+/// TOPAS's part of the external-program skeleton ([`super::external`]): one run's main
+/// file, its scorers, and the histories TOPAS said it ran.
+pub struct Topas {
+    main: String,
+    scorers: Vec<sim_inputs::topas::Scorer>,
+    histories: Option<i64>,
+}
+
+impl ProgressParser for Topas {
+    /// No progress; counts the histories of the summary lines.
+    fn line(&mut self, line: &str) -> Option<Progress> {
+        if let Some(n) = source_histories(line) {
+            self.histories = Some(self.histories.unwrap_or(0).saturating_add(n));
+        }
+        None
     }
-    run.log(format!(
-        "TOPAS task: {}, {} = {}, Ts/Seed {seed}",
-        main.name, main.source, run.task.requested_primaries
-    ));
-    let histories = Mutex::new(None::<i64>);
-    let status = run
-        .run_program(
-            &topas,
-            std::slice::from_ref(&main.name),
-            dir.path(),
-            |line| {
-                if let (Some(n), Ok(mut total)) = (source_histories(line), histories.lock()) {
-                    *total = Some(total.unwrap_or(0).saturating_add(n));
-                }
-                None
+}
+
+impl External for Topas {
+    const NAME: &'static str = "TOPAS";
+    const FLAG: &'static str = "--topas";
+    const CONVERTMC: bool = false;
+
+    fn program(settings: &Settings) -> Option<&PathBuf> {
+        settings.topas.as_ref()
+    }
+
+    fn prepare(
+        task: &ClaimedTask,
+        files: &BTreeMap<String, String>,
+    ) -> Result<Prepared<Self>, SimulatorError> {
+        let fatal = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
+        // The checks of Submit again: inputs stored before them, or queued directly.
+        sim_inputs::topas::validate(files, 1, task.requested_primaries).map_err(fatal)?;
+        let seed = sim_inputs::topas::seed(task.simulation_id, task.task_index);
+        let main = sim_inputs::topas::task_main_file(files, task.requested_primaries, seed)
+            .map_err(fatal)?;
+        let scorers = sim_inputs::topas::scorers(files).map_err(fatal)?;
+        let log = vec![format!(
+            "TOPAS task: {}, {} = {}, Ts/Seed {seed}",
+            main.name, main.source, task.requested_primaries
+        )];
+        Ok(Prepared {
+            state: Topas {
+                main: main.name.clone(),
+                scorers,
+                histories: None,
             },
-        )
-        .await?;
-    if !status.success() {
-        return Err(run.failed("TOPAS", status));
+            rewrites: BTreeMap::from([(main.name, main.text)]),
+            log,
+        })
     }
-    let mut pages = Vec::with_capacity(scorers.len());
-    for s in &scorers {
-        let page = topas_csv::read(&dir.path().join(&s.file))
-            .map_err(|e| SimulatorError::fatal(format!("scorer {}: {e}", s.name)))?;
-        pages.push(page);
+
+    fn args(&self, _dir: &Path) -> Vec<String> {
+        vec![self.main.clone()]
     }
-    pages.sort_by(|a, b| a.estimator.cmp(&b.estimator));
-    let primaries = histories.into_inner().ok().flatten().filter(|&n| n > 0);
-    Ok(super::TaskResults { pages, primaries })
+
+    fn results(self, dir: &Path) -> Result<Results, SimulatorError> {
+        let mut pages = Vec::with_capacity(self.scorers.len());
+        for s in &self.scorers {
+            let page = topas_csv::read(&dir.join(&s.file))
+                .map_err(|e| SimulatorError::fatal(format!("scorer {}: {e}", s.name)))?;
+            pages.push(page);
+        }
+        pages.sort_by(|a, b| a.estimator.cmp(&b.estimator));
+        let primaries = self.histories.filter(|&n| n > 0);
+        Ok(Results::Read(TaskResults { pages, primaries }))
+    }
 }
 
 #[cfg(test)]
