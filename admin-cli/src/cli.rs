@@ -11,22 +11,17 @@ Exit codes:
   1  not found, rejected input, or a database error
   2  bad usage (unknown command or option, missing argument)
 
-Database: --database-url or DATABASE_URL, or the parts DB_HOST, DB_PORT, DB_USER, DB_PASSWORD,
-DB_NAME (default: postgres@127.0.0.1:5432/simulations), or DB_SOCKET_DIR for a Unix socket.";
+Database: --database-url or DATABASE_URL, or the parts --db-host, --db-port, --db-user,
+--db-password, --db-name or DB_HOST, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME (default:
+postgres@127.0.0.1:5432/simulations), or --db-socket-dir or DB_SOCKET_DIR for a Unix socket.";
 
 /// The operator's tool for the simulation platform's database.
 #[derive(Debug, Parser)]
 #[command(name = "admin-cli", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// PostgreSQL URL, e.g. postgres://user@host:5432/simulations (or set the DB_* parts).
-    #[arg(
-        long,
-        global = true,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub database_url: Option<String>,
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: db::config::DbArgs,
 
     /// Print JSON instead of an aligned table.
     #[arg(long, global = true)]

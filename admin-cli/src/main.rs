@@ -9,7 +9,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 use commands::Ctx;
 use db::enums::Role;
-use db::{DbConfig, DbError};
+use db::DbError;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -62,16 +62,9 @@ fn describe(e: &anyhow::Error) -> String {
     msg
 }
 
-fn config(cli: &Cli) -> Result<DbConfig> {
-    Ok(match &cli.database_url {
-        Some(url) if !url.is_empty() => DbConfig::from_url(url.clone())?,
-        _ => DbConfig::from_env()?,
-    })
-}
-
 async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     let mut ctx = Ctx {
-        config: config(&cli)?,
+        config: cli.db.config()?,
         json: cli.json,
         out,
     };

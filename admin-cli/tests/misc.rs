@@ -155,7 +155,7 @@ async fn db_socket_dir_connects_over_a_unix_socket() {
     assert_eq!(
         url.stdout,
         format!(
-            "postgres://postgres@/{}?host=%2Fvar%2Frun%2Fpostgresql&port=5432\n",
+            "postgres://postgres@%2Fvar%2Frun%2Fpostgresql:5432/{}\n",
             db.name()
         )
     );

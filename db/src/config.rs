@@ -1,14 +1,51 @@
-//! Database connection settings: `DATABASE_URL`, or its parts, or a Unix socket directory.
+//! Database connection settings: `DATABASE_URL`, or its parts, or a Unix socket directory;
+//! [`DbArgs`], the one set of database flags every binary flattens into its command line;
+//! and [`parse_duration`], the one syntax for durations on command lines.
 //!
-//! The password never leaves this module in clear text except through
-//! [`DbConfig::url_with_password`]; `Display` and `Debug` redact it.
+//! The connection URL is held as a [`SecretString`]: it leaves this module in clear text only
+//! through [`DbConfig::url_with_password`], where a connection is made; `Display` and `Debug`
+//! redact it.
 
+mod args;
+mod duration;
+#[cfg(test)]
+mod tests;
+
+pub use args::DbArgs;
+pub use duration::{format_duration, parse_duration};
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use secrecy::{ExposeSecret as _, SecretString};
 use std::fmt;
+use url::Url;
+
+/// The host used when neither `DB_HOST` nor `DB_SOCKET_DIR` is set.
+pub const DEFAULT_DB_HOST: &str = "127.0.0.1";
+/// The port used when `DB_PORT` is not set.
+pub const DEFAULT_DB_PORT: u16 = 5432;
+/// The role used when `DB_USER` is not set.
+pub const DEFAULT_DB_USER: &str = "postgres";
+/// The database name used when `DB_NAME` is not set.
+pub const DEFAULT_DB_NAME: &str = "simulations";
+/// The default size of a connection pool (see [`crate::PoolOptions`]).
+pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+
+/// What replaces a password in printed URLs.
+const REDACTED: &str = "***";
+
+/// Everything but the unreserved characters of RFC 3986: a socket directory as a host, or a
+/// database name outside a parsed URL.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Where and how to connect to PostgreSQL.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct DbConfig {
-    url: String,
+    url: SecretString,
+    redacted: String,
 }
 
 /// An invalid database configuration.
@@ -16,7 +53,8 @@ pub struct DbConfig {
 #[error("invalid database configuration: {0}")]
 pub struct ConfigError(pub String);
 
-/// The environment variables [`DbConfig::from_env`] reads, in documentation order.
+/// The environment variables [`DbConfig::from_env`] (and [`DbArgs`]) read, in documentation
+/// order.
 pub const ENV_VARS: &[&str] = &[
     "DATABASE_URL",
     "DB_HOST",
@@ -27,25 +65,27 @@ pub const ENV_VARS: &[&str] = &[
     "DB_SOCKET_DIR",
 ];
 
-/// The separate parts of a connection; unset parts take libpq-like defaults.
+/// The separate parts of a connection; unset parts take libpq-like defaults
+/// ([`DEFAULT_DB_HOST`], [`DEFAULT_DB_PORT`], [`DEFAULT_DB_USER`], [`DEFAULT_DB_NAME`]).
 #[derive(Clone, Default)]
 pub struct DbParts {
     /// Host name or IP address; a value starting with `/` is a socket directory.
     pub host: Option<String>,
-    /// TCP port (default 5432).
+    /// TCP port.
     pub port: Option<u16>,
-    /// Role name (default `postgres`).
+    /// Role name.
     pub user: Option<String>,
     /// Password, if the server asks for one.
     pub password: Option<String>,
-    /// Database name (default `simulations`).
+    /// Database name.
     pub dbname: Option<String>,
     /// Directory holding the server's Unix socket; wins over `host`.
     pub socket_dir: Option<String>,
 }
 
 impl DbConfig {
-    /// Uses a full `postgres://` URL as given.
+    /// Uses a full `postgres://` URL as given (libpq forms the `url` crate cannot parse, such
+    /// as several hosts, are passed through untouched).
     pub fn from_url(url: impl Into<String>) -> Result<Self, ConfigError> {
         let url = url.into();
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -53,134 +93,180 @@ impl DbConfig {
                 "DATABASE_URL must start with postgres:// or postgresql://".into(),
             ));
         }
-        Ok(Self { url })
+        Ok(Self::new(url))
     }
 
-    /// Builds a URL from separate parts, percent-encoding each of them.
+    /// Builds a URL from separate parts with the `url` crate, which percent-encodes each of
+    /// them. A socket directory becomes the percent-encoded host (`postgres://u@%2Frun:5432/d`),
+    /// the form libpq and tokio-postgres read as a Unix socket.
     pub fn from_parts(parts: &DbParts) -> Result<Self, ConfigError> {
-        let user = parts.user.as_deref().unwrap_or("postgres");
-        let dbname = parts.dbname.as_deref().unwrap_or("simulations");
-        let port = parts.port.unwrap_or(5432);
         let socket = parts
             .socket_dir
             .as_deref()
             .or(parts.host.as_deref().filter(|h| h.starts_with('/')));
-        let mut url = format!("postgres://{}", encode(user));
-        if let Some(pw) = &parts.password {
-            url.push(':');
-            url.push_str(&encode(pw));
-        }
-        url.push('@');
-        match socket {
-            Some(dir) => {
-                url.push_str(&format!(
-                    "/{}?host={}&port={port}",
-                    encode(dbname),
-                    encode(dir)
-                ));
-            }
+        let host = match socket {
+            Some(dir) => utf8_percent_encode(dir, COMPONENT).to_string(),
             None => {
-                let host = parts.host.as_deref().unwrap_or("127.0.0.1");
-                if host.is_empty()
-                    || host.contains(['/', '@', '?', '#', ' ', '[', ']']) && !host.starts_with('[')
-                {
-                    return Err(ConfigError(format!("DB_HOST {host:?} is not a host name")));
-                }
+                let host = parts.host.as_deref().unwrap_or(DEFAULT_DB_HOST);
                 if host.contains(':') && !host.starts_with('[') {
                     // An IPv6 address goes in brackets in a URL.
-                    url.push_str(&format!("[{host}]:{port}/{}", encode(dbname)));
+                    format!("[{host}]")
                 } else {
-                    url.push_str(&format!("{host}:{port}/{}", encode(dbname)));
+                    host.to_string()
                 }
             }
+        };
+        let not_a_host = || ConfigError(format!("DB_HOST {host:?} is not a host name"));
+        if host.is_empty() {
+            return Err(not_a_host());
         }
-        Ok(Self { url })
+        let mut url = Url::parse("postgres://localhost").map_err(|e| ConfigError(e.to_string()))?;
+        url.set_host(Some(&host)).map_err(|_| not_a_host())?;
+        let unusable = |what: &str| ConfigError(format!("cannot put the {what} in a URL"));
+        url.set_port(Some(parts.port.unwrap_or(DEFAULT_DB_PORT)))
+            .map_err(|()| unusable("port"))?;
+        url.set_username(parts.user.as_deref().unwrap_or(DEFAULT_DB_USER))
+            .map_err(|()| unusable("user"))?;
+        url.set_password(parts.password.as_deref())
+            .map_err(|()| unusable("password"))?;
+        url.path_segments_mut()
+            .map_err(|()| unusable("database name"))?
+            .push(parts.dbname.as_deref().unwrap_or(DEFAULT_DB_NAME));
+        Ok(Self::new(url.into()))
     }
 
     /// Reads `DATABASE_URL`, or else `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`,
-    /// `DB_NAME` and `DB_SOCKET_DIR`.
+    /// `DB_NAME` and `DB_SOCKET_DIR` (empty values count as unset).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        DbArgs::default().config()
     }
 
     /// Like [`DbConfig::from_env`], reading variables through `get` (for tests and flags).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        if let Some(url) = get("DATABASE_URL") {
-            return Self::from_url(url);
-        }
-        let port = match get("DB_PORT") {
-            Some(p) => Some(
-                p.parse::<u16>()
-                    .map_err(|_| ConfigError(format!("DB_PORT {p:?} is not a port number")))?,
-            ),
-            None => None,
+        DbArgs::default().config_with(get)
+    }
+
+    fn new(url: String) -> Self {
+        let redacted = match Url::parse(&url) {
+            Ok(parsed) => redact_parsed(parsed),
+            Err(_) => redact(&url),
         };
-        Self::from_parts(&DbParts {
-            host: get("DB_HOST"),
-            port,
-            user: get("DB_USER"),
-            password: get("DB_PASSWORD"),
-            dbname: get("DB_NAME"),
-            socket_dir: get("DB_SOCKET_DIR"),
-        })
+        Self {
+            url: url.into(),
+            redacted,
+        }
     }
 
     /// The connection URL including the password: pass it to a driver, never print it.
     pub fn url_with_password(&self) -> &str {
-        &self.url
+        self.url.expose_secret()
     }
 
     /// The connection URL with any password replaced by `***`.
     pub fn redacted_url(&self) -> String {
-        redact(&self.url)
+        self.redacted.clone()
     }
 
     /// The same server and credentials, but another database name.
     pub fn with_dbname(&self, dbname: &str) -> Self {
-        let (before_query, query) = match self.url.split_once('?') {
+        let url = self.url_with_password();
+        if let Ok(mut parsed) = Url::parse(url) {
+            let replaced = parsed
+                .path_segments_mut()
+                .map(|mut path| {
+                    path.clear().push(dbname);
+                })
+                .is_ok();
+            if replaced {
+                return Self::new(parsed.into());
+            }
+        }
+        // A URL only libpq reads (several hosts): replace the path after the authority.
+        let (before_query, query) = match url.split_once('?') {
             Some((a, q)) => (a, Some(q)),
-            None => (self.url.as_str(), None),
+            None => (url, None),
         };
         let scheme_end = before_query.find("://").map_or(0, |i| i + 3);
         let base = match before_query[scheme_end..].find('/') {
             Some(i) => &before_query[..scheme_end + i],
             None => before_query,
         };
-        let mut url = format!("{base}/{}", encode(dbname));
+        let mut out = format!("{base}/{}", utf8_percent_encode(dbname, COMPONENT));
         if let Some(q) = query {
-            url.push('?');
-            url.push_str(q);
+            out.push('?');
+            out.push_str(q);
         }
-        Self { url }
+        Self::new(out)
     }
 
     /// The database name in the URL, decoded (empty when the URL names none).
     pub fn dbname(&self) -> String {
-        let before_query = self.url.split('?').next().unwrap_or("");
-        let scheme_end = before_query.find("://").map_or(0, |i| i + 3);
-        before_query[scheme_end..]
-            .split_once('/')
-            .map(|(_, db)| decode(db))
-            .unwrap_or_default()
+        let url = self.url_with_password();
+        let path = match Url::parse(url) {
+            Ok(parsed) => parsed.path().trim_start_matches('/').to_string(),
+            Err(_) => {
+                let before_query = url.split('?').next().unwrap_or("");
+                let scheme_end = before_query.find("://").map_or(0, |i| i + 3);
+                before_query[scheme_end..]
+                    .split_once('/')
+                    .map(|(_, db)| db.to_string())
+                    .unwrap_or_default()
+            }
+        };
+        percent_decode_str(&path).decode_utf8_lossy().into_owned()
     }
 }
 
+impl PartialEq for DbConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.url_with_password() == other.url_with_password()
+    }
+}
+
+impl Eq for DbConfig {}
+
 impl fmt::Display for DbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted_url())
+        f.write_str(&self.redacted)
     }
 }
 
 impl fmt::Debug for DbConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DbConfig")
-            .field("url", &self.redacted_url())
+            .field("url", &self.redacted)
             .finish()
     }
 }
 
+/// A parsed URL with its password, and any `password` query parameter, replaced by `***`.
+fn redact_parsed(mut url: Url) -> String {
+    if url.password().is_some() {
+        // Cannot fail: a URL with a password has a host.
+        let _ = url.set_password(Some(REDACTED));
+    }
+    if let Some(query) = url.query() {
+        let query = redact_query(query);
+        url.set_query(Some(&query));
+    }
+    url.into()
+}
+
+/// A query string with the value of any `password` parameter replaced by `***`.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={REDACTED}"),
+            _ => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Replaces the password in a `postgres://user:password@host/…` URL, and any `password=`
-/// query parameter, with `***`.
+/// query parameter, with `***`. For free text that may quote a URL (a driver's error
+/// message) or a URL the `url` crate cannot parse; a [`DbConfig`] redacts its own URL.
 pub fn redact(url: &str) -> String {
     let (main, query) = match url.split_once('?') {
         Some((m, q)) => (m, Some(q)),
@@ -200,7 +286,8 @@ pub fn redact(url: &str) -> String {
                     match userinfo.split_once(':') {
                         Some((user, _)) => {
                             out.push_str(user);
-                            out.push_str(":***");
+                            out.push(':');
+                            out.push_str(REDACTED);
                         }
                         None => out.push_str(userinfo),
                     }
@@ -214,130 +301,7 @@ pub fn redact(url: &str) -> String {
     }
     if let Some(q) = query {
         out.push('?');
-        let params: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => p.to_string(),
-            })
-            .collect();
-        out.push_str(&params.join("&"));
+        out.push_str(&redact_query(q));
     }
     out
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn url_wins_over_parts() {
-        let c = DbConfig::from_lookup(lookup(&[
-            ("DATABASE_URL", "postgres://a:secret@h:1/d"),
-            ("DB_HOST", "other"),
-        ]))
-        .unwrap();
-        assert_eq!(c.url_with_password(), "postgres://a:secret@h:1/d");
-        assert_eq!(c.to_string(), "postgres://a:***@h:1/d");
-        assert!(!format!("{c:?}").contains("secret"));
-    }
-
-    #[test]
-    fn parts_are_encoded_and_redacted() {
-        let c = DbConfig::from_lookup(lookup(&[
-            ("DB_HOST", "db.example"),
-            ("DB_PORT", "6543"),
-            ("DB_USER", "sim"),
-            ("DB_PASSWORD", "p@ss:w/rd"),
-            ("DB_NAME", "sims"),
-        ]))
-        .unwrap();
-        assert_eq!(
-            c.url_with_password(),
-            "postgres://sim:p%40ss%3Aw%2Frd@db.example:6543/sims"
-        );
-        assert_eq!(c.to_string(), "postgres://sim:***@db.example:6543/sims");
-        assert_eq!(c.dbname(), "sims");
-    }
-
-    #[test]
-    fn socket_dir_goes_to_the_host_parameter() {
-        let c = DbConfig::from_lookup(lookup(&[("DB_SOCKET_DIR", "/var/run/postgresql")])).unwrap();
-        assert_eq!(
-            c.url_with_password(),
-            "postgres://postgres@/simulations?host=%2Fvar%2Frun%2Fpostgresql&port=5432"
-        );
-        assert_eq!(c.dbname(), "simulations");
-    }
-
-    #[test]
-    fn bad_port_and_scheme_are_rejected() {
-        assert!(DbConfig::from_lookup(lookup(&[("DB_PORT", "x")])).is_err());
-        assert!(DbConfig::from_url("mysql://x").is_err());
-    }
-
-    #[test]
-    fn query_password_is_redacted() {
-        assert_eq!(
-            redact("postgres://u@h/d?password=hunter2&sslmode=disable"),
-            "postgres://u@h/d?password=***&sslmode=disable"
-        );
-        assert_eq!(redact("postgres://h/d"), "postgres://h/d");
-    }
-
-    #[test]
-    fn with_dbname_keeps_server_and_query() {
-        let c = DbConfig::from_url("postgres://u:p@h:5/old?host=%2Ftmp").unwrap();
-        assert_eq!(
-            c.with_dbname("new db").url_with_password(),
-            "postgres://u:p@h:5/new%20db?host=%2Ftmp"
-        );
-        let bare = DbConfig::from_url("postgres://u@h").unwrap();
-        assert_eq!(
-            bare.with_dbname("x").url_with_password(),
-            "postgres://u@h/x"
-        );
-    }
 }

@@ -16,30 +16,11 @@ pub struct Config {
     #[arg(long, env = "SIM_API_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Full database URL; wins over the DB_* parts. Never printed.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-
-    /// Database host (or socket directory when it starts with /).
-    #[arg(long, env = "DB_HOST")]
-    pub db_host: Option<String>,
-    /// Database port.
-    #[arg(long, env = "DB_PORT")]
-    pub db_port: Option<u16>,
-    /// Database role.
-    #[arg(long, env = "DB_USER")]
-    pub db_user: Option<String>,
-    /// Database password (prefer the environment variable). Never printed.
-    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
-    pub db_password: Option<String>,
-    /// Database name.
-    #[arg(long, env = "DB_NAME")]
-    pub db_name: Option<String>,
-    /// Directory of the server's Unix socket; wins over --db-host.
-    #[arg(long, env = "DB_SOCKET_DIR")]
-    pub db_socket_dir: Option<String>,
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: db::config::DbArgs,
     /// Most database connections.
-    #[arg(long, env = "SIM_API_DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "SIM_API_DB_POOL_SIZE", default_value_t = db::config::DEFAULT_DB_POOL_SIZE)]
     pub db_pool_size: u32,
 
     /// Most tasks one simulation may have.
@@ -100,17 +81,7 @@ pub struct Config {
 impl Config {
     /// The database settings: --database-url, or else the DB_* parts.
     pub fn db_config(&self) -> Result<db::DbConfig, db::config::ConfigError> {
-        if let Some(url) = &self.database_url {
-            return db::DbConfig::from_url(url.clone());
-        }
-        db::DbConfig::from_parts(&db::config::DbParts {
-            host: self.db_host.clone(),
-            port: self.db_port,
-            user: self.db_user.clone(),
-            password: self.db_password.clone(),
-            dbname: self.db_name.clone(),
-            socket_dir: self.db_socket_dir.clone(),
-        })
+        self.db.config()
     }
 
     /// The OIDC settings: `None` when none of --oidc-issuer, --oidc-audience, --oidc-jwks
