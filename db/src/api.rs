@@ -244,7 +244,9 @@ pub async fn delete_if_terminal(conn: &mut Conn, simulation_id: i64) -> DbResult
     .execute(conn)
     .await?;
     if n > 0 {
-        crate::queue::notify_simulations(conn, &[simulation_id]).await;
+        crate::notify::Announce::changed([simulation_id])
+            .send(conn)
+            .await;
     }
     Ok(n > 0)
 }

@@ -18,8 +18,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Te
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-/// Folds one task's (non-empty) pages into the simulation's sums, and notifies the
-/// simulation's watchers when the transaction commits. Call inside the transaction that
+/// Folds one task's (non-empty) pages into the simulation's sums. Call inside the transaction that
 /// completed the task, after [`queue::mark_completed`] locked the simulation's row: that lock
 /// serialises concurrent folds of one simulation, and this function's statements start after
 /// it was granted, so they see every fold committed before (and no other fold can insert a
@@ -62,21 +61,19 @@ async fn fold(
         sum_nx: Vec<u8>,
         sum_nx2: Vec<u8>,
     }
-    // One round trip: the running sums (none on the first fold), whether other tasks are
-    // still open, and the notification (sent at commit). The one-row subquery is the outer
-    // side of the join, so it is evaluated exactly once.
+    // One round trip: the running sums (none on the first fold) and whether other tasks are
+    // still open. The one-row subquery is the outer side of the join, so it is evaluated
+    // exactly once.
     let rows: Vec<Row> = prepared(
         diesel::sql_query(format!(
-            "SELECT n.open_tasks, n.notified, a.estimator_name, a.page_number, a.aggregation,
+            "SELECT n.open_tasks, a.estimator_name, a.page_number, a.aggregation,
                     a.sum_nx, a.sum_nx2
              FROM (SELECT EXISTS (SELECT 1 FROM tasks t WHERE t.simulation_id = $1
-                                    AND t.task_state IN {open}) AS open_tasks,
-                          pg_notify($2, $1::text) AS notified) n
+                                    AND t.task_state IN {open}) AS open_tasks) n
              LEFT JOIN merge_accumulators a ON a.simulation_id = $1",
             open = crate::enums::TaskState::OPEN_SQL
         ))
-        .bind::<BigInt, _>(simulation_id)
-        .bind::<Text, _>(notify::SIMULATION_EVENTS),
+        .bind::<BigInt, _>(simulation_id),
     )
     .load(conn)
     .await?;
@@ -249,7 +246,7 @@ pub async fn complete_with_results(
             };
             if pages.is_empty() {
                 let merging = queue::finish_locked_simulations(conn, &[simulation_id]).await?;
-                return Ok((simulation_id, false, merging));
+                return Ok((simulation_id, merging));
             }
             let open_tasks = fold(
                 conn,
@@ -264,11 +261,11 @@ pub async fn complete_with_results(
             } else {
                 queue::finish_locked_simulations(conn, &[simulation_id]).await?
             };
-            Ok::<_, DbError>((simulation_id, true, merging))
+            Ok::<_, DbError>((simulation_id, merging))
         })
         .await
     });
-    let (simulation_id, notified, merging) = match outcome {
+    let (simulation_id, merging) = match outcome {
         Ok(done) => done,
         // The simulation's stored sums are damaged: this completion can never be folded.
         // Rather than leave the task to expire and run again (and again), the simulation
@@ -280,9 +277,7 @@ pub async fn complete_with_results(
         }
         Err(e) => return Err(e),
     };
-    if !notified {
-        queue::notify_simulations(conn, &[simulation_id]).await;
-    }
+    notify::Announce::changed([simulation_id]).send(conn).await;
     for sim in merging {
         finalize(conn, sim).await?;
     }

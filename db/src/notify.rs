@@ -1,11 +1,15 @@
-//! PostgreSQL LISTEN/NOTIFY: the channels shared by `sim-api` and `worker`, and [`listen`],
-//! the one reconnecting LISTEN loop both use.
+//! PostgreSQL LISTEN/NOTIFY: the channels shared by `sim-api` and `worker`, [`Announce`],
+//! the one way `db` sends them (after commit), and [`listen`], the one reconnecting LISTEN
+//! loop both services use.
 //!
 //! Payloads are short text; listeners must treat a notification as a hint to look at the
 //! database, never as the data itself (notifications are dropped while nobody listens).
 
+use crate::pool::Conn;
+use crate::prepared::prepared;
 use crate::Pool;
-use diesel_async::SimpleAsyncConnection;
+use diesel::sql_types::{Array, BigInt, Bool, Text};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use futures_util::StreamExt;
 use std::time::Duration;
 
@@ -110,5 +114,89 @@ pub async fn listen(pool: Pool, channels: &[&'static str], mut on: impl FnMut(Ev
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// What a committed change announces. Build it inside the transaction, return it from the
+/// transaction, and [`Announce::send`] it once the transaction has committed: announcing
+/// notifications are sent after commit, never inside the transaction (a listener that
+/// hears one always sees the change, and the notification never holds up the commit).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[must_use = "send it once the transaction has committed"]
+pub struct Announce {
+    /// Simulations whose watchers hear of a change ([`SIMULATION_EVENTS`]).
+    pub changed: Vec<i64>,
+    /// Simulations whose running tasks must stop ([`CANCELLATIONS`]); their watchers hear
+    /// of it too.
+    pub stopped: Vec<i64>,
+    /// Whether tasks became due, waking idle workers ([`TASKS_READY`]).
+    pub tasks_ready: bool,
+}
+
+impl Announce {
+    /// A change of these simulations.
+    pub fn changed(simulation_ids: impl Into<Vec<i64>>) -> Self {
+        Announce {
+            changed: simulation_ids.into(),
+            ..Announce::default()
+        }
+    }
+
+    /// Removals or cancels: the simulations' running tasks must stop.
+    pub fn stopped(simulation_ids: impl Into<Vec<i64>>) -> Self {
+        Announce {
+            stopped: simulation_ids.into(),
+            ..Announce::default()
+        }
+    }
+
+    /// Tasks became due.
+    pub fn tasks_ready() -> Self {
+        Announce {
+            tasks_ready: true,
+            ..Announce::default()
+        }
+    }
+
+    /// Sends the notifications in one statement of its own, outside any transaction, that
+    /// does not wait for its commit to reach the disk. A notification is not durable anyway
+    /// (listeners lose their connection in a crash), and PostgreSQL holds its notification
+    /// lock from a notifying transaction's pre-commit until its commit is flushed, so
+    /// notifying inside the state-changing transactions would serialise their commits (and
+    /// fsyncs) instead of letting them share one. Failure is logged, not returned: the
+    /// change it announces has already committed.
+    pub async fn send(self, conn: &mut Conn) {
+        let Announce {
+            mut changed,
+            mut stopped,
+            tasks_ready,
+        } = self;
+        stopped.sort_unstable();
+        stopped.dedup();
+        changed.extend_from_slice(&stopped);
+        changed.sort_unstable();
+        changed.dedup();
+        if changed.is_empty() && !tasks_ready {
+            return;
+        }
+        let sent = prepared(
+            diesel::sql_query(
+                "SELECT set_config('synchronous_commit', 'off', true),
+                        (SELECT count(pg_notify($1, id::text)) FROM unnest($2::bigint[]) AS id),
+                        (SELECT count(pg_notify($3, id::text)) FROM unnest($4::bigint[]) AS id),
+                        (SELECT count(pg_notify($5, '')) WHERE $6)",
+            )
+            .bind::<Text, _>(SIMULATION_EVENTS)
+            .bind::<Array<BigInt>, _>(&changed)
+            .bind::<Text, _>(CANCELLATIONS)
+            .bind::<Array<BigInt>, _>(&stopped)
+            .bind::<Text, _>(TASKS_READY)
+            .bind::<Bool, _>(tasks_ready),
+        )
+        .execute(conn)
+        .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, simulations = ?changed, tasks_ready, "cannot send notifications");
+        }
     }
 }

@@ -170,7 +170,7 @@ pub async fn claim(
         .collect();
     started.sort_unstable();
     started.dedup();
-    notify_simulations(conn, &started).await;
+    notify::Announce::changed(started).send(conn).await;
     Ok(tasks)
 }
 
@@ -269,7 +269,7 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
         })
         .await
     })?;
-    notify_simulations(conn, &sims).await;
+    notify::Announce::changed(sims).send(conn).await;
     for sim in merging {
         finalize(conn, sim).await?;
     }
@@ -391,8 +391,8 @@ struct FailedRow {
 }
 
 /// The rest of a failure's transaction: no updated row means the lease was lost; a task now
-/// `FAILED` may end its simulation, one back to `PENDING` wakes the workers. Returns the new
-/// state, the simulation, and the simulations now `MERGING`.
+/// `FAILED` may end its simulation. Returns the new state, the simulation, and the
+/// simulations now `MERGING`.
 async fn after_failure(
     conn: &mut Conn,
     rows: Vec<FailedRow>,
@@ -404,21 +404,24 @@ async fn after_failure(
     let merging = if row.task_state == TaskState::Failed {
         finish_simulations(conn, &[row.simulation_id]).await?
     } else {
-        notify_tasks_ready(conn).await?;
         Vec::new()
     };
     Ok((row.task_state, row.simulation_id, merging))
 }
 
-/// After a failure's commit: watchers see a task that is `PENDING` again, with its error,
-/// and the simulations it ended are merged. Returns the task's new state.
+/// After a failure's commit: watchers hear of the simulation (a task `PENDING` again, with
+/// its error, or `FAILED`, perhaps ending it), a task `PENDING` again wakes the workers, and
+/// the simulations it ended are merged. Returns the task's new state.
 async fn announce_failure(
     conn: &mut Conn,
     (state, simulation_id, merging): (TaskState, i64, Vec<i64>),
 ) -> DbResult<TaskState> {
-    if state == TaskState::Pending {
-        notify_simulations(conn, &[simulation_id]).await;
+    notify::Announce {
+        tasks_ready: state == TaskState::Pending,
+        ..notify::Announce::changed([simulation_id])
     }
+    .send(conn)
+    .await;
     for sim in merging {
         finalize(conn, sim).await?;
     }
@@ -441,8 +444,12 @@ pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
     let [Id { id: simulation_id }] = released[..] else {
         return Err(lease_lost(lease));
     };
-    notify_tasks_ready(conn).await?;
-    notify_simulations(conn, &[simulation_id]).await;
+    notify::Announce {
+        tasks_ready: true,
+        ..notify::Announce::changed([simulation_id])
+    }
+    .send(conn)
+    .await;
     Ok(())
 }
 
@@ -480,22 +487,21 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
             .filter(|r| r.task_state == TaskState::Failed)
             .map(|r| r.simulation_id)
             .collect();
-        let mut requeued: Vec<i64> = rows
+        let requeued: Vec<i64> = rows
             .iter()
             .filter(|r| r.task_state != TaskState::Failed)
             .map(|r| r.simulation_id)
             .collect();
         let merging = finish_simulations(conn, &failed).await?;
-        if !requeued.is_empty() {
-            notify_tasks_ready(conn).await?;
-        }
         let counts = (requeued.len(), failed.len());
-        requeued.sort_unstable();
-        requeued.dedup();
-        Ok::<_, DbError>((counts, requeued, merging))
+        let announce = notify::Announce {
+            tasks_ready: !requeued.is_empty(),
+            ..notify::Announce::changed([requeued, failed].concat())
+        };
+        Ok::<_, DbError>((counts, announce, merging))
     })
     .await?;
-    notify_simulations(conn, &outcome.1).await;
+    outcome.1.send(conn).await;
     for sim in outcome.2 {
         finalize(conn, sim).await?;
     }
@@ -505,8 +511,8 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
 /// Moves on every listed simulation whose tasks have all ended: to `MERGING` when at least
 /// one task completed and results were folded (the caller then runs
 /// [`finalize`] after its transaction commits), to `COMPLETED` when tasks
-/// completed without results (there is nothing to merge), else to `FAILED`. Notifies
-/// watchers of every listed simulation (when the transaction commits). Returns the
+/// completed without results (there is nothing to merge), else to `FAILED`. The caller
+/// announces the listed simulations once its transaction has committed. Returns the
 /// simulations now `MERGING`.
 pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbResult<Vec<i64>> {
     if simulation_ids.is_empty() {
@@ -524,21 +530,11 @@ pub async fn finish_simulations(conn: &mut Conn, simulation_ids: &[i64]) -> DbRe
     )
     .execute(conn)
     .await?;
-    let merging = finish_locked_simulations(conn, simulation_ids).await?;
-    prepared(
-        diesel::sql_query("SELECT pg_notify($2, id::text) FROM unnest($1::bigint[]) AS id")
-            .bind::<Array<BigInt>, _>(simulation_ids)
-            .bind::<Text, _>(notify::SIMULATION_EVENTS),
-    )
-    .execute(conn)
-    .await?;
-    Ok(merging)
+    finish_locked_simulations(conn, simulation_ids).await
 }
 
-/// [`finish_simulations`] without the notifications, for a transaction that already holds
-/// the row locks of all the listed simulations, taken by an earlier statement (as
-/// [`mark_completed`] does). Send the notifications with `notify_simulations` once the
-/// transaction has committed.
+/// [`finish_simulations`] for a transaction that already holds the row locks of all the
+/// listed simulations, taken by an earlier statement (as [`mark_completed`] does).
 pub async fn finish_locked_simulations(
     conn: &mut Conn,
     simulation_ids: &[i64],
@@ -589,52 +585,6 @@ pub async fn finish_locked_simulations(
         .collect())
 }
 
-/// Notifies watchers of the simulations, in a statement of its own that runs outside any
-/// transaction and does not wait for its commit to reach the disk. A notification is not
-/// durable anyway (listeners lose their connection in a crash), and PostgreSQL holds its
-/// notification lock from a notifying transaction's pre-commit until its commit is flushed,
-/// so notifying inside the completion transactions would serialise their commits (and
-/// fsyncs) instead of letting them share one. Failure is logged, not returned: the state
-/// change it announces has already committed.
-pub(crate) async fn notify_simulations(conn: &mut Conn, simulation_ids: &[i64]) {
-    if simulation_ids.is_empty() {
-        return;
-    }
-    let sent = prepared(
-        diesel::sql_query(
-            "SELECT set_config('synchronous_commit', 'off', true),
-                    (SELECT count(pg_notify($1, id::text)) FROM unnest($2::bigint[]) AS id)",
-        )
-        .bind::<Text, _>(notify::SIMULATION_EVENTS)
-        .bind::<Array<BigInt>, _>(simulation_ids),
-    )
-    .execute(conn)
-    .await;
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, simulations = ?simulation_ids, "cannot notify watchers");
-    }
-}
-
-/// [`notify_simulations`], and tells workers to stop the simulations' running tasks
-/// ([`notify::CANCELLATIONS`]): for removals, which take tasks away from under them.
-pub(crate) async fn notify_removed(conn: &mut Conn, simulation_ids: &[i64]) {
-    if simulation_ids.is_empty() {
-        return;
-    }
-    let sent = diesel::sql_query(
-        "SELECT count(pg_notify($1, id::text)) + count(pg_notify($2, id::text))
-         FROM unnest($3::bigint[]) AS id",
-    )
-    .bind::<Text, _>(notify::SIMULATION_EVENTS)
-    .bind::<Text, _>(notify::CANCELLATIONS)
-    .bind::<Array<BigInt>, _>(simulation_ids)
-    .execute(conn)
-    .await;
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, simulations = ?simulation_ids, "cannot notify of a removal");
-    }
-}
-
 /// What [`cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Canceled {
@@ -658,10 +608,14 @@ pub enum Canceled {
 /// is `MERGING` is left to complete. If the stored sums are damaged, the cancel still
 /// happens; the damage is kept in the simulation's `merge` log.
 pub async fn cancel(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
-    retry_transient!(
+    let canceled = retry_transient!(
         conn.transaction(async |conn| cancel_tx(conn, simulation_id).await)
             .await
-    )
+    )?;
+    if let Canceled::Now { .. } = canceled {
+        notify::Announce::stopped([simulation_id]).send(conn).await;
+    }
+    Ok(canceled)
 }
 
 async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
@@ -719,12 +673,6 @@ async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
             }
             Err(e) => return Err(e),
         }
-        diesel::sql_query("SELECT pg_notify($1, $3::text), pg_notify($2, $3::text)")
-            .bind::<Text, _>(notify::SIMULATION_EVENTS)
-            .bind::<Text, _>(notify::CANCELLATIONS)
-            .bind::<Text, _>(simulation_id.to_string())
-            .execute(conn)
-            .await?;
         Ok(Canceled::Now { tasks })
     }
 }
@@ -799,7 +747,7 @@ pub async fn fail_damaged(
         .await?;
     if failed {
         tracing::error!(simulation = simulation_id, error = %why, "damaged stored results: simulation failed");
-        notify_removed(conn, &[simulation_id]).await;
+        notify::Announce::stopped([simulation_id]).send(conn).await;
     }
     Ok(failed)
 }
@@ -808,15 +756,6 @@ pub async fn fail_damaged(
 /// serialization failure) and may simply be run again. See [`DbError::is_collision`].
 pub fn is_transient(e: &DbError) -> bool {
     e.is_collision()
-}
-
-/// Wakes idle workers.
-pub async fn notify_tasks_ready(conn: &mut Conn) -> DbResult<()> {
-    diesel::sql_query("SELECT pg_notify($1, '')")
-        .bind::<Text, _>(notify::TASKS_READY)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Of the given leases, the task ids whose lease is gone (canceled, reaped, re-claimed or
@@ -925,6 +864,10 @@ pub async fn release_machine_fault(
 /// ([`fail_damaged`]), and the [`DbError::Corrupt`] is returned.
 pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
     match finalize_tx(conn, simulation_id).await {
+        Ok(true) => {
+            notify::Announce::changed([simulation_id]).send(conn).await;
+            Ok(true)
+        }
         Err(DbError::Corrupt(why)) => {
             fail_damaged(conn, simulation_id, None, &why).await?;
             Err(DbError::Corrupt(why))
@@ -957,11 +900,6 @@ async fn finalize_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
         .bind::<BigInt, _>(simulation_id)
         .execute(conn)
         .await?;
-        diesel::sql_query("SELECT pg_notify($1, $2)")
-            .bind::<Text, _>(notify::SIMULATION_EVENTS)
-            .bind::<Text, _>(simulation_id.to_string())
-            .execute(conn)
-            .await?;
         Ok(true)
     })
     .await

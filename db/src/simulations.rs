@@ -151,7 +151,7 @@ pub async fn remove(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
         .await
         .optional()?
         .ok_or_else(|| DbError::NotFound(format!("simulation {id}")))?;
-    crate::queue::notify_removed(conn, &[id]).await;
+    crate::notify::Announce::stopped([id]).send(conn).await;
     Ok(removed)
 }
 
@@ -199,7 +199,8 @@ pub struct NewSimulation {
 }
 
 /// Writes a simulation, its input (already compressed with [`crate::blob`], with its
-/// uncompressed size) and its tasks in one transaction, which also wakes idle workers.
+/// uncompressed size) and its tasks in one transaction; once it has committed, wakes idle
+/// workers.
 pub async fn create_with_tasks(
     conn: &mut Conn,
     new: &NewSimulation,
@@ -208,57 +209,58 @@ pub async fn create_with_tasks(
     let split = split_primaries(new.primaries, new.ntasks)?;
     let new = new.clone();
     let input = input.map(|(d, n)| (d.to_vec(), n));
-    conn.transaction(async |conn| {
-        let sim: Simulation = diesel::insert_into(simulations::table)
-            .values((
-                simulations::user_id.eq(new.user_id),
-                simulations::title.eq(&new.title),
-                simulations::platform.eq(new.platform),
-                simulations::input_type.eq(new.input_type),
-                simulations::sim_type.eq(new.sim_type),
-                simulations::ntasks.eq(new.ntasks),
-                simulations::primaries.eq(new.primaries),
-                simulations::cluster_id.eq(new.cluster_id),
-                simulations::sbatch_options.eq(new
-                    .sbatch_options
-                    .iter()
-                    .map(|s| Some(s.clone()))
-                    .collect::<Vec<_>>()),
-            ))
-            .returning(Simulation::as_returning())
-            .get_result(conn)
-            .await?;
-        if let Some((data, size)) = &input {
-            diesel::insert_into(inputs::table)
+    let sim = conn
+        .transaction(async |conn| {
+            let sim: Simulation = diesel::insert_into(simulations::table)
                 .values((
-                    inputs::simulation_id.eq(sim.id),
-                    inputs::data.eq(data),
-                    inputs::uncompressed_size.eq(size),
+                    simulations::user_id.eq(new.user_id),
+                    simulations::title.eq(&new.title),
+                    simulations::platform.eq(new.platform),
+                    simulations::input_type.eq(new.input_type),
+                    simulations::sim_type.eq(new.sim_type),
+                    simulations::ntasks.eq(new.ntasks),
+                    simulations::primaries.eq(new.primaries),
+                    simulations::cluster_id.eq(new.cluster_id),
+                    simulations::sbatch_options.eq(new
+                        .sbatch_options
+                        .iter()
+                        .map(|s| Some(s.clone()))
+                        .collect::<Vec<_>>()),
                 ))
+                .returning(Simulation::as_returning())
+                .get_result(conn)
+                .await?;
+            if let Some((data, size)) = &input {
+                diesel::insert_into(inputs::table)
+                    .values((
+                        inputs::simulation_id.eq(sim.id),
+                        inputs::data.eq(data),
+                        inputs::uncompressed_size.eq(size),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            let rows: Vec<_> = split
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    (
+                        tasks::simulation_id.eq(sim.id),
+                        tasks::task_index.eq(i as i32),
+                        tasks::requested_primaries.eq(*n),
+                        tasks::max_attempts.eq(new.max_attempts),
+                    )
+                })
+                .collect();
+            diesel::insert_into(tasks::table)
+                .values(&rows)
                 .execute(conn)
                 .await?;
-        }
-        let rows: Vec<_> = split
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                (
-                    tasks::simulation_id.eq(sim.id),
-                    tasks::task_index.eq(i as i32),
-                    tasks::requested_primaries.eq(*n),
-                    tasks::max_attempts.eq(new.max_attempts),
-                )
-            })
-            .collect();
-        diesel::insert_into(tasks::table)
-            .values(&rows)
-            .execute(conn)
-            .await?;
-        // Wake idle workers when this transaction commits.
-        crate::queue::notify_tasks_ready(conn).await?;
-        Ok(sim)
-    })
-    .await
+            Ok::<_, DbError>(sim)
+        })
+        .await?;
+    crate::notify::Announce::tasks_ready().send(conn).await;
+    Ok(sim)
 }
 
 #[cfg(test)]

@@ -91,7 +91,9 @@ pub async fn remove(conn: &mut Conn, simulation_id: i64, task_index: i32) -> DbR
     .optional()?;
     match removed {
         Some(t) => {
-            crate::queue::notify_removed(conn, &[simulation_id]).await;
+            crate::notify::Announce::stopped([simulation_id])
+                .send(conn)
+                .await;
             Ok(t)
         }
         None => {
