@@ -1,11 +1,30 @@
 //! Command-line flags and environment variables of `sim-api`.
 
+use db::config::{format_duration, parse_duration};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The default of `--listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// The default of `--max-ntasks`.
+pub const DEFAULT_MAX_NTASKS: i32 = 64;
 /// The default of `--max-primaries`: 10^12 primaries per simulation, in all (a 64-task
 /// simulation at this limit runs about 1.6·10^10 primaries per task).
 pub const DEFAULT_MAX_PRIMARIES: i64 = 1_000_000_000_000;
+/// The default of `--max-input-bytes`: 10 MiB.
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 10 << 20;
+/// The default of `--max-input-files`.
+pub const DEFAULT_MAX_INPUT_FILES: usize = 64;
+/// The default of `--max-request-bytes`: 16 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+/// The default of `--access-token-ttl`: 15 minutes.
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// The default of `--refresh-token-ttl`: 7 days.
+pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The default of `--token-cache`: 5 seconds.
+pub const DEFAULT_TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+/// The default of `--status-cache`: 1 second.
+pub const DEFAULT_STATUS_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// `sim-api` settings; every flag can also come from the named environment variable.
 #[derive(Debug, Clone, clap::Parser)]
@@ -13,7 +32,7 @@ pub const DEFAULT_MAX_PRIMARIES: i64 = 1_000_000_000_000;
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (the bound address is printed as
     /// `listening on ADDR`).
-    #[arg(long, env = "SIM_API_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "SIM_API_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Where the database is.
@@ -24,7 +43,7 @@ pub struct Config {
     pub db_pool_size: u32,
 
     /// Most tasks one simulation may have.
-    #[arg(long, env = "SIM_API_MAX_NTASKS", default_value_t = 64)]
+    #[arg(long, env = "SIM_API_MAX_NTASKS", default_value_t = DEFAULT_MAX_NTASKS)]
     pub max_ntasks: i32,
     /// Most primaries one simulation may have in all (1 to 9223372036854775807); a larger
     /// `primaries` is refused with INVALID_ARGUMENT naming this limit.
@@ -32,30 +51,34 @@ pub struct Config {
           value_parser = clap::value_parser!(i64).range(1..))]
     pub max_primaries: i64,
     /// Most bytes of input (editor JSON, or all files together) per simulation.
-    #[arg(long, env = "SIM_API_MAX_INPUT_BYTES", default_value_t = 10 << 20)]
+    #[arg(long, env = "SIM_API_MAX_INPUT_BYTES", default_value_t = DEFAULT_MAX_INPUT_BYTES)]
     pub max_input_bytes: usize,
     /// Most input files per simulation.
-    #[arg(long, env = "SIM_API_MAX_INPUT_FILES", default_value_t = 64)]
+    #[arg(long, env = "SIM_API_MAX_INPUT_FILES", default_value_t = DEFAULT_MAX_INPUT_FILES)]
     pub max_input_files: usize,
     /// Most bytes of one decoded request message.
-    #[arg(long, env = "SIM_API_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
+    #[arg(long, env = "SIM_API_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
-    /// Access-token lifetime in seconds.
-    #[arg(long, env = "SIM_API_ACCESS_TOKEN_TTL_S", default_value_t = 15 * 60)]
-    pub access_token_ttl_s: u64,
-    /// Refresh-token lifetime in seconds.
-    #[arg(long, env = "SIM_API_REFRESH_TOKEN_TTL_S", default_value_t = 7 * 24 * 3600)]
-    pub refresh_token_ttl_s: u64,
-    /// How long a checked access token is remembered in this process, in milliseconds (0
-    /// turns the cache off). Revocations reach every server at once through a database
+    /// Access-token lifetime (a duration: 15m, 900s, 1h 30m; a bare number is seconds).
+    #[arg(long, env = "SIM_API_ACCESS_TOKEN_TTL", value_name = "DURATION",
+          default_value = format_duration(DEFAULT_ACCESS_TOKEN_TTL), value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime (a duration).
+    #[arg(long, env = "SIM_API_REFRESH_TOKEN_TTL", value_name = "DURATION",
+          default_value = format_duration(DEFAULT_REFRESH_TOKEN_TTL), value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+    /// How long a checked access token is remembered in this process (a duration; 0 turns
+    /// the cache off). Revocations reach every server at once through a database
     /// notification, whatever this is; it bounds staleness only if notifications are lost.
-    #[arg(long, env = "SIM_API_TOKEN_CACHE_MS", default_value_t = 5000)]
-    pub token_cache_ms: u64,
-    /// How long a `Get` answer may be reused in this process, in milliseconds (0 turns the
-    /// cache off). A simulation's entry is dropped as soon as a change to it is announced
+    #[arg(long, env = "SIM_API_TOKEN_CACHE", value_name = "DURATION",
+          default_value = format_duration(DEFAULT_TOKEN_CACHE_TTL), value_parser = parse_duration)]
+    pub token_cache: Duration,
+    /// How long a `Get` answer may be reused in this process (a duration; 0 turns the cache
+    /// off). A simulation's entry is dropped as soon as a change to it is announced
     /// on the database's `sim_events` channel; this bounds changes nothing announces.
-    #[arg(long, env = "SIM_API_STATUS_CACHE_MS", default_value_t = 1000)]
-    pub status_cache_ms: u64,
+    #[arg(long, env = "SIM_API_STATUS_CACHE", value_name = "DURATION",
+          default_value = format_duration(DEFAULT_STATUS_CACHE_TTL), value_parser = parse_duration)]
+    pub status_cache: Duration,
 
     /// OIDC: the expected `iss` of ID tokens (e.g. `https://kc.example/realms/sim`). OIDC
     /// login is enabled when this and --oidc-audience are set. Without --oidc-jwks, the
@@ -73,9 +96,10 @@ pub struct Config {
     /// built-in Mozilla roots, e.g. a private CA of the identity provider.
     #[arg(long, env = "SIM_API_OIDC_CA_FILE")]
     pub oidc_ca_file: Option<std::path::PathBuf>,
-    /// OIDC: clock-skew leeway in seconds for `exp` and `nbf`.
-    #[arg(long, env = "SIM_API_OIDC_LEEWAY_S", default_value_t = 30)]
-    pub oidc_leeway_s: u64,
+    /// OIDC: clock-skew leeway for `exp` and `nbf` (a duration; whole seconds count).
+    #[arg(long, env = "SIM_API_OIDC_LEEWAY", value_name = "DURATION",
+          default_value = format_duration(crate::oidc::DEFAULT_LEEWAY), value_parser = parse_duration)]
+    pub oidc_leeway: Duration,
 }
 
 impl Config {
@@ -107,7 +131,7 @@ impl Config {
             None => crate::oidc::JwksSource::Discovery,
         };
         Ok(Some(crate::oidc::OidcSettings {
-            leeway: Duration::from_secs(self.oidc_leeway_s),
+            leeway: self.oidc_leeway,
             ca_file: self.oidc_ca_file.clone(),
             ..crate::oidc::OidcSettings::new(issuer, audience, source)
         }))
@@ -121,10 +145,10 @@ impl Config {
             max_input_bytes: self.max_input_bytes,
             max_input_files: self.max_input_files,
             max_request_bytes: self.max_request_bytes,
-            access_token_ttl: Duration::from_secs(self.access_token_ttl_s),
-            refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_s),
-            token_cache_ttl: Duration::from_millis(self.token_cache_ms),
-            status_cache_ttl: Duration::from_millis(self.status_cache_ms),
+            access_token_ttl: self.access_token_ttl,
+            refresh_token_ttl: self.refresh_token_ttl,
+            token_cache_ttl: self.token_cache,
+            status_cache_ttl: self.status_cache,
         }
     }
 }
@@ -156,15 +180,60 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_ntasks: 64,
+            max_ntasks: DEFAULT_MAX_NTASKS,
             max_primaries: DEFAULT_MAX_PRIMARIES,
-            max_input_bytes: 10 << 20,
-            max_input_files: 64,
-            max_request_bytes: 16 << 20,
-            access_token_ttl: Duration::from_secs(15 * 60),
-            refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
-            token_cache_ttl: Duration::from_secs(5),
-            status_cache_ttl: Duration::from_secs(1),
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+            max_input_files: DEFAULT_MAX_INPUT_FILES,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            token_cache_ttl: DEFAULT_TOKEN_CACHE_TTL,
+            status_cache_ttl: DEFAULT_STATUS_CACHE_TTL,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("sim-api").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_flag_defaults_are_the_limits_defaults() {
+        let limits = parse(&[]).unwrap().limits();
+        let default = Limits::default();
+        assert_eq!(format!("{limits:?}"), format!("{default:?}"));
+        assert_eq!(parse(&[]).unwrap().oidc_leeway, crate::oidc::DEFAULT_LEEWAY);
+    }
+
+    #[test]
+    fn durations_carry_their_unit() {
+        let c = parse(&[
+            "--access-token-ttl",
+            "1h 30m",
+            "--refresh-token-ttl",
+            "2d",
+            "--token-cache",
+            "0",
+            "--status-cache",
+            "250ms",
+            "--oidc-leeway",
+            "45",
+        ])
+        .unwrap();
+        let limits = c.limits();
+        assert_eq!(limits.access_token_ttl, Duration::from_secs(90 * 60));
+        assert_eq!(limits.refresh_token_ttl, Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(limits.token_cache_ttl, Duration::ZERO);
+        assert_eq!(limits.status_cache_ttl, Duration::from_millis(250));
+        assert_eq!(c.oidc_leeway, Duration::from_secs(45));
+        let e = parse(&["--token-cache", "5 parsecs"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--token-cache") && e.contains("e.g. 30s"), "{e}");
     }
 }

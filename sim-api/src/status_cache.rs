@@ -7,7 +7,7 @@
 //!   completion, failure, retry, release and reaping, cancel, merge, delete (see `db::queue`,
 //!   `db::results`, `db::api`). The entry of that simulation is dropped when the server
 //!   hears it.
-//! - The TTL (`--status-cache-ms`, default 1 s) bounds what no notification announces: a task
+//! - The TTL (`--status-cache`, default 1s) bounds what no notification announces: a task
 //!   claimed in a simulation that was already running shows as `RUNNING` at its first
 //!   progress report or within the TTL.
 //! - Entries are used only while the LISTEN connection is up; after it is lost (a database

@@ -197,7 +197,7 @@ async fn malformed_authorization_is_unauthenticated() {
     assert_eq!(oidc.code(), Code::FailedPrecondition);
 }
 
-/// Access tokens are cached in the server (`--token-cache-ms`), yet a revocation made
+/// Access tokens are cached in the server (`--token-cache`), yet a revocation made
 /// outside it (another server, admin-cli, plain SQL) takes effect at once: a trigger
 /// notifies, and the server empties its cache. With an hour-long cache, only the notification
 /// can explain the refusal at the end.

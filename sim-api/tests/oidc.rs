@@ -304,7 +304,7 @@ async fn wrong_issuer_is_rejected() {
     }
 }
 
-/// The leeway is 30 s by default (`--oidc-leeway-s`): a token is accepted until `exp + 30 s`
+/// The leeway is 30 s by default (`--oidc-leeway`): a token is accepted until `exp + 30 s`
 /// and from `nbf - 30 s`.
 #[tokio::test]
 async fn expiry_is_checked_with_a_small_leeway() {
@@ -665,8 +665,8 @@ fn oidc_flags() {
         AUDIENCE,
         "--oidc-jwks",
         "/etc/sim/jwks.json",
-        "--oidc-leeway-s",
-        "5",
+        "--oidc-leeway",
+        "5s",
     ];
     let settings = parse(&full).oidc().unwrap().unwrap();
     assert_eq!(settings.issuer, ISSUER);

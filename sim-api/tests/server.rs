@@ -125,10 +125,13 @@ fn help_lists_every_flag_without_secrets() {
         "--max-input-bytes",
         "--max-input-files",
         "--max-request-bytes",
-        "--access-token-ttl-s",
-        "--refresh-token-ttl-s",
-        "--token-cache-ms",
-        "--status-cache-ms",
+        "--access-token-ttl <DURATION>",
+        "SIM_API_ACCESS_TOKEN_TTL",
+        "--refresh-token-ttl <DURATION>",
+        "--token-cache <DURATION>",
+        "--status-cache <DURATION>",
+        "--oidc-leeway <DURATION>",
+        "SIM_API_OIDC_LEEWAY",
     ] {
         assert!(help.contains(flag), "{flag} missing");
     }

@@ -900,7 +900,7 @@ async fn get_logs_returns_the_stored_logs_to_their_owner_only() {
     assert_eq!(err.code(), Code::NotFound);
 }
 
-/// `Get` answers are cached in the server (`--status-cache-ms`) and dropped when the
+/// `Get` answers are cached in the server (`--status-cache`) and dropped when the
 /// database announces a change of that simulation on `sim_events`. With an hour-long
 /// cache: a silent change is not seen (the answer is cached), an announced one is, within
 /// moments; a worker's claim and progress reach `Get` the same way; Cancel and Delete in this
