@@ -130,6 +130,19 @@ pub struct Axis {
     pub max: f64,
 }
 
+impl Axis {
+    /// `bins` uniform bins over `[0, max]` cm.
+    pub(crate) fn from_zero_cm(name: &str, bins: usize, max: f64) -> Self {
+        Self {
+            name: name.to_owned(),
+            unit: "cm".to_owned(),
+            bins: bins as u32,
+            min: 0.0,
+            max,
+        }
+    }
+}
+
 /// One result page: a 1-D or 2-D histogram of per-primary values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page {

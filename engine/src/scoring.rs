@@ -169,20 +169,8 @@ impl Scorer {
         let area = std::f64::consts::PI * self.radius2;
         let slab_mass = WATER_DENSITY * area * self.hz; // g
         let slab_volume = area * self.hz; // cm³
-        let z_axis = Axis {
-            name: "z".to_owned(),
-            unit: "cm".to_owned(),
-            bins: self.nz as u32,
-            min: 0.0,
-            max: self.depth,
-        };
-        let r_axis = Axis {
-            name: "r".to_owned(),
-            unit: "cm".to_owned(),
-            bins: self.nr as u32,
-            min: 0.0,
-            max: self.radius,
-        };
+        let z_axis = Axis::from_zero_cm("z", self.nz, self.depth);
+        let r_axis = Axis::from_zero_cm("r", self.nr, self.radius);
         let depth_dose: Vec<f64> = self.edep_z.iter().map(|e| e / slab_mass / n).collect();
         let hr = self.radius / self.nr as f64;
         let ring_mass: Vec<f64> = (0..self.nr)

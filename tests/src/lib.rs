@@ -1,7 +1,8 @@
 //! Helpers for end-to-end tests that start the workspace's real binaries.
 
+use proto::v1 as pb;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 /// The path of a workspace binary (`admin-cli`, `sim-api`, `worker`) built by the same
@@ -76,14 +77,20 @@ impl Drop for Proc {
 /// errors, stderr discarded unless `RUST_LOG` is set by the caller's `args` handling) and
 /// waits for its first line of stdout, its "ready" or "listening on" line.
 pub fn start(name: &str, url: &str, args: &[&str]) -> std::io::Result<(Proc, String)> {
-    let mut child = command(name)
-        .arg("--database-url")
+    let mut cmd = command(name);
+    cmd.arg("--database-url")
         .arg(url)
         .args(args)
         .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+        .stderr(Stdio::null());
+    spawn(&mut cmd)
+}
+
+/// Spawns `cmd` with its stdout piped and waits for its first line of stdout (a binary's
+/// "ready" or "listening on" line), returned trimmed; the child is killed when the [`Proc`]
+/// is dropped.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<(Proc, String)> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
     let out = child
         .stdout
         .take()
@@ -92,6 +99,102 @@ pub fn start(name: &str, url: &str, args: &[&str]) -> std::io::Result<(Proc, Str
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line)?;
     Ok((proc, line.trim().to_string()))
+}
+
+/// [`spawn`] for a `worker`, whose first line says it is "ready"; panics when it cannot be
+/// started or says something else.
+pub fn spawn_worker(cmd: &mut Command) -> Proc {
+    ready(spawn(cmd))
+}
+
+/// [`start`] for the workspace's `worker` binary (see [`spawn_worker`]).
+pub fn start_worker(url: &str, args: &[&str]) -> Proc {
+    ready(start("worker", url, args))
+}
+
+fn ready(started: std::io::Result<(Proc, String)>) -> Proc {
+    match started {
+        Ok((proc, line)) if line.contains("ready") => proc,
+        Ok((_, line)) => panic!("the worker did not start: {line:?}"),
+        Err(e) => panic!("cannot start the worker: {e}"),
+    }
+}
+
+/// The real pymchelper `convertmc` (pinned; `scripts/test` installs it and sets `CONVERTMC`).
+/// Panics with a hint when it is not there: tests never run on a stand-in converter.
+pub fn convertmc() -> PathBuf {
+    let path = std::env::var_os("CONVERTMC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pymchelper-2.9.6/bin/convertmc")
+        });
+    assert!(
+        path.is_file(),
+        "pymchelper's convertmc is not at {} (run scripts/test, which installs it, or set \
+         CONVERTMC)",
+        path.display()
+    );
+    path
+}
+
+/// Runs the real `admin-cli add-user name --password password` against the database at
+/// `url`; panics unless it succeeds.
+pub fn add_user(url: &str, name: &str, password: &str) {
+    match command("admin-cli")
+        .arg("--database-url")
+        .arg(url)
+        .args(["add-user", name, "--password", password])
+        .output()
+    {
+        Ok(out) => assert!(out.status.success(), "{out:?}"),
+        Err(e) => panic!("cannot run admin-cli: {e}"),
+    }
+}
+
+/// Starts the real `sim-api` on a free loopback port against the database at `url`: the
+/// process and the address it listens on (`host:port`).
+pub fn start_api(url: &str) -> (Proc, String) {
+    match start("sim-api", url, &["--listen", "127.0.0.1:0"]) {
+        Ok((proc, line)) => match line.strip_prefix("listening on ") {
+            Some(addr) => {
+                let addr = addr.to_string();
+                (proc, addr)
+            }
+            None => panic!("sim-api did not start: {line:?}"),
+        },
+        Err(e) => panic!("cannot start sim-api: {e}"),
+    }
+}
+
+/// The simulation client type of [`login`].
+pub type SimClient =
+    proto::v1::simulation_service_client::SimulationServiceClient<tonic::transport::Channel>;
+
+/// A server stream of `T`, or the status of the call that failed to open it.
+pub type Stream<T> = Result<tonic::Streaming<T>, tonic::Status>;
+
+/// `Watch` of `job` as `tok`: the stream of its statuses, which ends at a final state.
+pub async fn watch(s: &mut SimClient, job: &str, tok: &str) -> Stream<pb::SimulationStatus> {
+    let request = pb::WatchRequest { job_id: job.into() };
+    Ok(s.watch(authed(request, tok)).await?.into_inner())
+}
+
+/// `GetResults` of `job` as `tok` (final pages, or partial ones while it runs).
+pub async fn get_results(s: &mut SimClient, job: &str, tok: &str) -> Stream<pb::ResultsChunk> {
+    let request = pb::GetResultsRequest {
+        job_id: job.into(),
+        ..Default::default()
+    };
+    Ok(s.get_results(authed(request, tok)).await?.into_inner())
+}
+
+/// `Submit` of `request` as `tok`: the new simulation's job id.
+pub async fn submit(
+    s: &mut SimClient,
+    tok: &str,
+    request: pb::SubmitRequest,
+) -> Result<String, tonic::Status> {
+    Ok(s.submit(authed(request, tok)).await?.into_inner().job_id)
 }
 
 /// `msg` with `authorization: Bearer <token>`.
@@ -109,13 +212,7 @@ pub async fn login(
     addr: &str,
     username: &str,
     password: &str,
-) -> Result<
-    (
-        proto::v1::simulation_service_client::SimulationServiceClient<tonic::transport::Channel>,
-        String,
-    ),
-    Box<dyn std::error::Error + Send + Sync>,
-> {
+) -> Result<(SimClient, String), Box<dyn std::error::Error + Send + Sync>> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
@@ -127,8 +224,18 @@ pub async fn login(
         .await?
         .into_inner()
         .access_token;
-    Ok((
-        proto::v1::simulation_service_client::SimulationServiceClient::new(channel),
-        token,
-    ))
+    Ok((SimClient::new(channel), token))
+}
+
+/// The bigint column `n` of the first row of `sql` (such as `SELECT count(*) AS n FROM
+/// tasks`), 0 when it returns no rows.
+pub async fn count(conn: &mut db::Conn, sql: &str) -> Result<i64, diesel::result::Error> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<N> = diesel::sql_query(sql).load(conn).await?;
+    Ok(rows.into_iter().next().map_or(0, |r| r.n))
 }

@@ -7,62 +7,34 @@ use db::testing::TestDb;
 use futures_util::StreamExt;
 use proto::v1 as pb;
 use std::time::Duration;
-use tests::{authed, command};
-
-/// Starts a binary against `db` (see [`tests::start`]).
-fn start(name: &str, db: &TestDb, args: &[&str]) -> (tests::Proc, String) {
-    tests::start(name, db.config().url_with_password(), args).unwrap()
-}
+use tests::authed;
 
 #[tokio::test]
 async fn submit_watch_and_read_results_through_the_real_binaries() {
     let db = TestDb::new().await;
-    let out = command("admin-cli")
-        .arg("--database-url")
-        .arg(db.config().url_with_password())
-        .args(["add-user", "alice", "--password", "pw-alice"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let (_api, line) = start("sim-api", &db, &["--listen", "127.0.0.1:0"]);
-    let addr = line.strip_prefix("listening on ").expect("listening line");
-    let (_worker, line) = start("worker", &db, &["--concurrency", "2", "--poll-secs", "0.5"]);
-    assert!(line.contains("ready"), "{line}");
+    let url = db.config().url_with_password();
+    tests::add_user(url, "alice", "pw-alice");
+    let (_api, addr) = tests::start_api(url);
+    let _worker = tests::start_worker(url, &["--concurrency", "2", "--poll-secs", "0.5"]);
 
-    let (mut sims, token) = tests::login(addr, "alice", "pw-alice").await.unwrap();
+    let (mut sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
     let editor = serde_json::json!({
         "beam": {"energy_mev": 150.0},
         "scoring": {"z_bins": 100, "r_bins": 10},
         "seed": 7
     });
-    let job_id = sims
-        .submit(authed(
-            pb::SubmitRequest {
-                title: "e2e".into(),
-                sim_type: pb::SimType::Builtin as i32,
-                input: Some(pb::submit_request::Input::EditorJson(editor.to_string())),
-                ntasks: 4,
-                primaries: 1203,
-                platform: None,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .job_id;
+    let request = pb::SubmitRequest {
+        title: "e2e".into(),
+        sim_type: pb::SimType::Builtin as i32,
+        input: Some(pb::submit_request::Input::EditorJson(editor.to_string())),
+        ntasks: 4,
+        primaries: 1203,
+        platform: None,
+    };
+    let job_id = tests::submit(&mut sims, &token, request).await.unwrap();
 
     // Watch: progress never goes backwards, and the stream ends at COMPLETED.
-    let mut stream = sims
-        .watch(authed(
-            pb::WatchRequest {
-                job_id: job_id.clone(),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = tests::watch(&mut sims, &job_id, &token).await.unwrap();
     let (mut last_state, mut last_simulated, mut updates) = (pb::JobState::Unspecified, 0, 0);
     let mut last_tasks = Vec::new();
     while let Some(s) = tokio::time::timeout(Duration::from_secs(120), stream.next())
@@ -84,17 +56,9 @@ async fn submit_watch_and_read_results_through_the_real_binaries() {
     assert_eq!(requested, [301, 301, 301, 300]);
 
     // The results over the wire are bit-for-bit the stored merge.
-    let mut stream = sims
-        .get_results(authed(
-            pb::GetResultsRequest {
-                job_id: job_id.clone(),
-                ..Default::default()
-            },
-            &token,
-        ))
+    let mut stream = tests::get_results(&mut sims, &job_id, &token)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let mut got: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     while let Some(c) = stream.next().await {
         let c = c.unwrap();

@@ -9,43 +9,10 @@ use db::testing::TestDb;
 use futures_util::StreamExt;
 use proto::v1 as pb;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use tests::{authed, command};
-
-/// Starts a binary against `db` (see [`tests::start`]).
-fn start(name: &str, db: &TestDb, args: &[&str]) -> (tests::Proc, String) {
-    tests::start(name, db.config().url_with_password(), args).unwrap()
-}
-
-/// The real pymchelper `convertmc` (`scripts/test` installs it and sets `CONVERTMC`).
-fn convertmc() -> PathBuf {
-    let p = std::env::var_os("CONVERTMC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pymchelper-2.9.6/bin/convertmc")
-        });
-    assert!(
-        p.is_file(),
-        "no convertmc at {} (run scripts/test or set CONVERTMC)",
-        p.display()
-    );
-    p
-}
-
-/// The real simulator files (`../shared/data/pymchelper`, or `PYMCHELPER_DATA`).
-fn data() -> PathBuf {
-    [
-        std::env::var_os("PYMCHELPER_DATA").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pymchelper")),
-        Some(PathBuf::from("/work/shared/data/pymchelper")),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.join("README.md").is_file())
-    .expect("the real simulator files (../shared/data/pymchelper) are missing")
-}
+use tests::convertmc;
 
 fn flatten(v: &serde_json::Value, out: &mut Vec<f64>) {
     match v {
@@ -102,20 +69,13 @@ fn reference(bdo: &Path) -> Vec<RefPage> {
 #[tokio::test]
 async fn every_generated_page_shape_is_served_with_its_axes() {
     let db = TestDb::new().await;
-    let out = command("admin-cli")
-        .arg("--database-url")
-        .arg(db.config().url_with_password())
-        .args(["add-user", "alice", "--password", "pw-alice"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let url = db.config().url_with_password();
+    tests::add_user(url, "alice", "pw-alice");
     let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../worker/tests/standins/shieldhit");
     let work = std::env::temp_dir().join(format!("shapes-work-{}", std::process::id()));
-    let (_api, line) = start("sim-api", &db, &["--listen", "127.0.0.1:0"]);
-    let addr = line.strip_prefix("listening on ").expect("listening line");
-    let (_worker, line) = start(
-        "worker",
-        &db,
+    let (_api, addr) = tests::start_api(url);
+    let _worker = tests::start_worker(
+        url,
         &[
             "--concurrency",
             "2",
@@ -129,9 +89,8 @@ async fn every_generated_page_shape_is_served_with_its_axes() {
             work.to_str().unwrap(),
         ],
     );
-    assert!(line.contains("ready"), "{line}");
-    let (mut sims, token) = tests::login(addr, "alice", "pw-alice").await.unwrap();
-    let generated = data().join("shieldhit/generated");
+    let (mut sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
+    let generated = sim_inputs::testdata::pymchelper_data("shieldhit/generated");
     let mut dims_seen = [0usize; 4];
     for kind in ["cyl", "msh", "plane", "zone", "geomap"] {
         let dir = generated.join("single").join(kind);
@@ -160,33 +119,17 @@ async fn every_generated_page_shape_is_served_with_its_axes() {
             "standin.json".into(),
             serde_json::json!({"replay": dir}).to_string(),
         );
-        let job_id = sims
-            .submit(authed(
-                pb::SubmitRequest {
-                    title: format!("shapes {kind}"),
-                    sim_type: pb::SimType::Shieldhit as i32,
-                    input: Some(pb::submit_request::Input::Files(pb::InputFiles { files })),
-                    ntasks: 1,
-                    primaries: 1000,
-                    platform: None,
-                },
-                &token,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .job_id;
+        let request = pb::SubmitRequest {
+            title: format!("shapes {kind}"),
+            sim_type: pb::SimType::Shieldhit as i32,
+            input: Some(pb::submit_request::Input::Files(pb::InputFiles { files })),
+            ntasks: 1,
+            primaries: 1000,
+            platform: None,
+        };
+        let job_id = tests::submit(&mut sims, &token, request).await.unwrap();
         // Wait for the end (Watch ends at a final state).
-        let mut watch = sims
-            .watch(authed(
-                pb::WatchRequest {
-                    job_id: job_id.clone(),
-                },
-                &token,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut watch = tests::watch(&mut sims, &job_id, &token).await.unwrap();
         let mut state = pb::JobState::Unspecified;
         while let Some(s) = tokio::time::timeout(Duration::from_secs(120), watch.next())
             .await
@@ -196,17 +139,9 @@ async fn every_generated_page_shape_is_served_with_its_axes() {
         }
         assert_eq!(state, pb::JobState::Completed, "{kind}");
 
-        let mut stream = sims
-            .get_results(authed(
-                pb::GetResultsRequest {
-                    job_id,
-                    ..Default::default()
-                },
-                &token,
-            ))
+        let mut stream = tests::get_results(&mut sims, &job_id, &token)
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         let mut got: HashMap<(String, i32), (pb::PageInfo, Vec<f64>)> = HashMap::new();
         let mut current = None;
         while let Some(c) = stream.next().await {

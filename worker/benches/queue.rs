@@ -9,45 +9,22 @@ use db::testing::TestDb;
 use diesel::sql_types::{BigInt, Double};
 use diesel::QueryableByName;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TASKS: i64 = 20_000;
 /// 50 tasks per simulation: within the API's default cap of 64 tasks.
 const SIMS: i64 = 400;
 
-/// A worker process that is killed when dropped, also when the bench panics.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_worker(db: &TestDb, id: &str, concurrency: &str) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args([
-            "--database-url",
-            db.config().url_with_password(),
-            "--worker-id",
-            id,
-            "--handler",
-            "noop",
-        ])
-        .args(["--concurrency", concurrency, "--poll-secs", "1"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("ready"));
-    Proc(child)
+/// A worker process (`--handler noop`), killed when dropped, also when the bench panics.
+fn start_worker(db: &TestDb, id: &str, concurrency: &str) -> tests::Proc {
+    tests::spawn_worker(
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(["--database-url", db.config().url_with_password()])
+            .args(["--worker-id", id, "--handler", "noop"])
+            .args(["--concurrency", concurrency, "--poll-secs", "1"])
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 #[derive(QueryableByName)]
@@ -56,15 +33,8 @@ struct Secs {
     secs: f64,
 }
 
-#[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 async fn count(conn: &mut db::Conn, sql: &str) -> i64 {
-    let r: Vec<N> = diesel::sql_query(sql).load(conn).await.unwrap();
-    r[0].n
+    tests::count(conn, sql).await.unwrap()
 }
 
 async fn user(conn: &mut db::Conn) -> i64 {

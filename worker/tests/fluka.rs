@@ -12,11 +12,10 @@ mod support;
 
 use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
-use db::testing::TestDb;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{shared_data, tasks, wait_state, Worker};
+use support::{shared_data, SimTest};
 
 /// The primaries the captured run simulated (its START, and `number_of_primaries` of its
 /// results), whatever a task asks for.
@@ -45,31 +44,17 @@ fn files(mode: &str, delay: f64) -> BTreeMap<String, String> {
     files_with(&minimal(), mode, delay)
 }
 
-fn start(db: &TestDb, with_program: bool) -> Worker {
-    Worker::start(db, &[("--fluka", "rfluka")][..usize::from(with_program)])
-}
-
-async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64, input: SimulationInput) -> i64 {
-    support::submit(conn, SimType::Fluka, ntasks, primaries, &input).await
-}
-
-/// Submits a one-task simulation that must fail; returns its id and the task's error.
-async fn failure_of(conn: &mut db::Conn, input: SimulationInput) -> (i64, String) {
-    support::failure_of(conn, SimType::Fluka, &input).await
+async fn start(with_program: bool) -> SimTest {
+    SimTest::start(SimType::Fluka, ("--fluka", "rfluka"), with_program).await
 }
 
 /// The `fl_sim.inp` the worker wrote for task 0 of a one-task simulation of `inp` (of 500
 /// primaries), read while the stand-in hangs; the task is then canceled. Returns the
 /// simulation's id and the text.
-async fn rewritten(conn: &mut db::Conn, worker: &Worker, inp: &str) -> (i64, String) {
-    let sim = submit(
-        conn,
-        1,
-        500,
-        SimulationInput::Files(files_with(inp, "hang", 0.01)),
-    )
-    .await;
-    let dir = worker.work_root.join(format!("sim{sim}-task0-attempt1"));
+async fn rewritten(h: &mut SimTest, inp: &str) -> (i64, String) {
+    let input = SimulationInput::Files(files_with(inp, "hang", 0.01));
+    let sim = h.submit(1, 500, input).await;
+    let dir = h.worker.work_root.join(format!("sim{sim}-task0-attempt1"));
     let t0 = Instant::now();
     while !std::fs::read_to_string(dir.join("pid")).is_ok_and(|p| !p.is_empty()) {
         assert!(
@@ -79,8 +64,8 @@ async fn rewritten(conn: &mut db::Conn, worker: &Worker, inp: &str) -> (i64, Str
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let text = std::fs::read_to_string(dir.join("fl_sim.inp")).unwrap();
-    db::api::cancel(conn, sim).await.unwrap().unwrap();
-    wait_state(conn, sim, JobState::Canceled, Duration::from_secs(20)).await;
+    db::api::cancel(&mut h.conn, sim).await.unwrap().unwrap();
+    h.wait(sim, JobState::Canceled, 20).await;
     (sim, text)
 }
 
@@ -136,19 +121,13 @@ fn convertmc_reference(copies: usize) -> BTreeMap<String, serde_json::Value> {
 
 #[tokio::test]
 async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_primaries() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let sim = submit(
-        &mut conn,
-        3,
-        3000,
-        SimulationInput::Files(files("ok", 0.01)),
-    )
-    .await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(90)).await;
+    let mut h = start(true).await;
+    let sim = h
+        .submit(3, 3000, SimulationInput::Files(files("ok", 0.01)))
+        .await;
+    h.wait(sim, JobState::Completed, 90).await;
 
-    let ts = tasks(&mut conn, sim).await;
+    let ts = h.tasks(sim).await;
     let mut seeds = Vec::new();
     for t in &ts {
         assert_eq!(t.requested_primaries, 1000);
@@ -156,7 +135,7 @@ async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_prim
             t.simulated_primaries, CAPTURED_PRIMARIES,
             "the weight is the output's number_of_primaries, not the request"
         );
-        let text = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        let text = h.log(sim, Some(t.id), "stdout").await;
         assert!(text.contains("F L U K A"), "{text}");
         assert!(text.contains("Running FLUKA for cycle # 1"), "{text}");
         assert!(text.contains("fl_sim001_fort.21"), "{text}");
@@ -176,7 +155,7 @@ async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_prim
     seeds.dedup();
     assert_eq!(seeds.len(), 3, "each task gets its own seed");
 
-    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
+    let pages = db::results::read_all(&mut h.conn, sim).await.unwrap();
     let reference = convertmc_reference(3);
     assert_eq!(
         reference.keys().collect::<Vec<_>>(),
@@ -217,21 +196,15 @@ async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_prim
 
 #[tokio::test]
 async fn progress_is_read_from_the_runs_out_file() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
+    let mut h = start(true).await;
     // Five progress blocks of 2000 primaries, 0.6 s apart.
-    let sim = submit(
-        &mut conn,
-        1,
-        10_000,
-        SimulationInput::Files(files("ok", 0.6)),
-    )
-    .await;
+    let sim = h
+        .submit(1, 10_000, SimulationInput::Files(files("ok", 0.6)))
+        .await;
     let t0 = Instant::now();
     let mut seen = Vec::new();
     loop {
-        let t = &tasks(&mut conn, sim).await[0];
+        let t = &h.tasks(sim).await[0];
         if t.task_state == TaskState::Running && t.simulated_primaries > 0 {
             seen.push((t.simulated_primaries, t.estimated_time_s));
         }
@@ -254,12 +227,10 @@ async fn progress_is_read_from_the_runs_out_file() {
 
 #[tokio::test]
 async fn the_nine_letter_randomize_card_gets_the_seed_and_no_second_one_is_added() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let w = start(&db, true);
+    let mut h = start(true).await;
     // exmixed.inp spells `RANDOMIZE` and `ASSIGNMAT` (FLUKA reads 8 columns).
     let exmixed = real("fluka/exmixed.inp");
-    let (sim, text) = rewritten(&mut conn, &w, &exmixed).await;
+    let (sim, text) = rewritten(&mut h, &exmixed).await;
     let seed = format!("{}.", sim_inputs::fluka::seed(sim, 0));
     assert_eq!(
         fixed_cards(&text, "RANDOMIZ"),
@@ -278,21 +249,19 @@ async fn the_nine_letter_randomize_card_gets_the_seed_and_no_second_one_is_added
         "no card added"
     );
 
-    let sim = submit(
-        &mut conn,
-        2,
-        100,
-        SimulationInput::Files(files_with(&exmixed, "ok", 0.01)),
-    )
-    .await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
+    let sim = h
+        .submit(
+            2,
+            100,
+            SimulationInput::Files(files_with(&exmixed, "ok", 0.01)),
+        )
+        .await;
+    h.wait(sim, JobState::Completed, 60).await;
 }
 
 #[tokio::test]
 async fn two_randomiz_cards_are_refused() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
+    let mut h = start(true).await;
     let two = minimal().replace(
         "* Set the number",
         "RANDOMIZE        1.0        2.\n* Set the number",
@@ -303,7 +272,7 @@ async fn two_randomiz_cards_are_refused() {
         at_submit.contains("fl_sim.inp has 2 RANDOMIZ cards"),
         "{at_submit}"
     );
-    let err = failure_of(&mut conn, SimulationInput::Files(files)).await.1;
+    let err = h.failure(SimulationInput::Files(files)).await.1;
     assert!(
         err.contains("fl_sim.inp has 2 RANDOMIZ cards (lines 37 and 38"),
         "{err}"
@@ -312,14 +281,12 @@ async fn two_randomiz_cards_are_refused() {
 
 #[tokio::test]
 async fn a_free_format_input_runs_with_start_and_randomiz_rewritten_in_free_format() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let w = start(&db, true);
+    let mut h = start(true).await;
     let free = minimal()
         .replace("RANDOMIZ         1.0        1.", "FREE\nRANDOMIZ 1.0 1.")
         .replace("START             20", "START, 20");
     sim_inputs::fluka::validate(&files_with(&free, "ok", 0.01), 2, 250).unwrap();
-    let (sim, text) = rewritten(&mut conn, &w, &free).await;
+    let (sim, text) = rewritten(&mut h, &free).await;
     let seed = sim_inputs::fluka::seed(sim, 0);
     assert!(
         text.contains(&format!("\nFREE\nRANDOMIZ, 1.0, {seed}.\n")),
@@ -330,69 +297,58 @@ async fn a_free_format_input_runs_with_start_and_randomiz_rewritten_in_free_form
         "START in free format: {text}"
     );
 
-    let sim = submit(
-        &mut conn,
-        2,
-        500,
-        SimulationInput::Files(files_with(&free, "ok", 0.01)),
-    )
-    .await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
-    for t in tasks(&mut conn, sim).await {
+    let sim = h
+        .submit(
+            2,
+            500,
+            SimulationInput::Files(files_with(&free, "ok", 0.01)),
+        )
+        .await;
+    h.wait(sim, JobState::Completed, 60).await;
+    for t in h.tasks(sim).await {
         assert_eq!(t.simulated_primaries, CAPTURED_PRIMARIES);
-        let log = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        let log = h.log(sim, Some(t.id), "stdout").await;
         assert!(log.contains("fl_sim.inp: START, 250."), "{log}");
     }
-    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
+    let pages = db::results::read_all(&mut h.conn, sim).await.unwrap();
     assert!(pages.iter().any(|p| p.estimator == "21"));
     assert!(pages.iter().any(|p| p.estimator == "22"));
 }
 
 #[tokio::test]
 async fn an_aborted_run_fails_with_the_reason_from_its_err_file() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let (sim, err) = failure_of(&mut conn, SimulationInput::Files(files("abort", 0.01))).await;
-    assert!(
-        err.contains("FLUKA did not finish its run")
-            && err.contains("fl_sim001.out")
-            && err.contains("particle lost in region 3"),
-        "{err}"
-    );
-    let stdout = support::log_text(&mut conn, sim, None, "stdout").await;
-    assert!(stdout.contains("Running fluka in"));
+    let mut h = start(true).await;
+    let input = SimulationInput::Files(files("abort", 0.01));
+    let error = [
+        "FLUKA did not finish its run",
+        "fl_sim001.out",
+        "particle lost in region 3",
+    ];
+    h.fails_keeping_log(input, &error, ("stdout", "Running fluka in"))
+        .await;
 }
 
 #[tokio::test]
 async fn a_failing_rfluka_fails_the_task_and_keeps_its_logs() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let (sim, err) = failure_of(&mut conn, SimulationInput::Files(files("exit", 0.01))).await;
-    assert!(
-        err.contains("exited with code 4") && err.contains("no FLUKA executable"),
-        "{err}"
-    );
-    let stderr = support::log_text(&mut conn, sim, None, "stderr").await;
-    assert!(stderr.contains("cannot run fl_sim"));
+    let mut h = start(true).await;
+    let input = SimulationInput::Files(files("exit", 0.01));
+    let error = ["exited with code 4", "no FLUKA executable"];
+    h.fails_keeping_log(input, &error, ("stderr", "cannot run fl_sim"))
+        .await;
 }
 
 #[tokio::test]
 async fn canceling_kills_a_hanging_fluka() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let w = start(&db, true);
+    let mut h = start(true).await;
     let input = SimulationInput::Files(files("hang", 0.01));
-    support::cancel_kills_a_hanging_program(&mut conn, &w, SimType::Fluka, &input).await;
+    h.cancel_kills_a_hanging_program(input).await;
 }
 
 #[tokio::test]
 async fn truncated_results_are_a_clear_failure() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let err = failure_of(&mut conn, SimulationInput::Files(files("truncated", 0.01)))
+    let mut h = start(true).await;
+    let err = h
+        .failure(SimulationInput::Files(files("truncated", 0.01)))
         .await
         .1;
     assert!(err.contains("convertmc exited with code 1"), "{err}");
@@ -400,37 +356,27 @@ async fn truncated_results_are_a_clear_failure() {
 
 #[tokio::test]
 async fn inputs_the_worker_cannot_run_are_refused_clearly() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
+    let mut h = start(true).await;
     let no_start = minimal().replace("START             20\n", "");
-    let err = failure_of(
-        &mut conn,
-        SimulationInput::Files(files_with(&no_start, "ok", 0.01)),
-    )
-    .await
-    .1;
+    let err = h
+        .failure(SimulationInput::Files(files_with(&no_start, "ok", 0.01)))
+        .await
+        .1;
     assert!(err.contains("fl_sim.inp has no START card"), "{err}");
 
     let mut none = files("ok", 0.01);
     none.remove("fl_sim.inp");
-    let err = failure_of(&mut conn, SimulationInput::Files(none)).await.1;
+    let err = h.failure(SimulationInput::Files(none)).await.1;
     assert!(err.contains("no .inp file"), "{err}");
 
-    let err = failure_of(&mut conn, SimulationInput::Editor("{}".into()))
-        .await
-        .1;
+    let err = h.failure(SimulationInput::Editor("{}".into())).await.1;
     assert!(err.contains("FLUKA needs input files"), "{err}");
 }
 
 #[tokio::test]
 async fn a_worker_without_fluka_says_so() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, false);
-    let err = failure_of(&mut conn, SimulationInput::Files(files("ok", 0.01)))
-        .await
-        .1;
+    let mut h = start(false).await;
+    let err = h.failure(SimulationInput::Files(files("ok", 0.01))).await.1;
     assert!(err.contains("FLUKA is not configured"), "{err}");
     assert!(Path::new(&support::convertmc()).is_file());
 }

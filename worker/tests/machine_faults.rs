@@ -19,31 +19,20 @@ use db::inputs::SimulationInput;
 use db::testing::TestDb;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{convertmc, shared_data, standin, wait_state};
+use support::{convertmc, standin, wait_state};
 
 /// Machine faults in a row that make a worker unhealthy (`runner::health::FAULTS_TO_UNHEALTHY`).
 const FAULTS_TO_UNHEALTHY: i32 = 3;
 
 /// The captured SHIELD-HIT12A run's input, with the stand-in's `mode`.
 fn captured(mode: &str) -> SimulationInput {
-    let dir = shared_data("captured/shieldhit/input");
-    let mut f = BTreeMap::new();
-    for name in ["beam.dat", "detect.dat", "geo.dat", "mat.dat"] {
-        f.insert(
-            name.to_string(),
-            std::fs::read_to_string(dir.join(name)).unwrap(),
-        );
-    }
-    f.insert(
-        "standin.json".into(),
-        serde_json::json!({ "mode": mode }).to_string(),
-    );
-    SimulationInput::Files(f)
+    SimulationInput::Files(support::captured_shieldhit(
+        serde_json::json!({ "mode": mode }),
+    ))
 }
 
 /// A fresh scratch directory for this test, removed when dropped (a failed test too).
@@ -283,13 +272,8 @@ async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
     // at a time; whatever it tries goes back to the queue the same way).
     let healthy_root = dir.join("healthy");
     let healthy = Proc::start(&db, "healthy", &healthy_root, &standin("shieldhit"), &[]).unwrap();
-    wait_state(
-        &mut conn,
-        sim,
-        JobState::Completed,
-        Duration::from_secs(240),
-    )
-    .await;
+    let limit = Duration::from_secs(240);
+    wait_state(&mut conn, sim, JobState::Completed, limit).await;
     let after = rows(&mut conn, sim).await;
     assert_eq!(after.len(), 8);
     for r in &after {
@@ -332,13 +316,8 @@ async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
         &[],
     )
     .unwrap();
-    wait_state(
-        &mut conn,
-        sim,
-        JobState::Completed,
-        Duration::from_secs(120),
-    )
-    .await;
+    let limit = Duration::from_secs(120);
+    wait_state(&mut conn, sim, JobState::Completed, limit).await;
     let r = rows(&mut conn, sim).await;
     assert_eq!(
         (r[0].attempts, r[0].lease_owner.as_deref()),
@@ -354,7 +333,8 @@ async fn a_program_failing_on_its_input_fails_the_task_at_once_with_its_last_lin
     let dir = Scratch::new(&db, "input");
     let w = Proc::start(&db, "w", &dir.join("w"), &standin("shieldhit"), &[]).unwrap();
     let sim = support::submit(&mut conn, SimType::Shieldhit, 1, 100, &captured("crash")).await;
-    wait_state(&mut conn, sim, JobState::Failed, Duration::from_secs(60)).await;
+    let limit = Duration::from_secs(60);
+    wait_state(&mut conn, sim, JobState::Failed, limit).await;
     let r = rows(&mut conn, sim).await;
     assert_eq!(
         (r[0].task_state, r[0].attempts, r[0].machine_faults),

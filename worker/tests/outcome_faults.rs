@@ -10,10 +10,9 @@ use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
 use db::testing::{self, TestDb};
 use diesel_async::RunQueryDsl;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{shared_data, tasks, wait_state, Worker};
+use support::{tasks, wait_state, Worker};
 
 /// Terminates every connection to the test database but `conn`'s own.
 async fn terminate_all_but_mine(conn: &mut db::Conn, db_name: &str) -> usize {
@@ -58,12 +57,7 @@ async fn tasks_ending_after_their_connections_died_complete_on_the_first_attempt
     let mut conn = db.conn().await;
     let w = Worker::start(&db, &[("--shieldhit", "shieldhit")]);
     // The captured run's 20 progress lines, 0.15 s apart: about 3 s per task.
-    let mut input = std::collections::BTreeMap::new();
-    for name in ["beam.dat", "detect.dat", "geo.dat", "mat.dat"] {
-        let text = std::fs::read_to_string(shared_data("captured/shieldhit/input").join(name));
-        input.insert(name.to_string(), text.unwrap());
-    }
-    input.insert("standin.json".into(), r#"{"delay": 0.15}"#.into());
+    let input = support::captured_shieldhit(serde_json::json!({"delay": 0.15}));
     let sim = support::submit(
         &mut conn,
         SimType::Shieldhit,
@@ -128,40 +122,22 @@ async fn tasks_ending_after_their_connections_died_complete_on_the_first_attempt
     assert!(!pages.is_empty() && pages.iter().all(|p| !p.partial));
 }
 
-struct PanicWorker(Child);
-
-impl Drop for PanicWorker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_panicking_handler_fails_its_task_and_frees_its_slot() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args(["--database-url", db.config().url_with_password()])
-        .args([
-            "--concurrency",
-            "1",
-            "--handler",
-            "panic",
-            "--poll-secs",
-            "0.5",
-        ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("ready"), "{line:?}");
-    let _w = PanicWorker(child);
+    let _w = tests::spawn_worker(
+        support::worker_command(db.config().url_with_password())
+            .args([
+                "--concurrency",
+                "1",
+                "--handler",
+                "panic",
+                "--poll-secs",
+                "0.5",
+            ])
+            .stderr(Stdio::null()),
+    );
     // Three one-task simulations on one slot: each can start only if the one before freed it.
     let owner = testing::user(&mut conn, "u").await;
     let mut sims = Vec::new();

@@ -7,47 +7,31 @@ mod support;
 
 use db::enums::{JobState, SimType, TaskState};
 use db::testing::{self, TestDb};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::tasks;
+use support::{tasks, wait_state};
 
 struct WorkerProc {
-    child: Child,
+    proc: tests::Proc,
     id: String,
 }
 
 impl WorkerProc {
     fn start(db: &TestDb, id: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .args([
-                "--database-url",
-                db.config().url_with_password(),
-                "--worker-id",
-                id,
-                "--poll-secs",
-                "1",
-            ])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("ready"), "worker did not start: {line:?}");
+        let proc = tests::spawn_worker(
+            support::worker_command(db.config().url_with_password())
+                .args(["--worker-id", id, "--poll-secs", "1"])
+                .args(args),
+        );
         Self {
-            child,
+            proc,
             id: id.into(),
         }
     }
 
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
+            .args([sig, &self.proc.0.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
@@ -56,19 +40,12 @@ impl WorkerProc {
     fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let t = Instant::now();
         while t.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.proc.0.try_wait().unwrap() {
                 return Some(status.code().unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         None
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -87,6 +64,14 @@ async fn wait_for<F: AsyncFnMut() -> bool>(limit: Duration, what: &str, mut f: F
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// Waits up to `secs` seconds for the first task of `sim` to run (`what`: for the message).
+async fn first_task_runs(conn: &mut db::Conn, sim: i64, secs: u64, what: &str) {
+    wait_for(Duration::from_secs(secs), what, async || {
+        tasks(conn, sim).await[0].task_state == TaskState::Running
+    })
+    .await;
 }
 
 async fn state(conn: &mut db::Conn, sim: i64) -> JobState {
@@ -114,15 +99,9 @@ async fn two_workers_share_one_queue_and_never_run_a_task_twice() {
     )
     .await
     .unwrap();
-    wait_for(
-        Duration::from_secs(30),
-        "both simulations to complete",
-        async || {
-            state(&mut conn, sims[0]).await == JobState::Completed
-                && state(&mut conn, sims[1]).await == JobState::Completed
-        },
-    )
-    .await;
+    for sim in sims {
+        wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(30)).await;
+    }
     let mut owners = std::collections::HashSet::new();
     for sim in sims {
         for t in tasks(&mut conn, sim).await {
@@ -149,12 +128,7 @@ async fn a_task_of_a_killed_worker_is_finished_by_another_exactly_once() {
         "doomed",
         &["--handler", "sleep:60000", "--lease-secs", "2"],
     );
-    wait_for(
-        Duration::from_secs(10),
-        "the task to run on the first worker",
-        async || tasks(&mut conn, sim).await[0].task_state == TaskState::Running,
-    )
-    .await;
+    first_task_runs(&mut conn, sim, 10, "the task to run on the first worker").await;
     a.signal("-KILL");
     assert!(a.wait_exit(Duration::from_secs(5)).is_some());
     let _b = WorkerProc::start(
@@ -162,12 +136,8 @@ async fn a_task_of_a_killed_worker_is_finished_by_another_exactly_once() {
         "rescuer",
         &["--handler", "sleep:200", "--lease-secs", "2"],
     );
-    wait_for(
-        Duration::from_secs(20),
-        "the simulation to complete",
-        async || state(&mut conn, sim).await == JobState::Completed,
-    )
-    .await;
+    let limit = Duration::from_secs(20);
+    wait_state(&mut conn, sim, JobState::Completed, limit).await;
     let t = &tasks(&mut conn, sim).await[0];
     assert_eq!(t.attempts, 2);
     assert_eq!(t.lease_owner.as_deref(), Some("rescuer"));
@@ -188,22 +158,12 @@ async fn canceling_a_running_simulation_stops_its_task_within_a_second() {
         "w",
         &["--handler", "sleep:60000", "--concurrency", "1"],
     );
-    wait_for(
-        Duration::from_secs(10),
-        "the first task to run",
-        async || tasks(&mut conn, first).await[0].task_state == TaskState::Running,
-    )
-    .await;
+    first_task_runs(&mut conn, first, 10, "the first task to run").await;
     let second = submit(&mut conn, 1).await;
     let t0 = Instant::now();
     cancel(&mut conn, first).await;
     // The only slot frees when the canceled run stops: the next task starts.
-    wait_for(
-        Duration::from_secs(3),
-        "the next task to start",
-        async || tasks(&mut conn, second).await[0].task_state == TaskState::Running,
-    )
-    .await;
+    first_task_runs(&mut conn, second, 3, "the next task to start").await;
     eprintln!("cancel to next start: {:?}", t0.elapsed());
     assert_eq!(state(&mut conn, first).await, JobState::Canceled);
     assert_eq!(
@@ -220,12 +180,8 @@ async fn a_simulation_canceled_while_pending_never_runs() {
     cancel(&mut conn, sim).await;
     let _w = WorkerProc::start(&db, "w", &["--handler", "sleep:10"]);
     let other = submit(&mut conn, 1).await;
-    wait_for(
-        Duration::from_secs(10),
-        "the other simulation to complete",
-        async || state(&mut conn, other).await == JobState::Completed,
-    )
-    .await;
+    let limit = Duration::from_secs(10);
+    wait_state(&mut conn, other, JobState::Completed, limit).await;
     for t in tasks(&mut conn, sim).await {
         assert_eq!((t.task_state, t.attempts), (TaskState::Canceled, 0));
     }
@@ -267,10 +223,6 @@ async fn sigterm_hands_running_tasks_back_and_loses_nothing() {
         assert_eq!(t.attempts, 0, "a handed-back run does not use an attempt");
     }
     let _next = WorkerProc::start(&db, "next", &["--handler", "sleep:50"]);
-    wait_for(
-        Duration::from_secs(10),
-        "the simulation to complete",
-        async || state(&mut conn, sim).await == JobState::Completed,
-    )
-    .await;
+    let limit = Duration::from_secs(10);
+    wait_state(&mut conn, sim, JobState::Completed, limit).await;
 }

@@ -10,59 +10,26 @@ mod support;
 use db::aggregation::Aggregation;
 use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
-use db::testing::TestDb;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 use support::reference::{convertmc_pages, RefPage};
-use support::{failure_of, shared_data, tasks, wait_state, Worker};
-
-/// The input files in `dir` (`beam.dat`, `detect.dat`, `geo.dat`, `mat.dat`) and the
-/// stand-in's `standin.json`.
-fn input_from(dir: &Path, standin: serde_json::Value) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    for name in ["beam.dat", "detect.dat", "geo.dat", "mat.dat"] {
-        f.insert(
-            name.to_string(),
-            std::fs::read_to_string(dir.join(name)).unwrap(),
-        );
-    }
-    f.insert("standin.json".into(), standin.to_string());
-    f
-}
+use support::{shared_data, SimTest};
 
 /// The captured SHIELD-HIT12A v1.0.0 run: a 2-D mesh of dose and one of fluence.
 fn captured(mode: &str) -> BTreeMap<String, String> {
-    input_from(
-        &shared_data("captured/shieldhit/input"),
-        serde_json::json!({"mode": mode}),
-    )
+    support::captured_shieldhit(serde_json::json!({"mode": mode}))
 }
 
-fn start(db: &TestDb, with_program: bool) -> Worker {
-    Worker::start(
-        db,
-        &[("--shieldhit", "shieldhit")][..usize::from(with_program)],
-    )
-}
-
-async fn submit(
-    conn: &mut db::Conn,
-    ntasks: i32,
-    primaries: i64,
-    input: &BTreeMap<String, String>,
-) -> i64 {
-    let input = SimulationInput::Files(input.clone());
-    support::submit(conn, SimType::Shieldhit, ntasks, primaries, &input).await
-}
-
-async fn failure(input: &BTreeMap<String, String>, conn: &mut db::Conn) -> (i64, String) {
-    failure_of(
-        conn,
+async fn start(with_program: bool) -> SimTest {
+    SimTest::start(
         SimType::Shieldhit,
-        &SimulationInput::Files(input.clone()),
+        ("--shieldhit", "shieldhit"),
+        with_program,
     )
     .await
+}
+
+fn files(input: BTreeMap<String, String>) -> SimulationInput {
+    SimulationInput::Files(input)
 }
 
 /// Compares merged pages with pymchelper's own merge of the same files: `tol` relative for
@@ -102,18 +69,16 @@ fn assert_same_pages(got: &[db::results::ResultPage], want: &[RefPage], tol: f64
 
 #[tokio::test]
 async fn the_captured_run_completes_through_the_real_converter() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let sim = submit(&mut conn, 2, 40, &captured("ok")).await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(90)).await;
+    let mut h = start(true).await;
+    let sim = h.submit(2, 40, files(captured("ok"))).await;
+    h.wait(sim, JobState::Completed, 90).await;
 
-    let ts = tasks(&mut conn, sim).await;
+    let ts = h.tasks(sim).await;
     for t in &ts {
         assert_eq!(t.task_state, TaskState::Completed);
         // The weight is what the .bdo says was simulated: the captured run's 20.
         assert_eq!((t.requested_primaries, t.simulated_primaries), (20, 20));
-        let out = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        let out = h.log(sim, Some(t.id), "stdout").await;
         let offset = t.task_index + 1;
         assert!(
             out.contains(&format!(
@@ -128,14 +93,14 @@ async fn the_captured_run_completes_through_the_real_converter() {
             .find(|l| l.contains("Random number seed RNDSEED"))
             .map(str::to_string)
     };
-    let first = support::log_text(&mut conn, sim, Some(ts[0].id), "stdout").await;
+    let first = h.log(sim, Some(ts[0].id), "stdout").await;
     assert_ne!(
         rnd(&first),
         Some("  Random number seed RNDSEED               : 89736501".into()),
         "each simulation gets its own RNDSEED"
     );
 
-    let got = db::results::read_all(&mut conn, sim).await.unwrap();
+    let got = db::results::read_all(&mut h.conn, sim).await.unwrap();
     let out = shared_data("captured/shieldhit/output");
     let want = convertmc_pages(&[
         (out.join("fluence.bdo"), "fluence_0001.bdo".to_string()),
@@ -153,19 +118,12 @@ async fn the_captured_run_completes_through_the_real_converter() {
 #[tokio::test]
 async fn every_aggregation_kind_merges_like_pymchelper() {
     const OFFSETS: [u32; 7] = [1, 2, 3, 11, 12, 13, 14];
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
+    let mut h = start(true).await;
     let dir = shared_data("shieldhit/averaging");
-    let input = input_from(&dir, serde_json::json!({"replay": dir, "offsets": OFFSETS}));
-    let sim = submit(&mut conn, 7, 7000, &input).await;
-    wait_state(
-        &mut conn,
-        sim,
-        JobState::Completed,
-        Duration::from_secs(120),
-    )
-    .await;
+    let input =
+        support::shieldhit_files(&dir, serde_json::json!({"replay": dir, "offsets": OFFSETS}));
+    let sim = h.submit(7, 7000, files(input)).await;
+    h.wait(sim, JobState::Completed, 120).await;
 
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -179,7 +137,7 @@ async fn every_aggregation_kind_merges_like_pymchelper() {
         }
     }
     let want = convertmc_pages(&files);
-    let got = db::results::read_all(&mut conn, sim).await.unwrap();
+    let got = db::results::read_all(&mut h.conn, sim).await.unwrap();
     assert_same_pages(&got, &want, 1e-12);
     let kinds: std::collections::HashSet<_> = got.iter().map(|p| p.aggregation).collect();
     assert_eq!(kinds.len(), 4, "copy, sum, mean and concat: {kinds:?}");
@@ -187,7 +145,7 @@ async fn every_aggregation_kind_merges_like_pymchelper() {
     // Each task is weighted by what its run really simulated (its files say fewer than the
     // 1000 requested: the runs stopped early), and shows that count.
     // The last four files say 10: those runs stopped after 10 of their 1000.
-    let ts = tasks(&mut conn, sim).await;
+    let ts = h.tasks(sim).await;
     let simulated: Vec<i64> = ts.iter().map(|t| t.simulated_primaries).collect();
     assert_eq!(simulated, [1000, 1000, 1000, 10, 10, 10, 10]);
     assert!(ts.iter().all(|t| t.requested_primaries == 1000));
@@ -206,35 +164,27 @@ async fn every_aggregation_kind_merges_like_pymchelper() {
 
 #[tokio::test]
 async fn a_crash_fails_the_task_and_keeps_its_logs() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let (sim, err) = failure(&captured("crash"), &mut conn).await;
-    assert!(
-        err.contains("exited with code 3") && err.contains("particle lost in geometry"),
-        "{err}"
-    );
-    let stderr = support::log_text(&mut conn, sim, None, "stderr").await;
-    assert!(stderr.contains("particle lost"));
-    let stdout = support::log_text(&mut conn, sim, None, "stdout").await;
+    let mut h = start(true).await;
+    let error = ["exited with code 3", "particle lost in geometry"];
+    let input = files(captured("crash"));
+    let sim = h
+        .fails_keeping_log(input, &error, ("stderr", "particle lost"))
+        .await;
+    let stdout = h.log(sim, None, "stdout").await;
     assert!(stdout.contains("SHIELD-HIT12A"));
 }
 
 #[tokio::test]
 async fn canceling_kills_a_hanging_simulator() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let w = start(&db, true);
+    let mut h = start(true).await;
     let input = SimulationInput::Files(captured("hang"));
-    support::cancel_kills_a_hanging_program(&mut conn, &w, SimType::Shieldhit, &input).await;
+    h.cancel_kills_a_hanging_program(input).await;
 }
 
 #[tokio::test]
 async fn truncated_output_is_a_clear_failure() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let (_, err) = failure(&captured("truncate"), &mut conn).await;
+    let mut h = start(true).await;
+    let (_, err) = h.failure(files(captured("truncate"))).await;
     assert!(
         err.contains("could not convert") || err.contains("could not read the output of"),
         "{err}"
@@ -245,33 +195,27 @@ async fn truncated_output_is_a_clear_failure() {
 
 #[tokio::test]
 async fn a_run_that_saves_nothing_names_the_cause() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let (_, err) = failure(&captured("empty"), &mut conn).await;
+    let mut h = start(true).await;
+    let (_, err) = h.failure(files(captured("empty"))).await;
     assert!(err.contains("wrote no .bdo result files"), "{err}");
 }
 
 #[tokio::test]
 async fn a_worker_without_shieldhit_says_so() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, false);
-    let (_, err) = failure(&captured("ok"), &mut conn).await;
+    let mut h = start(false).await;
+    let (_, err) = h.failure(files(captured("ok"))).await;
     assert!(err.contains("SHIELD-HIT12A is not configured"), "{err}");
 }
 
 #[tokio::test]
 async fn hostile_input_file_names_are_refused_in_the_work_directory() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let w = start(&db, true);
+    let mut h = start(true).await;
     let mut input = captured("ok");
     input.insert("../escaped.dat".into(), "x".into());
-    let (_, err) = failure(&input, &mut conn).await;
+    let (_, err) = h.failure(files(input)).await;
     assert!(
         err.contains("input file name \"../escaped.dat\" contains a path separator"),
         "{err}"
     );
-    assert!(!w.work_root.join("escaped.dat").exists());
+    assert!(!h.worker.work_root.join("escaped.dat").exists());
 }

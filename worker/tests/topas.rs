@@ -10,10 +10,8 @@ mod support;
 use db::aggregation::Aggregation;
 use db::enums::{JobState, SimType};
 use db::inputs::SimulationInput;
-use db::testing::TestDb;
 use std::collections::BTreeMap;
-use std::time::Duration;
-use support::{shared_data, tasks, wait_state, Worker};
+use support::{shared_data, SimTest};
 
 /// The parameter file of the captured run (20 histories of 60 MeV protons, two fluence
 /// scorers of 4 × 4 × 1 bins).
@@ -46,17 +44,8 @@ fn captured_mean(file: &str) -> Vec<f64> {
         .collect()
 }
 
-fn start(db: &TestDb, with_program: bool) -> Worker {
-    Worker::start(db, &[("--topas", "topas")][..usize::from(with_program)])
-}
-
-async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64, input: SimulationInput) -> i64 {
-    support::submit(conn, SimType::Topas, ntasks, primaries, &input).await
-}
-
-/// Submits a one-task simulation that must fail; returns its id and the task's error.
-async fn failure_of(conn: &mut db::Conn, input: SimulationInput) -> (i64, String) {
-    support::failure_of(conn, SimType::Topas, &input).await
+async fn start(with_program: bool) -> SimTest {
+    SimTest::start(SimType::Topas, ("--topas", "topas"), with_program).await
 }
 
 /// The seed the worker logged for each task ("TOPAS task: …, Ts/Seed S").
@@ -75,30 +64,30 @@ async fn seeds(conn: &mut db::Conn, sim: i64, ts: &[db::models::Task]) -> Vec<u6
 
 #[tokio::test]
 async fn the_captured_run_in_three_tasks_merges_to_the_history_weighted_mean() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let sim = submit(&mut conn, 3, 10_000, SimulationInput::Files(files(&[]))).await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
+    let mut h = start(true).await;
+    let sim = h
+        .submit(3, 10_000, SimulationInput::Files(files(&[])))
+        .await;
+    h.wait(sim, JobState::Completed, 60).await;
 
-    let ts = tasks(&mut conn, sim).await;
+    let ts = h.tasks(sim).await;
     let requested: Vec<i64> = ts.iter().map(|t| t.requested_primaries).collect();
     assert_eq!(requested, vec![3334, 3333, 3333]);
     for t in &ts {
         // The primaries shown are the histories TOPAS reported for the count it was given.
         assert_eq!(t.simulated_primaries, t.requested_primaries);
-        let log = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        let log = h.log(sim, Some(t.id), "stdout").await;
         let line = format!(
             "Particle source Demo: Total number of histories: {}",
             t.requested_primaries
         );
         assert!(log.contains(&line), "{line}");
     }
-    let s = seeds(&mut conn, sim, &ts).await;
+    let s = seeds(&mut h.conn, sim, &ts).await;
     let unique: std::collections::HashSet<_> = s.iter().collect();
     assert_eq!(unique.len(), 3, "each task gets its own seed: {s:?}");
 
-    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
+    let pages = db::results::read_all(&mut h.conn, sim).await.unwrap();
     let names: Vec<&str> = pages.iter().map(|p| p.estimator.as_str()).collect();
     assert_eq!(names, ["FluenceBPprotonsXY", "FluenceBPprotonsXY2"]);
     let n: f64 = requested.iter().sum::<i64>() as f64;
@@ -147,9 +136,7 @@ async fn the_captured_run_in_three_tasks_merges_to_the_history_weighted_mean() {
 /// histories, which stays off (it would double the histories TOPAS reports if set).
 #[tokio::test]
 async fn an_including_file_overrides_what_it_includes() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
+    let mut h = start(true).await;
     let main = "includeFile = minimal.txt\n\
                 so/demo/numberofhistoriesinrun = 5\n\
                 s:sc/fluencebpprotonsxy2/outputfile = \"second\"\n\
@@ -157,17 +144,17 @@ async fn an_including_file_overrides_what_it_includes() {
                 s:So/Off/Component = \"BeamPosition\"\n\
                 i:So/Off/NumberOfHistoriesInRun = 0\n";
     let input = files(&[("topas_config.txt", main)]);
-    let sim = submit(&mut conn, 2, 3000, SimulationInput::Files(input)).await;
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
-    let ts = tasks(&mut conn, sim).await;
+    let sim = h.submit(2, 3000, SimulationInput::Files(input)).await;
+    h.wait(sim, JobState::Completed, 60).await;
+    let ts = h.tasks(sim).await;
     for t in &ts {
         assert_eq!(t.simulated_primaries, 1500);
-        let log = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
+        let log = h.log(sim, Some(t.id), "stdout").await;
         assert!(log.contains("TOPAS task: topas_config.txt, so/demo/numberofhistoriesinrun = 1500"));
         assert!(log.contains("Particle source Off: Total number of histories: 0"));
         assert!(log.contains("Results have been written to file: second.csv"));
     }
-    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
+    let pages = db::results::read_all(&mut h.conn, sim).await.unwrap();
     let names: Vec<&str> = pages.iter().map(|p| p.estimator.as_str()).collect();
     assert_eq!(names, ["FluenceBPprotonsXY", "FluenceBPprotonsXY2"]);
     let want = captured_mean("fluence_bp_protons_xy2.csv");
@@ -178,35 +165,24 @@ async fn an_including_file_overrides_what_it_includes() {
 
 #[tokio::test]
 async fn a_crash_fails_the_task_and_keeps_its_logs() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let (sim, err) = failure_of(&mut conn, SimulationInput::Files(mode("crash"))).await;
-    assert!(
-        err.contains("TOPAS exited with code 1") && err.contains("G4Exception-END"),
-        "{err}"
-    );
-    let stderr = support::log_text(&mut conn, sim, None, "stderr").await;
-    assert!(stderr.contains("Track stuck or not moving"));
+    let mut h = start(true).await;
+    let input = SimulationInput::Files(mode("crash"));
+    let error = ["TOPAS exited with code 1", "G4Exception-END"];
+    let logged = ("stderr", "Track stuck or not moving");
+    h.fails_keeping_log(input, &error, logged).await;
 }
 
 #[tokio::test]
 async fn canceling_kills_a_hanging_topas() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let w = start(&db, true);
+    let mut h = start(true).await;
     let input = SimulationInput::Files(mode("hang"));
-    support::cancel_kills_a_hanging_program(&mut conn, &w, SimType::Topas, &input).await;
+    h.cancel_kills_a_hanging_program(input).await;
 }
 
 #[tokio::test]
 async fn a_truncated_scorer_file_is_a_clear_failure() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
-    let err = failure_of(&mut conn, SimulationInput::Files(mode("truncated")))
-        .await
-        .1;
+    let mut h = start(true).await;
+    let err = h.failure(SimulationInput::Files(mode("truncated"))).await.1;
     assert!(
         err.starts_with(
             "scorer FluenceBPprotonsXY: malformed scorer file fluence_bp_protons_xy.csv: "
@@ -217,14 +193,12 @@ async fn a_truncated_scorer_file_is_a_clear_failure() {
 
 #[tokio::test]
 async fn inputs_the_worker_cannot_run_are_refused_clearly() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, true);
+    let mut h = start(true).await;
     let two = files(&[(
         "topas_config.txt",
         "includeFile = minimal.txt\ni:So/Second/NumberOfHistoriesInRun = 10\n",
     )]);
-    let err = failure_of(&mut conn, SimulationInput::Files(two)).await.1;
+    let err = h.failure(SimulationInput::Files(two)).await.1;
     assert!(err.contains("2 sources with histories"), "{err}");
 
     let mut no_scorer = BTreeMap::new();
@@ -232,29 +206,21 @@ async fn inputs_the_worker_cannot_run_are_refused_clearly() {
         "topas_config.txt".to_string(),
         "i:So/Demo/NumberOfHistoriesInRun = 10\n".to_string(),
     );
-    let err = failure_of(&mut conn, SimulationInput::Files(no_scorer))
-        .await
-        .1;
+    let err = h.failure(SimulationInput::Files(no_scorer)).await.1;
     assert!(err.contains("defines no scorer"), "{err}");
 
     let mut none = files(&[]);
     none.remove("minimal.txt");
-    let err = failure_of(&mut conn, SimulationInput::Files(none)).await.1;
+    let err = h.failure(SimulationInput::Files(none)).await.1;
     assert!(err.contains("no parameter file"), "{err}");
 
-    let err = failure_of(&mut conn, SimulationInput::Editor("{}".into()))
-        .await
-        .1;
+    let err = h.failure(SimulationInput::Editor("{}".into())).await.1;
     assert!(err.contains("TOPAS needs parameter files"), "{err}");
 }
 
 #[tokio::test]
 async fn a_worker_without_topas_says_so() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let _w = start(&db, false);
-    let err = failure_of(&mut conn, SimulationInput::Files(files(&[])))
-        .await
-        .1;
+    let mut h = start(false).await;
+    let err = h.failure(SimulationInput::Files(files(&[]))).await.1;
     assert!(err.contains("TOPAS is not configured"), "{err}");
 }

@@ -370,7 +370,7 @@ async fn main() -> anyhow::Result<()> {
     let mut conn = db::connect(&cfg).await?;
     let mut problems: Vec<String> = Vec::new();
     let drained = loop {
-        let open = count(&mut conn, "SELECT count(*) AS n FROM simulations WHERE job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')").await?;
+        let open = tests::count(&mut conn, "SELECT count(*) AS n FROM simulations WHERE job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')").await?;
         if open == 0 {
             break drain_start.elapsed();
         }
@@ -434,7 +434,7 @@ async fn main() -> anyhow::Result<()> {
         }
         completed += 1;
     }
-    let total = count(&mut conn, "SELECT count(*) AS n FROM simulations").await?;
+    let total = tests::count(&mut conn, "SELECT count(*) AS n FROM simulations").await?;
     if total as usize != accepted.len() {
         // More rows than accepted answers: a Submit whose answer was lost in a fault.
         println!(
@@ -443,14 +443,14 @@ async fn main() -> anyhow::Result<()> {
             accepted.len()
         );
     }
-    let sick_completed = count(
+    let sick_completed = tests::count(
         &mut conn,
         "SELECT count(*) AS n FROM tasks t JOIN simulations s ON s.id = t.simulation_id
          WHERE t.task_state = 'COMPLETED' AND t.lease_owner = 'chaos-sick'
            AND s.sim_type = 'shieldhit'",
     )
     .await?;
-    let handed_on = count(
+    let handed_on = tests::count(
         &mut conn,
         "SELECT count(*) AS n FROM tasks WHERE last_error LIKE 'machine fault on worker chaos-sick%'",
     )
@@ -460,12 +460,12 @@ async fn main() -> anyhow::Result<()> {
             "the full-disk worker completed {sick_completed} tasks"
         ));
     }
-    let retried = count(
+    let retried = tests::count(
         &mut conn,
         "SELECT count(*) AS n FROM tasks WHERE attempts > 1",
     )
     .await?;
-    let max_attempts = count(
+    let max_attempts = tests::count(
         &mut conn,
         "SELECT coalesce(max(attempts), 0)::bigint AS n FROM tasks",
     )
@@ -533,15 +533,4 @@ async fn sample(conn: &mut db::Conn, sql: &str) -> anyhow::Result<Vec<String>> {
     }
     let rows: Vec<L> = diesel::sql_query(sql).load(conn).await?;
     Ok(rows.into_iter().map(|r| r.line).collect())
-}
-
-async fn count(conn: &mut db::Conn, sql: &str) -> anyhow::Result<i64> {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let rows: Vec<N> = diesel::sql_query(sql).load(conn).await?;
-    Ok(rows.into_iter().next().map_or(0, |r| r.n))
 }

@@ -7,9 +7,9 @@ pub mod reference;
 use db::enums::{InputType, JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
 use db::testing::{self, TestDb};
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A stand-in program from `tests/standins`.
@@ -20,31 +20,45 @@ pub fn standin(name: &str) -> PathBuf {
 }
 
 /// The real pymchelper `convertmc` (pinned; `scripts/test` installs it and sets `CONVERTMC`).
-/// Panics with a hint when it is not there: these tests never run on a stand-in converter.
-pub fn convertmc() -> PathBuf {
-    let path = std::env::var_os("CONVERTMC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pymchelper-2.9.6/bin/convertmc")
-        });
-    assert!(
-        path.is_file(),
-        "pymchelper's convertmc is not at {} (run scripts/test, which installs it, or set \
-         CONVERTMC)",
-        path.display()
-    );
-    path
-}
+pub use tests::convertmc;
 
 /// `<rel>` under the real simulator files (`sim_inputs::testdata`).
 pub fn shared_data(rel: &str) -> PathBuf {
     sim_inputs::testdata::pymchelper_data(rel)
 }
 
+/// SHIELD-HIT12A input files: `beam.dat`, `detect.dat`, `geo.dat` and `mat.dat` from `dir`,
+/// and the stand-in's `standin.json`.
+pub fn shieldhit_files(dir: &Path, standin: serde_json::Value) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    for name in ["beam.dat", "detect.dat", "geo.dat", "mat.dat"] {
+        f.insert(
+            name.to_string(),
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+        );
+    }
+    f.insert("standin.json".into(), standin.to_string());
+    f
+}
+
+/// The captured SHIELD-HIT12A v1.0.0 run's input (a 2-D mesh of dose and one of fluence),
+/// with `standin` for the stand-in.
+pub fn captured_shieldhit(standin: serde_json::Value) -> BTreeMap<String, String> {
+    shieldhit_files(&shared_data("captured/shieldhit/input"), standin)
+}
+
+/// A command for the `worker` binary this test run built, against the database at `url`,
+/// logging at `info` to the test's stderr; start it with [`tests::spawn_worker`].
+pub fn worker_command(url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
+    cmd.args(["--database-url", url]).env("RUST_LOG", "info");
+    cmd
+}
+
 /// A real `worker` process (concurrency 3, the real convertmc, its own work root),
 /// killed when dropped.
 pub struct Worker {
-    child: Child,
+    proc: tests::Proc,
     /// Where its per-task work directories are.
     pub work_root: PathBuf,
 }
@@ -58,39 +72,99 @@ impl Worker {
             std::process::id(),
             db.name()
         ));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
-        cmd.args([
-            "--database-url",
-            db.config().url_with_password(),
-            "--poll-secs",
-            "0.5",
-            "--concurrency",
-            "3",
-        ])
-        .arg("--convertmc")
-        .arg(convertmc())
-        .arg("--work-root")
-        .arg(&work_root)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped());
+        let mut cmd = worker_command(db.config().url_with_password());
+        cmd.args(["--poll-secs", "0.5", "--concurrency", "3"])
+            .arg("--convertmc")
+            .arg(convertmc())
+            .arg("--work-root")
+            .arg(&work_root);
         for (flag, program) in programs {
             cmd.arg(flag).arg(standin(program));
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("ready"), "{line:?}");
-        Self { child, work_root }
+        let proc = tests::spawn_worker(&mut cmd);
+        Self { proc, work_root }
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.proc.0.kill();
+        let _ = self.proc.0.wait();
         let _ = std::fs::remove_dir_all(&self.work_root);
+    }
+}
+
+/// One external simulator's test: a fresh test database, a connection to it, and a real
+/// worker that has the simulator's stand-in (or, to test its absence, not).
+pub struct SimTest {
+    /// The worker (killed when dropped, before the database goes).
+    pub worker: Worker,
+    /// A connection to the test database.
+    pub conn: db::Conn,
+    sim_type: SimType,
+    _db: TestDb,
+}
+
+impl SimTest {
+    /// Starts the worker with `program`, the flag and the stand-in such as
+    /// `("--fluka", "rfluka")`, or without it when `with_program` is false.
+    pub async fn start(sim_type: SimType, program: (&str, &str), with_program: bool) -> Self {
+        let db = TestDb::new().await;
+        let conn = db.conn().await;
+        let worker = Worker::start(&db, &[program][..usize::from(with_program)]);
+        Self {
+            worker,
+            conn,
+            sim_type,
+            _db: db,
+        }
+    }
+
+    /// [`submit`] of this simulator.
+    pub async fn submit(&mut self, ntasks: i32, primaries: i64, input: SimulationInput) -> i64 {
+        submit(&mut self.conn, self.sim_type, ntasks, primaries, &input).await
+    }
+
+    /// [`failure_of`] of this simulator.
+    pub async fn failure(&mut self, input: SimulationInput) -> (i64, String) {
+        failure_of(&mut self.conn, self.sim_type, &input).await
+    }
+
+    /// Submits `input`, which must fail without retries with an error containing every one
+    /// of `error`, and checks that its stored log `log` ("stdout" or "stderr") contains
+    /// `logged`; returns the simulation's id.
+    pub async fn fails_keeping_log(
+        &mut self,
+        input: SimulationInput,
+        error: &[&str],
+        (log, logged): (&str, &str),
+    ) -> i64 {
+        let (sim, err) = self.failure(input).await;
+        assert!(error.iter().all(|e| err.contains(e)), "{err}");
+        let text = self.log(sim, None, log).await;
+        assert!(text.contains(logged), "{log}: {text}");
+        sim
+    }
+
+    /// [`wait_state`], for at most `secs` seconds.
+    pub async fn wait(&mut self, sim: i64, want: JobState, secs: u64) {
+        wait_state(&mut self.conn, sim, want, Duration::from_secs(secs)).await;
+    }
+
+    /// [`tasks`] of `sim`.
+    pub async fn tasks(&mut self, sim: i64) -> Vec<db::models::Task> {
+        tasks(&mut self.conn, sim).await
+    }
+
+    /// [`log_text`] of `sim`.
+    pub async fn log(&mut self, sim: i64, task: Option<i64>, name: &str) -> String {
+        log_text(&mut self.conn, sim, task, name).await
+    }
+
+    /// [`cancel_kills_a_hanging_program`] of this simulator.
+    pub async fn cancel_kills_a_hanging_program(&mut self, input: SimulationInput) {
+        let (conn, worker) = (&mut self.conn, &self.worker);
+        cancel_kills_a_hanging_program(conn, worker, self.sim_type, &input).await;
     }
 }
 
@@ -111,7 +185,8 @@ pub async fn submit(
     testing::submit(conn, new, Some(input)).await
 }
 
-/// Waits until the simulation is in state `want`.
+/// Waits until the simulation is in state `want`; fails as soon as it ends in another
+/// (final) state.
 pub async fn wait_state(conn: &mut db::Conn, sim: i64, want: JobState, limit: Duration) {
     let t = Instant::now();
     loop {
@@ -119,6 +194,7 @@ pub async fn wait_state(conn: &mut db::Conn, sim: i64, want: JobState, limit: Du
         if s == want {
             return;
         }
+        assert!(!s.is_terminal(), "simulation {sim} ended {s}, not {want}");
         assert!(
             t.elapsed() < limit,
             "simulation {sim} is {s}, not {want}, after {limit:?}"
