@@ -1,0 +1,421 @@
+//! The SLURM commands against a real single-node SLURM (`scripts/slurm-single-node start`),
+//! each scenario both ways: on this host, and over SSH to a real sshd on loopback
+//! (`scripts/sshd-loopback start`). scripts/test starts both when it runs as root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use slurm::{
+    ElementState, ElementStatus, FailReason, JobId, JobSpec, SbatchOption, Slurm, SshSession,
+    SshTarget, Transport,
+};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The sshd settings `scripts/sshd-loopback env` prints.
+fn sshd_env() -> HashMap<String, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(root.join("scripts/sshd-loopback"))
+        .arg("env")
+        .output()
+        .expect("scripts/sshd-loopback env");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn require_slurm() {
+    let ok = std::process::Command::new("sinfo")
+        .arg("-h")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "no SLURM answers here: run `scripts/slurm-single-node start` (as root) first"
+    );
+}
+
+/// A fresh job directory, unique per test and transport.
+fn job_dir(test: &str, via: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "/var/tmp/sim-slurm-tests/{test}-{via}-{}-{nanos}",
+        std::process::id()
+    )
+}
+
+async fn ssh_session() -> Arc<SshSession> {
+    let env = sshd_env();
+    let target = SshTarget {
+        host: env["SIM_SSH_HOST"].clone(),
+        port: env["SIM_SSH_PORT"].parse().unwrap(),
+        user: env["SIM_SSH_USER"].clone(),
+        key_path: Some(env["SIM_SSH_KEY"].clone().into()),
+        known_hosts: Some(env["SIM_SSH_KNOWN_HOSTS"].clone().into()),
+    };
+    let dir = std::env::temp_dir().join(format!("simssh-{}-{}", std::process::id(), fastrand()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Arc::new(
+        SshSession::connect(target, &dir)
+            .await
+            .expect("ssh to the loopback sshd (scripts/sshd-loopback start)"),
+    )
+}
+
+fn fastrand() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+async fn slurm(via: &str) -> Slurm {
+    require_slurm();
+    match via {
+        "local" => Slurm::new(Transport::Local),
+        _ => Slurm::new(Transport::Ssh(ssh_session().await)),
+    }
+}
+
+/// Polls until every job's elements are final (at least `min` lines), or panics after `limit`.
+async fn wait_final(s: &Slurm, jobs: &[JobId], min: usize, limit: Duration) -> Vec<ElementStatus> {
+    let start = Instant::now();
+    loop {
+        let st = s.poll(jobs).await.unwrap();
+        if st.len() >= min && st.iter().all(|e| e.state.is_final()) {
+            return st;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "jobs {jobs:?} not final after {limit:?}: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const ELEMENT: &str = "#!/bin/sh\nset -eu\ni=$SLURM_ARRAY_TASK_ID\nif [ \"$i\" = 2 ]; then echo 'element 2 fails' >&2; exit 1; fi\necho \"seed $((1000 + i))\" > \"result-$i\"\n";
+const COLLECT: &str = "#!/bin/sh\nls result-* | sort > collected\n";
+
+async fn array_and_collect(via: &str) {
+    let s = slurm(via).await;
+    let dir = job_dir("array", via);
+    s.write_file(&format!("{dir}/element.sh"), ELEMENT.as_bytes(), true)
+        .await
+        .unwrap();
+    s.write_file(&format!("{dir}/collect.sh"), COLLECT.as_bytes(), true)
+        .await
+        .unwrap();
+    let comment: SbatchOption = "--comment=a|b&c".parse().unwrap();
+    let opts = [comment];
+    let array = s
+        .submit(&JobSpec {
+            name: "sim-test",
+            job_dir: &dir,
+            script: &format!("{dir}/element.sh"),
+            array: Some((0, 3)),
+            after_any: None,
+            partition: Some("debug"),
+            output: "element-%a.out",
+            options: &opts,
+        })
+        .await
+        .unwrap();
+    let collect = s
+        .submit(&JobSpec {
+            name: "sim-test-collect",
+            job_dir: &dir,
+            script: &format!("{dir}/collect.sh"),
+            array: None,
+            after_any: Some(array),
+            partition: None,
+            output: "collect.out",
+            options: &[],
+        })
+        .await
+        .unwrap();
+    // The comment with shell metacharacters reached SLURM as one argument, intact.
+    let comment = s
+        .transport()
+        .run(
+            &[
+                "squeue",
+                "--noheader",
+                &format!("--jobs={array}"),
+                "--format=%k",
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let comment = String::from_utf8(comment).unwrap();
+    assert!(
+        comment.lines().all(|l| l.trim() == "a|b&c") && !comment.is_empty(),
+        "{comment:?}"
+    );
+
+    let st = wait_final(&s, &[array, collect], 5, Duration::from_secs(120)).await;
+    let elements: Vec<&ElementStatus> = st.iter().filter(|e| e.job == array).collect();
+    assert_eq!(elements.len(), 4, "{st:?}");
+    for e in &elements {
+        let want = if e.index == Some(2) {
+            ElementState::Failed(FailReason::NonZeroExit)
+        } else {
+            ElementState::Completed
+        };
+        assert_eq!(e.state, want, "{e:?}");
+    }
+    let c: Vec<&ElementStatus> = st.iter().filter(|e| e.job == collect).collect();
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].index, &c[0].state), (None, &ElementState::Completed));
+    let collected = s
+        .read_file(&format!("{dir}/collected"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(collected).unwrap(),
+        "result-0\nresult-1\nresult-3\n"
+    );
+    let err = s
+        .read_file(&format!("{dir}/element-2.out"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8(err).unwrap(), "element 2 fails\n");
+    s.remove_dir(&dir).await.unwrap();
+    assert_eq!(
+        s.read_file(&format!("{dir}/collected")).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn array_with_a_failing_element_then_collect_local() {
+    array_and_collect("local").await;
+}
+
+#[tokio::test]
+async fn array_with_a_failing_element_then_collect_ssh() {
+    array_and_collect("ssh").await;
+}
+
+async fn cancel_while_running(via: &str) {
+    let s = slurm(via).await;
+    let dir = job_dir("cancel", via);
+    let script = format!("{dir}/sleep.sh");
+    s.write_file(&script, b"#!/bin/sh\nsleep 600\n", true)
+        .await
+        .unwrap();
+    let spec = JobSpec {
+        name: "sim-test-cancel",
+        job_dir: &dir,
+        script: &script,
+        array: Some((0, 1)),
+        after_any: None,
+        partition: None,
+        output: "element-%a.out",
+        options: &[],
+    };
+    let array = s.submit(&spec).await.unwrap();
+    let collect = s
+        .submit(&JobSpec {
+            array: None,
+            after_any: Some(array),
+            output: "collect.out",
+            ..spec.clone()
+        })
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while !s
+        .poll(&[array])
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.state == ElementState::Running)
+    {
+        assert!(start.elapsed() < Duration::from_secs(60), "never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.cancel(&[array, collect]).await.unwrap();
+    let st = wait_final(&s, &[array, collect], 3, Duration::from_secs(60)).await;
+    assert!(
+        st.iter()
+            .all(|e| e.state == ElementState::Failed(FailReason::Cancelled)),
+        "{st:?}"
+    );
+    // No job of it is left in the queue.
+    let left = s
+        .transport()
+        .run(
+            &["squeue", "--noheader", &format!("--jobs={array},{collect}")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(left).unwrap().trim(), "");
+    // Cancelling again is not an error.
+    s.cancel(&[array, collect]).await.unwrap();
+    s.remove_dir(&dir).await.unwrap();
+    assert_eq!(s.read_file(&script).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn cancel_while_running_local() {
+    cancel_while_running("local").await;
+}
+
+#[tokio::test]
+async fn cancel_while_running_ssh() {
+    cancel_while_running("ssh").await;
+}
+
+async fn time_limit(via: &str) {
+    let s = slurm(via).await;
+    let dir = job_dir("timeout", via);
+    let script = format!("{dir}/sleep.sh");
+    s.write_file(&script, b"#!/bin/sh\nsleep 600\n", true)
+        .await
+        .unwrap();
+    let opts = ["--time=1".parse::<SbatchOption>().unwrap()];
+    let array = s
+        .submit(&JobSpec {
+            name: "sim-test-timeout",
+            job_dir: &dir,
+            script: &script,
+            array: Some((0, 0)),
+            after_any: None,
+            partition: None,
+            output: "element-%a.out",
+            options: &opts,
+        })
+        .await
+        .unwrap();
+    // --time=1 is one minute; SLURM checks limits about every 30 s.
+    let st = wait_final(&s, &[array], 1, Duration::from_secs(240)).await;
+    assert_eq!(
+        st[0].state,
+        ElementState::Failed(FailReason::Timeout),
+        "{st:?}"
+    );
+    s.remove_dir(&dir).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_element_past_its_time_limit_is_timeout_local() {
+    time_limit("local").await;
+}
+
+#[tokio::test]
+async fn an_element_past_its_time_limit_is_timeout_ssh() {
+    time_limit("ssh").await;
+}
+
+/// The owners' pids of the established TCP connections to the sshd's port.
+fn ssh_connection_owners(port: &str) -> Vec<u32> {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-Htnp",
+            "state",
+            "established",
+            &format!("( dport = :{port} )"),
+        ])
+        .output()
+        .expect("ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("pid=").nth(1)?.split(',').next()?.parse().ok())
+        .collect()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn twenty_polls_use_one_ssh_connection_and_a_lost_master_comes_back() {
+    let session = ssh_session().await;
+    let port = session.target().port.to_string();
+    let master = session.master_pid().await.expect("master pid");
+    let s = Slurm::new(Transport::Ssh(session.clone()));
+    let dir = job_dir("polls", "ssh");
+    let script = format!("{dir}/sleep.sh");
+    s.write_file(&script, b"#!/bin/sh\nsleep 30\n", true)
+        .await
+        .unwrap();
+    let array = s
+        .submit(&JobSpec {
+            name: "sim-test-polls",
+            job_dir: &dir,
+            script: &script,
+            array: Some((0, 3)),
+            after_any: None,
+            partition: None,
+            output: "element-%a.out",
+            options: &[],
+        })
+        .await
+        .unwrap();
+    // A sampler counts, every 2 ms during the 20 polls, the connections of our master and of
+    // any ssh this test process started itself (other tests hold their own masters).
+    let me = std::process::id();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, port) = (stop.clone(), port.clone());
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let owners = ssh_connection_owners(&port);
+                let ours = owners
+                    .iter()
+                    .filter(|&&p| p == master || parent_of(p) == Some(me))
+                    .count();
+                seen.insert(ours);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen
+        })
+    };
+    for _ in 0..20 {
+        assert_eq!(s.poll(&[array]).await.unwrap().len(), 4);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = sampler.join().unwrap();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [1],
+        "connection counts seen during 20 polls"
+    );
+    // The master is gone; the next command starts a new one.
+    session.close().await;
+    assert!(!session.is_alive().await);
+    assert_eq!(s.poll(&[array]).await.unwrap().len(), 4);
+    assert!(session.is_alive().await);
+    assert_ne!(session.master_pid().await, Some(master));
+    s.cancel(&[array]).await.unwrap();
+    s.remove_dir(&dir).await.unwrap();
+}
+
+#[tokio::test]
+async fn unsafe_paths_are_not_removed() {
+    let s = Slurm::new(Transport::Local);
+    for p in ["", "/", "/var", "relative/dir", "/var/tmp/../.."] {
+        assert!(
+            matches!(s.remove_dir(p).await, Err(slurm::SlurmError::UnsafePath(_))),
+            "{p:?}"
+        );
+    }
+}
