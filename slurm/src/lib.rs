@@ -5,6 +5,7 @@
 //! Nothing here knows the database; the batch component maps these onto tasks.
 
 pub mod client;
+pub mod job_dir;
 pub mod options;
 pub mod ssh;
 pub mod state;
