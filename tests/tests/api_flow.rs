@@ -15,7 +15,7 @@ async fn submit_watch_and_read_results_through_the_real_binaries() {
     let url = db.config().url_with_password();
     tests::add_user(url, "alice", "pw-alice");
     let (_api, addr) = tests::start_api(url);
-    let _worker = tests::start_worker(url, &["--concurrency", "2", "--poll-secs", "0.5"]);
+    let _worker = tests::start_worker(url, &["--concurrency", "2", "--poll", "0.5"]);
 
     let (mut sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
     let editor = serde_json::json!({

@@ -79,7 +79,7 @@ async fn every_generated_page_shape_is_served_with_its_axes() {
         &[
             "--concurrency",
             "2",
-            "--poll-secs",
+            "--poll",
             "0.5",
             "--shieldhit",
             standin.to_str().unwrap(),

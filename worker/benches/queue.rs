@@ -22,7 +22,7 @@ fn start_worker(db: &TestDb, id: &str, concurrency: &str) -> tests::Proc {
         Command::new(env!("CARGO_BIN_EXE_worker"))
             .args(["--database-url", db.config().url_with_password()])
             .args(["--worker-id", id, "--handler", "noop"])
-            .args(["--concurrency", concurrency, "--poll-secs", "1"])
+            .args(["--concurrency", concurrency, "--poll", "1"])
             .env("RUST_LOG", "warn"),
     )
 }

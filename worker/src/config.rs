@@ -1,20 +1,22 @@
 //! Worker settings: every one a flag and an environment variable.
 
 use clap::Parser;
+use db::config::{format_duration, parse_duration, DbArgs};
 use std::path::PathBuf;
 use std::time::Duration;
 use worker::handlers::HandlerKind;
 use worker::settings::{
-    default_concurrency, default_work_root, default_worker_id, Settings, MAX_WAIT,
+    default_concurrency, default_work_root, default_worker_id, Settings, DEFAULT_GRACE,
+    DEFAULT_LEASE, DEFAULT_POLL, MAX_LEASE, MAX_WAIT, MIN_LEASE,
 };
 
 /// The task worker: claims tasks from PostgreSQL, runs simulators, stores results.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "worker", version, about)]
 pub struct Config {
-    /// PostgreSQL URL (or set DB_HOST, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME, DB_SOCKET_DIR).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub database_url: Option<String>,
+    /// The database connection.
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// Tasks run at once (default: the number of cores).
     #[arg(long, env = "WORKER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -24,17 +26,20 @@ pub struct Config {
     #[arg(long, env = "WORKER_ID")]
     pub worker_id: Option<String>,
 
-    /// Lease length in seconds; a heartbeat renews it every third of that.
-    #[arg(long, env = "WORKER_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
-    pub lease_secs: u64,
+    /// Lease length (2s to 1h); a heartbeat renews it every third of that.
+    #[arg(long, env = "WORKER_LEASE", value_name = "DURATION",
+          default_value_t = Dur(DEFAULT_LEASE), value_parser = parse_lease)]
+    pub lease: Dur,
 
-    /// Seconds between queue polls when no notification arrives.
-    #[arg(long, env = "WORKER_POLL_SECS", default_value_t = 2.0)]
-    pub poll_secs: f64,
+    /// Time between queue polls when no notification arrives.
+    #[arg(long, env = "WORKER_POLL", value_name = "DURATION",
+          default_value_t = Dur(DEFAULT_POLL), value_parser = duration)]
+    pub poll: Dur,
 
-    /// Seconds that running tasks get to finish after SIGTERM before they are handed back.
-    #[arg(long, env = "WORKER_GRACE_SECS", default_value_t = 10.0)]
-    pub grace_secs: f64,
+    /// Time running tasks get to finish after SIGTERM before they are handed back.
+    #[arg(long, env = "WORKER_GRACE", value_name = "DURATION",
+          default_value_t = Dur(DEFAULT_GRACE), value_parser = duration)]
+    pub grace: Dur,
 
     /// What runs a task: `simulators` (the real ones), or `noop` / `sleep:MS` for benchmarks
     /// and tests of the queue itself, or `panic` for tests of the worker's panic guard.
@@ -87,12 +92,10 @@ fn parse_handler(s: &str) -> Result<HandlerKind, String> {
 }
 
 impl Config {
-    /// The database connection: `--database-url`, or the `DB_*` variables.
+    /// The database connection: `--database-url`, or the `--db-*` flags and `DB_*`
+    /// variables.
     pub fn db_config(&self) -> anyhow::Result<db::DbConfig> {
-        Ok(match &self.database_url {
-            Some(url) if !url.is_empty() => db::DbConfig::from_url(url.clone())?,
-            _ => db::DbConfig::from_env()?,
-        })
+        Ok(self.db.config()?)
     }
 
     /// The settings these flags make.
@@ -110,16 +113,42 @@ impl Config {
             concurrency: self
                 .concurrency
                 .map_or_else(default_concurrency, |c| c as usize),
-            lease: Duration::from_secs(self.lease_secs),
-            poll: secs(self.poll_secs),
-            grace: secs(self.grace_secs),
+            lease: self.lease.0,
+            poll: self.poll.0.min(MAX_WAIT),
+            grace: self.grace.0.min(MAX_WAIT),
             handler: self.handler.clone(),
             simulators,
         }
     }
 }
 
-/// Seconds as a duration, refusing negative or absurd values.
-fn secs(v: f64) -> Duration {
-    Duration::from_secs_f64(v.clamp(0.0, MAX_WAIT.as_secs_f64()))
+/// A duration on the command line: written as [`parse_duration`] reads it (`30s`, `500ms`, a
+/// bare number of seconds), shown as [`format_duration`] writes it (for the defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dur(pub Duration);
+
+impl std::fmt::Display for Dur {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+/// Any duration.
+fn duration(s: &str) -> Result<Dur, String> {
+    parse_duration(s).map(Dur)
+}
+
+/// A lease length: a duration from [`MIN_LEASE`] to [`MAX_LEASE`].
+fn parse_lease(s: &str) -> Result<Dur, String> {
+    let d = parse_duration(s)?;
+    if (MIN_LEASE..=MAX_LEASE).contains(&d) {
+        Ok(Dur(d))
+    } else {
+        Err(format!(
+            "a lease of {} is outside {} to {}",
+            format_duration(d),
+            format_duration(MIN_LEASE),
+            format_duration(MAX_LEASE)
+        ))
+    }
 }

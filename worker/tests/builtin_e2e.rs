@@ -18,7 +18,7 @@ async fn a_four_task_builtin_run_merges_exactly() {
         support::worker_command(db.config().url_with_password()).args([
             "--concurrency",
             "2",
-            "--poll-secs",
+            "--poll",
             "0.5",
         ]),
     );

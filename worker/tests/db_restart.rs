@@ -34,7 +34,7 @@ async fn the_worker_reconnects_after_a_database_restart_and_takes_new_work() {
         tests::spawn_worker(support::worker_command(config.url_with_password()).args([
             "--handler",
             "sleep:20",
-            "--poll-secs",
+            "--poll",
             "60",
         ]));
 

@@ -90,7 +90,7 @@ impl Proc {
                 id,
                 "--concurrency",
                 "3",
-                "--poll-secs",
+                "--poll",
                 "0.5",
             ])
             .arg("--work-root")

@@ -133,7 +133,7 @@ async fn a_panicking_handler_fails_its_task_and_frees_its_slot() {
                 "1",
                 "--handler",
                 "panic",
-                "--poll-secs",
+                "--poll",
                 "0.5",
             ])
             .stderr(Stdio::null()),

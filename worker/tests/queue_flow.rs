@@ -20,7 +20,7 @@ impl WorkerProc {
     fn start(db: &TestDb, id: &str, args: &[&str]) -> Self {
         let proc = tests::spawn_worker(
             support::worker_command(db.config().url_with_password())
-                .args(["--worker-id", id, "--poll-secs", "1"])
+                .args(["--worker-id", id, "--poll", "1"])
                 .args(args),
         );
         Self {
@@ -126,7 +126,7 @@ async fn a_task_of_a_killed_worker_is_finished_by_another_exactly_once() {
     let mut a = WorkerProc::start(
         &db,
         "doomed",
-        &["--handler", "sleep:60000", "--lease-secs", "2"],
+        &["--handler", "sleep:60000", "--lease", "2"],
     );
     first_task_runs(&mut conn, sim, 10, "the task to run on the first worker").await;
     a.signal("-KILL");
@@ -134,7 +134,7 @@ async fn a_task_of_a_killed_worker_is_finished_by_another_exactly_once() {
     let _b = WorkerProc::start(
         &db,
         "rescuer",
-        &["--handler", "sleep:200", "--lease-secs", "2"],
+        &["--handler", "sleep:200", "--lease", "2"],
     );
     let limit = Duration::from_secs(20);
     wait_state(&mut conn, sim, JobState::Completed, limit).await;
@@ -199,7 +199,7 @@ async fn sigterm_hands_running_tasks_back_and_loses_nothing() {
         &[
             "--handler",
             "sleep:60000",
-            "--grace-secs",
+            "--grace",
             "0.3",
             "--concurrency",
             "2",

@@ -93,9 +93,9 @@ fn worker_flags(id: &str) -> Vec<String> {
         id,
         "--concurrency",
         "2",
-        "--lease-secs",
+        "--lease",
         "4",
-        "--poll-secs",
+        "--poll",
         "0.5",
     ]
     .map(String::from)

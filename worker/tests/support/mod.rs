@@ -73,7 +73,7 @@ impl Worker {
             db.name()
         ));
         let mut cmd = worker_command(db.config().url_with_password());
-        cmd.args(["--poll-secs", "0.5", "--concurrency", "3"])
+        cmd.args(["--poll", "0.5", "--concurrency", "3"])
             .arg("--convertmc")
             .arg(convertmc())
             .arg("--work-root")
