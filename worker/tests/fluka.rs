@@ -249,13 +249,8 @@ async fn the_nine_letter_randomize_card_gets_the_seed_and_no_second_one_is_added
         "no card added"
     );
 
-    let sim = h
-        .submit(
-            2,
-            100,
-            SimulationInput::Files(files_with(&exmixed, "ok", 0.01)),
-        )
-        .await;
+    let input = SimulationInput::Files(files_with(&exmixed, "ok", 0.01));
+    let sim = h.submit(2, 100, input).await;
     h.wait(sim, JobState::Completed, 60).await;
 }
 
@@ -297,13 +292,8 @@ async fn a_free_format_input_runs_with_start_and_randomiz_rewritten_in_free_form
         "START in free format: {text}"
     );
 
-    let sim = h
-        .submit(
-            2,
-            500,
-            SimulationInput::Files(files_with(&free, "ok", 0.01)),
-        )
-        .await;
+    let input = SimulationInput::Files(files_with(&free, "ok", 0.01));
+    let sim = h.submit(2, 500, input).await;
     h.wait(sim, JobState::Completed, 60).await;
     for t in h.tasks(sim).await {
         assert_eq!(t.simulated_primaries, CAPTURED_PRIMARIES);
@@ -347,36 +337,42 @@ async fn canceling_kills_a_hanging_fluka() {
 #[tokio::test]
 async fn truncated_results_are_a_clear_failure() {
     let mut h = start(true).await;
-    let err = h
-        .failure(SimulationInput::Files(files("truncated", 0.01)))
-        .await
-        .1;
-    assert!(err.contains("convertmc exited with code 1"), "{err}");
+    h.fails_with(
+        SimulationInput::Files(files("truncated", 0.01)),
+        "convertmc exited with code 1",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn inputs_the_worker_cannot_run_are_refused_clearly() {
     let mut h = start(true).await;
     let no_start = minimal().replace("START             20\n", "");
-    let err = h
-        .failure(SimulationInput::Files(files_with(&no_start, "ok", 0.01)))
-        .await
-        .1;
-    assert!(err.contains("fl_sim.inp has no START card"), "{err}");
+    h.fails_with(
+        SimulationInput::Files(files_with(&no_start, "ok", 0.01)),
+        "fl_sim.inp has no START card",
+    )
+    .await;
 
     let mut none = files("ok", 0.01);
     none.remove("fl_sim.inp");
-    let err = h.failure(SimulationInput::Files(none)).await.1;
-    assert!(err.contains("no .inp file"), "{err}");
+    h.fails_with(SimulationInput::Files(none), "no .inp file")
+        .await;
 
-    let err = h.failure(SimulationInput::Editor("{}".into())).await.1;
-    assert!(err.contains("FLUKA needs input files"), "{err}");
+    h.fails_with(
+        SimulationInput::Editor("{}".into()),
+        "FLUKA needs input files",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_worker_without_fluka_says_so() {
     let mut h = start(false).await;
-    let err = h.failure(SimulationInput::Files(files("ok", 0.01))).await.1;
-    assert!(err.contains("FLUKA is not configured"), "{err}");
+    h.fails_with(
+        SimulationInput::Files(files("ok", 0.01)),
+        "FLUKA is not configured",
+    )
+    .await;
     assert!(Path::new(&support::convertmc()).is_file());
 }

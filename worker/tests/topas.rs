@@ -198,29 +198,35 @@ async fn inputs_the_worker_cannot_run_are_refused_clearly() {
         "topas_config.txt",
         "includeFile = minimal.txt\ni:So/Second/NumberOfHistoriesInRun = 10\n",
     )]);
-    let err = h.failure(SimulationInput::Files(two)).await.1;
-    assert!(err.contains("2 sources with histories"), "{err}");
+    h.fails_with(SimulationInput::Files(two), "2 sources with histories")
+        .await;
 
     let mut no_scorer = BTreeMap::new();
     no_scorer.insert(
         "topas_config.txt".to_string(),
         "i:So/Demo/NumberOfHistoriesInRun = 10\n".to_string(),
     );
-    let err = h.failure(SimulationInput::Files(no_scorer)).await.1;
-    assert!(err.contains("defines no scorer"), "{err}");
+    h.fails_with(SimulationInput::Files(no_scorer), "defines no scorer")
+        .await;
 
     let mut none = files(&[]);
     none.remove("minimal.txt");
-    let err = h.failure(SimulationInput::Files(none)).await.1;
-    assert!(err.contains("no parameter file"), "{err}");
+    h.fails_with(SimulationInput::Files(none), "no parameter file")
+        .await;
 
-    let err = h.failure(SimulationInput::Editor("{}".into())).await.1;
-    assert!(err.contains("TOPAS needs parameter files"), "{err}");
+    h.fails_with(
+        SimulationInput::Editor("{}".into()),
+        "TOPAS needs parameter files",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_worker_without_topas_says_so() {
     let mut h = start(false).await;
-    let err = h.failure(SimulationInput::Files(files(&[]))).await.1;
-    assert!(err.contains("TOPAS is not configured"), "{err}");
+    h.fails_with(
+        SimulationInput::Files(files(&[])),
+        "TOPAS is not configured",
+    )
+    .await;
 }

@@ -130,6 +130,12 @@ impl SimTest {
         failure_of(&mut self.conn, self.sim_type, &input).await
     }
 
+    /// Submits `input`, which must fail without retries with an error containing `part`.
+    pub async fn fails_with(&mut self, input: SimulationInput, part: &str) {
+        let err = self.failure(input).await.1;
+        assert!(err.contains(part), "{err}");
+    }
+
     /// Submits `input`, which must fail without retries with an error containing every one
     /// of `error`, and checks that its stored log `log` ("stdout" or "stderr") contains
     /// `logged`; returns the simulation's id.
