@@ -85,14 +85,7 @@ impl Proc {
             cmd.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_worker"));
         }
         cmd.args(["--database-url", db.config().url_with_password()])
-            .args([
-                "--worker-id",
-                id,
-                "--concurrency",
-                "3",
-                "--poll",
-                "0.5",
-            ])
+            .args(["--worker-id", id, "--concurrency", "3", "--poll", "0.5"])
             .arg("--work-root")
             .arg(root)
             .arg("--shieldhit")

@@ -128,14 +128,7 @@ async fn a_panicking_handler_fails_its_task_and_frees_its_slot() {
     let mut conn = db.conn().await;
     let _w = tests::spawn_worker(
         support::worker_command(db.config().url_with_password())
-            .args([
-                "--concurrency",
-                "1",
-                "--handler",
-                "panic",
-                "--poll",
-                "0.5",
-            ])
+            .args(["--concurrency", "1", "--handler", "panic", "--poll", "0.5"])
             .stderr(Stdio::null()),
     );
     // Three one-task simulations on one slot: each can start only if the one before freed it.

@@ -123,19 +123,11 @@ async fn a_task_of_a_killed_worker_is_finished_by_another_exactly_once() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 1).await;
-    let mut a = WorkerProc::start(
-        &db,
-        "doomed",
-        &["--handler", "sleep:60000", "--lease", "2"],
-    );
+    let mut a = WorkerProc::start(&db, "doomed", &["--handler", "sleep:60000", "--lease", "2"]);
     first_task_runs(&mut conn, sim, 10, "the task to run on the first worker").await;
     a.signal("-KILL");
     assert!(a.wait_exit(Duration::from_secs(5)).is_some());
-    let _b = WorkerProc::start(
-        &db,
-        "rescuer",
-        &["--handler", "sleep:200", "--lease", "2"],
-    );
+    let _b = WorkerProc::start(&db, "rescuer", &["--handler", "sleep:200", "--lease", "2"]);
     let limit = Duration::from_secs(20);
     wait_state(&mut conn, sim, JobState::Completed, limit).await;
     let t = &tasks(&mut conn, sim).await[0];
