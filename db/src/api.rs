@@ -223,7 +223,7 @@ pub async fn list_page(conn: &mut Conn, q: &PageQuery) -> DbResult<(Vec<Simulati
     Ok((views(conn, &ids).await?, count.n))
 }
 
-/// Cancels a simulation that is pending or running ([`crate::queue::cancel`]: its completed
+/// Cancels a simulation that is pending or running ([`crate::queue::cancel`](fn@crate::queue::cancel): its completed
 /// tasks' results are kept). Returns the number of tasks canceled, or `None` when it was
 /// already terminal, is gone, or is `MERGING` (which is left to complete).
 pub async fn cancel(conn: &mut Conn, simulation_id: i64) -> DbResult<Option<usize>> {

@@ -151,5 +151,18 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError
     }
 }
 
+/// `s`, cut to at most `max` bytes (at a character boundary, marked with `…`): an error
+/// text as the database keeps it.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// Results of the `db` crate.
 pub type DbResult<T> = Result<T, DbError>;

@@ -5,13 +5,13 @@
 
 /// Evaluates a transaction expression again (up to five times, with a short pause) while it
 /// fails with a transient collision (a deadlock or serialization failure, see
-/// [`queue::is_transient`]); the guarded statements make a rerun safe.
+/// [`DbError::is_collision`]); the guarded statements make a rerun safe.
 macro_rules! retry_transient {
     ($tx:expr) => {{
         let mut tries: u64 = 0;
         loop {
             match $tx {
-                Err(e) if $crate::queue::is_transient(&e) && tries < 5 => {
+                Err(e) if $crate::error::DbError::is_collision(&e) && tries < 5 => {
                     tries += 1;
                     tracing::debug!(error = %e, tries, "transaction collided; running it again");
                     tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;

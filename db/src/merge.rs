@@ -3,7 +3,7 @@
 //! retried task is never counted twice. This module sits above the queue: it calls the
 //! queue's transitions, and the queue never calls it. The final merge (`MERGING →
 //! COMPLETED`, [`queue::finalize`]) is a queue transition that writes the final pages with
-//! [`crate::results::write_final_pages`]; it costs O(pages), not O(tasks × pages). Damaged
+//! `results::write_final_pages`; it costs O(pages), not O(tasks × pages). Damaged
 //! stored sums end only their own simulation ([`queue::fail_damaged`]).
 
 use crate::aggregation::Aggregation;

@@ -1,7 +1,7 @@
 //! A simulation's results: what a page is (as a task produced it, and merged), the statistics
 //! of the running sums, reading them back (the final pages once the simulation has ended,
 //! otherwise the merge of the tasks done so far, computed from the running sums and marked
-//! partial), and writing the final pages from the sums ([`write_final_pages`], which the
+//! partial), and writing the final pages from the sums (`write_final_pages`, which the
 //! queue's final merge and cancel call). Folding a task into the sums is [`crate::merge`].
 //!
 //! Per bin, each simulation page keeps `ΣN`, `ΣN·x` and `ΣN·x²` over the tasks folded so

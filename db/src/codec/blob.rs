@@ -13,7 +13,7 @@
 //! checked against the caller's limit before allocating, inflating stops one byte past
 //! the stated length, and no input makes it panic.
 
-use crate::codec::{deflate_into, inflate_exact, InflateError};
+use crate::codec::deflate::{deflate_into, inflate_exact, InflateError};
 
 /// Default cap on the decompressed size accepted by [`decompress`] callers (64 MiB).
 pub const DEFAULT_MAX_LEN: usize = 64 << 20;

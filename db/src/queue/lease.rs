@@ -1,0 +1,181 @@
+//! A worker's lease on a claimed task: renewing it (heartbeat), checking it, reporting
+//! progress under it, and handing the task back (`RUNNING → PENDING`, no attempt used);
+//! and the small lookups of a task.
+
+use crate::enums::TaskState;
+use crate::error::{DbError, DbResult};
+use crate::notify;
+use crate::pool::Conn;
+use crate::prepared::prepared;
+use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use std::time::Duration;
+
+/// A worker's hold on one claimed task: who, which attempt, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The task.
+    pub task_id: i64,
+    /// The attempt number this claim made (1 for the first claim).
+    pub attempt: i32,
+    /// The worker holding it.
+    pub owner: String,
+}
+
+/// The lease is gone: the task was canceled, reaped after the lease expired, or claimed again.
+pub fn lease_lost(lease: &Lease) -> DbError {
+    DbError::LeaseLost {
+        task_id: lease.task_id,
+        attempt: lease.attempt,
+        owner: lease.owner.clone(),
+    }
+}
+
+/// Whether an error means the lease was lost ([`DbError::LeaseLost`]).
+pub fn is_lease_lost(e: &DbError) -> bool {
+    matches!(e, DbError::LeaseLost { .. })
+}
+
+#[derive(QueryableByName)]
+pub(super) struct Id {
+    #[diesel(sql_type = BigInt)]
+    pub(super) id: i64,
+}
+
+/// Extends the leases `owner` still holds; returns the task ids whose lease is gone (canceled,
+/// reaped or re-claimed), whose runs the worker must stop.
+pub async fn heartbeat(conn: &mut Conn, leases: &[Lease], lease: Duration) -> DbResult<Vec<i64>> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
+    let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
+    let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
+    let held: Vec<Id> = prepared(
+        diesel::sql_query(
+            "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4)
+         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
+         WHERE t.id = h.id AND t.attempts = h.attempt AND t.lease_owner = h.owner
+           AND t.task_state = 'RUNNING'
+         RETURNING t.id",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Integer>, _>(&attempts)
+        .bind::<Array<Text>, _>(&owners)
+        .bind::<Double, _>(lease.as_secs_f64()),
+    )
+    .load(conn)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .filter(|id| !held.iter().any(|h| h.id == *id))
+        .collect())
+}
+
+/// Of the given leases, the task ids whose lease is gone (canceled, reaped, re-claimed or
+/// deleted), in one query and without extending anything.
+pub async fn lost_leases(conn: &mut Conn, leases: &[Lease]) -> DbResult<Vec<i64>> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
+    let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
+    let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
+    let lost: Vec<Id> = prepared(
+        diesel::sql_query(
+            "SELECT h.id FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
+         WHERE NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = h.id AND t.attempts = h.attempt
+                             AND t.lease_owner = h.owner AND t.task_state = 'RUNNING')",
+        )
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Integer>, _>(&attempts)
+        .bind::<Array<Text>, _>(&owners),
+    )
+    .load(conn)
+    .await?;
+    Ok(lost.into_iter().map(|r| r.id).collect())
+}
+
+/// Records progress of a running task and notifies watchers. Fails with a lease-lost
+/// conflict when the lease is gone.
+pub async fn report_progress(
+    conn: &mut Conn,
+    lease: &Lease,
+    simulated_primaries: i64,
+    estimated_time_s: Option<i32>,
+) -> DbResult<()> {
+    let rows: Vec<Id> = prepared(
+        diesel::sql_query(
+            "WITH t AS (
+             UPDATE tasks SET simulated_primaries = $4, estimated_time_s = $5, update_time = now()
+             WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+             RETURNING simulation_id
+         )
+         SELECT simulation_id AS id, pg_notify($6, simulation_id::text) IS NULL AS _n FROM t",
+        )
+        .bind::<BigInt, _>(lease.task_id)
+        .bind::<Integer, _>(lease.attempt)
+        .bind::<Text, _>(&lease.owner)
+        .bind::<BigInt, _>(simulated_primaries)
+        .bind::<Nullable<Integer>, _>(estimated_time_s)
+        .bind::<Text, _>(notify::SIMULATION_EVENTS),
+    )
+    .load(conn)
+    .await?;
+    if rows.is_empty() {
+        return Err(lease_lost(lease));
+    }
+    Ok(())
+}
+
+/// Hands a task back to the queue without counting the attempt (a worker shutting down).
+pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
+    let released: Vec<Id> = diesel::sql_query(
+        "UPDATE tasks SET task_state = 'PENDING', attempts = attempts - 1, run_after = now(),
+                lease_owner = NULL, lease_expires_at = NULL, update_time = now()
+         WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+         RETURNING simulation_id AS id",
+    )
+    .bind::<BigInt, _>(lease.task_id)
+    .bind::<Integer, _>(lease.attempt)
+    .bind::<Text, _>(&lease.owner)
+    .load(conn)
+    .await?;
+    let [Id { id: simulation_id }] = released[..] else {
+        return Err(lease_lost(lease));
+    };
+    notify::Announce {
+        tasks_ready: true,
+        ..notify::Announce::changed([simulation_id])
+    }
+    .send(conn)
+    .await;
+    Ok(())
+}
+
+/// The state of a task, if it still exists.
+pub async fn task_state(conn: &mut Conn, task_id: i64) -> DbResult<Option<TaskState>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        task_state: TaskState,
+    }
+    let rows: Vec<Row> = diesel::sql_query("SELECT task_state FROM tasks WHERE id = $1")
+        .bind::<BigInt, _>(task_id)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().next().map(|r| r.task_state))
+}
+
+/// The simulation a task belongs to.
+pub async fn simulation_of(conn: &mut Conn, task_id: i64) -> DbResult<i64> {
+    let rows: Vec<Id> = diesel::sql_query("SELECT simulation_id AS id FROM tasks WHERE id = $1")
+        .bind::<BigInt, _>(task_id)
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .next()
+        .map(|r| r.id)
+        .ok_or_else(|| DbError::NotFound(format!("task {task_id}")))
+}
