@@ -23,10 +23,11 @@ macro_rules! retry_transient {
 }
 
 pub mod aggregation;
-pub mod api;
 pub mod clusters;
 /// The blob codec (inputs, logs), kept at its old path.
 pub use codec::blob;
+/// [`simulation_views`] at its old path (named after its caller, the API).
+pub use simulation_views as api;
 pub mod codec;
 pub mod config;
 pub mod enums;
@@ -47,6 +48,7 @@ pub mod queue;
 pub mod results;
 #[allow(missing_docs)]
 pub mod schema;
+pub mod simulation_views;
 pub mod simulations;
 pub mod sql;
 pub mod tasks;

@@ -100,3 +100,9 @@ pub async fn build_pool(config: &DbConfig, options: &PoolOptions) -> DbResult<Po
     })?);
     Ok(pool)
 }
+
+/// A connection borrowed from a [`crate::Pool`]; derefs to [`Conn`].
+pub type PooledConn<'a> = bb8::PooledConnection<
+    'a,
+    diesel_async::pooled_connection::AsyncDieselConnectionManager<diesel_async::AsyncPgConnection>,
+>;

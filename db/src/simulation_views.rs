@@ -1,5 +1,7 @@
-//! Queries of the gRPC API on simulations: visibility-checked lookups, keyset-paginated
-//! listing, cancellation, deletion and inputs.
+//! Simulations as a user sees them through the API: visibility-checked lookups (with the
+//! owner's and cluster's names, and the tasks), keyset-paginated listing, cancel and
+//! deletion. (Operators' listings are [`crate::simulations`].) Also at its old path,
+//! `db::api`.
 //!
 //! Visibility: `owner = Some(user_id)` restricts a query to that user's simulations (a
 //! simulation of someone else is simply not found); `None` is an admin's view of all.
@@ -251,8 +253,4 @@ pub async fn delete_if_terminal(conn: &mut Conn, simulation_id: i64) -> DbResult
     Ok(n > 0)
 }
 
-/// A connection borrowed from a [`crate::Pool`]; derefs to [`Conn`].
-pub type PooledConn<'a> = bb8::PooledConnection<
-    'a,
-    diesel_async::pooled_connection::AsyncDieselConnectionManager<diesel_async::AsyncPgConnection>,
->;
+pub use crate::pool::PooledConn;
