@@ -13,6 +13,9 @@ pub mod sim {
 
 pub use sim::v1;
 
+#[cfg(feature = "db")]
+pub mod wire;
+
 /// The encoded `FileDescriptorSet` of every `sim.v1` file (with its imports), for gRPC
 /// server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -211,7 +211,8 @@ impl AuthSvc {
     fn new_pair(&self) -> Result<(String, String, db::tokens::NewPair), Status> {
         let now = chrono::Utc::now();
         let ttl = |d: Duration| {
-            chrono::Duration::from_std(d).map_err(|_| Status::internal("internal error"))
+            chrono::Duration::from_std(d)
+                .map_err(|e| crate::error::internal("a token lifetime out of range", &e))
         };
         let access = new_token();
         let refresh = new_token();
@@ -394,19 +395,10 @@ impl AuthService for AuthSvc {
         if token.is_empty() {
             return Err(Status::invalid_argument("id_token is required"));
         }
-        let identity = match verifier.verify(&token).await {
-            Ok(identity) => identity,
-            Err(crate::oidc::OidcError::KeysUnavailable) => {
-                tracing::warn!("OIDC login refused: no signing keys could be loaded");
-                return Err(Status::unavailable(
-                    "the identity provider's keys are unavailable; try again later",
-                ));
-            }
-            Err(e) => {
-                tracing::info!(reason = %e, "OIDC login rejected");
-                return Err(Status::unauthenticated(format!("invalid ID token: {e}")));
-            }
-        };
+        let identity = verifier
+            .verify(&token)
+            .await
+            .map_err(|e| crate::error::oidc_status(&e))?;
         let user = {
             let mut c = conn(&self.state.pool).await?;
             db::users::upsert_external(&mut c, &identity.username, AuthProvider::Keycloak)

@@ -12,7 +12,12 @@
 //! - text the database cannot store → `INVALID_ARGUMENT` (requests are checked for that at
 //!   the edge, [`crate::text`]; this is the safety net);
 //! - anything else → `INTERNAL`, with a generic message.
+//!
+//! The other typed failures a handler meets are mapped here too: a name the request gives
+//! that the database does not know ([`unknown_name`]), OIDC verification ([`oidc_status`]),
+//! and failures that are the server's own ([`internal`]).
 
+use crate::oidc::OidcError;
 use db::DbError;
 use tonic::Status;
 
@@ -56,6 +61,37 @@ pub fn stored_data_status(e: DbError, what: &str, job_id: uuid::Uuid) -> Status 
         return db_status(e);
     }
     tracing::error!(%job_id, error = %e, "stored {what} unreadable");
+    Status::internal("internal error")
+}
+
+/// For a lookup of a name the request gives (a cluster): NOT_FOUND means the request is
+/// wrong, so it is `INVALID_ARGUMENT` with `message`; anything else as in [`db_status`].
+pub fn unknown_name(e: DbError, message: impl FnOnce() -> String) -> Status {
+    match e {
+        DbError::NotFound(_) => Status::invalid_argument(message()),
+        other => db_status(other),
+    }
+}
+
+/// A failure of OIDC verification: no signing keys could be loaded → `UNAVAILABLE` (the
+/// client may retry); any other refusal → `UNAUTHENTICATED` naming the reason.
+pub fn oidc_status(e: &OidcError) -> Status {
+    match e {
+        OidcError::KeysUnavailable => {
+            tracing::warn!("OIDC login refused: no signing keys could be loaded");
+            Status::unavailable("the identity provider's keys are unavailable; try again later")
+        }
+        e => {
+            tracing::info!(reason = %e, "OIDC login rejected");
+            Status::unauthenticated(format!("invalid ID token: {e}"))
+        }
+    }
+}
+
+/// A failure of the server itself (not of the request, not of the database): logged with
+/// `what`, answered with a generic `INTERNAL`.
+pub fn internal(what: &str, e: &dyn std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "{what}");
     Status::internal("internal error")
 }
 
