@@ -13,9 +13,13 @@ pub enum DbError {
         /// The driver's message.
         reason: String,
     },
-    /// The pool gave no connection in time.
+    /// No connection is available (the message says why: a caller's own report of a
+    /// transient failure, so that the request is tried again).
     #[error("no database connection available: {0}")]
     Pool(String),
+    /// The pool gave no connection in time, or opening one failed.
+    #[error("no database connection available: {0}")]
+    Checkout(#[source] bb8::RunError<diesel_async::pooled_connection::PoolError>),
     /// The database holds migrations this program does not know: it is newer than the program.
     #[error(
         "the database has migration(s) {unknown} that this program does not know (it knows up to {latest}); \
@@ -35,9 +39,9 @@ pub enum DbError {
         /// The first pending version.
         first: String,
     },
-    /// Running or reverting a migration failed.
+    /// Running or reverting a migration failed (or the migration thread died).
     #[error("migration failed: {0}")]
-    Migration(String),
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The named thing does not exist (or is not visible to the caller).
     #[error("{0} not found")]
     NotFound(String),
@@ -64,7 +68,7 @@ pub enum DbError {
     Corrupt(String),
     /// Any other database error.
     #[error("database error: {0}")]
-    Query(DieselError),
+    Query(#[source] DieselError),
     /// A write made on the caller's behalf, together with others, failed (the message says why).
     #[error("{0}")]
     Batch(String),
@@ -78,7 +82,7 @@ impl DbError {
     /// connection, may succeed; clients get `UNAVAILABLE`.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            DbError::Pool(_) | DbError::Connect { .. } => true,
+            DbError::Pool(_) | DbError::Checkout(_) | DbError::Connect { .. } => true,
             DbError::Query(DieselError::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
                     true
@@ -147,7 +151,7 @@ impl From<DieselError> for DbError {
 
 impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError {
     fn from(e: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
-        DbError::Pool(e.to_string())
+        DbError::Checkout(e)
     }
 }
 

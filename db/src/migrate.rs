@@ -38,8 +38,8 @@ type SyncConn = AsyncConnectionWrapper<Conn>;
 /// The versions and names this binary carries, oldest first.
 pub fn known_migrations() -> DbResult<Vec<(String, String)>> {
     use diesel::migration::MigrationSource;
-    let list = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
-        .map_err(|e| DbError::Migration(e.to_string()))?;
+    let list =
+        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).map_err(DbError::Migration)?;
     let mut out: Vec<(String, String)> = list
         .iter()
         .map(|m| (m.name().version().to_string(), m.name().to_string()))
@@ -77,11 +77,11 @@ where
         result
     })
     .await
-    .map_err(|e| DbError::Migration(format!("migration thread failed: {e}")))?
+    .map_err(|e| DbError::Migration(Box::new(e)))?
 }
 
-fn mig_err(e: impl std::fmt::Display) -> DbError {
-    DbError::Migration(e.to_string())
+fn mig_err(e: Box<dyn std::error::Error + Send + Sync>) -> DbError {
+    DbError::Migration(e)
 }
 
 fn refuse_unknown(conn: &mut SyncConn) -> DbResult<()> {
@@ -137,7 +137,7 @@ pub async fn redo(config: &DbConfig) -> DbResult<Option<String>> {
         let m = all
             .iter()
             .find(|m| m.name().version().to_string() == v)
-            .ok_or_else(|| DbError::Migration(format!("migration {v} vanished")))?;
+            .ok_or_else(|| DbError::Migration(format!("migration {v} vanished").into()))?;
         conn.run_migration(m.as_ref()).map_err(mig_err)?;
         Ok(Some(v))
     })
