@@ -14,6 +14,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    batch_cleanups (id) {
+        id -> Int8,
+        cluster_id -> Int8,
+        job_dir -> Text,
+        array_id -> Nullable<Int8>,
+        collect_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     clusters (id) {
         id -> Int8,
         name -> Text,
@@ -25,6 +36,10 @@ diesel::table! {
         work_dir -> Text,
         sbatch_defaults -> Array<Nullable<Text>>,
         created_at -> Timestamptz,
+        known_hosts_path -> Nullable<Text>,
+        max_array_size -> Int4,
+        worker_path -> Text,
+        keep_job_dirs -> Bool,
     }
 }
 
@@ -113,6 +128,8 @@ diesel::table! {
         job_dir -> Nullable<Text>,
         array_id -> Nullable<Int8>,
         collect_id -> Nullable<Int8>,
+        batch_owner -> Nullable<Text>,
+        batch_lease_expires_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -163,6 +180,7 @@ diesel::table! {
 }
 
 diesel::joinable!(auth_tokens -> users (user_id));
+diesel::joinable!(batch_cleanups -> clusters (cluster_id));
 diesel::joinable!(estimators -> simulations (simulation_id));
 diesel::joinable!(inputs -> simulations (simulation_id));
 diesel::joinable!(logfiles -> simulations (simulation_id));
@@ -177,6 +195,7 @@ diesel::joinable!(tasks -> simulations (simulation_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_tokens,
+    batch_cleanups,
     clusters,
     estimators,
     inputs,

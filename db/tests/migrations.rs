@@ -27,6 +27,8 @@ const TABLES: &[&[&str]] = &[
     &[],
     // The tasks' machine-fault counter only.
     &[],
+    // Batch: cluster settings, the batch lease, the cleanup list.
+    &["batch_cleanups"],
 ];
 
 /// One row for each table of each migration.
@@ -51,6 +53,9 @@ const SEED: &[&str] = &[
     "SELECT 1",
     "UPDATE merge_accumulators SET aggregation = 'sum'",
     "UPDATE tasks SET machine_faults = 1",
+    "UPDATE clusters SET max_array_size = 10, keep_job_dirs = true;
+     UPDATE simulations SET batch_owner = 'b1', batch_lease_expires_at = now();
+     INSERT INTO batch_cleanups (cluster_id, job_dir, array_id) VALUES (1, '/w/old', 7);",
 ];
 
 #[derive(QueryableByName)]
@@ -159,7 +164,8 @@ async fn deleting_a_simulation_removes_everything_under_it() {
     conn.batch_execute("DELETE FROM simulations WHERE id = 1")
         .await
         .unwrap();
-    for t in TABLES[2..].concat() {
+    // batch_cleanups belongs to the cluster: what is left to clean outlives the simulation.
+    for t in TABLES[2..].concat().into_iter().filter(|t| *t != "batch_cleanups") {
         assert_eq!(
             count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await,
             0,
@@ -257,7 +263,7 @@ async fn a_database_newer_than_the_binary_is_refused_with_the_versions() {
     let err = db::migrate::check_schema(&mut conn).await.unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("99990101000000"), "{msg}");
-    assert!(msg.contains("20261130000008"), "{msg}");
+    assert!(msg.contains("20261130000009"), "{msg}");
     let err = db::migrate::run_pending(db.config()).await.unwrap_err();
     assert!(err.to_string().contains("99990101000000"), "{err}");
 }
@@ -267,8 +273,39 @@ async fn an_unmigrated_database_is_reported_as_such() {
     let db = TestDb::empty().await;
     let err = db::connect_and_check(db.config()).await.err().unwrap();
     assert!(
-        matches!(err, db::DbError::NotMigrated { count: 8, .. }),
+        matches!(err, db::DbError::NotMigrated { count: 9, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("migrate run"), "{err}");
+}
+
+#[tokio::test]
+async fn deleting_a_batch_simulation_leaves_its_job_dir_to_clean() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    for sql in &SEED[..3] {
+        conn.batch_execute(sql).await.unwrap();
+    }
+    conn.batch_execute(
+        "UPDATE simulations SET job_dir = '/w/sim-1', array_id = 41, collect_id = 42;
+         INSERT INTO simulations (id, user_id, platform, input_type, sim_type, ntasks, primaries)
+           VALUES (2, 1, 'direct', 'editor', 'builtin', 1, 100);
+         DELETE FROM simulations;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM batch_cleanups
+             WHERE cluster_id = 1 AND job_dir = '/w/sim-1' AND array_id = 41 AND collect_id = 42"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM batch_cleanups").await,
+        1,
+        "a direct simulation leaves nothing to clean"
+    );
 }

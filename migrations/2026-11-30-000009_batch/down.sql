@@ -1,5 +1,6 @@
 DROP TRIGGER simulations_batch_cleanup ON simulations;
 DROP FUNCTION batch_cleanup_after_delete();
+DROP INDEX batch_cleanups_cluster_idx;
 DROP TABLE batch_cleanups;
 DROP INDEX simulations_batch_open_idx;
 ALTER TABLE simulations

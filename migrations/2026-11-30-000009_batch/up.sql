@@ -50,3 +50,5 @@ CREATE TRIGGER simulations_batch_cleanup
     FOR EACH ROW
     WHEN (OLD.job_dir IS NOT NULL AND OLD.cluster_id IS NOT NULL)
     EXECUTE FUNCTION batch_cleanup_after_delete();
+
+CREATE INDEX batch_cleanups_cluster_idx ON batch_cleanups (cluster_id);
