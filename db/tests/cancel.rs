@@ -4,32 +4,18 @@
 //! always ends in one consistent state with readable results.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::aggregation::Aggregation;
-use db::enums::{JobState, SimType, TaskState};
-use db::queue::{self, Canceled};
-use db::results::{self, PageMeta, TaskPage};
-use db::testing::{self, TestDb};
-use diesel_async::SimpleAsyncConnection;
-use std::time::Duration;
+mod support;
 
-async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
-    let owner = testing::user(conn, "u").await;
-    let new = testing::new_simulation(owner, SimType::Builtin, ntasks, 1000 * i64::from(ntasks));
-    testing::submit(conn, new, None).await
-}
+use db::aggregation::Aggregation;
+use db::enums::{JobState, TaskState};
+use db::queue::{self, Canceled};
+use db::results::{self, TaskPage};
+use db::testing::TestDb;
+use diesel_async::SimpleAsyncConnection;
+use support::{claim, page};
 
 /// Task `t`'s pages: a dose page (mean) and a count page (sum).
 fn pages(t: i32) -> Vec<TaskPage> {
-    let page = |name: &str, aggregation, values: Vec<f64>| TaskPage {
-        estimator: name.into(),
-        page_number: 0,
-        meta: PageMeta {
-            dimension: 1,
-            ..Default::default()
-        },
-        aggregation,
-        values,
-    };
     let t = f64::from(t);
     vec![
         page("count", Aggregation::Sum, vec![10.0 + t, 1.0]),
@@ -65,10 +51,8 @@ fn close(a: &[f64], b: &[f64]) -> bool {
             .all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs().max(1.0))
 }
 
-async fn claim(conn: &mut db::Conn, n: i64) -> Vec<queue::ClaimedTask> {
-    queue::claim(conn, "w", n, Duration::from_secs(60))
-        .await
-        .unwrap()
+async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
+    support::submit(conn, ntasks, 1000 * i64::from(ntasks)).await
 }
 
 #[tokio::test]

@@ -2,79 +2,13 @@
 //! results while running, and no double counting.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::{JobState, SimType};
-use db::queue::{self, ClaimedTask};
+mod support;
+
+use db::enums::JobState;
+use db::queue;
 use db::results::{self, PageMeta, TaskPage};
-use db::testing::{self, TestDb};
-use std::time::Duration;
-
-async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64) -> i64 {
-    let owner = testing::user(conn, "u").await;
-    testing::submit(
-        conn,
-        testing::new_simulation(owner, SimType::Builtin, ntasks, primaries),
-        None,
-    )
-    .await
-}
-
-/// A deterministic pseudo-random page for task `t`.
-fn values(t: u64, n: usize, zeros: bool) -> Vec<f64> {
-    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if zeros && i % 3 == 0 {
-                0.0
-            } else {
-                (x >> 11) as f64 / (1u64 << 53) as f64 * 1e-3 + 1e-4
-            }
-        })
-        .collect()
-}
-
-fn pages(t: u64) -> Vec<TaskPage> {
-    let meta = |name: &str, dim: i16| PageMeta {
-        name: name.into(),
-        dimension: dim,
-        axes: serde_json::json!([{"name": "z", "unit": "cm", "bins": 50, "min": 0.0, "max": 20.0}]),
-        value_name: name.to_lowercase(),
-        value_unit: "Gy/primary".into(),
-        metadata: serde_json::json!({}),
-        estimator_metadata: serde_json::json!({"geometry": "cylinder"}),
-    };
-    vec![
-        TaskPage {
-            estimator: "z_profile".into(),
-            page_number: 0,
-            meta: meta("DOSE", 1),
-            aggregation: db::aggregation::Aggregation::Mean,
-            values: values(t, 50, false),
-        },
-        TaskPage {
-            estimator: "z_profile".into(),
-            page_number: 1,
-            meta: meta("COUNT", 1),
-            aggregation: db::aggregation::Aggregation::Sum,
-            values: values(t + 100, 50, false),
-        },
-        TaskPage {
-            estimator: "rz_map".into(),
-            page_number: 0,
-            meta: meta("DOSE", 2),
-            aggregation: db::aggregation::Aggregation::Mean,
-            values: values(t + 200, 600, true),
-        },
-    ]
-}
-
-async fn claim_all(conn: &mut db::Conn, n: i64) -> Vec<ClaimedTask> {
-    queue::claim(conn, "w", n, Duration::from_secs(60))
-        .await
-        .unwrap()
-}
+use db::testing::TestDb;
+use support::{claim, pages, submit};
 
 fn rel_close(a: f64, b: f64) -> bool {
     a == b || ((a - b).abs() / a.abs().max(b.abs())) <= 1e-12
@@ -87,7 +21,7 @@ async fn the_merge_is_the_primaries_weighted_mean_of_the_tasks() {
     // Unequal primaries: 10_001 over 3 tasks -> 3334, 3334, 3333; we report other counts
     // actually simulated to make the weights clearly unequal.
     let sim = submit(&mut conn, 3, 10_001).await;
-    let tasks = claim_all(&mut conn, 3).await;
+    let tasks = claim(&mut conn, 3).await;
     let simulated = [1000i64, 3000, 6000];
     for (i, t) in tasks.iter().enumerate() {
         db::merge::complete_with_results(&mut conn, &t.lease("w"), simulated[i], &pages(i as u64))
@@ -163,7 +97,7 @@ async fn partial_results_are_readable_while_running() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
-    let tasks = claim_all(&mut conn, 2).await;
+    let tasks = claim(&mut conn, 2).await;
     db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(7))
         .await
         .unwrap();
@@ -192,7 +126,7 @@ async fn a_stale_completion_is_not_counted() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
-    let tasks = claim_all(&mut conn, 2).await;
+    let tasks = claim(&mut conn, 2).await;
     db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
         .await
         .unwrap();
@@ -210,7 +144,7 @@ async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
-    let tasks = claim_all(&mut conn, 2).await;
+    let tasks = claim(&mut conn, 2).await;
     db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
         .await
         .unwrap();
@@ -248,7 +182,7 @@ async fn copies_and_concatenations_follow_pymchelpers_rules() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 3, 300).await;
-    let tasks = claim_all(&mut conn, 3).await;
+    let tasks = claim(&mut conn, 3).await;
     let page = |t: usize, aggregation, estimator: &str, values: Vec<f64>| TaskPage {
         estimator: estimator.into(),
         page_number: 0,
@@ -297,7 +231,7 @@ async fn a_four_million_bin_mesh_is_stored() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 200).await;
-    let tasks = claim_all(&mut conn, 2).await;
+    let tasks = claim(&mut conn, 2).await;
     let n = 200 * 200 * 100;
     for (i, t) in tasks.iter().enumerate() {
         let page = TaskPage {

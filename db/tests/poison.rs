@@ -4,37 +4,21 @@
 //! makes only that page unreadable.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use db::aggregation::Aggregation;
-use db::enums::{JobState, SimType, TaskState};
+use db::enums::{JobState, TaskState};
 use db::queue;
-use db::results::{self, PageMeta, TaskPage};
-use db::testing::{self, TestDb};
+use db::results::{self, TaskPage};
+use db::testing::TestDb;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use std::time::Duration;
-
-async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
-    let owner = testing::user(conn, "u").await;
-    testing::submit(
-        conn,
-        testing::new_simulation(owner, SimType::Builtin, ntasks, 100 * i64::from(ntasks)),
-        None,
-    )
-    .await
-}
+use support::{page, tasks_of};
 
 fn pages(t: usize) -> Vec<TaskPage> {
     ["fluence", "z_profile"]
         .iter()
-        .map(|name| TaskPage {
-            estimator: name.to_string(),
-            page_number: 0,
-            meta: PageMeta {
-                dimension: 1,
-                ..Default::default()
-            },
-            aggregation: Aggregation::Mean,
-            values: vec![1.0 + t as f64, 2.0, 3.0],
-        })
+        .map(|name| page(name, Aggregation::Mean, vec![1.0 + t as f64, 2.0, 3.0]))
         .collect()
 }
 
@@ -47,17 +31,12 @@ async fn merge_log(conn: &mut db::Conn, sim: i64) -> String {
     String::from_utf8_lossy(&log.content).into_owned()
 }
 
-async fn tasks_of(conn: &mut db::Conn, sim: i64) -> Vec<db::models::Task> {
-    let filter = db::tasks::TaskFilter {
-        simulation_id: Some(sim),
-        ..Default::default()
-    };
-    let rows = db::tasks::list(conn, &filter).await.unwrap();
-    rows.into_iter().map(|r| r.task).collect()
-}
-
 const DAMAGE_SUMS: &str =
     "UPDATE merge_accumulators SET sum_nx = '\\x4d414343' WHERE estimator_name = 'z_profile' AND simulation_id = ";
+
+async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
+    support::submit(conn, ntasks, 100 * i64::from(ntasks)).await
+}
 
 #[tokio::test]
 async fn a_completion_that_meets_damaged_sums_fails_the_simulation_naming_them() {

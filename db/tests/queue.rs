@@ -2,49 +2,20 @@
 //! requeueing after a lost worker, and the simulation state that follows.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use db::enums::{JobState, SimType, TaskState};
 use db::queue::{self, Completion, Lease};
-use db::testing::{self, TestDb};
+use db::testing::TestDb;
 use diesel_async::SimpleAsyncConnection;
 use std::collections::HashSet;
 use std::time::Duration;
+use support::{sim_state, task_states};
 
 const LEASE: Duration = Duration::from_secs(30);
 
 async fn submit(conn: &mut db::Conn, ntasks: i32, max_attempts: i32) -> i64 {
-    let owner = testing::user(conn, "owner").await;
-    let new = testing::new_simulation(
-        owner,
-        SimType::Builtin,
-        ntasks,
-        1000 * i64::from(ntasks) + 1,
-    );
-    testing::submit(
-        conn,
-        db::simulations::NewSimulation {
-            max_attempts,
-            ..new
-        },
-        None,
-    )
-    .await
-}
-
-async fn sim_state(conn: &mut db::Conn, id: i64) -> JobState {
-    db::simulations::get(conn, id).await.unwrap().job_state
-}
-
-async fn task_states(conn: &mut db::Conn, sim: i64) -> Vec<TaskState> {
-    let rows = db::tasks::list(
-        conn,
-        &db::tasks::TaskFilter {
-            simulation_id: Some(sim),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    rows.into_iter().map(|r| r.task.task_state).collect()
+    support::submit_with(conn, ntasks, 1000 * i64::from(ntasks) + 1, max_attempts).await
 }
 
 #[tokio::test]

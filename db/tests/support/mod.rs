@@ -48,18 +48,37 @@ pub async fn sim_state(conn: &mut db::Conn, id: i64) -> JobState {
     db::simulations::get(conn, id).await.unwrap().job_state
 }
 
+/// A simulation's tasks, by index.
+pub async fn tasks_of(conn: &mut db::Conn, sim: i64) -> Vec<db::models::Task> {
+    let filter = db::tasks::TaskFilter {
+        simulation_id: Some(sim),
+        ..Default::default()
+    };
+    let rows = db::tasks::list(conn, &filter).await.unwrap();
+    rows.into_iter().map(|r| r.task).collect()
+}
+
 /// The states of a simulation's tasks, by index.
 pub async fn task_states(conn: &mut db::Conn, sim: i64) -> Vec<TaskState> {
-    let rows = db::tasks::list(
-        conn,
-        &db::tasks::TaskFilter {
-            simulation_id: Some(sim),
+    tasks_of(conn, sim)
+        .await
+        .into_iter()
+        .map(|t| t.task_state)
+        .collect()
+}
+
+/// Page 0 of estimator `name`: one dimension, nothing else described.
+pub fn page(name: &str, aggregation: Aggregation, values: Vec<f64>) -> TaskPage {
+    TaskPage {
+        estimator: name.into(),
+        page_number: 0,
+        meta: PageMeta {
+            dimension: 1,
             ..Default::default()
         },
-    )
-    .await
-    .unwrap();
-    rows.into_iter().map(|r| r.task.task_state).collect()
+        aggregation,
+        values,
+    }
 }
 
 /// A deterministic pseudo-random page of `n` values for task `t` (every third value zero
