@@ -128,33 +128,56 @@ fn page(index: i32) -> TaskPage {
     }
 }
 
-/// A runner (its id `inproc`, `concurrency` slots, polling every 50 ms, `grace` at
-/// shutdown) running `handler` against `db` in this process; send on the sender to shut it
-/// down, and await the handle for its end.
-async fn start(
-    db: &TestDb,
-    handler: &Arc<TestHandler>,
-    concurrency: usize,
-    grace: Duration,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let mut settings = Settings::new("inproc");
-    settings.concurrency = concurrency;
-    settings.poll = Duration::from_millis(50);
-    settings.grace = grace;
-    let runner = Runner::new(settings, db.pool().await, Shared(handler.clone()));
-    let (tx, rx) = oneshot::channel::<()>();
-    let run = tokio::spawn(runner.run(async move {
-        let _ = rx.await;
-    }));
-    (tx, run)
+/// One test's world: a database with a simulation of `ntasks` tasks (100 primaries each, no
+/// input: the test handler needs none), and a runner (its id `inproc`, `concurrency` slots,
+/// polling every 50 ms, `grace` at shutdown) running the test handler in this process.
+struct Harness {
+    _db: TestDb,
+    conn: db::Conn,
+    sim: i64,
+    handler: Arc<TestHandler>,
+    stop: oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<()>,
 }
 
-/// A simulation of `ntasks` tasks of 100 primaries each, without an input (the test handler
-/// needs none).
-async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
-    let owner = testing::user(conn, "physicist").await;
-    let new = testing::new_simulation(owner, SimType::Builtin, ntasks, 100 * i64::from(ntasks));
-    testing::submit(conn, new, None).await
+impl Harness {
+    async fn start(mode: Mode, ntasks: i32, concurrency: usize, grace: Duration) -> Self {
+        let db = TestDb::new().await;
+        let mut conn = db.conn().await;
+        let owner = testing::user(&mut conn, "physicist").await;
+        let primaries = 100 * i64::from(ntasks);
+        let new = testing::new_simulation(owner, SimType::Builtin, ntasks, primaries);
+        let sim = testing::submit(&mut conn, new, None).await;
+        let handler = TestHandler::new(mode, concurrency);
+        let mut settings = Settings::new("inproc");
+        settings.concurrency = concurrency;
+        settings.poll = Duration::from_millis(50);
+        settings.grace = grace;
+        let runner = Runner::new(settings, db.pool().await, Shared(handler.clone()));
+        let (stop, rx) = oneshot::channel::<()>();
+        let run = tokio::spawn(runner.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            _db: db,
+            conn,
+            sim,
+            handler,
+            stop,
+            run,
+        }
+    }
+
+    /// Tells the runner to shut down, and waits until it has; the database stays until the
+    /// returned values are dropped.
+    async fn shutdown(self) -> (db::Conn, TestDb) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(LIMIT, self.run)
+            .await
+            .expect("the runner did not stop")
+            .unwrap();
+        (self.conn, self._db)
+    }
 }
 
 /// Waits until `n` runs have started.
@@ -194,18 +217,15 @@ async fn states(conn: &mut db::Conn, sim: i64) -> Vec<TaskState> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_runs_and_completes_tasks_with_their_results() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 2).await;
-    let handler = TestHandler::new(Mode::Complete, 2);
-    let (stop, run) = start(&db, &handler, 2, Duration::from_secs(10)).await;
+    let mut h = Harness::start(Mode::Complete, 2, 2, Duration::from_secs(10)).await;
+    let (conn, sim, handler) = (&mut h.conn, h.sim, h.handler.clone());
 
-    support::wait_state(&mut conn, sim, JobState::Completed, LIMIT).await;
-    let tasks = support::tasks(&mut conn, sim).await;
+    support::wait_state(conn, sim, JobState::Completed, LIMIT).await;
+    let tasks = support::tasks(conn, sim).await;
     assert!(tasks.iter().all(|t| t.task_state == TaskState::Completed));
     assert!(tasks.iter().all(|t| t.simulated_primaries == 100));
     assert!(tasks.iter().all(|t| t.attempts == 1));
-    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
+    let pages = db::results::read_all(conn, sim).await.unwrap();
     assert_eq!(pages.len(), 1);
     assert_eq!(
         pages[0].values,
@@ -218,18 +238,20 @@ async fn claims_runs_and_completes_tasks_with_their_results() {
     );
     assert_eq!(handler.started.load(Ordering::SeqCst), 2);
 
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_concurrency_tasks_run_at_once() {
     const SLOTS: usize = 2;
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, SLOTS as i32 + 1).await;
-    let handler = TestHandler::new(Mode::Gated, SLOTS);
-    let (stop, run) = start(&db, &handler, SLOTS, Duration::from_secs(10)).await;
+    let mut h = Harness::start(
+        Mode::Gated,
+        SLOTS as i32 + 1,
+        SLOTS,
+        Duration::from_secs(10),
+    )
+    .await;
+    let (conn, sim, handler) = (&mut h.conn, h.sim, h.handler.clone());
 
     // The barrier opens only when SLOTS runs are inside the handler together.
     tokio::time::timeout(LIMIT, handler.barrier.wait())
@@ -239,7 +261,7 @@ async fn at_most_concurrency_tasks_run_at_once() {
     // stay unclaimed while every slot is busy.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(handler.started.load(Ordering::SeqCst), SLOTS);
-    let waiting = states(&mut conn, sim).await;
+    let waiting = states(conn, sim).await;
     assert_eq!(
         waiting.iter().filter(|s| **s == TaskState::Pending).count(),
         1,
@@ -249,23 +271,19 @@ async fn at_most_concurrency_tasks_run_at_once() {
     handler.gate.add_permits(1);
     started(&handler, SLOTS + 1).await;
     handler.gate.add_permits(SLOTS);
-    support::wait_state(&mut conn, sim, JobState::Completed, LIMIT).await;
+    support::wait_state(conn, sim, JobState::Completed, LIMIT).await;
     assert_eq!(handler.most.load(Ordering::SeqCst), SLOTS);
 
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_a_running_handler() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 1).await;
-    let handler = TestHandler::new(Mode::UntilStopped, 1);
-    let (stop, run) = start(&db, &handler, 1, Duration::from_secs(10)).await;
+    let mut h = Harness::start(Mode::UntilStopped, 1, 1, Duration::from_secs(10)).await;
+    let (conn, sim, handler) = (&mut h.conn, h.sim, h.handler.clone());
 
     started(&handler, 1).await;
-    db::queue::cancel(&mut conn, sim).await.unwrap();
+    db::queue::cancel(conn, sim).await.unwrap();
     tokio::time::timeout(LIMIT, async {
         while handler.running.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -274,10 +292,9 @@ async fn cancel_stops_a_running_handler() {
     .await
     .expect("the canceled run did not stop");
     assert_eq!(*handler.stops.lock().unwrap(), vec![Stop::Canceled]);
-    assert_eq!(states(&mut conn, sim).await, vec![TaskState::Canceled]);
+    assert_eq!(states(conn, sim).await, vec![TaskState::Canceled]);
 
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    let (mut conn, _db) = h.shutdown().await;
     let sim_state = db::simulations::get(&mut conn, sim)
         .await
         .unwrap()
@@ -287,14 +304,11 @@ async fn cancel_stops_a_running_handler() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_fails_only_its_task_and_frees_the_slot() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 3).await;
     // One slot: the tasks after the panicking one run only if its slot was freed.
-    let handler = TestHandler::new(Mode::PanicOnFirst, 1);
-    let (stop, run) = start(&db, &handler, 1, Duration::from_secs(10)).await;
+    let mut h = Harness::start(Mode::PanicOnFirst, 3, 1, Duration::from_secs(10)).await;
+    let (conn, sim, handler) = (&mut h.conn, h.sim, h.handler.clone());
 
-    let tasks = settled(&mut conn, sim).await;
+    let tasks = settled(conn, sim).await;
     let panicked = &tasks[0];
     assert_eq!(panicked.task_state, TaskState::Failed);
     assert_eq!(panicked.attempts, 1, "a panic is not retried");
@@ -305,17 +319,20 @@ async fn a_panic_fails_only_its_task_and_frees_the_slot() {
     }
     assert_eq!(handler.started.load(Ordering::SeqCst), 3);
 
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_running_tasks_within_the_grace_period() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 1).await;
-    let handler = TestHandler::new(Mode::Gated, 1);
-    let (stop, run) = start(&db, &handler, 1, Duration::from_secs(60)).await;
+    let h = Harness::start(Mode::Gated, 1, 1, Duration::from_secs(60)).await;
+    let Harness {
+        _db,
+        mut conn,
+        sim,
+        handler,
+        stop,
+        run,
+    } = h;
 
     tokio::time::timeout(LIMIT, handler.barrier.wait())
         .await
@@ -336,18 +353,11 @@ async fn shutdown_waits_for_running_tasks_within_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_hands_back_tasks_still_running_after_the_grace_period() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 1).await;
-    let handler = TestHandler::new(Mode::UntilStopped, 1);
-    let (stop, run) = start(&db, &handler, 1, Duration::ZERO).await;
+    let h = Harness::start(Mode::UntilStopped, 1, 1, Duration::ZERO).await;
+    let (sim, handler) = (h.sim, h.handler.clone());
 
     started(&handler, 1).await;
-    stop.send(()).unwrap();
-    tokio::time::timeout(LIMIT, run)
-        .await
-        .expect("the runner did not stop")
-        .unwrap();
+    let (mut conn, _db) = h.shutdown().await;
     assert_eq!(*handler.stops.lock().unwrap(), vec![Stop::Shutdown]);
     let tasks = support::tasks(&mut conn, sim).await;
     assert_eq!(tasks[0].task_state, TaskState::Pending, "handed back");

@@ -4,6 +4,7 @@
 use super::Shared;
 use crate::execute::Stop;
 use db::queue::{self, Lease};
+use db::DbError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -27,15 +28,36 @@ pub(super) async fn watch_cancellations(
         let Ok(mut conn) = shared.recorder.pool.get().await else {
             continue;
         };
-        match queue::lost_leases(&mut conn, &leases).await {
-            Ok(lost) => {
-                for id in lost {
-                    tracing::info!(task = id, "task canceled: stopping it");
-                    shared.stop_task(id, Stop::Canceled);
+        let lost = queue::lost_leases(&mut conn, &leases).await;
+        stop_lost(&shared, lost, Check::Cancellations);
+    }
+}
+
+/// Which check found leases gone.
+#[derive(Clone, Copy, PartialEq)]
+enum Check {
+    /// The simulation was canceled.
+    Cancellations,
+    /// A heartbeat found the lease lost.
+    Heartbeat,
+}
+
+/// Stops (as canceled) the runs whose leases `check` found gone.
+fn stop_lost(shared: &Shared, lost: Result<Vec<i64>, DbError>, check: Check) {
+    match lost {
+        Ok(lost) => {
+            for id in lost {
+                match check {
+                    Check::Cancellations => tracing::info!(task = id, "task canceled: stopping it"),
+                    Check::Heartbeat => tracing::warn!(task = id, "lease lost: stopping the task"),
                 }
+                shared.stop_task(id, Stop::Canceled);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot check for canceled tasks"),
         }
+        Err(e) if check == Check::Cancellations => {
+            tracing::warn!(error = %e, "cannot check for canceled tasks")
+        }
+        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
     }
 }
 
@@ -52,15 +74,8 @@ pub(super) async fn heartbeats(shared: Arc<Shared>) {
         let Ok(mut conn) = shared.recorder.pool.get().await else {
             continue;
         };
-        match queue::heartbeat(&mut conn, &leases, lease).await {
-            Ok(lost) => {
-                for id in lost {
-                    tracing::warn!(task = id, "lease lost: stopping the task");
-                    shared.stop_task(id, Stop::Canceled);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-        }
+        let lost = queue::heartbeat(&mut conn, &leases, lease).await;
+        stop_lost(&shared, lost, Check::Heartbeat);
     }
 }
 

@@ -39,30 +39,35 @@ impl ProgressParser for NoProgress {}
 /// An external simulator: what one run of it needs besides the shared skeleton ([`run`]).
 /// A value of it is the state of one run (created by [`External::prepare`]).
 pub trait External: ProgressParser + Sized {
-    /// Its name in messages (`"FLUKA"`).
-    const NAME: &'static str;
-    /// The flag that configures its path (`"--fluka"`).
-    const FLAG: &'static str;
-    /// Whether its results are converted by pymchelper's `convertmc` (then a worker without
-    /// it fails the task before running anything).
-    const CONVERTMC: bool;
-
-    /// Its configured path.
-    fn program(settings: &Settings) -> Option<&PathBuf>;
+    /// Which program it is.
+    const PROGRAM: Program;
 
     /// Checks the input files and plans the task's run: which files are rewritten for it,
     /// what goes into its log, and the state that follows the run. An error here is the
     /// input's.
-    fn prepare(
-        task: &ClaimedTask,
-        files: &BTreeMap<String, String>,
-    ) -> Result<Prepared<Self>, SimulatorError>;
+    fn prepare(task: &ClaimedTask, files: &Files) -> Result<Prepared<Self>, SimulatorError>;
 
     /// The program's arguments, the work directory being `dir`.
     fn args(&self, dir: &Path) -> Vec<String>;
 
     /// After the program exited successfully: which results to read and how.
     fn results(self, dir: &Path) -> Result<Results, SimulatorError>;
+}
+
+/// A simulation's input files: name to content.
+pub type Files = BTreeMap<String, String>;
+
+/// What names and finds an external program.
+pub struct Program {
+    /// Its name in messages (`"FLUKA"`).
+    pub name: &'static str,
+    /// The flag that configures its path (`"--fluka"`).
+    pub flag: &'static str,
+    /// Whether its results are converted by pymchelper's `convertmc` (then a worker without
+    /// it fails the task before running anything).
+    pub convertmc: bool,
+    /// Its configured path.
+    pub path: fn(&Settings) -> Option<&PathBuf>,
 }
 
 /// What [`External::prepare`] plans.
@@ -92,10 +97,16 @@ pub enum Results {
 /// Runs one task of the external program `P` on the input `files`.
 pub async fn run<P: External>(
     run: &mut Run<'_>,
-    files: &BTreeMap<String, String>,
+    files: &Files,
 ) -> Result<TaskResults, SimulatorError> {
-    let program = Run::configured(P::program(run.settings), P::NAME, P::FLAG)?;
-    if P::CONVERTMC {
+    let Program {
+        name,
+        flag,
+        convertmc,
+        path,
+    } = P::PROGRAM;
+    let program = Run::configured(path(run.settings), name, flag)?;
+    if convertmc {
         run.require_convertmc()?;
     }
     let Prepared {
@@ -117,7 +128,7 @@ pub async fn run<P: External>(
         .run_program(&program, &args, dir.path(), &mut state)
         .await?;
     if !status.success() {
-        return Err(run.failed(P::NAME, status));
+        return Err(run.failed(name, status));
     }
     match state.results(dir.path())? {
         Results::Convert { pattern, expected } => {

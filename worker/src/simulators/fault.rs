@@ -58,6 +58,14 @@ impl SimulatorError {
         Self::machine(super::workdir::io_fault(e), format!("{context}: {e}"))
     }
 
+    /// Which machine fault this is, if it is one.
+    pub fn machine_fault(&self) -> Option<MachineFault> {
+        match self {
+            Self::Machine { fault, .. } => Some(*fault),
+            _ => None,
+        }
+    }
+
     pub(crate) fn stopped(why: Stop) -> Self {
         Self::Stopped(why)
     }
@@ -85,10 +93,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("fault-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        super::super::workdir::scratch("fault-test", name)
     }
 
     /// Starts `program` as a run does and classifies what happens.
@@ -110,43 +115,16 @@ mod tests {
         let dir = scratch("missing");
         let missing = dir.join("no-such-shieldhit");
         let err = run(&missing, &[], &dir).await;
-        assert!(
-            matches!(
-                err,
-                SimulatorError::Machine {
-                    fault: MachineFault::Program,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_eq!(err.machine_fault(), Some(MachineFault::Program), "{err:?}");
         assert!(err.to_string().contains("no-such-shieldhit"), "{err}");
         // A file without execute permission (root cannot execute it either).
         let plain = dir.join("not-executable");
         std::fs::write(&plain, "#!/bin/sh\nexit 0\n").unwrap();
         let err = run(&plain, &[], &dir).await;
-        assert!(
-            matches!(
-                err,
-                SimulatorError::Machine {
-                    fault: MachineFault::Program,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_eq!(err.machine_fault(), Some(MachineFault::Program), "{err:?}");
         // A wrapper whose own program is missing exits 127.
         let err = run(Path::new("/bin/sh"), &["-c", "exec /no/such/rfluka"], &dir).await;
-        assert!(
-            matches!(
-                err,
-                SimulatorError::Machine {
-                    fault: MachineFault::Program,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_eq!(err.machine_fault(), Some(MachineFault::Program), "{err:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -188,16 +166,7 @@ mod tests {
         let err = recheck_input_fault(&root, "SHIELD-HIT12A wrote no .bdo result files".into())
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SimulatorError::Machine {
-                    fault: MachineFault::Storage,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_eq!(err.machine_fault(), Some(MachineFault::Storage), "{err:?}");
         assert!(err.to_string().contains("wrote no .bdo"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -211,13 +180,7 @@ mod tests {
         // As the simulators call it: `write_input(…).map_err(SimulatorError::fatal)`.
         let written: Result<(), SimulatorError> = Err(machine);
         let kept = written.map_err(SimulatorError::fatal).unwrap_err();
-        assert!(matches!(
-            kept,
-            SimulatorError::Machine {
-                fault: MachineFault::DiskFull,
-                ..
-            }
-        ));
+        assert_eq!(kept.machine_fault(), Some(MachineFault::DiskFull));
         assert_eq!(kept.to_string(), "disk full: cannot write beam.dat");
         assert!(matches!(
             SimulatorError::retry("no connection"),

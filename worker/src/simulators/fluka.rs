@@ -6,8 +6,8 @@
 //! files converted by pymchelper's `convertmc json --many` (one estimator per unit `NN`,
 //! weighted by the `number_of_primaries` FLUKA wrote into them).
 
-use super::external::{External, Prepared, Progress, ProgressParser, Results};
-use super::{Settings, SimulatorError};
+use super::external::{External, Files, Prepared, Program, Progress, ProgressParser, Results};
+use super::SimulatorError;
 use db::queue::ClaimedTask;
 use sim_inputs::fluka;
 use std::collections::BTreeMap;
@@ -107,18 +107,14 @@ impl ProgressParser for Fluka {
 }
 
 impl External for Fluka {
-    const NAME: &'static str = "FLUKA";
-    const FLAG: &'static str = "--fluka";
-    const CONVERTMC: bool = true;
+    const PROGRAM: Program = Program {
+        name: "FLUKA",
+        flag: "--fluka",
+        convertmc: true,
+        path: |s| s.fluka.as_ref(),
+    };
 
-    fn program(settings: &Settings) -> Option<&PathBuf> {
-        settings.fluka.as_ref()
-    }
-
-    fn prepare(
-        task: &ClaimedTask,
-        files: &BTreeMap<String, String>,
-    ) -> Result<Prepared<Self>, SimulatorError> {
+    fn prepare(task: &ClaimedTask, files: &Files) -> Result<Prepared<Self>, SimulatorError> {
         let invalid = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
         let (stem, text) = fluka::main_input(files).map_err(invalid)?;
         let inp_name = format!("{stem}.inp");

@@ -3,11 +3,11 @@
 //! `shieldhit -N <seed offset> <dir>`, progress parsed from its log lines, and the `.bdo`
 //! files it wrote converted by pymchelper's `convertmc json --many`.
 
-use super::external::{External, Prepared, Progress, ProgressParser, Results};
-use super::{Settings, SimulatorError};
+use super::external::{External, Files, Prepared, Program, Progress, ProgressParser, Results};
+use super::SimulatorError;
 use db::queue::ClaimedTask;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Parses `Primary particle no. 1234 ETR: 0 hour(s) 1 minute(s) 23 second(s)` into the
 /// primaries simulated so far and the estimated seconds left.
@@ -39,18 +39,14 @@ impl ProgressParser for Shieldhit {
 }
 
 impl External for Shieldhit {
-    const NAME: &'static str = "SHIELD-HIT12A";
-    const FLAG: &'static str = "--shieldhit";
-    const CONVERTMC: bool = true;
+    const PROGRAM: Program = Program {
+        name: "SHIELD-HIT12A",
+        flag: "--shieldhit",
+        convertmc: true,
+        path: |s| s.shieldhit.as_ref(),
+    };
 
-    fn program(settings: &Settings) -> Option<&PathBuf> {
-        settings.shieldhit.as_ref()
-    }
-
-    fn prepare(
-        task: &ClaimedTask,
-        files: &BTreeMap<String, String>,
-    ) -> Result<Prepared<Self>, SimulatorError> {
+    fn prepare(task: &ClaimedTask, files: &Files) -> Result<Prepared<Self>, SimulatorError> {
         let beam = files
             .get("beam.dat")
             .ok_or_else(|| SimulatorError::fatal("the SHIELD-HIT12A input has no beam.dat"))?;

@@ -12,11 +12,11 @@
 //! TOPAS prints no progress the worker parses, so a TOPAS task shows its primaries when it
 //! ends.
 
-use super::external::{External, Prepared, Progress, ProgressParser, Results};
-use super::{topas_csv, Settings, SimulatorError, TaskResults};
+use super::external::{External, Files, Prepared, Program, Progress, ProgressParser, Results};
+use super::{topas_csv, SimulatorError, TaskResults};
 use db::queue::ClaimedTask;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The histories of one source from TOPAS's summary line
 /// `Particle source Demo: Total number of histories: 20`.
@@ -45,18 +45,14 @@ impl ProgressParser for Topas {
 }
 
 impl External for Topas {
-    const NAME: &'static str = "TOPAS";
-    const FLAG: &'static str = "--topas";
-    const CONVERTMC: bool = false;
+    const PROGRAM: Program = Program {
+        name: "TOPAS",
+        flag: "--topas",
+        convertmc: false,
+        path: |s| s.topas.as_ref(),
+    };
 
-    fn program(settings: &Settings) -> Option<&PathBuf> {
-        settings.topas.as_ref()
-    }
-
-    fn prepare(
-        task: &ClaimedTask,
-        files: &BTreeMap<String, String>,
-    ) -> Result<Prepared<Self>, SimulatorError> {
+    fn prepare(task: &ClaimedTask, files: &Files) -> Result<Prepared<Self>, SimulatorError> {
         let fatal = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
         // The checks of Submit again: inputs stored before them, or queued directly.
         sim_inputs::topas::validate(files, 1, task.requested_primaries).map_err(fatal)?;

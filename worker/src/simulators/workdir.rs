@@ -99,15 +99,22 @@ impl Drop for WorkDir {
     }
 }
 
+/// A fresh empty directory `<prefix>-<pid>-<name>` under the temporary directory, for tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn scratch(prefix: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("workdir-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        super::scratch("workdir-test", name)
     }
 
     #[test]
@@ -117,16 +124,7 @@ mod tests {
         let dir = WorkDir::create(&root, 1, 0, 1, false).unwrap();
         std::os::unix::fs::symlink("/dev/full", dir.path().join("beam.dat")).unwrap();
         let err = dir.write_input("beam.dat", "NSTAT 100\n").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SimulatorError::Machine {
-                    fault: MachineFault::DiskFull,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_eq!(err.machine_fault(), Some(MachineFault::DiskFull), "{err:?}");
         assert!(err.to_string().contains("beam.dat"), "{err}");
         // A name that is not plain is the input's fault.
         assert!(matches!(
@@ -173,16 +171,7 @@ mod tests {
         let file = root.join("plain-file");
         std::fs::write(&file, "").unwrap();
         let err = probe(&file).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SimulatorError::Machine {
-                    fault: MachineFault::Storage,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert_eq!(err.machine_fault(), Some(MachineFault::Storage), "{err:?}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
