@@ -192,3 +192,11 @@ pub fn simple_submit() -> SubmitRequest {
         platform: None,
     }
 }
+
+/// The code of a call's answer: `Ok`, or the error's code.
+pub async fn code_of<T>(r: Result<T, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => e.code(),
+    }
+}
