@@ -4,8 +4,8 @@
 
 use crate::error::DbResult;
 use crate::pool::Conn;
-use crate::results::PageMeta;
-use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Nullable, SmallInt, Text};
+use crate::results::{PageMeta, StoredMeta};
+use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 
@@ -70,26 +70,14 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         name: String,
         #[diesel(sql_type = Nullable<Text>)]
         file_name: Option<String>,
-        #[diesel(sql_type = Jsonb)]
-        estimator_metadata: serde_json::Value,
         #[diesel(sql_type = Integer)]
         page_number: i32,
-        #[diesel(sql_type = Text)]
-        page_name: String,
-        #[diesel(sql_type = SmallInt)]
-        page_dimension: i16,
-        #[diesel(sql_type = Jsonb)]
-        axes: serde_json::Value,
-        #[diesel(sql_type = Text)]
-        value_name: String,
-        #[diesel(sql_type = Text)]
-        value_unit: String,
+        #[diesel(embed)]
+        meta: StoredMeta,
         #[diesel(sql_type = Integer)]
         value_count: i32,
         #[diesel(sql_type = Bool)]
         has_errors: bool,
-        #[diesel(sql_type = Jsonb)]
-        metadata: serde_json::Value,
     }
     let rows: Vec<PageRow> = diesel::sql_query(
         "SELECT e.name, e.file_name, e.metadata AS estimator_metadata, p.page_number,
@@ -109,15 +97,7 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
             page_number: r.page_number,
             value_count: i64::from(r.value_count),
             has_errors: r.has_errors,
-            meta: PageMeta {
-                name: r.page_name,
-                dimension: r.page_dimension,
-                axes: r.axes,
-                value_name: r.value_name,
-                value_unit: r.value_unit,
-                metadata: r.metadata,
-                estimator_metadata: r.estimator_metadata,
-            },
+            meta: r.meta.into(),
         })
         .collect();
     Ok((pages, false))

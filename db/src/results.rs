@@ -81,6 +81,40 @@ pub struct ResultPage {
     pub damaged: Option<String>,
 }
 
+/// A final page's description as stored (`pages` columns, and the estimator's metadata
+/// selected `AS estimator_metadata`), embedded in the rows of the queries that read pages.
+#[derive(QueryableByName)]
+pub(crate) struct StoredMeta {
+    #[diesel(sql_type = Text)]
+    page_name: String,
+    #[diesel(sql_type = SmallInt)]
+    page_dimension: i16,
+    #[diesel(sql_type = Jsonb)]
+    axes: serde_json::Value,
+    #[diesel(sql_type = Text)]
+    value_name: String,
+    #[diesel(sql_type = Text)]
+    value_unit: String,
+    #[diesel(sql_type = Jsonb)]
+    metadata: serde_json::Value,
+    #[diesel(sql_type = Jsonb)]
+    estimator_metadata: serde_json::Value,
+}
+
+impl From<StoredMeta> for PageMeta {
+    fn from(m: StoredMeta) -> Self {
+        PageMeta {
+            name: m.page_name,
+            dimension: m.page_dimension,
+            axes: m.axes,
+            value_name: m.value_name,
+            value_unit: m.value_unit,
+            metadata: m.metadata,
+            estimator_metadata: m.estimator_metadata,
+        }
+    }
+}
+
 /// One row of `merge_accumulators`: a page's running sums.
 #[derive(QueryableByName)]
 pub(crate) struct AccRow {
@@ -260,26 +294,14 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
     struct PageRow {
         #[diesel(sql_type = Text)]
         name: String,
-        #[diesel(sql_type = Jsonb)]
-        estimator_metadata: serde_json::Value,
         #[diesel(sql_type = Integer)]
         page_number: i32,
-        #[diesel(sql_type = Text)]
-        page_name: String,
-        #[diesel(sql_type = SmallInt)]
-        page_dimension: i16,
-        #[diesel(sql_type = Jsonb)]
-        axes: serde_json::Value,
-        #[diesel(sql_type = Text)]
-        value_name: String,
-        #[diesel(sql_type = Text)]
-        value_unit: String,
+        #[diesel(embed)]
+        meta: StoredMeta,
         #[diesel(sql_type = Bytea)]
         values_data: Vec<u8>,
         #[diesel(sql_type = Nullable<Bytea>)]
         errors_data: Option<Vec<u8>>,
-        #[diesel(sql_type = Jsonb)]
-        metadata: serde_json::Value,
         #[diesel(sql_type = Text)]
         aggregation: String,
         #[diesel(sql_type = Bool)]
@@ -317,15 +339,7 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
                 damaged,
                 estimator: r.name,
                 page_number: r.page_number,
-                meta: PageMeta {
-                    name: r.page_name,
-                    dimension: r.page_dimension,
-                    axes: r.axes,
-                    value_name: r.value_name,
-                    value_unit: r.value_unit,
-                    metadata: r.metadata,
-                    estimator_metadata: r.estimator_metadata,
-                },
+                meta: r.meta.into(),
                 tasks_merged: 0,
                 partial: r.partial,
             })
