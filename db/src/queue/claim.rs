@@ -59,9 +59,10 @@ impl ClaimedTask {
     }
 }
 
-/// Claims up to `limit` due tasks for `owner`, oldest first, in one round trip; sets their
-/// lease and marks their simulations `RUNNING`. Locked rows are skipped, so concurrent
-/// workers never claim the same task.
+/// Claims up to `limit` due tasks of direct simulations for `owner`, oldest first, in one
+/// round trip; sets their lease and marks their simulations `RUNNING`. Locked rows are
+/// skipped, so concurrent workers never claim the same task. Batch simulations' tasks are
+/// never claimed here: their cluster's batch component runs them.
 pub async fn claim(
     conn: &mut Conn,
     owner: &str,
@@ -93,6 +94,10 @@ pub async fn claim(
         "WITH due AS (
              SELECT id, run_after FROM tasks
              WHERE task_state = 'PENDING' AND run_after <= now()
+               -- A batch simulation's tasks are run by its cluster's batch component, as
+               -- SLURM array elements, never by a direct worker.
+               AND EXISTS (SELECT 1 FROM simulations s
+                           WHERE s.id = tasks.simulation_id AND s.platform = 'direct')
              ORDER BY run_after, id
              LIMIT {sign}{rows}
              FOR UPDATE SKIP LOCKED

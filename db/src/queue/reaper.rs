@@ -11,8 +11,9 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-/// Returns running tasks whose lease has expired (their worker died) to the queue, with
-/// backoff, or fails those out of attempts. Returns how many were requeued and failed.
+/// Returns running tasks of direct simulations whose lease has expired (their worker died)
+/// to the queue, with backoff, or fails those out of attempts (batch tasks are left to the
+/// batch component that takes their simulation over). Returns how many were requeued and failed.
 pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
     let outcome = conn.transaction(async |conn| {
         #[derive(QueryableByName)]
@@ -26,6 +27,10 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
             "WITH expired AS (
                  SELECT id FROM tasks
                  WHERE task_state = 'RUNNING' AND lease_expires_at < now()
+                   -- A batch task's element may still run on SLURM: the batch component
+                   -- that takes the simulation over re-leases it instead.
+                   AND EXISTS (SELECT 1 FROM simulations s
+                               WHERE s.id = tasks.simulation_id AND s.platform = 'direct')
                  FOR UPDATE SKIP LOCKED
              )
              UPDATE tasks t SET
