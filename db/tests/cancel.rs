@@ -12,7 +12,7 @@ use db::queue::{self, Canceled};
 use db::results::{self, TaskPage};
 use db::testing::TestDb;
 use diesel_async::SimpleAsyncConnection;
-use support::{claim, page};
+use support::{claim, complete, page, sim_state};
 
 /// Task `t`'s pages: a dose page (mean) and a count page (sum).
 fn pages(t: i32) -> Vec<TaskPage> {
@@ -64,26 +64,18 @@ async fn cancel_after_k_tasks_keeps_exactly_their_merge() {
     let mut done = Vec::new();
     let first = claim(&mut conn, 2).await;
     for t in &first {
-        db::merge::complete_with_results(
-            &mut conn,
-            &t.lease("w"),
-            primaries(t.task_index),
-            &pages(t.task_index),
-        )
-        .await
-        .unwrap();
+        complete(&mut conn, t, primaries(t.task_index), &pages(t.task_index)).await;
         done.push(t.task_index);
     }
     let second = claim(&mut conn, 2).await;
     let (finished, running) = (&second[0], &second[1]);
-    db::merge::complete_with_results(
+    complete(
         &mut conn,
-        &finished.lease("w"),
+        finished,
         primaries(finished.task_index),
         &pages(finished.task_index),
     )
-    .await
-    .unwrap();
+    .await;
     done.push(finished.task_index);
 
     let c = queue::cancel(&mut conn, sim).await.unwrap();
@@ -160,9 +152,7 @@ async fn a_merge_under_way_is_left_to_finish() {
     .await
     .unwrap();
     let t = claim(&mut conn, 1).await;
-    db::merge::complete_with_results(&mut conn, &t[0].lease("w"), 100, &pages(0))
-        .await
-        .unwrap();
+    complete(&mut conn, &t[0], 100, &pages(0)).await;
     conn.batch_execute(&format!(
         "UPDATE tasks SET task_state = 'COMPLETED' WHERE task_state = 'PENDING';
          UPDATE simulations SET job_state = 'MERGING' WHERE id = {sim};"
@@ -197,16 +187,14 @@ async fn cancel_racing_the_last_completion_always_ends_consistently() {
         } else {
             (&ts[1], &ts[0])
         };
-        db::merge::complete_with_results(&mut a, &first.lease("w"), primaries(0), &pages(0))
-            .await
-            .unwrap();
+        complete(&mut a, first, primaries(0), &pages(0)).await;
         let last_lease = last.lease("w");
         let last_pages = pages(1);
         let (completion, cancel) = tokio::join!(
             db::merge::complete_with_results(&mut a, &last_lease, primaries(1), &last_pages),
             queue::cancel(&mut b, sim),
         );
-        let state = db::simulations::get(&mut a, sim).await.unwrap().job_state;
+        let state = sim_state(&mut a, sim).await;
         let got = results::read_all(&mut a, sim).await.unwrap();
         assert_eq!(got.len(), 2);
         match state {

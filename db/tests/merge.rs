@@ -8,7 +8,7 @@ use db::enums::JobState;
 use db::queue;
 use db::results::{self, PageMeta, TaskPage};
 use db::testing::TestDb;
-use support::{claim, pages, submit};
+use support::{claim, complete, pages, sim_state, submit};
 
 fn rel_close(a: f64, b: f64) -> bool {
     a == b || ((a - b).abs() / a.abs().max(b.abs())) <= 1e-12
@@ -24,17 +24,9 @@ async fn the_merge_is_the_primaries_weighted_mean_of_the_tasks() {
     let tasks = claim(&mut conn, 3).await;
     let simulated = [1000i64, 3000, 6000];
     for (i, t) in tasks.iter().enumerate() {
-        db::merge::complete_with_results(&mut conn, &t.lease("w"), simulated[i], &pages(i as u64))
-            .await
-            .unwrap();
+        complete(&mut conn, t, simulated[i], &pages(i as u64)).await;
     }
-    assert_eq!(
-        db::simulations::get(&mut conn, sim)
-            .await
-            .unwrap()
-            .job_state,
-        JobState::Completed
-    );
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
     let got = results::read_all(&mut conn, sim).await.unwrap();
     assert_eq!(got.len(), 3);
     let n_total: f64 = simulated.iter().map(|&n| n as f64).sum();
@@ -98,16 +90,8 @@ async fn partial_results_are_readable_while_running() {
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
     let tasks = claim(&mut conn, 2).await;
-    db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(7))
-        .await
-        .unwrap();
-    assert_eq!(
-        db::simulations::get(&mut conn, sim)
-            .await
-            .unwrap()
-            .job_state,
-        JobState::Running
-    );
+    complete(&mut conn, &tasks[0], 1000, &pages(7)).await;
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Running);
     let partial = results::read_all(&mut conn, sim).await.unwrap();
     assert!(partial
         .iter()
@@ -127,9 +111,7 @@ async fn a_stale_completion_is_not_counted() {
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
     let tasks = claim(&mut conn, 2).await;
-    db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
-        .await
-        .unwrap();
+    complete(&mut conn, &tasks[0], 1000, &pages(1)).await;
     // The same task's results again (a retried or duplicated completion): rejected.
     let err = db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
         .await
@@ -145,9 +127,7 @@ async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 2, 2000).await;
     let tasks = claim(&mut conn, 2).await;
-    db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
-        .await
-        .unwrap();
+    complete(&mut conn, &tasks[0], 1000, &pages(1)).await;
     let mut bad = pages(2);
     bad[0].values.pop();
     let err = db::merge::complete_with_results(&mut conn, &tasks[1].lease("w"), 1000, &bad)
@@ -163,13 +143,7 @@ async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
         .await
         .unwrap();
     // One task completed, one failed: the simulation completes from the first.
-    assert_eq!(
-        db::simulations::get(&mut conn, sim)
-            .await
-            .unwrap()
-            .job_state,
-        JobState::Completed
-    );
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
     let done = results::read_all(&mut conn, sim).await.unwrap();
     assert!(done.iter().all(|p| !p.partial && p.errors.is_none()));
 }
@@ -202,9 +176,7 @@ async fn copies_and_concatenations_follow_pymchelpers_rules() {
             page(i, Aggregation::Concat, "mcpl", records),
         ];
         let idx = tasks.iter().position(|t| t.task_index == i as i32).unwrap();
-        db::merge::complete_with_results(&mut conn, &tasks[idx].lease("w"), 100, &pages)
-            .await
-            .unwrap();
+        complete(&mut conn, &tasks[idx], 100, &pages).await;
         if i == 0 {
             let partial = results::read_all(&mut conn, sim).await.unwrap();
             let mcpl = partial.iter().find(|p| p.estimator == "mcpl").unwrap();
@@ -246,9 +218,7 @@ async fn a_four_million_bin_mesh_is_stored() {
                 .map(|b| (b % 1000) as f64 * (1.0 + i as f64))
                 .collect(),
         };
-        db::merge::complete_with_results(&mut conn, &t.lease("w"), 100, &[page])
-            .await
-            .unwrap();
+        complete(&mut conn, t, 100, &[page]).await;
     }
     let got = results::read_all(&mut conn, sim).await.unwrap();
     assert_eq!(got[0].values.len(), n);

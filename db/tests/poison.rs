@@ -13,7 +13,7 @@ use db::results::{self, TaskPage};
 use db::testing::TestDb;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use std::time::Duration;
-use support::{page, tasks_of};
+use support::{complete, page, sim_state, tasks_of};
 
 fn pages(t: usize) -> Vec<TaskPage> {
     ["fluence", "z_profile"]
@@ -46,9 +46,7 @@ async fn a_completion_that_meets_damaged_sums_fails_the_simulation_naming_them()
     let claimed = queue::claim(&mut conn, "w", 3, Duration::from_secs(60))
         .await
         .unwrap();
-    db::merge::complete_with_results(&mut conn, &claimed[0].lease("w"), 100, &pages(0))
-        .await
-        .unwrap();
+    complete(&mut conn, &claimed[0], 100, &pages(0)).await;
     conn.batch_execute(&format!("{DAMAGE_SUMS}{sim}"))
         .await
         .unwrap();
@@ -116,9 +114,7 @@ async fn one_damaged_stale_merge_does_not_stop_the_reaper_finishing_the_others()
         .execute(&mut conn)
         .await
         .unwrap();
-        db::merge::complete_with_results(&mut conn, &t.lease("w"), 100, &pages(i))
-            .await
-            .unwrap();
+        complete(&mut conn, t, 100, &pages(i)).await;
     }
     conn.batch_execute(&format!(
         "{DAMAGE_SUMS}{bad};
@@ -157,16 +153,8 @@ async fn a_damaged_final_page_is_the_only_unreadable_one() {
     let claimed = queue::claim(&mut conn, "w", 1, Duration::from_secs(60))
         .await
         .unwrap();
-    db::merge::complete_with_results(&mut conn, &claimed[0].lease("w"), 100, &pages(0))
-        .await
-        .unwrap();
-    assert_eq!(
-        db::simulations::get(&mut conn, sim)
-            .await
-            .unwrap()
-            .job_state,
-        JobState::Completed
-    );
+    complete(&mut conn, &claimed[0], 100, &pages(0)).await;
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
     conn.batch_execute(
         "UPDATE pages SET values_data = '\\x4d435250ff' FROM estimators e
          WHERE e.id = pages.estimator_id AND e.name = 'fluence'",

@@ -43,6 +43,13 @@ pub async fn claim(conn: &mut db::Conn, n: i64) -> Vec<ClaimedTask> {
     queue::claim(conn, "w", n, LEASE).await.unwrap()
 }
 
+/// Completes the task claimed by "w" with `primaries` and `pages` (which must succeed).
+pub async fn complete(conn: &mut db::Conn, task: &ClaimedTask, primaries: i64, pages: &[TaskPage]) {
+    db::merge::complete_with_results(conn, &task.lease("w"), primaries, pages)
+        .await
+        .unwrap();
+}
+
 /// A simulation's state.
 pub async fn sim_state(conn: &mut db::Conn, id: i64) -> JobState {
     db::simulations::get(conn, id).await.unwrap().job_state
