@@ -74,15 +74,7 @@ impl Out {
 }
 
 /// Every environment variable that could point the binary at another database.
-pub const DB_ENV: &[&str] = &[
-    "DATABASE_URL",
-    "DB_HOST",
-    "DB_PORT",
-    "DB_USER",
-    "DB_PASSWORD",
-    "DB_NAME",
-    "DB_SOCKET_DIR",
-];
+pub const DB_ENV: &[&str] = db::config::ENV_VARS;
 
 /// The binary, with the machine's database settings removed from its environment.
 pub fn bin() -> Command {
