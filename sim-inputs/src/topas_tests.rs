@@ -23,6 +23,20 @@ fn err(r: Result<impl std::fmt::Debug, InputError>) -> String {
     r.unwrap_err().0
 }
 
+/// `text` as the one file `topas_config.txt`, with `primaries` in one task, is refused with
+/// an error containing each of `messages`.
+#[track_caller]
+fn assert_refused(text: &str, primaries: i64, messages: &[&str]) {
+    let e = err(validate(
+        &input(&[("topas_config.txt", text)]),
+        1,
+        primaries,
+    ));
+    for m in messages {
+        assert!(e.contains(m), "{e}");
+    }
+}
+
 #[test]
 fn the_captured_run_validates_and_its_scorers_are_found() {
     let files = input(&[("minimal.txt", &real("captured/topas/input/minimal.txt"))]);
@@ -189,17 +203,19 @@ fn a_source_with_zero_histories_stays_off() {
     let none = input(&[("topas_config.txt", SCORER)]);
     assert!(err(validate(&none, 1, 1)).contains("sets no So/<source>/NumberOfHistoriesInRun"));
     let two = format!("{text}i:So/Second/NumberOfHistoriesInRun = 10\n");
-    let e = err(validate(&input(&[("topas_config.txt", &two)]), 1, 1));
-    assert!(e.contains("2 sources with histories"), "{e}");
-    assert!(
-        e.contains("So/Second/NumberOfHistoriesInRun = 10 in topas_config.txt"),
-        "{e}"
+    assert_refused(
+        &two,
+        1,
+        &[
+            "2 sources with histories",
+            "So/Second/NumberOfHistoriesInRun = 10 in topas_config.txt",
+        ],
     );
     let bad = format!("i:So/Demo/NumberOfHistoriesInRun = lots\n{SCORER}");
-    let e = err(validate(&input(&[("topas_config.txt", &bad)]), 1, 1));
-    assert!(
-        e.contains("So/Demo/NumberOfHistoriesInRun = lots in topas_config.txt"),
-        "{e}"
+    assert_refused(
+        &bad,
+        1,
+        &["So/Demo/NumberOfHistoriesInRun = lots in topas_config.txt"],
     );
 }
 
@@ -277,18 +293,18 @@ fn scorers_must_write_csv_with_mean_or_sum() {
 fn run_modes_the_worker_cannot_split_are_refused() {
     let text = format!("i:So/Demo/NumberOfHistoriesInRun = 20\n{SCORER}");
     let timed = format!("{text}i:Tf/NumberOfSequentialTimes = 100\n");
-    let e = err(validate(&input(&[("topas_config.txt", &timed)]), 1, 10));
-    assert!(
-        e.contains("Tf/NumberOfSequentialTimes = 100 in topas_config.txt"),
-        "{e}"
+    assert_refused(
+        &timed,
+        10,
+        &["Tf/NumberOfSequentialTimes = 100 in topas_config.txt"],
     );
     let one = format!("{text}i:Tf/NumberOfSequentialTimes = 1\n");
     validate(&input(&[("topas_config.txt", &one)]), 1, 10).unwrap();
     let seed = format!("{text}u:Ts/Seed = 1\n");
-    let e = err(validate(&input(&[("topas_config.txt", &seed)]), 1, 10));
-    assert!(
-        e.contains("Ts/Seed in topas_config.txt is not an integer"),
-        "{e}"
+    assert_refused(
+        &seed,
+        10,
+        &["Ts/Seed in topas_config.txt is not an integer"],
     );
 }
 

@@ -132,13 +132,19 @@ impl SshSession {
         Ok(())
     }
 
-    /// Whether the master answers (`ssh -O check`).
-    pub async fn is_alive(&self) -> bool {
-        self.base()
-            .args(["-O", "check"])
+    /// `ssh -O <cmd>`: the control command `cmd` to the master, its output thrown away.
+    fn control(&self, cmd: &str) -> Command {
+        let mut c = self.base();
+        c.args(["-O", cmd])
             .arg(&self.target.host)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    /// Whether the master answers (`ssh -O check`).
+    pub async fn is_alive(&self) -> bool {
+        self.control("check")
             .status()
             .await
             .is_ok_and(|s| s.success())
@@ -147,10 +153,7 @@ impl SshSession {
     /// The master's process id, as `ssh -O check` reports it (`Master running (pid=N)`).
     pub async fn master_pid(&self) -> Option<u32> {
         let out = self
-            .base()
-            .args(["-O", "check"])
-            .arg(&self.target.host)
-            .stdout(Stdio::null())
+            .control("check")
             .stderr(Stdio::piped())
             .output()
             .await
@@ -183,14 +186,7 @@ impl SshSession {
 
     /// Stops the master (`ssh -O exit`).
     pub async fn close(&self) {
-        let _ = self
-            .base()
-            .args(["-O", "exit"])
-            .arg(&self.target.host)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
+        let _ = self.control("exit").status().await;
     }
 }
 

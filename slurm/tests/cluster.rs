@@ -99,6 +99,45 @@ async fn wait_final(s: &Slurm, jobs: &[JobId], min: usize, limit: Duration) -> V
     }
 }
 
+/// An array job of the elements `0..=last`, each running `script` in `dir` and writing
+/// `element-<index>.out`, on the default partition with no options.
+fn array_job<'a>(name: &'a str, dir: &'a str, script: &'a str, last: u32) -> JobSpec<'a> {
+    JobSpec {
+        name,
+        job_dir: dir,
+        script,
+        array: Some((0, last)),
+        after_any: None,
+        partition: None,
+        output: "element-%a.out",
+        options: &[],
+    }
+}
+
+/// The job that runs `script` in `dir` once every element of `array` has ended, writing
+/// `collect.out`.
+fn collect_job<'a>(name: &'a str, dir: &'a str, script: &'a str, array: JobId) -> JobSpec<'a> {
+    JobSpec {
+        array: None,
+        after_any: Some(array),
+        output: "collect.out",
+        ..array_job(name, dir, script, 0)
+    }
+}
+
+/// Writes `dir/sleep.sh`, which sleeps `seconds`; returns its path.
+async fn sleep_script(s: &Slurm, dir: &str, seconds: u32) -> String {
+    let script = format!("{dir}/sleep.sh");
+    s.write_file(
+        &script,
+        format!("#!/bin/sh\nsleep {seconds}\n").as_bytes(),
+        true,
+    )
+    .await
+    .unwrap();
+    script
+}
+
 const ELEMENT: &str = "#!/bin/sh\nset -eu\ni=$SLURM_ARRAY_TASK_ID\nif [ \"$i\" = 2 ]; then echo 'element 2 fails' >&2; exit 1; fi\necho \"seed $((1000 + i))\" > \"result-$i\"\n";
 const COLLECT: &str = "#!/bin/sh\nls result-* | sort > collected\n";
 
@@ -113,30 +152,23 @@ async fn array_and_collect(via: &str) {
         .unwrap();
     let comment: SbatchOption = "--comment=a|b&c".parse().unwrap();
     let opts = [comment];
+    let element = format!("{dir}/element.sh");
     let array = s
         .submit(&JobSpec {
-            name: "sim-test",
-            job_dir: &dir,
-            script: &format!("{dir}/element.sh"),
-            array: Some((0, 3)),
-            after_any: None,
             partition: Some("debug"),
-            output: "element-%a.out",
             options: &opts,
+            ..array_job("sim-test", &dir, &element, 3)
         })
         .await
         .unwrap();
+    let collect_script = format!("{dir}/collect.sh");
     let collect = s
-        .submit(&JobSpec {
-            name: "sim-test-collect",
-            job_dir: &dir,
-            script: &format!("{dir}/collect.sh"),
-            array: None,
-            after_any: Some(array),
-            partition: None,
-            output: "collect.out",
-            options: &[],
-        })
+        .submit(&collect_job(
+            "sim-test-collect",
+            &dir,
+            &collect_script,
+            array,
+        ))
         .await
         .unwrap();
     // The comment with shell metacharacters reached SLURM as one argument, intact.
@@ -195,41 +227,16 @@ async fn array_and_collect(via: &str) {
     );
 }
 
-#[tokio::test]
-async fn array_with_a_failing_element_then_collect_local() {
-    array_and_collect("local").await;
-}
-
-#[tokio::test]
-async fn array_with_a_failing_element_then_collect_ssh() {
-    array_and_collect("ssh").await;
-}
-
 async fn cancel_while_running(via: &str) {
     let s = slurm(via).await;
     let dir = job_dir("cancel", via);
-    let script = format!("{dir}/sleep.sh");
-    s.write_file(&script, b"#!/bin/sh\nsleep 600\n", true)
+    let script = sleep_script(&s, &dir, 600).await;
+    let array = s
+        .submit(&array_job("sim-test-cancel", &dir, &script, 1))
         .await
         .unwrap();
-    let spec = JobSpec {
-        name: "sim-test-cancel",
-        job_dir: &dir,
-        script: &script,
-        array: Some((0, 1)),
-        after_any: None,
-        partition: None,
-        output: "element-%a.out",
-        options: &[],
-    };
-    let array = s.submit(&spec).await.unwrap();
     let collect = s
-        .submit(&JobSpec {
-            array: None,
-            after_any: Some(array),
-            output: "collect.out",
-            ..spec.clone()
-        })
+        .submit(&collect_job("sim-test-cancel", &dir, &script, array))
         .await
         .unwrap();
     let start = Instant::now();
@@ -266,34 +273,15 @@ async fn cancel_while_running(via: &str) {
     assert_eq!(s.read_file(&script).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn cancel_while_running_local() {
-    cancel_while_running("local").await;
-}
-
-#[tokio::test]
-async fn cancel_while_running_ssh() {
-    cancel_while_running("ssh").await;
-}
-
 async fn time_limit(via: &str) {
     let s = slurm(via).await;
     let dir = job_dir("timeout", via);
-    let script = format!("{dir}/sleep.sh");
-    s.write_file(&script, b"#!/bin/sh\nsleep 600\n", true)
-        .await
-        .unwrap();
+    let script = sleep_script(&s, &dir, 600).await;
     let opts = ["--time=1".parse::<SbatchOption>().unwrap()];
     let array = s
         .submit(&JobSpec {
-            name: "sim-test-timeout",
-            job_dir: &dir,
-            script: &script,
-            array: Some((0, 0)),
-            after_any: None,
-            partition: None,
-            output: "element-%a.out",
             options: &opts,
+            ..array_job("sim-test-timeout", &dir, &script, 0)
         })
         .await
         .unwrap();
@@ -307,14 +295,28 @@ async fn time_limit(via: &str) {
     s.remove_dir(&dir).await.unwrap();
 }
 
-#[tokio::test]
-async fn an_element_past_its_time_limit_is_timeout_local() {
-    time_limit("local").await;
+/// Each scenario `$scenario(via)` as two tests, one per transport: `$name::local` and
+/// `$name::ssh`.
+macro_rules! both_transports {
+    ($($name:ident => $scenario:ident;)*) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn local() {
+                super::$scenario("local").await;
+            }
+
+            #[tokio::test]
+            async fn ssh() {
+                super::$scenario("ssh").await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn an_element_past_its_time_limit_is_timeout_ssh() {
-    time_limit("ssh").await;
+both_transports! {
+    array_with_a_failing_element_then_collect => array_and_collect;
+    cancel_while_running => cancel_while_running;
+    an_element_past_its_time_limit_is_timeout => time_limit;
 }
 
 /// The owners' pids of the established TCP connections to the sshd's port.
@@ -352,21 +354,9 @@ async fn twenty_polls_use_one_ssh_connection_and_a_lost_master_comes_back() {
     let master = session.master_pid().await.expect("master pid");
     let s = Slurm::new(Transport::Ssh(session.clone()));
     let dir = job_dir("polls", "ssh");
-    let script = format!("{dir}/sleep.sh");
-    s.write_file(&script, b"#!/bin/sh\nsleep 30\n", true)
-        .await
-        .unwrap();
+    let script = sleep_script(&s, &dir, 30).await;
     let array = s
-        .submit(&JobSpec {
-            name: "sim-test-polls",
-            job_dir: &dir,
-            script: &script,
-            array: Some((0, 3)),
-            after_any: None,
-            partition: None,
-            output: "element-%a.out",
-            options: &[],
-        })
+        .submit(&array_job("sim-test-polls", &dir, &script, 3))
         .await
         .unwrap();
     // A sampler counts, every 2 ms during the 20 polls, the connections of our master and of

@@ -25,6 +25,13 @@ fn rewrite(text: &str, primaries: i64, seed: i64) -> String {
     set_start_and_seed("t.inp", text, primaries, seed).unwrap()
 }
 
+/// The rewritten input `out` has exactly these START and RANDOMIZ cards.
+#[track_caller]
+fn assert_cards(out: &str, start: &str, randomiz: &str) {
+    assert_eq!(card_lines(out, "START"), [start]);
+    assert_eq!(card_lines(out, "RANDOMIZ"), [randomiz]);
+}
+
 fn err(text: &str) -> String {
     validate(&files("t.inp", text), 3, 1000).unwrap_err().0
 }
@@ -73,18 +80,18 @@ fn the_nine_letter_spellings_are_the_eight_letter_cards() {
 fn global_what4_4_keeps_fixed_format_and_the_captured_input_is_rewritten_in_columns() {
     // exfixed.inp starts with `GLOBAL ... 4.0` (fully numerical input), still fixed format.
     let out = rewrite(&real("fluka/exfixed.inp"), 1000, 12345);
-    assert_eq!(card_lines(&out, "START"), ["START          1000."]);
-    assert_eq!(
-        card_lines(&out, "RANDOMIZ"),
-        ["RANDOMIZE        1.0    12345."]
+    assert_cards(
+        &out,
+        "START          1000.",
+        "RANDOMIZE        1.0    12345.",
     );
 
     let minimal = real("captured/rfluka/input/minimal.inp");
     let out = rewrite(&minimal, 20, 899_999_999);
-    assert_eq!(card_lines(&out, "START"), ["START            20."]);
-    assert_eq!(
-        card_lines(&out, "RANDOMIZ"),
-        ["RANDOMIZ         1.0899999999."]
+    assert_cards(
+        &out,
+        "START            20.",
+        "RANDOMIZ         1.0899999999.",
     );
     assert!(
         out.contains("SPH blkbody    0.0 0.0 0.0 100000.0\n"),
@@ -115,8 +122,7 @@ fn free_format_cards_are_read_and_rewritten_in_free_format() {
         .replace("START             20", "START 20 ! twenty");
     assert_eq!(card_lines(&free, "RANDOMIZ"), ["RANDOMIZ  1.0 , 1."]);
     let out = rewrite(&free, 2501, 4242);
-    assert_eq!(card_lines(&out, "RANDOMIZ"), ["RANDOMIZ, 1.0, 4242."]);
-    assert_eq!(card_lines(&out, "START"), ["START, 2501. ! twenty"]);
+    assert_cards(&out, "START, 2501. ! twenty", "RANDOMIZ, 1.0, 4242.");
     assert_eq!(what("START, 2501. ! twenty", true, 1), Some(2501.0));
 
     // Without a RANDOMIZ card, one is added before START, in START's format.
@@ -139,8 +145,7 @@ fn free_format_cards_are_read_and_rewritten_in_free_format() {
         );
         let out = rewrite(&global, 10, 5);
         // Free from GLOBAL on: RANDOMIZ too, and empty fields are kept.
-        assert_eq!(card_lines(&out, "START"), ["START, 10., , , 7."]);
-        assert_eq!(card_lines(&out, "RANDOMIZ"), ["RANDOMIZ, 1.0, 5."]);
+        assert_cards(&out, "START, 10., , , 7.", "RANDOMIZ, 1.0, 5.");
     }
 }
 
@@ -182,10 +187,10 @@ RANDOMIZ         1.0        3.
 START            1.
 ";
     let out = rewrite(text, 5, 6);
-    assert_eq!(card_lines(&out, "START"), ["START             5."]);
-    assert_eq!(
-        card_lines(&out, "RANDOMIZ"),
-        ["RANDOMIZ         1.0        6."]
+    assert_cards(
+        &out,
+        "START             5.",
+        "RANDOMIZ         1.0        6.",
     );
     assert!(
         out.contains("START           99.\n#endif"),
@@ -196,23 +201,31 @@ START            1.
 
 #[test]
 fn unrunnable_inputs_are_refused_with_messages_naming_the_card() {
-    assert!(err("BEAM          1.\nSTOP\n").contains("t.inp has no START card"));
-    let e = err("STOP\nSTART           1.\n");
-    assert!(e.contains("no START card"), "after STOP: {e}");
-    let e = err("START 1.\nSTOP\n");
-    assert!(
-        e.contains("line 1 starts with START, but its keyword (columns 1-8) is `START 1.`"),
-        "{e}"
-    );
-    let e = err("START           1.\nSTART           2.\nSTOP\n");
-    assert!(e.contains("t.inp has 2 START cards (lines 1 and 2)"), "{e}");
-    let e = err("START           1.\nRANDOMIZ        1.0       2.\nSTOP\n");
-    assert!(
-        e.contains("RANDOMIZ card (line 2) comes after START (line 1)"),
-        "{e}"
-    );
-    let e = err("GEOBEGIN\nSTART           1.\n");
-    assert!(e.contains("GEOBEGIN card (line 1) has no GEOEND"), "{e}");
+    let cases = [
+        ("BEAM          1.\nSTOP\n", "t.inp has no START card"),
+        // START after STOP is not read.
+        ("STOP\nSTART           1.\n", "no START card"),
+        (
+            "START 1.\nSTOP\n",
+            "line 1 starts with START, but its keyword (columns 1-8) is `START 1.`",
+        ),
+        (
+            "START           1.\nSTART           2.\nSTOP\n",
+            "t.inp has 2 START cards (lines 1 and 2)",
+        ),
+        (
+            "START           1.\nRANDOMIZ        1.0       2.\nSTOP\n",
+            "RANDOMIZ card (line 2) comes after START (line 1)",
+        ),
+        (
+            "GEOBEGIN\nSTART           1.\n",
+            "GEOBEGIN card (line 1) has no GEOEND",
+        ),
+    ];
+    for (input, message) in cases {
+        let e = err(input);
+        assert!(e.contains(message), "{input:?}: {e}");
+    }
 }
 
 #[test]
