@@ -15,6 +15,7 @@ use db::inputs::SimulationInput;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::reference::{convertmc_json_many, flatten};
 use support::{shared_data, SimTest};
 
 /// The primaries the captured run simulated (its START, and `number_of_primaries` of its
@@ -48,6 +49,22 @@ async fn start(with_program: bool) -> SimTest {
     SimTest::start(SimType::Fluka, ("--fluka", "rfluka"), with_program).await
 }
 
+/// Submits the captured input with the stand-in replaying it (`delay` seconds between its
+/// progress blocks); returns the simulation's id.
+async fn submit_ok(h: &mut SimTest, ntasks: i32, primaries: i64, delay: f64) -> i64 {
+    let input = SimulationInput::Files(files("ok", delay));
+    h.submit(ntasks, primaries, input).await
+}
+
+/// [`SimTest::fails_keeping_log`] of a run of the captured input with the stand-in in `mode`.
+async fn fails_keeping_log(mode: &str, error: &[&str], logged: (&str, &str)) {
+    let input = SimulationInput::Files(files(mode, 0.01));
+    start(true)
+        .await
+        .fails_keeping_log(input, error, logged)
+        .await;
+}
+
 /// The `fl_sim.inp` the worker wrote for task 0 of a one-task simulation of `inp` (of 500
 /// primaries), read while the stand-in hangs; the task is then canceled. Returns the
 /// simulation's id and the text.
@@ -76,14 +93,6 @@ fn fixed_cards<'a>(text: &'a str, keyword: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// The values of a JSON page as one flat list (a single bin's are nested).
-fn flat(v: &serde_json::Value, out: &mut Vec<f64>) {
-    match v {
-        serde_json::Value::Array(items) => items.iter().for_each(|i| flat(i, out)),
-        v => out.push(v.as_f64().unwrap()),
-    }
-}
-
 /// pymchelper's own merge of `copies` runs that each wrote the captured results: `convertmc
 /// json --many` of `a001_fort.NN`, `b001_fort.NN`, … in a fresh directory, by estimator.
 fn convertmc_reference(copies: usize) -> BTreeMap<String, serde_json::Value> {
@@ -99,13 +108,7 @@ fn convertmc_reference(copies: usize) -> BTreeMap<String, serde_json::Value> {
             std::fs::copy(entry.path(), dir.join(copy)).unwrap();
         }
     }
-    let status = std::process::Command::new(support::convertmc())
-        .args(["json", "--many"])
-        .arg(format!("{}/*_fort.*", dir.display()))
-        .current_dir(&dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "convertmc failed: {status}");
+    convertmc_json_many(&format!("{}/*_fort.*", dir.display()), &dir);
     let mut by_name = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let path = entry.path();
@@ -122,9 +125,7 @@ fn convertmc_reference(copies: usize) -> BTreeMap<String, serde_json::Value> {
 #[tokio::test]
 async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_primaries() {
     let mut h = start(true).await;
-    let sim = h
-        .submit(3, 3000, SimulationInput::Files(files("ok", 0.01)))
-        .await;
+    let sim = submit_ok(&mut h, 3, 3000, 0.01).await;
     h.wait(sim, JobState::Completed, 90).await;
 
     let ts = h.tasks(sim).await;
@@ -181,7 +182,7 @@ async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_prim
             );
             assert_eq!(got.meta.value_unit, want["data"]["unit"].as_str().unwrap());
             let mut values = Vec::new();
-            flat(&want["data"]["values"], &mut values);
+            flatten(&want["data"]["values"], &mut values);
             assert_eq!(got.values.len(), values.len(), "{name}");
             assert!(values.iter().any(|v| *v != 0.0));
             for (b, (g, w)) in got.values.iter().zip(&values).enumerate() {
@@ -198,9 +199,7 @@ async fn three_tasks_merge_like_convertmc_json_many_weighted_by_the_outputs_prim
 async fn progress_is_read_from_the_runs_out_file() {
     let mut h = start(true).await;
     // Five progress blocks of 2000 primaries, 0.6 s apart.
-    let sim = h
-        .submit(1, 10_000, SimulationInput::Files(files("ok", 0.6)))
-        .await;
+    let sim = submit_ok(&mut h, 1, 10_000, 0.6).await;
     let t0 = Instant::now();
     let mut seen = Vec::new();
     loop {
@@ -307,31 +306,18 @@ async fn a_free_format_input_runs_with_start_and_randomiz_rewritten_in_free_form
 
 #[tokio::test]
 async fn an_aborted_run_fails_with_the_reason_from_its_err_file() {
-    let mut h = start(true).await;
-    let input = SimulationInput::Files(files("abort", 0.01));
     let error = [
         "FLUKA did not finish its run",
         "fl_sim001.out",
         "particle lost in region 3",
     ];
-    h.fails_keeping_log(input, &error, ("stdout", "Running fluka in"))
-        .await;
+    fails_keeping_log("abort", &error, ("stdout", "Running fluka in")).await;
 }
 
 #[tokio::test]
 async fn a_failing_rfluka_fails_the_task_and_keeps_its_logs() {
-    let mut h = start(true).await;
-    let input = SimulationInput::Files(files("exit", 0.01));
     let error = ["exited with code 4", "no FLUKA executable"];
-    h.fails_keeping_log(input, &error, ("stderr", "cannot run fl_sim"))
-        .await;
-}
-
-#[tokio::test]
-async fn canceling_kills_a_hanging_fluka() {
-    let mut h = start(true).await;
-    let input = SimulationInput::Files(files("hang", 0.01));
-    h.cancel_kills_a_hanging_program(input).await;
+    fails_keeping_log("exit", &error, ("stderr", "cannot run fl_sim")).await;
 }
 
 #[tokio::test]
@@ -346,33 +332,26 @@ async fn truncated_results_are_a_clear_failure() {
 
 #[tokio::test]
 async fn inputs_the_worker_cannot_run_are_refused_clearly() {
-    let mut h = start(true).await;
     let no_start = minimal().replace("START             20\n", "");
-    h.fails_with(
-        SimulationInput::Files(files_with(&no_start, "ok", 0.01)),
-        "fl_sim.inp has no START card",
-    )
-    .await;
-
+    let no_start = SimulationInput::Files(files_with(&no_start, "ok", 0.01));
     let mut none = files("ok", 0.01);
     none.remove("fl_sim.inp");
-    h.fails_with(SimulationInput::Files(none), "no .inp file")
+    let editor = SimulationInput::Editor("{}".into());
+    start(true)
+        .await
+        .fails_with_each([
+            (no_start, "fl_sim.inp has no START card"),
+            (SimulationInput::Files(none), "no .inp file"),
+            (editor, "FLUKA needs input files"),
+        ])
         .await;
-
-    h.fails_with(
-        SimulationInput::Editor("{}".into()),
-        "FLUKA needs input files",
-    )
-    .await;
 }
 
-#[tokio::test]
-async fn a_worker_without_fluka_says_so() {
-    let mut h = start(false).await;
-    h.fails_with(
-        SimulationInput::Files(files("ok", 0.01)),
-        "FLUKA is not configured",
-    )
-    .await;
+external_simulator_tests! { start: start, hang: files("hang", 0.01), ok: files("ok", 0.01), name: "FLUKA" }
+
+/// A worker without FLUKA (`a_worker_without_the_program_says_so`) fails for want of FLUKA,
+/// not of `convertmc`: the tests' `convertmc` is there.
+#[test]
+fn the_tests_have_convertmc() {
     assert!(Path::new(&support::convertmc()).is_file());
 }

@@ -46,6 +46,14 @@ impl Scratch {
         Self(dir)
     }
 
+    /// A fresh test database, a connection to it, and the scratch directory `name` of it.
+    async fn with_db(name: &str) -> (TestDb, db::Conn, Self) {
+        let db = TestDb::new().await;
+        let conn = db.conn().await;
+        let dir = Self::new(&db, name);
+        (db, conn, dir)
+    }
+
     fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
@@ -228,9 +236,7 @@ async fn wait_none_running(conn: &mut db::Conn, sim: i64) -> Vec<Row> {
 
 #[tokio::test]
 async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let dir = Scratch::new(&db, "full-disk");
+    let (db, mut conn, dir) = Scratch::with_db("full-disk").await;
     let sick_root = dir.join("sick");
     std::fs::create_dir_all(&sick_root).unwrap();
     let Some(sick) = Proc::start_on_full_disk(&db, "sick", &sick_root) else {
@@ -281,9 +287,7 @@ async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
 
 #[tokio::test]
 async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let dir = Scratch::new(&db, "missing");
+    let (db, mut conn, dir) = Scratch::with_db("missing").await;
     let missing = dir.join("not-installed/shieldhit");
     let lacking = Proc::start(&db, "lacking", &dir.join("lacking"), &missing, &[]).unwrap();
     let sim = support::submit(&mut conn, SimType::Shieldhit, 1, 100, &captured("ok")).await;
@@ -321,9 +325,7 @@ async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
 
 #[tokio::test]
 async fn a_program_failing_on_its_input_fails_the_task_at_once_with_its_last_lines() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let dir = Scratch::new(&db, "input");
+    let (db, mut conn, dir) = Scratch::with_db("input").await;
     let w = Proc::start(&db, "w", &dir.join("w"), &standin("shieldhit"), &[]).unwrap();
     let sim = support::submit(&mut conn, SimType::Shieldhit, 1, 100, &captured("crash")).await;
     let limit = Duration::from_secs(60);

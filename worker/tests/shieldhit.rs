@@ -175,13 +175,6 @@ async fn a_crash_fails_the_task_and_keeps_its_logs() {
 }
 
 #[tokio::test]
-async fn canceling_kills_a_hanging_simulator() {
-    let mut h = start(true).await;
-    let input = SimulationInput::Files(captured("hang"));
-    h.cancel_kills_a_hanging_program(input).await;
-}
-
-#[tokio::test]
 async fn truncated_output_is_a_clear_failure() {
     let mut h = start(true).await;
     let (_, err) = h.failure(files(captured("truncate"))).await;
@@ -200,12 +193,7 @@ async fn a_run_that_saves_nothing_names_the_cause() {
     assert!(err.contains("wrote no .bdo result files"), "{err}");
 }
 
-#[tokio::test]
-async fn a_worker_without_shieldhit_says_so() {
-    let mut h = start(false).await;
-    let (_, err) = h.failure(files(captured("ok"))).await;
-    assert!(err.contains("SHIELD-HIT12A is not configured"), "{err}");
-}
+external_simulator_tests! { start: start, hang: captured("hang"), ok: captured("ok"), name: "SHIELD-HIT12A" }
 
 #[tokio::test]
 async fn hostile_input_file_names_are_refused_in_the_work_directory() {

@@ -173,13 +173,6 @@ async fn a_crash_fails_the_task_and_keeps_its_logs() {
 }
 
 #[tokio::test]
-async fn canceling_kills_a_hanging_topas() {
-    let mut h = start(true).await;
-    let input = SimulationInput::Files(mode("hang"));
-    h.cancel_kills_a_hanging_program(input).await;
-}
-
-#[tokio::test]
 async fn a_truncated_scorer_file_is_a_clear_failure() {
     let mut h = start(true).await;
     let err = h.failure(SimulationInput::Files(mode("truncated"))).await.1;
@@ -193,40 +186,27 @@ async fn a_truncated_scorer_file_is_a_clear_failure() {
 
 #[tokio::test]
 async fn inputs_the_worker_cannot_run_are_refused_clearly() {
-    let mut h = start(true).await;
     let two = files(&[(
         "topas_config.txt",
         "includeFile = minimal.txt\ni:So/Second/NumberOfHistoriesInRun = 10\n",
     )]);
-    h.fails_with(SimulationInput::Files(two), "2 sources with histories")
-        .await;
-
     let mut no_scorer = BTreeMap::new();
     no_scorer.insert(
         "topas_config.txt".to_string(),
         "i:So/Demo/NumberOfHistoriesInRun = 10\n".to_string(),
     );
-    h.fails_with(SimulationInput::Files(no_scorer), "defines no scorer")
-        .await;
-
     let mut none = files(&[]);
     none.remove("minimal.txt");
-    h.fails_with(SimulationInput::Files(none), "no parameter file")
+    let editor = SimulationInput::Editor("{}".into());
+    start(true)
+        .await
+        .fails_with_each([
+            (SimulationInput::Files(two), "2 sources with histories"),
+            (SimulationInput::Files(no_scorer), "defines no scorer"),
+            (SimulationInput::Files(none), "no parameter file"),
+            (editor, "TOPAS needs parameter files"),
+        ])
         .await;
-
-    h.fails_with(
-        SimulationInput::Editor("{}".into()),
-        "TOPAS needs parameter files",
-    )
-    .await;
 }
 
-#[tokio::test]
-async fn a_worker_without_topas_says_so() {
-    let mut h = start(false).await;
-    h.fails_with(
-        SimulationInput::Files(files(&[])),
-        "TOPAS is not configured",
-    )
-    .await;
-}
+external_simulator_tests! { start: start, hang: mode("hang"), ok: files(&[]), name: "TOPAS" }

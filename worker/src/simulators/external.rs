@@ -70,6 +70,24 @@ pub struct Program {
     pub path: fn(&Settings) -> Option<&PathBuf>,
 }
 
+impl Program {
+    /// The program called `name` in messages, configured by `flag` and found by `path` in
+    /// the settings; `convertmc` when its results are converted by pymchelper.
+    pub const fn new(
+        name: &'static str,
+        flag: &'static str,
+        convertmc: bool,
+        path: fn(&Settings) -> Option<&PathBuf>,
+    ) -> Self {
+        Self {
+            name,
+            flag,
+            convertmc,
+            path,
+        }
+    }
+}
+
 /// What [`External::prepare`] plans.
 pub struct Prepared<P> {
     /// The run's state.

@@ -78,6 +78,13 @@ impl From<String> for SimulatorError {
     }
 }
 
+impl From<sim_inputs::InputError> for SimulatorError {
+    /// An input fault: the input checks of `sim_inputs` failed.
+    fn from(e: sim_inputs::InputError) -> Self {
+        Self::Input(e.0)
+    }
+}
+
 impl From<&str> for SimulatorError {
     /// An input fault.
     fn from(message: &str) -> Self {

@@ -107,20 +107,13 @@ impl ProgressParser for Fluka {
 }
 
 impl External for Fluka {
-    const PROGRAM: Program = Program {
-        name: "FLUKA",
-        flag: "--fluka",
-        convertmc: true,
-        path: |s| s.fluka.as_ref(),
-    };
+    const PROGRAM: Program = Program::new("FLUKA", "--fluka", true, |s| s.fluka.as_ref());
 
     fn prepare(task: &ClaimedTask, files: &Files) -> Result<Prepared<Self>, SimulatorError> {
-        let invalid = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
-        let (stem, text) = fluka::main_input(files).map_err(invalid)?;
+        let (stem, text) = fluka::main_input(files)?;
         let inp_name = format!("{stem}.inp");
         let seed = fluka::seed(task.simulation_id, task.task_index);
-        let input = fluka::set_start_and_seed(&inp_name, text, task.requested_primaries, seed)
-            .map_err(invalid)?;
+        let input = fluka::set_start_and_seed(&inp_name, text, task.requested_primaries, seed)?;
         let mut log = vec![format!("FLUKA task: {inp_name}, RANDOMIZ seed {seed}")];
         for keyword in ["RANDOMIZ", "START"] {
             for line in fluka::card_lines(&input, keyword) {

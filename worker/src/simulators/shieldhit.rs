@@ -39,12 +39,9 @@ impl ProgressParser for Shieldhit {
 }
 
 impl External for Shieldhit {
-    const PROGRAM: Program = Program {
-        name: "SHIELD-HIT12A",
-        flag: "--shieldhit",
-        convertmc: true,
-        path: |s| s.shieldhit.as_ref(),
-    };
+    const PROGRAM: Program = Program::new("SHIELD-HIT12A", "--shieldhit", true, |s| {
+        s.shieldhit.as_ref()
+    });
 
     fn prepare(task: &ClaimedTask, files: &Files) -> Result<Prepared<Self>, SimulatorError> {
         let beam = files

@@ -45,21 +45,14 @@ impl ProgressParser for Topas {
 }
 
 impl External for Topas {
-    const PROGRAM: Program = Program {
-        name: "TOPAS",
-        flag: "--topas",
-        convertmc: false,
-        path: |s| s.topas.as_ref(),
-    };
+    const PROGRAM: Program = Program::new("TOPAS", "--topas", false, |s| s.topas.as_ref());
 
     fn prepare(task: &ClaimedTask, files: &Files) -> Result<Prepared<Self>, SimulatorError> {
-        let fatal = |e: sim_inputs::InputError| SimulatorError::fatal(e.0);
         // The checks of Submit again: inputs stored before them, or queued directly.
-        sim_inputs::topas::validate(files, 1, task.requested_primaries).map_err(fatal)?;
+        sim_inputs::topas::validate(files, 1, task.requested_primaries)?;
         let seed = sim_inputs::topas::seed(task.simulation_id, task.task_index);
-        let main = sim_inputs::topas::task_main_file(files, task.requested_primaries, seed)
-            .map_err(fatal)?;
-        let scorers = sim_inputs::topas::scorers(files).map_err(fatal)?;
+        let main = sim_inputs::topas::task_main_file(files, task.requested_primaries, seed)?;
+        let scorers = sim_inputs::topas::scorers(files)?;
         let log = vec![format!(
             "TOPAS task: {}, {} = {}, Ts/Seed {seed}",
             main.name, main.source, task.requested_primaries

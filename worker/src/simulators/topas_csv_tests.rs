@@ -63,28 +63,42 @@ fn every_real_scorer_file_reads_as_pymchelper_reads_it() {
     let h = 0.0008888888888888889;
     let h2 = 0.000888888888888889; // topas/minimal writes this one digit shorter
     let t = 0.002666666666666667;
+    // The non-zero values of the two 4 x 4 fluence pages, which differ only in how many
+    // digits of `h` (the value at 3, 4 and 9) were written.
+    let fluence_xy = |h_349: f64| {
+        vec![
+            (0, m),
+            (3, h_349),
+            (4, h_349),
+            (5, m),
+            (7, h),
+            (8, t),
+            (9, h_349),
+            (10, m),
+            (11, m),
+            (12, h),
+        ]
+    };
+    // The non-zero values of the dose page: their indices, then the values.
+    let dose = [5, 6, 35, 45, 55, 76, 86, 96, 106, 115, 116, 125]
+        .into_iter()
+        .zip([
+            9.080903509193889e-11,
+            9.013105463113584e-11,
+            9.083960132124552e-11,
+            9.152689792517148e-11,
+            1.821172892712442e-10,
+            9.067865282717259e-11,
+            2.696254032024574e-10,
+            9.006026509227903e-11,
+            1.811402691690857e-10,
+            9.147425086196995e-11,
+            9.013259427045676e-11,
+            9.07914094811693e-11,
+        ])
+        .collect();
     let refs: [Ref; 7] = [
-        (
-            "FluenceBPprotonsXY",
-            "DoseToMedium",
-            "Gy",
-            3,
-            160,
-            vec![
-                (5, 9.080903509193889e-11),
-                (6, 9.013105463113584e-11),
-                (35, 9.083960132124552e-11),
-                (45, 9.152689792517148e-11),
-                (55, 1.821172892712442e-10),
-                (76, 9.067865282717259e-11),
-                (86, 2.696254032024574e-10),
-                (96, 9.006026509227903e-11),
-                (106, 1.811402691690857e-10),
-                (115, 9.147425086196995e-11),
-                (116, 9.013259427045676e-11),
-                (125, 9.07914094811693e-11),
-            ],
-        ),
+        ("FluenceBPprotonsXY", "DoseToMedium", "Gy", 3, 160, dose),
         ("MyScorer", "SurfaceTrackCount", "", 2, 4, vec![]),
         (
             "FluenceBPprotonsXY",
@@ -92,18 +106,7 @@ fn every_real_scorer_file_reads_as_pymchelper_reads_it() {
             "/mm2",
             2,
             16,
-            vec![
-                (0, m),
-                (3, h2),
-                (4, h2),
-                (5, m),
-                (7, h),
-                (8, t),
-                (9, h2),
-                (10, m),
-                (11, m),
-                (12, h),
-            ],
+            fluence_xy(h2),
         ),
         ("MyScorer", "SurfaceTrackCount", "", 0, 1, vec![(0, 0.1)]),
         (
@@ -120,18 +123,7 @@ fn every_real_scorer_file_reads_as_pymchelper_reads_it() {
             "/mm2",
             2,
             16,
-            vec![
-                (0, m),
-                (3, h),
-                (4, h),
-                (5, m),
-                (7, h),
-                (8, t),
-                (9, h),
-                (10, m),
-                (11, m),
-                (12, h),
-            ],
+            fluence_xy(h),
         ),
         (
             "FluenceBPprotonsXY2",

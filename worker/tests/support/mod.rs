@@ -136,6 +136,13 @@ impl SimTest {
         assert!(err.contains(part), "{err}");
     }
 
+    /// [`SimTest::fails_with`] of each `(input, part)`, one after the other.
+    pub async fn fails_with_each<const N: usize>(&mut self, cases: [(SimulationInput, &str); N]) {
+        for (input, part) in cases {
+            self.fails_with(input, part).await;
+        }
+    }
+
     /// Submits `input`, which must fail without retries with an error containing every one
     /// of `error`, and checks that its stored log `log` ("stdout" or "stderr") contains
     /// `logged`; returns the simulation's id.
@@ -172,6 +179,31 @@ impl SimTest {
         let (conn, worker) = (&mut self.conn, &self.worker);
         cancel_kills_a_hanging_program(conn, worker, self.sim_type, &input).await;
     }
+}
+
+/// The tests every external simulator gets, written once: a hanging run that cancellation
+/// kills, and a worker without the program that says so. `start` is the test file's
+/// `async fn start(with_program: bool) -> SimTest`; `hang` and `ok` are input files with
+/// which its stand-in hangs and succeeds; `name` is the program's name in messages.
+#[macro_export]
+macro_rules! external_simulator_tests {
+    (start: $start:ident, hang: $hang:expr, ok: $ok:expr, name: $name:literal) => {
+        #[tokio::test]
+        async fn canceling_kills_a_hanging_program() {
+            let input = db::inputs::SimulationInput::Files($hang);
+            $start(true)
+                .await
+                .cancel_kills_a_hanging_program(input)
+                .await;
+        }
+
+        #[tokio::test]
+        async fn a_worker_without_the_program_says_so() {
+            let input = db::inputs::SimulationInput::Files($ok);
+            let error = concat!($name, " is not configured");
+            $start(false).await.fails_with(input, error).await;
+        }
+    };
 }
 
 /// Submits a simulation of `sim_type` with `input`; returns its id.

@@ -3,7 +3,7 @@
 
 use super::convertmc;
 use db::aggregation::Aggregation;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One page as pymchelper merged it.
@@ -25,12 +25,24 @@ pub struct RefPage {
     pub primaries: i64,
 }
 
-fn flatten(v: &serde_json::Value, out: &mut Vec<f64>) {
+/// The numbers of a JSON value as one flat list, in order (a single bin's are nested).
+pub fn flatten(v: &serde_json::Value, out: &mut Vec<f64>) {
     match v {
         serde_json::Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
         serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
         other => panic!("not a number: {other}"),
     }
+}
+
+/// Runs the real `convertmc json --many '<pattern>'` in `dir` (where it writes its JSON
+/// files), which must succeed.
+pub fn convertmc_json_many(pattern: &str, dir: &Path) {
+    let status = Command::new(convertmc())
+        .args(["json", "--many", pattern])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "convertmc failed: {status}");
 }
 
 fn int(v: &serde_json::Value) -> i64 {
@@ -54,13 +66,7 @@ pub fn convertmc_pages(files: &[(PathBuf, String)]) -> Vec<RefPage> {
         std::fs::copy(src, input.join(name)).unwrap();
     }
     let ext = files[0].1.rsplit('.').next().unwrap();
-    let status = Command::new(convertmc())
-        .args(["json", "--many"])
-        .arg(format!("{}/*.{ext}", input.display()))
-        .current_dir(&output)
-        .status()
-        .unwrap();
-    assert!(status.success(), "convertmc failed");
+    convertmc_json_many(&format!("{}/*.{ext}", input.display()), &output);
     let mut pages = Vec::new();
     for entry in std::fs::read_dir(&output).unwrap().flatten() {
         let path = entry.path();
