@@ -54,52 +54,47 @@ pub struct NewUser<'a> {
     pub role: Role,
 }
 
-/// A SLURM cluster that batch simulations go to.
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
-#[diesel(table_name = clusters, check_for_backend(diesel::pg::Pg))]
-pub struct Cluster {
-    /// Primary key.
-    pub id: i64,
-    /// Unique name that users pick.
-    pub name: String,
-    /// SSH host; `None` runs SLURM commands on the worker's own host.
-    pub host: Option<String>,
-    /// SSH user.
-    pub ssh_user: Option<String>,
-    /// SSH port.
-    pub ssh_port: i32,
-    /// Path of the SSH private key on the worker's host.
-    pub ssh_key_path: Option<String>,
-    /// SLURM partition; `None` for the cluster default.
-    pub partition: Option<String>,
-    /// Root directory for job directories on the cluster.
-    pub work_dir: String,
-    /// sbatch options added to every job.
-    pub sbatch_defaults: Vec<Option<String>>,
-    /// When it was added.
-    pub created_at: DateTime<Utc>,
+/// Defines [`Cluster`] (a stored row) and [`NewCluster`] (one to insert) from the one list
+/// of the columns a new cluster sets.
+macro_rules! cluster_structs {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        /// A SLURM cluster that batch simulations go to.
+        #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+        #[diesel(table_name = clusters, check_for_backend(diesel::pg::Pg))]
+        pub struct Cluster {
+            /// Primary key.
+            pub id: i64,
+            $($(#[$doc])* pub $field: $ty,)*
+            /// When it was added.
+            pub created_at: DateTime<Utc>,
+        }
+
+        /// A new cluster to insert.
+        #[derive(Debug, Insertable)]
+        #[diesel(table_name = clusters)]
+        pub struct NewCluster {
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+    };
 }
 
-/// A new cluster to insert.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = clusters)]
-pub struct NewCluster {
-    /// Unique name.
-    pub name: String,
-    /// SSH host, or `None` for local.
-    pub host: Option<String>,
+cluster_structs! {
+    /// Unique name that users pick.
+    name: String,
+    /// SSH host; `None` runs SLURM commands on the worker's own host.
+    host: Option<String>,
     /// SSH user.
-    pub ssh_user: Option<String>,
+    ssh_user: Option<String>,
     /// SSH port.
-    pub ssh_port: i32,
-    /// Path of the SSH key on the worker's host.
-    pub ssh_key_path: Option<String>,
-    /// SLURM partition.
-    pub partition: Option<String>,
-    /// Root directory for job directories.
-    pub work_dir: String,
+    ssh_port: i32,
+    /// Path of the SSH private key on the worker's host.
+    ssh_key_path: Option<String>,
+    /// SLURM partition; `None` for the cluster default.
+    partition: Option<String>,
+    /// Root directory for job directories on the cluster.
+    work_dir: String,
     /// sbatch options added to every job.
-    pub sbatch_defaults: Vec<Option<String>>,
+    sbatch_defaults: Vec<Option<String>>,
 }
 
 /// A simulation.

@@ -2,11 +2,13 @@
 //! simulation's tasks, and the reaper leaves their leases to the batch component.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::testing::TestDb;
+mod support;
+
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use std::time::Duration;
+use support::fresh;
 
 const SETUP: &str = "
     INSERT INTO users (id, username, password_hash, role) VALUES (1, 'u1', NULL, 'user');
@@ -37,25 +39,27 @@ async fn states(conn: &mut db::Conn) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// Asserts the `(simulation id, task state)` pairs of all tasks as [`states`] gives them,
+/// written `"1 PENDING, 2 RUNNING"`.
+async fn assert_states(conn: &mut db::Conn, expected: &str) {
+    let got: Vec<String> = states(conn)
+        .await
+        .into_iter()
+        .map(|(sim, state)| format!("{sim} {state}"))
+        .collect();
+    assert_eq!(got.join(", "), expected);
+}
+
 #[tokio::test]
 async fn a_direct_worker_claims_only_direct_tasks() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     conn.batch_execute(SETUP).await.unwrap();
     let claimed = db::queue::claim(&mut conn, "w1", 10, Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
     assert!(claimed.iter().all(|t| t.simulation_id == 2), "{claimed:?}");
-    assert_eq!(
-        states(&mut conn).await,
-        [
-            (1, "PENDING".to_owned()),
-            (1, "PENDING".to_owned()),
-            (2, "RUNNING".to_owned()),
-            (2, "RUNNING".to_owned()),
-        ]
-    );
+    assert_states(&mut conn, "1 PENDING, 1 PENDING, 2 RUNNING, 2 RUNNING").await;
     // Nothing else is due for a direct worker.
     let more = db::queue::claim(&mut conn, "w2", 10, Duration::from_secs(30))
         .await
@@ -65,8 +69,7 @@ async fn a_direct_worker_claims_only_direct_tasks() {
 
 #[tokio::test]
 async fn the_reaper_leaves_batch_leases_to_the_batch_component() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     conn.batch_execute(SETUP).await.unwrap();
     conn.batch_execute(
         "UPDATE tasks SET task_state = 'RUNNING', attempts = 1, lease_owner = 'gone',
@@ -76,13 +79,5 @@ async fn the_reaper_leaves_batch_leases_to_the_batch_component() {
     .unwrap();
     let (requeued, failed) = db::queue::requeue_expired(&mut conn).await.unwrap();
     assert_eq!((requeued, failed), (2, 0));
-    assert_eq!(
-        states(&mut conn).await,
-        [
-            (1, "RUNNING".to_owned()),
-            (1, "RUNNING".to_owned()),
-            (2, "PENDING".to_owned()),
-            (2, "PENDING".to_owned()),
-        ]
-    );
+    assert_states(&mut conn, "1 RUNNING, 1 RUNNING, 2 PENDING, 2 PENDING").await;
 }

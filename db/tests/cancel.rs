@@ -10,9 +10,8 @@ use db::aggregation::Aggregation;
 use db::enums::{JobState, TaskState};
 use db::queue::{self, Canceled};
 use db::results::{self, TaskPage};
-use db::testing::TestDb;
 use diesel_async::SimpleAsyncConnection;
-use support::{claim, complete, page, sim_state};
+use support::{claim, complete, fresh, page, sim_state};
 
 /// Task `t`'s pages: a dose page (mean) and a count page (sum).
 fn pages(t: i32) -> Vec<TaskPage> {
@@ -57,8 +56,7 @@ async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
 
 #[tokio::test]
 async fn cancel_after_k_tasks_keeps_exactly_their_merge() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 8).await;
     // Two slots: tasks run two at a time; three complete, one is running at the cancel.
     let mut done = Vec::new();
@@ -141,8 +139,7 @@ async fn cancel_after_k_tasks_keeps_exactly_their_merge() {
 
 #[tokio::test]
 async fn a_merge_under_way_is_left_to_finish() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 1).await;
     // A second, running task keeps the simulation open while the first folds; then it ends
     // behind the merge's back, leaving the simulation MERGING as a worker that died would.
@@ -175,8 +172,7 @@ async fn a_merge_under_way_is_left_to_finish() {
 /// anything in between, and the results always read.
 #[tokio::test]
 async fn cancel_racing_the_last_completion_always_ends_consistently() {
-    let db = TestDb::new().await;
-    let mut a = db.conn().await;
+    let (db, mut a) = fresh().await;
     let mut b = db.conn().await;
     let (mut completed_runs, mut canceled_runs) = (0, 0);
     for _ in 0..50 {

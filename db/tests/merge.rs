@@ -7,8 +7,7 @@ mod support;
 use db::enums::JobState;
 use db::queue;
 use db::results::{self, PageMeta, TaskPage};
-use db::testing::TestDb;
-use support::{claim, complete, pages, sim_state, submit};
+use support::{complete, pages, running, sim_state};
 
 fn rel_close(a: f64, b: f64) -> bool {
     a == b || ((a - b).abs() / a.abs().max(b.abs())) <= 1e-12
@@ -16,12 +15,9 @@ fn rel_close(a: f64, b: f64) -> bool {
 
 #[tokio::test]
 async fn the_merge_is_the_primaries_weighted_mean_of_the_tasks() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
     // Unequal primaries: 10_001 over 3 tasks -> 3334, 3334, 3333; we report other counts
     // actually simulated to make the weights clearly unequal.
-    let sim = submit(&mut conn, 3, 10_001).await;
-    let tasks = claim(&mut conn, 3).await;
+    let (_db, mut conn, sim, tasks) = running(3, 10_001).await;
     let simulated = [1000i64, 3000, 6000];
     for (i, t) in tasks.iter().enumerate() {
         complete(&mut conn, t, simulated[i], &pages(i as u64)).await;
@@ -86,10 +82,7 @@ async fn the_merge_is_the_primaries_weighted_mean_of_the_tasks() {
 
 #[tokio::test]
 async fn partial_results_are_readable_while_running() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 2, 2000).await;
-    let tasks = claim(&mut conn, 2).await;
+    let (_db, mut conn, sim, tasks) = running(2, 2000).await;
     complete(&mut conn, &tasks[0], 1000, &pages(7)).await;
     assert_eq!(sim_state(&mut conn, sim).await, JobState::Running);
     let partial = results::read_all(&mut conn, sim).await.unwrap();
@@ -107,10 +100,7 @@ async fn partial_results_are_readable_while_running() {
 
 #[tokio::test]
 async fn a_stale_completion_is_not_counted() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 2, 2000).await;
-    let tasks = claim(&mut conn, 2).await;
+    let (_db, mut conn, sim, tasks) = running(2, 2000).await;
     complete(&mut conn, &tasks[0], 1000, &pages(1)).await;
     // The same task's results again (a retried or duplicated completion): rejected.
     let err = db::merge::complete_with_results(&mut conn, &tasks[0].lease("w"), 1000, &pages(1))
@@ -123,10 +113,7 @@ async fn a_stale_completion_is_not_counted() {
 
 #[tokio::test]
 async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 2, 2000).await;
-    let tasks = claim(&mut conn, 2).await;
+    let (_db, mut conn, sim, tasks) = running(2, 2000).await;
     complete(&mut conn, &tasks[0], 1000, &pages(1)).await;
     let mut bad = pages(2);
     bad[0].values.pop();
@@ -153,10 +140,7 @@ async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
 #[tokio::test]
 async fn copies_and_concatenations_follow_pymchelpers_rules() {
     use db::aggregation::Aggregation;
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 3, 300).await;
-    let tasks = claim(&mut conn, 3).await;
+    let (_db, mut conn, sim, tasks) = running(3, 300).await;
     let page = |t: usize, aggregation, estimator: &str, values: Vec<f64>| TaskPage {
         estimator: estimator.into(),
         page_number: 0,
@@ -200,10 +184,7 @@ async fn copies_and_concatenations_follow_pymchelpers_rules() {
 #[tokio::test]
 async fn a_four_million_bin_mesh_is_stored() {
     use db::aggregation::Aggregation;
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 2, 200).await;
-    let tasks = claim(&mut conn, 2).await;
+    let (_db, mut conn, sim, tasks) = running(2, 200).await;
     let n = 200 * 200 * 100;
     for (i, t) in tasks.iter().enumerate() {
         let page = TaskPage {

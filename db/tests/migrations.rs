@@ -1,10 +1,13 @@
 //! Migrations: up, down and up again; data survives `redo`; schema rules hold in the catalog.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use db::testing::TestDb;
 use diesel::sql_types::{BigInt, Text};
 use diesel::QueryableByName;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use support::fresh;
 
 /// The tables each migration creates, in migration order.
 const TABLES: &[&[&str]] = &[
@@ -112,8 +115,7 @@ async fn every_migration_goes_up_down_and_up_again() {
 
 #[tokio::test]
 async fn data_survives_redo_of_every_later_migration() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (db, mut conn) = fresh().await;
     for sql in SEED {
         conn.batch_execute(sql).await.unwrap();
     }
@@ -156,8 +158,7 @@ async fn data_survives_redo_of_every_later_migration() {
 
 #[tokio::test]
 async fn deleting_a_simulation_removes_everything_under_it() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     for sql in SEED {
         conn.batch_execute(sql).await.unwrap();
     }
@@ -165,7 +166,11 @@ async fn deleting_a_simulation_removes_everything_under_it() {
         .await
         .unwrap();
     // batch_cleanups belongs to the cluster: what is left to clean outlives the simulation.
-    for t in TABLES[2..].concat().into_iter().filter(|t| *t != "batch_cleanups") {
+    for t in TABLES[2..]
+        .concat()
+        .into_iter()
+        .filter(|t| *t != "batch_cleanups")
+    {
         assert_eq!(
             count(&mut conn, &format!("SELECT count(*) AS n FROM {t}")).await,
             0,
@@ -181,8 +186,7 @@ async fn deleting_a_simulation_removes_everything_under_it() {
 
 #[tokio::test]
 async fn a_user_who_owns_simulations_cannot_be_deleted_by_accident() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     for sql in &SEED[..3] {
         conn.batch_execute(sql).await.unwrap();
     }
@@ -195,8 +199,7 @@ async fn a_user_who_owns_simulations_cannot_be_deleted_by_accident() {
 
 #[tokio::test]
 async fn every_key_is_bigint_and_every_foreign_key_is_indexed() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     // Primary keys and references to them are BIGINT.
     let not_bigint = count(
         &mut conn,
@@ -232,8 +235,7 @@ async fn every_key_is_bigint_and_every_foreign_key_is_indexed() {
 
 #[tokio::test]
 async fn compressed_columns_are_stored_external() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let external = count(
         &mut conn,
         "SELECT count(*) AS n FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
@@ -253,8 +255,7 @@ async fn compressed_columns_are_stored_external() {
 
 #[tokio::test]
 async fn a_database_newer_than_the_binary_is_refused_with_the_versions() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (db, mut conn) = fresh().await;
     conn.batch_execute(
         "INSERT INTO __diesel_schema_migrations (version) VALUES ('99990101000000')",
     )
@@ -281,8 +282,7 @@ async fn an_unmigrated_database_is_reported_as_such() {
 
 #[tokio::test]
 async fn deleting_a_batch_simulation_leaves_its_job_dir_to_clean() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     for sql in &SEED[..3] {
         conn.batch_execute(sql).await.unwrap();
     }

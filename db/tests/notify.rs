@@ -13,7 +13,7 @@ use diesel_async::SimpleAsyncConnection;
 use futures_util::StreamExt;
 use std::future::Future;
 use std::time::Duration;
-use support::{claim, pages, sim_state, submit, submit_with, task_states};
+use support::{claim, fresh, pages, sim_state, submit, submit_with, task_states};
 
 /// A connection listening on `channel`.
 async fn listen(db: &TestDb, channel: &str) -> db::Conn {
@@ -48,10 +48,23 @@ where
     tokio::spawn(async move { change(db::connect(&config).await.unwrap()).await })
 }
 
+/// A fresh database, a connection to look with, a simulation of one task (1000 primaries,
+/// `max_attempts` attempts), the lease of its task claimed by "w", and a connection
+/// listening on `channel`.
+async fn one_claimed(
+    max_attempts: i32,
+    channel: &str,
+) -> (TestDb, db::Conn, i64, queue::Lease, db::Conn) {
+    let (db, mut looker) = fresh().await;
+    let sim = submit_with(&mut looker, 1, 1000, max_attempts).await;
+    let lease = claim(&mut looker, 1).await.remove(0).lease("w");
+    let listener = listen(&db, channel).await;
+    (db, looker, sim, lease, listener)
+}
+
 #[tokio::test]
 async fn submit_wakes_workers_after_its_tasks_are_stored() {
-    let db = TestDb::new().await;
-    let mut looker = db.conn().await;
+    let (db, mut looker) = fresh().await;
     let mut listener = listen(&db, TASKS_READY).await;
     let submitted = spawn(&db, |mut c| async move { submit(&mut c, 3, 3000).await });
     next(&mut listener, TASKS_READY).await;
@@ -64,15 +77,9 @@ async fn submit_wakes_workers_after_its_tasks_are_stored() {
 
 #[tokio::test]
 async fn a_failure_that_ends_the_simulation_is_announced_after_commit() {
-    let db = TestDb::new().await;
-    let mut looker = db.conn().await;
-    let sim = submit_with(&mut looker, 1, 1000, 1).await;
-    let t = claim(&mut looker, 1).await.remove(0);
-    let mut listener = listen(&db, SIMULATION_EVENTS).await;
+    let (db, mut looker, sim, lease, mut listener) = one_claimed(1, SIMULATION_EVENTS).await;
     let failed = spawn(&db, move |mut c| async move {
-        queue::fail(&mut c, &t.lease("w"), "boom", false)
-            .await
-            .unwrap()
+        queue::fail(&mut c, &lease, "boom", false).await.unwrap()
     });
     assert_eq!(
         next(&mut listener, SIMULATION_EVENTS).await,
@@ -84,15 +91,9 @@ async fn a_failure_that_ends_the_simulation_is_announced_after_commit() {
 
 #[tokio::test]
 async fn a_retry_wakes_workers_after_the_task_is_pending_again() {
-    let db = TestDb::new().await;
-    let mut looker = db.conn().await;
-    let sim = submit(&mut looker, 1, 1000).await;
-    let t = claim(&mut looker, 1).await.remove(0);
-    let mut listener = listen(&db, TASKS_READY).await;
+    let (db, mut looker, sim, lease, mut listener) = one_claimed(3, TASKS_READY).await;
     let failed = spawn(&db, move |mut c| async move {
-        queue::fail(&mut c, &t.lease("w"), "boom", true)
-            .await
-            .unwrap()
+        queue::fail(&mut c, &lease, "boom", true).await.unwrap()
     });
     next(&mut listener, TASKS_READY).await;
     assert_eq!(task_states(&mut looker, sim).await, [TaskState::Pending]);
@@ -101,8 +102,7 @@ async fn a_retry_wakes_workers_after_the_task_is_pending_again() {
 
 #[tokio::test]
 async fn a_cancel_stops_workers_after_it_committed() {
-    let db = TestDb::new().await;
-    let mut looker = db.conn().await;
+    let (db, mut looker) = fresh().await;
     let sim = submit(&mut looker, 2, 2000).await;
     claim(&mut looker, 1).await;
     let mut listener = listen(&db, CANCELLATIONS).await;
@@ -120,13 +120,9 @@ async fn a_cancel_stops_workers_after_it_committed() {
 
 #[tokio::test]
 async fn the_last_completion_and_the_final_merge_are_announced_after_commit() {
-    let db = TestDb::new().await;
-    let mut looker = db.conn().await;
-    let sim = submit(&mut looker, 1, 1000).await;
-    let t = claim(&mut looker, 1).await.remove(0);
-    let mut listener = listen(&db, SIMULATION_EVENTS).await;
+    let (db, mut looker, sim, lease, mut listener) = one_claimed(3, SIMULATION_EVENTS).await;
     let completed = spawn(&db, move |mut c| async move {
-        db::merge::complete_with_results(&mut c, &t.lease("w"), 1000, &pages(0)).await
+        db::merge::complete_with_results(&mut c, &lease, 1000, &pages(0)).await
     });
     // The completion's notification: the task is completed; the simulation is merging, or
     // already completed when the final merge committed in between.

@@ -8,12 +8,9 @@ mod support;
 
 use db::aggregation::Aggregation;
 use db::enums::{JobState, TaskState};
-use db::queue;
 use db::results::{self, TaskPage};
-use db::testing::TestDb;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
-use std::time::Duration;
-use support::{complete, page, sim_state, tasks_of};
+use support::{complete, fresh, page, running, sim_state, tasks_of};
 
 fn pages(t: usize) -> Vec<TaskPage> {
     ["fluence", "z_profile"]
@@ -40,12 +37,7 @@ async fn submit(conn: &mut db::Conn, ntasks: i32) -> i64 {
 
 #[tokio::test]
 async fn a_completion_that_meets_damaged_sums_fails_the_simulation_naming_them() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 3).await;
-    let claimed = queue::claim(&mut conn, "w", 3, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (_db, mut conn, sim, claimed) = running(3, 300).await;
     complete(&mut conn, &claimed[0], 100, &pages(0)).await;
     conn.batch_execute(&format!("{DAMAGE_SUMS}{sim}"))
         .await
@@ -91,8 +83,7 @@ async fn a_completion_that_meets_damaged_sums_fails_the_simulation_naming_them()
 
 #[tokio::test]
 async fn one_damaged_stale_merge_does_not_stop_the_reaper_finishing_the_others() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     // Three simulations whose worker died between their last completion and the final merge:
     // the middle one's sums are damaged.
     let mut sims = Vec::new();
@@ -100,9 +91,7 @@ async fn one_damaged_stale_merge_does_not_stop_the_reaper_finishing_the_others()
         let sim = submit(&mut conn, 1).await;
         sims.push(sim);
     }
-    let claimed = queue::claim(&mut conn, "w", 3, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let claimed = support::claim(&mut conn, 3).await;
     assert_eq!(claimed.len(), 3);
     for (i, t) in claimed.iter().enumerate() {
         // Fold without the final merge: a second, still-running task keeps it open; then
@@ -147,12 +136,7 @@ async fn one_damaged_stale_merge_does_not_stop_the_reaper_finishing_the_others()
 
 #[tokio::test]
 async fn a_damaged_final_page_is_the_only_unreadable_one() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let sim = submit(&mut conn, 1).await;
-    let claimed = queue::claim(&mut conn, "w", 1, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (_db, mut conn, sim, claimed) = running(1, 100).await;
     complete(&mut conn, &claimed[0], 100, &pages(0)).await;
     assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
     conn.batch_execute(

@@ -6,11 +6,10 @@ mod support;
 
 use db::enums::{JobState, SimType, TaskState};
 use db::queue::{self, Completion, Lease};
-use db::testing::TestDb;
 use diesel_async::SimpleAsyncConnection;
 use std::collections::HashSet;
 use std::time::Duration;
-use support::{sim_state, task_states};
+use support::{claim_one, fresh, sim_state, task_states};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -20,8 +19,7 @@ async fn submit(conn: &mut db::Conn, ntasks: i32, max_attempts: i32) -> i64 {
 
 #[tokio::test]
 async fn a_claim_leases_tasks_and_starts_the_simulation() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 3, 3).await;
     let claimed = queue::claim(&mut conn, "w1", 2, LEASE).await.unwrap();
     assert_eq!(claimed.len(), 2);
@@ -47,8 +45,7 @@ async fn a_claim_leases_tasks_and_starts_the_simulation() {
 
 #[tokio::test]
 async fn concurrent_claimers_never_share_a_task() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (db, mut conn) = fresh().await;
     for _ in 0..10 {
         submit(&mut conn, 10, 3).await;
     }
@@ -81,8 +78,7 @@ async fn concurrent_claimers_never_share_a_task() {
 
 #[tokio::test]
 async fn the_last_completion_completes_the_simulation() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 2, 3).await;
     let claimed = queue::claim(&mut conn, "w", 10, LEASE).await.unwrap();
     let lost = queue::complete_many(
@@ -106,13 +102,9 @@ async fn the_last_completion_completes_the_simulation() {
 
 #[tokio::test]
 async fn a_completion_from_a_stale_attempt_is_rejected() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 1, 3).await;
-    let first = queue::claim(&mut conn, "dead-worker", 1, LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let first = claim_one(&mut conn, "dead-worker").await;
     // The worker vanishes; its lease runs out and the reaper requeues the task.
     conn.batch_execute("UPDATE tasks SET lease_expires_at = now() - interval '1 second'")
         .await
@@ -121,10 +113,7 @@ async fn a_completion_from_a_stale_attempt_is_rejected() {
     conn.batch_execute("UPDATE tasks SET run_after = now()")
         .await
         .unwrap();
-    let second = queue::claim(&mut conn, "live-worker", 1, LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let second = claim_one(&mut conn, "live-worker").await;
     assert_eq!(second.id, first.id);
     assert_eq!(second.attempt, 2);
 
@@ -166,13 +155,9 @@ async fn a_completion_from_a_stale_attempt_is_rejected() {
 
 #[tokio::test]
 async fn failures_retry_with_backoff_then_fail_the_simulation() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 1, 2).await;
-    let t = queue::claim(&mut conn, "w", 1, LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let t = claim_one(&mut conn, "w").await;
     let state = queue::fail(&mut conn, &t.lease("w"), "segfault", true)
         .await
         .unwrap();
@@ -185,10 +170,7 @@ async fn failures_retry_with_backoff_then_fail_the_simulation() {
     conn.batch_execute("UPDATE tasks SET run_after = now()")
         .await
         .unwrap();
-    let t = queue::claim(&mut conn, "w", 1, LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let t = claim_one(&mut conn, "w").await;
     assert_eq!(t.attempt, 2);
     let state = queue::fail(&mut conn, &t.lease("w"), "segfault again", true)
         .await
@@ -204,8 +186,7 @@ async fn failures_retry_with_backoff_then_fail_the_simulation() {
 
 #[tokio::test]
 async fn a_simulation_with_some_failed_tasks_completes_from_the_others() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 2, 1).await;
     let c = queue::claim(&mut conn, "w", 2, LEASE).await.unwrap();
     queue::fail(&mut conn, &c[0].lease("w"), "bad input", false)
@@ -224,8 +205,7 @@ async fn a_simulation_with_some_failed_tasks_completes_from_the_others() {
 
 #[tokio::test]
 async fn heartbeats_extend_held_leases_and_name_lost_ones() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     submit(&mut conn, 2, 3).await;
     let c = queue::claim(&mut conn, "w", 2, Duration::from_secs(5))
         .await
@@ -252,18 +232,11 @@ async fn heartbeats_extend_held_leases_and_name_lost_ones() {
 
 #[tokio::test]
 async fn release_hands_a_task_back_without_using_an_attempt() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     submit(&mut conn, 1, 1).await;
-    let t = queue::claim(&mut conn, "w", 1, LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let t = claim_one(&mut conn, "w").await;
     queue::release(&mut conn, &t.lease("w")).await.unwrap();
-    let again = queue::claim(&mut conn, "w2", 1, LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let again = claim_one(&mut conn, "w2").await;
     assert_eq!(again.attempt, 1, "the released attempt does not count");
     assert!(queue::is_lease_lost(
         &queue::release(&mut conn, &t.lease("w")).await.unwrap_err()
@@ -272,8 +245,7 @@ async fn release_hands_a_task_back_without_using_an_attempt() {
 
 #[tokio::test]
 async fn an_expired_lease_out_of_attempts_fails_the_task() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 1, 1).await;
     queue::claim(&mut conn, "w", 1, LEASE).await.unwrap();
     conn.batch_execute("UPDATE tasks SET lease_expires_at = now() - interval '1 second'")
@@ -286,18 +258,14 @@ async fn an_expired_lease_out_of_attempts_fails_the_task() {
 #[tokio::test]
 async fn progress_is_stored_and_announced() {
     use futures_util::StreamExt;
-    let db = TestDb::new().await;
-    let mut listener = db.conn().await;
+    let (db, mut listener) = fresh().await;
     listener
         .batch_execute(&format!("LISTEN {}", db::notify::SIMULATION_EVENTS))
         .await
         .unwrap();
     let mut conn = db.conn().await;
     let sim = submit(&mut conn, 1, 1).await;
-    let t = queue::claim(&mut conn, "w", 1, LEASE)
-        .await
-        .unwrap()
-        .remove(0);
+    let t = claim_one(&mut conn, "w").await;
     queue::report_progress(&mut conn, &t.lease("w"), 500, Some(7))
         .await
         .unwrap();
@@ -323,8 +291,7 @@ async fn progress_is_stored_and_announced() {
 /// the other still RUNNING, and the simulation was never finished.
 #[tokio::test]
 async fn concurrent_last_completions_still_finish_the_simulation() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let (db, mut conn) = fresh().await;
     for _ in 0..10 {
         let sim = submit(&mut conn, 2, 3).await;
         let c = queue::claim(&mut conn, "w", 2, LEASE).await.unwrap();

@@ -56,9 +56,7 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
 /// caller's next statements see every completion committed before them. Call inside a
 /// transaction that then calls [`finish_locked_simulations`].
 pub async fn mark_completed(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec<(i64, i64)>> {
-    let ids: Vec<i64> = done.iter().map(|c| c.lease.task_id).collect();
-    let attempts: Vec<i32> = done.iter().map(|c| c.lease.attempt).collect();
-    let owners: Vec<&str> = done.iter().map(|c| c.lease.owner.as_str()).collect();
+    let (ids, attempts, owners) = super::lease::lease_arrays(done.iter().map(|c| &c.lease));
     let simulated: Vec<i64> = done.iter().map(|c| c.simulated_primaries).collect();
     // `locked` is MATERIALIZED and counted, so all its rows (and locks) are taken before the
     // statement ends, in the order of its ORDER BY. The tasks are looked up by primary key.

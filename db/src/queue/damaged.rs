@@ -1,11 +1,11 @@
 //! A simulation whose stored results do not decode ends `FAILED` (and never blocks anything).
 
-use super::lease::{Id, Lease};
+use super::lease::{bind_lease, Id, Lease, HELD_SQL};
 use crate::error::truncate;
 use crate::error::{DbError, DbResult};
 use crate::notify;
 use crate::pool::Conn;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 /// Ends a simulation whose stored results are damaged ([`DbError::Corrupt`]: merge sums or
@@ -26,11 +26,11 @@ pub async fn fail_damaged(
     let failed = conn
         .transaction(async |conn| {
             let ended: Vec<Id> = diesel::sql_query(format!(
-            "UPDATE simulations SET job_state = 'FAILED', end_time = now(), update_time = now()
+                "UPDATE simulations SET job_state = 'FAILED', end_time = now(), update_time = now()
                  WHERE id = $1 AND job_state NOT IN {terminal}
                  RETURNING id",
-            terminal = crate::enums::JobState::TERMINAL_SQL
-        ))
+                terminal = crate::enums::JobState::TERMINAL_SQL
+            ))
             .bind::<BigInt, _>(simulation_id)
             .load(conn)
             .await?;
@@ -38,25 +38,25 @@ pub async fn fail_damaged(
                 return Ok(false);
             }
             if let Some(lease) = &lease {
-                diesel::sql_query(
-                    "UPDATE tasks SET task_state = 'FAILED', last_error = $4, end_time = now(),
+                bind_lease!(
+                    diesel::sql_query(format!(
+                        "UPDATE tasks SET task_state = 'FAILED', last_error = $4, end_time = now(),
                          update_time = now(), lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'",
+                     WHERE {HELD_SQL}",
+                    )),
+                    lease
                 )
-                .bind::<BigInt, _>(lease.task_id)
-                .bind::<Integer, _>(lease.attempt)
-                .bind::<Text, _>(&lease.owner)
                 .bind::<Text, _>(&why)
                 .execute(conn)
                 .await?;
             }
             diesel::sql_query(format!(
-            "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
+                "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
                      lease_owner = NULL, lease_expires_at = NULL,
                      last_error = 'canceled: the simulation''s stored results are damaged'
                  WHERE simulation_id = $1 AND task_state IN {open}",
-            open = crate::enums::TaskState::OPEN_SQL
-        ))
+                open = crate::enums::TaskState::OPEN_SQL
+            ))
             .bind::<BigInt, _>(simulation_id)
             .execute(conn)
             .await?;

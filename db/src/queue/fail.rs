@@ -2,13 +2,16 @@
 //! `RUNNING → FAILED` when no attempt is left (which may end the simulation).
 
 use super::finish::{finalize, finish_simulations};
-use super::lease::{lease_lost, Lease};
+use super::lease::{bind_lease, lease_lost, Lease, HELD_SQL};
 use crate::enums::TaskState;
 use crate::error::truncate;
 use crate::error::DbResult;
 use crate::notify;
 use crate::pool::Conn;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::pg::Pg;
+use diesel::query_builder::QueryId;
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, SqlType, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
@@ -20,28 +23,47 @@ pub(super) const RETRY_AT_SQL: &str =
 /// Records a failed run. If attempts remain and `retry` is set, the task goes back to the
 /// queue after the retry backoff; otherwise it is `FAILED` with `error` kept. Returns the new state.
 pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> DbResult<TaskState> {
+    let set = format!(
+        "task_state = CASE WHEN $5 AND attempts < max_attempts THEN 'PENDING' ELSE 'FAILED' END,
+         run_after = {RETRY_AT_SQL},
+         end_time = CASE WHEN $5 AND attempts < max_attempts THEN NULL ELSE now() END,
+         lease_owner = NULL, lease_expires_at = NULL, last_error = $4, update_time = now()"
+    );
+    record_failure::<Bool, _>(conn, lease, error, &set, retry).await
+}
+
+/// Runs a failure's guarded `UPDATE tasks SET {set}` under the lease (bound as `$1` to `$3`,
+/// the truncated `error` as `$4`, `fifth` as `$5`) and the rest of its transaction, then
+/// announces it. Returns the task's new state.
+async fn record_failure<ST, T>(
+    conn: &mut Conn,
+    lease: &Lease,
+    error: &str,
+    set: &str,
+    fifth: T,
+) -> DbResult<TaskState>
+where
+    ST: SqlType + QueryId + Send + 'static,
+    T: ToSql<ST, Pg> + Send + Sync,
+    Pg: HasSqlType<ST>,
+{
     let error = truncate(error, 4000);
     let lease = lease.clone();
-    let outcome = conn.transaction(async |conn| {
-        let rows: Vec<FailedRow> = diesel::sql_query(format!(
-            "UPDATE tasks SET
-                 task_state = CASE WHEN $5 AND attempts < max_attempts THEN 'PENDING' ELSE 'FAILED' END,
-                 run_after = {RETRY_AT_SQL},
-                 end_time = CASE WHEN $5 AND attempts < max_attempts THEN NULL ELSE now() END,
-                 lease_owner = NULL, lease_expires_at = NULL, last_error = $4, update_time = now()
-             WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
-             RETURNING simulation_id, task_state"
-        ))
-        .bind::<BigInt, _>(lease.task_id)
-        .bind::<Integer, _>(lease.attempt)
-        .bind::<Text, _>(&lease.owner)
-        .bind::<Text, _>(&error)
-        .bind::<diesel::sql_types::Bool, _>(retry)
-        .load(conn)
-        .await?;
-        after_failure(conn, rows, &lease).await
-    })
-    .await;
+    let outcome = conn
+        .transaction(async |conn| {
+            let rows: Vec<FailedRow> = bind_lease!(
+                diesel::sql_query(format!(
+                    "UPDATE tasks SET {set} WHERE {HELD_SQL} RETURNING simulation_id, task_state"
+                )),
+                &lease
+            )
+            .bind::<Text, _>(&error)
+            .bind::<ST, _>(&fifth)
+            .load(conn)
+            .await?;
+            after_failure(conn, rows, &lease).await
+        })
+        .await;
     announce_failure(conn, outcome?).await
 }
 
@@ -105,40 +127,23 @@ pub async fn release_machine_fault(
     error: &str,
     limit: i32,
 ) -> DbResult<TaskState> {
-    let error = truncate(error, 4000);
-    let lease = lease.clone();
-    let outcome = conn
-        .transaction(async |conn| {
-            // Every right-hand side reads the row as it was before this update.
-            let rows: Vec<FailedRow> = diesel::sql_query(format!(
-                "UPDATE tasks SET
-                     machine_faults = machine_faults + 1,
-                     attempts = CASE WHEN machine_faults < $5 THEN attempts - 1 ELSE attempts END,
-                     task_state = CASE WHEN machine_faults < $5 OR attempts < max_attempts
-                                  THEN 'PENDING' ELSE 'FAILED' END,
-                     run_after = CASE WHEN machine_faults < $5 THEN now() ELSE {RETRY_AT_SQL} END,
-                     end_time = CASE WHEN machine_faults < $5 OR attempts < max_attempts
-                                THEN NULL ELSE now() END,
-                     last_error = 'machine fault on worker ' || lease_owner || ' ('
-                         || CASE WHEN machine_faults < $5
-                                 THEN (machine_faults + 1) || ' of ' || $5
-                                      || ' handed on without using an attempt'
-                                 ELSE 'over the limit of ' || $5 || ': attempt ' || attempts
-                                      || ' of ' || max_attempts || ' used' END
-                         || '): ' || $4,
-                     lease_owner = NULL, lease_expires_at = NULL, update_time = now()
-                 WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
-                 RETURNING simulation_id, task_state"
-            ))
-            .bind::<BigInt, _>(lease.task_id)
-            .bind::<Integer, _>(lease.attempt)
-            .bind::<Text, _>(&lease.owner)
-            .bind::<Text, _>(&error)
-            .bind::<Integer, _>(limit.max(0))
-            .load(conn)
-            .await?;
-            after_failure(conn, rows, &lease).await
-        })
-        .await;
-    announce_failure(conn, outcome?).await
+    // Every right-hand side reads the row as it was before this update.
+    let set = format!(
+        "machine_faults = machine_faults + 1,
+         attempts = CASE WHEN machine_faults < $5 THEN attempts - 1 ELSE attempts END,
+         task_state = CASE WHEN machine_faults < $5 OR attempts < max_attempts
+                      THEN 'PENDING' ELSE 'FAILED' END,
+         run_after = CASE WHEN machine_faults < $5 THEN now() ELSE {RETRY_AT_SQL} END,
+         end_time = CASE WHEN machine_faults < $5 OR attempts < max_attempts
+                    THEN NULL ELSE now() END,
+         last_error = 'machine fault on worker ' || lease_owner || ' ('
+             || CASE WHEN machine_faults < $5
+                     THEN (machine_faults + 1) || ' of ' || $5
+                          || ' handed on without using an attempt'
+                     ELSE 'over the limit of ' || $5 || ': attempt ' || attempts
+                          || ' of ' || max_attempts || ' used' END
+             || '): ' || $4,
+         lease_owner = NULL, lease_expires_at = NULL, update_time = now()"
+    );
+    record_failure::<Integer, _>(conn, lease, error, &set, limit.max(0)).await
 }

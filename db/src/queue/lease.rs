@@ -8,7 +8,7 @@ use crate::notify;
 use crate::pool::Conn;
 use crate::prepared::prepared;
 use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text};
-use diesel::QueryableByName;
+use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::RunQueryDsl;
 use std::time::Duration;
 
@@ -37,6 +37,37 @@ pub fn is_lease_lost(e: &DbError) -> bool {
     matches!(e, DbError::LeaseLost { .. })
 }
 
+/// The guard of every update under a lease: the task is still `RUNNING` for this attempt and
+/// owner, with the lease bound as `$1` (task id), `$2` (attempt) and `$3` (owner) by
+/// [`bind_lease!`].
+pub(super) const HELD_SQL: &str =
+    "id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'";
+
+/// Binds a lease to a query guarded by [`HELD_SQL`]: its task id as `$1`, attempt as `$2`
+/// and owner as `$3`.
+macro_rules! bind_lease {
+    ($query:expr, $lease:expr) => {{
+        let lease: &$crate::queue::lease::Lease = $lease;
+        $query
+            .bind::<diesel::sql_types::BigInt, _>(lease.task_id)
+            .bind::<diesel::sql_types::Integer, _>(lease.attempt)
+            .bind::<diesel::sql_types::Text, _>(lease.owner.as_str())
+    }};
+}
+pub(super) use bind_lease;
+
+/// The leases as the arrays `$1::bigint[]` (task ids), `$2::int[]` (attempts) and
+/// `$3::text[]` (owners) of an `unnest`.
+pub(super) fn lease_arrays<'a>(
+    leases: impl Iterator<Item = &'a Lease> + Clone,
+) -> (Vec<i64>, Vec<i32>, Vec<&'a str>) {
+    (
+        leases.clone().map(|l| l.task_id).collect(),
+        leases.clone().map(|l| l.attempt).collect(),
+        leases.map(|l| l.owner.as_str()).collect(),
+    )
+}
+
 #[derive(QueryableByName)]
 pub(super) struct Id {
     #[diesel(sql_type = BigInt)]
@@ -49,9 +80,7 @@ pub async fn heartbeat(conn: &mut Conn, leases: &[Lease], lease: Duration) -> Db
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
-    let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
-    let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
+    let (ids, attempts, owners) = lease_arrays(leases.iter());
     let held: Vec<Id> = prepared(
         diesel::sql_query(
             "UPDATE tasks t SET lease_expires_at = now() + make_interval(secs => $4)
@@ -79,9 +108,7 @@ pub async fn lost_leases(conn: &mut Conn, leases: &[Lease]) -> DbResult<Vec<i64>
     if leases.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<i64> = leases.iter().map(|l| l.task_id).collect();
-    let attempts: Vec<i32> = leases.iter().map(|l| l.attempt).collect();
-    let owners: Vec<&str> = leases.iter().map(|l| l.owner.as_str()).collect();
+    let (ids, attempts, owners) = lease_arrays(leases.iter());
     let lost: Vec<Id> = prepared(
         diesel::sql_query(
             "SELECT h.id FROM unnest($1::bigint[], $2::int[], $3::text[]) AS h(id, attempt, owner)
@@ -106,17 +133,17 @@ pub async fn report_progress(
     estimated_time_s: Option<i32>,
 ) -> DbResult<()> {
     let rows: Vec<Id> = prepared(
-        diesel::sql_query(
-            "WITH t AS (
+        bind_lease!(
+            diesel::sql_query(format!(
+                "WITH t AS (
              UPDATE tasks SET simulated_primaries = $4, estimated_time_s = $5, update_time = now()
-             WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+             WHERE {HELD_SQL}
              RETURNING simulation_id
          )
          SELECT simulation_id AS id, pg_notify($6, simulation_id::text) IS NULL AS _n FROM t",
+            )),
+            lease
         )
-        .bind::<BigInt, _>(lease.task_id)
-        .bind::<Integer, _>(lease.attempt)
-        .bind::<Text, _>(&lease.owner)
         .bind::<BigInt, _>(simulated_primaries)
         .bind::<Nullable<Integer>, _>(estimated_time_s)
         .bind::<Text, _>(notify::SIMULATION_EVENTS),
@@ -131,15 +158,15 @@ pub async fn report_progress(
 
 /// Hands a task back to the queue without counting the attempt (a worker shutting down).
 pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
-    let released: Vec<Id> = diesel::sql_query(
-        "UPDATE tasks SET task_state = 'PENDING', attempts = attempts - 1, run_after = now(),
+    let released: Vec<Id> = bind_lease!(
+        diesel::sql_query(format!(
+            "UPDATE tasks SET task_state = 'PENDING', attempts = attempts - 1, run_after = now(),
                 lease_owner = NULL, lease_expires_at = NULL, update_time = now()
-         WHERE id = $1 AND attempts = $2 AND lease_owner = $3 AND task_state = 'RUNNING'
+         WHERE {HELD_SQL}
          RETURNING simulation_id AS id",
+        )),
+        lease
     )
-    .bind::<BigInt, _>(lease.task_id)
-    .bind::<Integer, _>(lease.attempt)
-    .bind::<Text, _>(&lease.owner)
     .load(conn)
     .await?;
     let [Id { id: simulation_id }] = released[..] else {
@@ -161,21 +188,21 @@ pub async fn task_state(conn: &mut Conn, task_id: i64) -> DbResult<Option<TaskSt
         #[diesel(sql_type = Text)]
         task_state: TaskState,
     }
-    let rows: Vec<Row> = diesel::sql_query("SELECT task_state FROM tasks WHERE id = $1")
+    let row: Option<Row> = diesel::sql_query("SELECT task_state FROM tasks WHERE id = $1")
         .bind::<BigInt, _>(task_id)
-        .load(conn)
-        .await?;
-    Ok(rows.into_iter().next().map(|r| r.task_state))
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|r| r.task_state))
 }
 
 /// The simulation a task belongs to.
 pub async fn simulation_of(conn: &mut Conn, task_id: i64) -> DbResult<i64> {
-    let rows: Vec<Id> = diesel::sql_query("SELECT simulation_id AS id FROM tasks WHERE id = $1")
+    let row: Option<Id> = diesel::sql_query("SELECT simulation_id AS id FROM tasks WHERE id = $1")
         .bind::<BigInt, _>(task_id)
-        .load(conn)
-        .await?;
-    rows.into_iter()
-        .next()
-        .map(|r| r.id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    row.map(|r| r.id)
         .ok_or_else(|| DbError::NotFound(format!("task {task_id}")))
 }

@@ -6,11 +6,28 @@ use db::aggregation::Aggregation;
 use db::enums::{JobState, SimType, TaskState};
 use db::queue::{self, ClaimedTask};
 use db::results::{PageMeta, TaskPage};
-use db::testing;
+use db::testing::{self, TestDb};
 use std::time::Duration;
 
 /// The lease the tests claim with.
 pub const LEASE: Duration = Duration::from_secs(60);
+
+/// A fresh test database and a connection to it (keep the database alive while the
+/// connection is used).
+pub async fn fresh() -> (TestDb, db::Conn) {
+    let db = TestDb::new().await;
+    let conn = db.conn().await;
+    (db, conn)
+}
+
+/// A fresh test database, a connection, a submitted simulation of `ntasks` tasks and
+/// `primaries` primaries ([`submit`]), and all its tasks claimed by "w" ([`claim`]).
+pub async fn running(ntasks: i32, primaries: i64) -> (TestDb, db::Conn, i64, Vec<ClaimedTask>) {
+    let (db, mut conn) = fresh().await;
+    let sim = submit(&mut conn, ntasks, primaries).await;
+    let tasks = claim(&mut conn, ntasks.into()).await;
+    (db, conn, sim, tasks)
+}
 
 /// Submits a builtin simulation of `ntasks` tasks and `primaries` primaries for the user
 /// "owner", with `max_attempts` attempts per task.
@@ -41,6 +58,20 @@ pub async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64) -> i64 {
 /// Claims up to `n` tasks for the worker "w".
 pub async fn claim(conn: &mut db::Conn, n: i64) -> Vec<ClaimedTask> {
     queue::claim(conn, "w", n, LEASE).await.unwrap()
+}
+
+/// Claims one task for `worker` (there must be one).
+pub async fn claim_one(conn: &mut db::Conn, worker: &str) -> ClaimedTask {
+    queue::claim(conn, worker, 1, LEASE)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// Runs `sql` (which must succeed).
+pub async fn exec(conn: &mut db::Conn, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    conn.batch_execute(sql).await.unwrap();
 }
 
 /// Completes the task claimed by "w" with `primaries` and `pages` (which must succeed).
