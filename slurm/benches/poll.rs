@@ -1,5 +1,6 @@
 //! The cost of one poll of 100 active array elements, locally and over SSH, against one bare
-//! `squeue` of the same jobs started from a shell-less `std::process::Command` in the same run.
+//! `squeue` of the same jobs in the same run: started from a `std::process::Command` locally,
+//! and through the same SSH control master by hand for the SSH path.
 //!
 //! Needs the single-node SLURM and the loopback sshd (`scripts/slurm-single-node start`,
 //! `scripts/sshd-loopback start`). Run: `cargo bench -p slurm --bench poll`.
@@ -89,7 +90,7 @@ async fn main() {
         .await
         .unwrap(),
     );
-    let ssh = Slurm::new(Transport::Ssh(session));
+    let ssh = Slurm::new(Transport::Ssh(session.clone()));
 
     let jobs_arg = format!("--jobs={array}");
     let mut bare = Vec::new();
@@ -103,6 +104,23 @@ async fn main() {
         assert!(out.status.success());
     }
     let bare = median(bare);
+    // The SSH baseline: the same squeue through the same control master, by hand. Its time is
+    // mostly the remote login shell starting (the remote user's shell rc files).
+    let mut bare_ssh = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        let out = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(session.socket())
+            .args(["-o", "ControlMaster=no", "-T", "-p", &env["SIM_SSH_PORT"]])
+            .args(["-l", &env["SIM_SSH_USER"], &env["SIM_SSH_HOST"], "--"])
+            .args(["squeue", "--noheader", "--array", "--states=all", &jobs_arg])
+            .output()
+            .unwrap();
+        bare_ssh.push(t.elapsed());
+        assert!(out.status.success());
+    }
+    let bare_ssh = median(bare_ssh);
     let local_poll = time_polls(&local, &jobs).await;
     let ssh_poll = time_polls(&ssh, &jobs).await;
 
@@ -114,9 +132,13 @@ async fn main() {
         ms(local_poll) / ms(bare)
     );
     println!(
-        "  Slurm::poll, over SSH    {:7.2} ms  = {:.2}x the bare squeue",
+        "  bare squeue over the SSH master (baseline) {:7.2} ms",
+        ms(bare_ssh)
+    );
+    println!(
+        "  Slurm::poll, over SSH    {:7.2} ms  = {:.2}x the bare squeue over SSH",
         ms(ssh_poll),
-        ms(ssh_poll) / ms(bare)
+        ms(ssh_poll) / ms(bare_ssh)
     );
     local.cancel(&jobs).await.unwrap();
     local.remove_dir(&dir).await.unwrap();
