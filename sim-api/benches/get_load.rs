@@ -30,9 +30,8 @@ use diesel_async::RunQueryDsl;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
 use proto::v1::{GetRequest, SubmitRequest, WhoAmIRequest};
-use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{authed, env_or, ms, quantile, Server};
+use support::{authed, env_or, limits, list, ms, quantile, PgBench, Server};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
@@ -193,69 +192,6 @@ async fn load(
     }
 }
 
-/// A pgbench database of `scale` (`pgbench -i`) on the test server, dropped with this value.
-struct PgBench {
-    name: String,
-    url: db::DbConfig,
-    admin: db::DbConfig,
-}
-
-impl PgBench {
-    fn new(scale: u32) -> Self {
-        let admin = db::testing::server_config();
-        let name = format!("simbench_pgbench_get_{}", std::process::id());
-        let url = admin.with_dbname(&name);
-        let this = Self { name, url, admin };
-        this.psql(&format!("DROP DATABASE IF EXISTS {}", this.name));
-        assert!(this.psql(&format!("CREATE DATABASE {}", this.name)));
-        let init = Command::new("pgbench")
-            .args(["-q", "-i", "-s", &scale.to_string()])
-            .arg(this.url.url_with_password())
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "pgbench -i failed: {init:?}");
-        this
-    }
-
-    fn psql(&self, sql: &str) -> bool {
-        Command::new("psql")
-            .args([self.admin.url_with_password(), "-qc", sql])
-            .status()
-            .unwrap()
-            .success()
-    }
-
-    /// `pgbench -S -c clients -j 2 -T secs`: (TPS, average latency in ms).
-    fn select_only(&self, clients: usize, secs: u64) -> (f64, f64) {
-        let out = Command::new("pgbench")
-            .args(["-S", "-c", &clients.to_string(), "-j", "2"])
-            .args(["-T", &secs.to_string()])
-            .arg(self.url.url_with_password())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let field = |prefix: &str| -> Option<f64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(prefix))
-                .and_then(|l| l.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        };
-        let tps = field("tps = ").unwrap_or_else(|| {
-            panic!(
-                "cannot read pgbench output: {text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (tps, field("latency average = ").unwrap_or(f64::NAN))
-    }
-}
-
-impl Drop for PgBench {
-    fn drop(&mut self) {
-        self.psql(&format!("DROP DATABASE IF EXISTS {}", self.name));
-    }
-}
-
 /// Committed plus rolled-back transactions of database `name` so far.
 async fn xacts(admin: &mut db::Conn, name: &str) -> i64 {
     #[derive(QueryableByName)]
@@ -319,35 +255,6 @@ async fn xact_delta(
         last = now;
     }
     last - before
-}
-
-/// The server's limits: `sim-api`'s defaults, or with both in-process caches off.
-fn limits(caches: bool) -> sim_api::Limits {
-    let defaults = sim_api::Limits::default();
-    if caches {
-        defaults
-    } else {
-        sim_api::Limits {
-            token_cache_ttl: Duration::ZERO,
-            status_cache_ttl: Duration::ZERO,
-            ..defaults
-        }
-    }
-}
-
-/// A comma-separated list from the environment, or `default`.
-fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
-    std::env::var(name)
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| default.into())
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{name}: {s:?} is not valid"))
-        })
-        .collect()
 }
 
 #[tokio::main]

@@ -240,3 +240,23 @@ pub fn table(stdout: &str) -> Vec<Vec<String>> {
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect()
 }
+
+/// `--json COMMAND ARGS`, which must succeed with a JSON array.
+pub fn list_json(db: &TestDb, command: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["--json", command];
+    all.extend_from_slice(args);
+    let out = run(db, &all);
+    out.ok();
+    out.json().as_array().unwrap().clone()
+}
+
+/// Two users (alice local, kc keycloak) and three simulations: alice's A (3 tasks) and
+/// B (3 tasks), kc's C (2 tasks). Returns (A, B, C) ids.
+pub async fn seed(db: &Db) -> (i64, i64, i64) {
+    let alice = user(db, "alice", AuthProvider::Local).await;
+    let kc = user(db, "kc", AuthProvider::Keycloak).await;
+    let a = sim(db, alice, "first", 3).await.id;
+    let b = sim(db, alice, "second", 3).await.id;
+    let c = sim(db, kc, "third", 2).await.id;
+    (a, b, c)
+}

@@ -1,5 +1,6 @@
 //! What the sim-api benches share: the real server in-process on a scratch database, a
-//! logged-in user, authenticated requests and percentiles.
+//! logged-in user, authenticated requests and percentiles, a pgbench database to compare
+//! against, the server's limits with or without its caches and lists from the environment.
 #![allow(dead_code)]
 
 use db::enums::{AuthProvider, Role};
@@ -8,6 +9,7 @@ use db::testing::TestDb;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::LoginRequest;
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -159,4 +161,96 @@ pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
 /// Milliseconds.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// A pgbench database of `scale` (`pgbench -i`) on the test server, dropped with this value.
+pub struct PgBench {
+    name: String,
+    url: db::DbConfig,
+    admin: db::DbConfig,
+}
+
+impl PgBench {
+    pub fn new(scale: u32) -> Self {
+        let admin = db::testing::server_config();
+        let name = format!("simbench_pgbench_get_{}", std::process::id());
+        let url = admin.with_dbname(&name);
+        let this = Self { name, url, admin };
+        this.psql(&format!("DROP DATABASE IF EXISTS {}", this.name));
+        assert!(this.psql(&format!("CREATE DATABASE {}", this.name)));
+        let init = Command::new("pgbench")
+            .args(["-q", "-i", "-s", &scale.to_string()])
+            .arg(this.url.url_with_password())
+            .output()
+            .unwrap();
+        assert!(init.status.success(), "pgbench -i failed: {init:?}");
+        this
+    }
+
+    fn psql(&self, sql: &str) -> bool {
+        Command::new("psql")
+            .args([self.admin.url_with_password(), "-qc", sql])
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// `pgbench -S -c clients -j 2 -T secs`: (TPS, average latency in ms).
+    pub fn select_only(&self, clients: usize, secs: u64) -> (f64, f64) {
+        let out = Command::new("pgbench")
+            .args(["-S", "-c", &clients.to_string(), "-j", "2"])
+            .args(["-T", &secs.to_string()])
+            .arg(self.url.url_with_password())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |prefix: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        let tps = field("tps = ").unwrap_or_else(|| {
+            panic!(
+                "cannot read pgbench output: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (tps, field("latency average = ").unwrap_or(f64::NAN))
+    }
+}
+
+impl Drop for PgBench {
+    fn drop(&mut self) {
+        self.psql(&format!("DROP DATABASE IF EXISTS {}", self.name));
+    }
+}
+
+/// The server's limits: `sim-api`'s defaults, or with both in-process caches off.
+pub fn limits(caches: bool) -> sim_api::Limits {
+    let defaults = sim_api::Limits::default();
+    if caches {
+        defaults
+    } else {
+        sim_api::Limits {
+            token_cache_ttl: Duration::ZERO,
+            status_cache_ttl: Duration::ZERO,
+            ..defaults
+        }
+    }
+}
+
+/// A comma-separated list from the environment, or `default`.
+pub fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| default.into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: {s:?} is not valid"))
+        })
+        .collect()
 }
