@@ -1,6 +1,6 @@
 //! Queries on clusters.
 
-use crate::error::{DbError, DbResult};
+use crate::error::{insert_error, DbError, DbResult};
 use crate::models::{Cluster, NewCluster};
 use crate::pool::Conn;
 use crate::schema::{clusters, simulations};
@@ -34,16 +34,14 @@ pub async fn create(conn: &mut Conn, new: &NewCluster) -> DbResult<Cluster> {
         .returning(Cluster::as_returning())
         .get_result(conn)
         .await
-        .map_err(|e| match DbError::from(e) {
-            DbError::Conflict(_) => {
-                DbError::Conflict(format!("cluster {:?} already exists", new.name))
-            }
-            DbError::Invalid(why) => DbError::Invalid(format!(
-                "cluster {:?} was {why}: a name is 1 to 63 of A-Z a-z 0-9 . _ - \
-                 starting with a letter or digit, a port 1 to 65535, a work directory not empty",
-                new.name
-            )),
-            other => other,
+        .map_err(|e| {
+            insert_error(e, &format!("cluster {:?}", new.name), |why| {
+                format!(
+                    "cluster {:?} was {why}: a name is 1 to 63 of A-Z a-z 0-9 . _ - \
+                     starting with a letter or digit, a port 1 to 65535, a work directory not empty",
+                    new.name
+                )
+            })
         })
 }
 

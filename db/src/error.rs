@@ -157,6 +157,21 @@ impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for DbError
 
 /// `s`, cut to at most `max` bytes (at a character boundary, marked with `…`): an error
 /// text as the database keeps it.
+/// An insert's error in the words of what was inserted (`what`, e.g. `cluster "a"`): a
+/// conflict says it already exists, a value the database rejected gives `rejected(why)`;
+/// other errors pass unchanged.
+pub(crate) fn insert_error(
+    e: DieselError,
+    what: &str,
+    rejected: impl FnOnce(String) -> String,
+) -> DbError {
+    match DbError::from(e) {
+        DbError::Conflict(_) => DbError::Conflict(format!("{what} already exists")),
+        DbError::Invalid(why) => DbError::Invalid(rejected(why)),
+        other => other,
+    }
+}
+
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();

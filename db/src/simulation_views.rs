@@ -28,16 +28,29 @@ pub struct SimulationView {
     pub cluster: Option<String>,
 }
 
+/// What a [`SimulationView`] is read from: the simulation, its owner's name and its
+/// cluster's name.
+type ViewColumns = (
+    diesel::dsl::AsSelect<Simulation, diesel::pg::Pg>,
+    users::username,
+    diesel::dsl::Nullable<clusters::name>,
+);
+
+/// The columns of [`ViewColumns`], to select from simulations joined with users and clusters.
+fn view_columns() -> ViewColumns {
+    (
+        Simulation::as_select(),
+        users::username,
+        clusters::name.nullable(),
+    )
+}
+
 async fn views(conn: &mut Conn, ids: &[i64]) -> DbResult<Vec<SimulationView>> {
     let rows: Vec<(Simulation, String, Option<String>)> = simulations::table
         .inner_join(users::table)
         .left_join(clusters::table)
         .filter(simulations::id.eq_any(ids))
-        .select((
-            Simulation::as_select(),
-            users::username,
-            clusters::name.nullable(),
-        ))
+        .select(view_columns())
         .load(conn)
         .await?;
     let mut out: Vec<SimulationView> = rows
@@ -64,11 +77,7 @@ pub async fn get_visible(
         .inner_join(users::table)
         .left_join(clusters::table)
         .filter(simulations::job_id.eq(job_id))
-        .select((
-            Simulation::as_select(),
-            users::username,
-            clusters::name.nullable(),
-        ));
+        .select(view_columns());
     let row: Option<(Simulation, String, Option<String>)> = match owner {
         Some(uid) => base
             .filter(simulations::user_id.eq(uid))

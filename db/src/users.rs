@@ -1,7 +1,7 @@
 //! Queries on users.
 
 use crate::enums::{AuthProvider, Role};
-use crate::error::{DbError, DbResult};
+use crate::error::{insert_error, DbError, DbResult};
 use crate::models::{NewUser, User};
 use crate::pool::Conn;
 use crate::schema::{auth_tokens, simulations, users};
@@ -41,6 +41,11 @@ pub struct UserChanges {
 
 fn describe(username: &str, provider: AuthProvider) -> String {
     format!("user {username:?} ({provider})")
+}
+
+/// Why the database rejected the user `who` ([`describe`]) when its name was stored.
+fn rejected_name(who: &str) -> String {
+    format!("{who} was rejected: a name must be 1 to 255 characters")
 }
 
 /// Lists users by name; `with_counts` adds how many simulations each owns.
@@ -135,22 +140,13 @@ pub async fn get_by_id(conn: &mut Conn, id: i64) -> DbResult<User> {
 
 /// Inserts a user; a duplicate name for the same provider is a conflict.
 pub async fn create(conn: &mut Conn, new: &NewUser<'_>) -> DbResult<User> {
+    let who = describe(new.username, new.auth_provider);
     diesel::insert_into(users::table)
         .values(new)
         .returning(User::as_returning())
         .get_result(conn)
         .await
-        .map_err(|e| match DbError::from(e) {
-            DbError::Conflict(_) => DbError::Conflict(format!(
-                "{} already exists",
-                describe(new.username, new.auth_provider)
-            )),
-            DbError::Invalid(_) => DbError::Invalid(format!(
-                "{} was rejected: a name must be 1 to 255 characters",
-                describe(new.username, new.auth_provider)
-            )),
-            other => other,
-        })
+        .map_err(|e| insert_error(e, &who, |_| rejected_name(&who)))
 }
 
 /// Creates or updates, at each login, the user an external identity provider (Keycloak)
@@ -184,10 +180,7 @@ pub async fn upsert_external(
         .get_result(conn)
         .await
         .map_err(|e| match DbError::from(e) {
-            DbError::Invalid(_) => DbError::Invalid(format!(
-                "{} was rejected: a name must be 1 to 255 characters",
-                describe(username, provider)
-            )),
+            DbError::Invalid(_) => DbError::Invalid(rejected_name(&describe(username, provider))),
             other => other,
         })
 }
