@@ -8,12 +8,14 @@
 
 //!
 //! One submodule per kind of transition: [`claim`](mod@claim), [`lease`](mod@lease) (heartbeat, progress, release),
+//! [`batch`](mod@batch) (a batch component's hold on its cluster's simulations),
 //! [`complete`](mod@complete), [`fail`](mod@fail) (failures and machine faults), [`finish`](mod@finish) (ending a simulation and
 //! the final merge), [`cancel`](mod@cancel), [`damaged`](mod@damaged) and [`reaper`](mod@reaper) (expired leases, stale merges).
 //! Everything is re-exported here, at its old path. The merge (folding results into the
 //! running sums, [`crate::merge`]) is the layer above: it calls the queue, never the reverse.
 //! Announcing notifications are sent after commit ([`crate::notify::Announce`]).
 
+pub mod batch;
 pub mod cancel;
 pub mod claim;
 pub mod complete;
