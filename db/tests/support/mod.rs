@@ -68,12 +68,6 @@ pub async fn claim_one(conn: &mut db::Conn, worker: &str) -> ClaimedTask {
         .remove(0)
 }
 
-/// Runs `sql` (which must succeed).
-pub async fn exec(conn: &mut db::Conn, sql: &str) {
-    use diesel_async::SimpleAsyncConnection;
-    conn.batch_execute(sql).await.unwrap();
-}
-
 /// Completes the task claimed by "w" with `primaries` and `pages` (which must succeed).
 pub async fn complete(conn: &mut db::Conn, task: &ClaimedTask, primaries: i64, pages: &[TaskPage]) {
     db::merge::complete_with_results(conn, &task.lease("w"), primaries, pages)
