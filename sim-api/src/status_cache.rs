@@ -259,6 +259,15 @@ mod tests {
         }
     }
 
+    /// A new job's key: simulation 7 of user 1.
+    fn key_of_user_1() -> Key {
+        Key {
+            job_id: Uuid::new_v4(),
+            simulation_id: 7,
+            owner_id: 1,
+        }
+    }
+
     fn status(title: &str) -> pb::SimulationStatus {
         pb::SimulationStatus {
             simulation: Some(pb::Simulation {
@@ -278,11 +287,7 @@ mod tests {
     fn listening() -> (StatusCache, Key) {
         let cache = StatusCache::new(LONG);
         cache.set_listening(true);
-        let key = Key {
-            job_id: Uuid::new_v4(),
-            simulation_id: 7,
-            owner_id: 1,
-        };
+        let key = key_of_user_1();
         (cache, key)
     }
 
@@ -334,11 +339,7 @@ mod tests {
     #[test]
     fn nothing_is_cached_without_the_listener() {
         let cache = StatusCache::new(LONG);
-        let key = Key {
-            job_id: Uuid::new_v4(),
-            simulation_id: 7,
-            owner_id: 1,
-        };
+        let key = key_of_user_1();
         let owner = caller(1, Role::User);
         cache.insert(cache.ticket(), key, status("a"));
         assert!(cache.get(key.job_id, &owner).is_none());
@@ -364,11 +365,7 @@ mod tests {
     fn entries_expire_and_a_zero_ttl_disables() {
         let cache = StatusCache::new(Duration::from_millis(30));
         cache.set_listening(true);
-        let key = Key {
-            job_id: Uuid::new_v4(),
-            simulation_id: 7,
-            owner_id: 1,
-        };
+        let key = key_of_user_1();
         let owner = caller(1, Role::User);
         cache.insert(cache.ticket(), key, status("a"));
         assert!(cache.get(key.job_id, &owner).is_some());

@@ -8,26 +8,19 @@
 
 mod common;
 
-use common::{authed, simple_submit};
+use common::{authed, simple_submit, App};
 use db::testing::TestDb;
 use proto::v1 as pb;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::cluster_service_client::ClusterServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
 use std::time::Duration;
-use tonic::transport::Channel;
 use tonic::Code;
 
 /// The server under test: in-process, on a pool that gives up on a connection after 1 s
 /// (the binary's default is 10 s), with both in-process caches off so that every call
 /// really asks the database.
-struct Server {
-    db: TestDb,
-    channel: Channel,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start() -> Server {
+async fn start() -> App {
     let db = TestDb::new().await;
     let pool = db::build_pool(
         db.config(),
@@ -43,26 +36,7 @@ async fn start() -> Server {
         status_cache_ttl: Duration::ZERO,
         ..sim_api::Limits::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        sim_api::serve(pool, limits, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    Server {
-        db,
-        channel,
-        _stop: stop,
-    }
+    common::spawn_on(db, pool, limits, None).await
 }
 
 /// Runs SQL on the server's maintenance database (not the test database).

@@ -44,6 +44,16 @@ pub async fn spawn_app_oidc(settings: sim_api::oidc::OidcSettings) -> App {
 async fn spawn(limits: Limits, oidc: Option<std::sync::Arc<sim_api::oidc::OidcVerifier>>) -> App {
     let db = TestDb::new().await;
     let pool = db.pool().await;
+    spawn_on(db, pool, limits, oidc).await
+}
+
+/// Starts the server in-process on an ephemeral port with `pool` (a pool on `db`).
+pub async fn spawn_on(
+    db: TestDb,
+    pool: db::Pool,
+    limits: Limits,
+    oidc: Option<std::sync::Arc<sim_api::oidc::OidcVerifier>>,
+) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
