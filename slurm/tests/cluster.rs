@@ -171,13 +171,16 @@ async fn array_and_collect(via: &str) {
         ))
         .await
         .unwrap();
-    // The comment with shell metacharacters reached SLURM as one argument, intact.
+    // The comment with shell metacharacters reached SLURM as one argument, intact. (All
+    // states: the elements may have ended already, and squeue shows only queued and running
+    // jobs by default.)
     let comment = s
         .transport()
         .run(
             &[
                 "squeue",
                 "--noheader",
+                "--states=all",
                 &format!("--jobs={array}"),
                 "--format=%k",
             ],
