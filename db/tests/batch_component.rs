@@ -4,13 +4,14 @@
 //! only once ended, and the leftovers of deleted simulations.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::enums::JobState;
+mod support;
+
+use db::enums::{JobState, TaskState};
 use db::queue::batch;
 use db::testing::TestDb;
-use diesel::sql_types::{BigInt, Text};
-use diesel::QueryableByName;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use std::time::Duration;
+use support::{sim_state, task_states};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -32,15 +33,15 @@ async fn setup() -> (TestDb, db::Conn) {
     (db, conn)
 }
 
-#[derive(QueryableByName)]
-struct State {
-    #[diesel(sql_type = Text)]
-    s: String,
-}
-
-async fn one(conn: &mut db::Conn, sql: &str) -> String {
-    let rows: Vec<State> = diesel::sql_query(sql).load(conn).await.unwrap();
-    rows.into_iter().map(|r| r.s).collect::<Vec<_>>().join(",")
+/// Simulation 1 held by b1, its job directory and jobs recorded.
+async fn staged(conn: &mut db::Conn) {
+    batch::hold(conn, 1, "b1", LEASE, 10).await.unwrap();
+    batch::record(conn, 1, "b1", "/w/sim-1", None)
+        .await
+        .unwrap();
+    batch::record(conn, 1, "b1", "/w/sim-1", Some((41, 42)))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -73,21 +74,14 @@ async fn one_component_holds_a_simulation_until_its_lease_expires() {
     assert!(leases
         .iter()
         .all(|(_, l)| l.attempt == 1 && l.owner == "b1"));
-    assert_eq!(
-        one(
-            &mut conn,
-            "SELECT job_state AS s FROM simulations WHERE id = 1"
-        )
-        .await,
-        "RUNNING"
-    );
+    assert_eq!(sim_state(&mut conn, 1).await, JobState::Running);
     // Starting them again changes nothing.
     assert!(batch::start_tasks(&mut conn, 1, "b1", &[0, 1], LEASE)
         .await
         .unwrap()
         .is_empty());
     // b2 cannot act on it.
-    let err = batch::record_job_dir(&mut conn, 1, "b2", "/w/x")
+    let err = batch::record(&mut conn, 1, "b2", "/w/x", None)
         .await
         .unwrap_err();
     assert!(matches!(err, db::DbError::Conflict(_)), "{err}");
@@ -123,13 +117,7 @@ async fn one_component_holds_a_simulation_until_its_lease_expires() {
 #[tokio::test]
 async fn completion_under_the_components_lease_ends_the_simulation_then_release() {
     let (_db, mut conn) = setup().await;
-    batch::hold(&mut conn, 1, "b1", LEASE, 10).await.unwrap();
-    batch::record_job_dir(&mut conn, 1, "b1", "/w/sim-1")
-        .await
-        .unwrap();
-    batch::record_jobs(&mut conn, 1, "b1", 41, 42)
-        .await
-        .unwrap();
+    staged(&mut conn).await;
     let leases = batch::start_tasks(&mut conn, 1, "b1", &[0, 1], LEASE)
         .await
         .unwrap();
@@ -142,20 +130,12 @@ async fn completion_under_the_components_lease_ends_the_simulation_then_release(
         .await
         .unwrap();
     assert_eq!(
-        one(
-            &mut conn,
-            "SELECT task_state AS s FROM tasks WHERE simulation_id = 1 ORDER BY task_index"
-        )
-        .await,
-        "COMPLETED,FAILED"
+        task_states(&mut conn, 1).await,
+        [TaskState::Completed, TaskState::Failed]
     );
-    let state = one(
-        &mut conn,
-        "SELECT job_state AS s FROM simulations WHERE id = 1",
-    )
-    .await;
     assert_eq!(
-        state, "COMPLETED",
+        sim_state(&mut conn, 1).await,
+        JobState::Completed,
         "one task completed: the simulation completes from it"
     );
     // Ended but held: the component still sees it (jobs to cancel, a directory to clean).
@@ -177,22 +157,10 @@ async fn completion_under_the_components_lease_ends_the_simulation_then_release(
         .is_empty());
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 #[tokio::test]
 async fn a_deleted_simulation_leaves_its_job_dir_to_the_component() {
     let (_db, mut conn) = setup().await;
-    batch::hold(&mut conn, 1, "b1", LEASE, 10).await.unwrap();
-    batch::record_job_dir(&mut conn, 1, "b1", "/w/sim-1")
-        .await
-        .unwrap();
-    batch::record_jobs(&mut conn, 1, "b1", 41, 42)
-        .await
-        .unwrap();
+    staged(&mut conn).await;
     conn.batch_execute("DELETE FROM simulations WHERE id = 1")
         .await
         .unwrap();
@@ -209,9 +177,4 @@ async fn a_deleted_simulation_leaves_its_job_dir_to_the_component() {
     );
     batch::cleaned(&mut conn, left[0].id).await.unwrap();
     assert!(batch::cleanups(&mut conn, 1, 10).await.unwrap().is_empty());
-    let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS n FROM batch_cleanups")
-        .load(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(rows[0].n, 0);
 }

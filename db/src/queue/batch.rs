@@ -95,55 +95,31 @@ pub async fn hold(
     .await?)
 }
 
-fn not_held(simulation_id: i64, owner: &str) -> DbError {
-    DbError::Conflict(format!(
-        "batch simulation {simulation_id} is no longer held by {owner}"
-    ))
-}
-
-/// Records where a held simulation's job directory is (before anything is submitted, so that
-/// a component that takes over can find the jobs by the directory's name).
-pub async fn record_job_dir(
+/// Records a held simulation's job directory, and once submitted its array and collect jobs.
+/// The directory is recorded before anything is submitted (`jobs: None`), so that a component
+/// that takes over can find the jobs by the directory's name.
+pub async fn record(
     conn: &mut Conn,
     simulation_id: i64,
     owner: &str,
     job_dir: &str,
+    jobs: Option<(i64, i64)>,
 ) -> DbResult<()> {
     let n = diesel::sql_query(
-        "UPDATE simulations SET job_dir = $3, update_time = now()
+        "UPDATE simulations SET job_dir = $3, array_id = $4, collect_id = $5, update_time = now()
          WHERE id = $1 AND batch_owner = $2",
     )
     .bind::<BigInt, _>(simulation_id)
     .bind::<Text, _>(owner)
     .bind::<Text, _>(job_dir)
+    .bind::<Nullable<BigInt>, _>(jobs.map(|j| j.0))
+    .bind::<Nullable<BigInt>, _>(jobs.map(|j| j.1))
     .execute(conn)
     .await?;
     if n == 0 {
-        return Err(not_held(simulation_id, owner));
-    }
-    Ok(())
-}
-
-/// Records a held simulation's array and collect jobs.
-pub async fn record_jobs(
-    conn: &mut Conn,
-    simulation_id: i64,
-    owner: &str,
-    array_id: i64,
-    collect_id: i64,
-) -> DbResult<()> {
-    let n = diesel::sql_query(
-        "UPDATE simulations SET array_id = $3, collect_id = $4, update_time = now()
-         WHERE id = $1 AND batch_owner = $2",
-    )
-    .bind::<BigInt, _>(simulation_id)
-    .bind::<Text, _>(owner)
-    .bind::<BigInt, _>(array_id)
-    .bind::<BigInt, _>(collect_id)
-    .execute(conn)
-    .await?;
-    if n == 0 {
-        return Err(not_held(simulation_id, owner));
+        return Err(DbError::Conflict(format!(
+            "batch simulation {simulation_id} is no longer held by {owner}"
+        )));
     }
     Ok(())
 }
