@@ -200,12 +200,10 @@ async fn list_clusters_table_and_json() {
 async fn add_cluster_duplicate_is_refused() {
     let db = Db::new().await;
     run(&db, &["add-cluster", "c1", "--work-dir", "/one"]).ok();
-    let out = run(&db, &["add-cluster", "c1", "--work-dir", "/two"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("cluster \"c1\" already exists"),
-        "{}",
-        out.stderr
+    fails_cleanly(
+        &db,
+        &["add-cluster", "c1", "--work-dir", "/two"],
+        "cluster \"c1\" already exists",
     );
     let cs = clusters_json(&db);
     assert_eq!(cs.len(), 1);
@@ -392,13 +390,7 @@ async fn remove_cluster_used_by_a_batch_simulation_is_refused() {
     batch_sim(&db, "u1", id).await;
     batch_sim(&db, "u2", id).await;
 
-    let out = run(&db, &["remove-cluster", "busy"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("used by 2 simulation(s)"),
-        "{}",
-        out.stderr
-    );
+    fails_cleanly(&db, &["remove-cluster", "busy"], "used by 2 simulation(s)");
     assert_eq!(cluster_names(&db), ["busy"]);
     assert_eq!(count(&db, "select count(*) from simulations"), 2);
 

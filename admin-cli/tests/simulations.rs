@@ -280,12 +280,10 @@ async fn remove_simulation_json_returns_the_simulation() {
 async fn remove_simulation_missing_id_is_not_found() {
     let db = Db::new().await;
     seed(&db).await;
-    let out = run(&db, &["remove-simulation", "999999"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("simulation 999999 not found"),
-        "{}",
-        out.stderr
+    fails_cleanly(
+        &db,
+        &["remove-simulation", "999999"],
+        "simulation 999999 not found",
     );
     assert_eq!(count(&db, "select count(*) from simulations"), 3);
 }

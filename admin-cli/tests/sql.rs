@@ -127,12 +127,10 @@ async fn statements_run_in_one_transaction() {
 #[tokio::test]
 async fn syntax_error_reports_the_server_message() {
     let db = Db::new().await;
-    let out = run(&db, &["sql", "-c", "selec 1"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("syntax error at or near \"selec\""),
-        "{}",
-        out.stderr
+    let out = fails_cleanly(
+        &db,
+        &["sql", "-c", "selec 1"],
+        "syntax error at or near \"selec\"",
     );
     assert!(out.stdout.is_empty());
 

@@ -251,12 +251,10 @@ async fn remove_task_twice_is_not_found_the_second_time() {
 async fn remove_task_on_a_missing_simulation_is_not_found() {
     let db = Db::new().await;
     seed(&db).await;
-    let out = run(&db, &["remove-task", "999999", "1"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("simulation 999999 not found"),
-        "{}",
-        out.stderr
+    fails_cleanly(
+        &db,
+        &["remove-task", "999999", "1"],
+        "simulation 999999 not found",
     );
     assert_eq!(count(&db, "select count(*) from tasks"), 8);
 }

@@ -260,3 +260,11 @@ pub async fn seed(db: &Db) -> (i64, i64, i64) {
     let c = sim(db, kc, "third", 2).await.id;
     (a, b, c)
 }
+
+/// Runs `args`, which must fail cleanly (exit code 1) with `message` in stderr.
+pub fn fails_cleanly(db: &TestDb, args: &[&str], message: &str) -> Out {
+    let out = run(db, args);
+    out.expect_code(1).assert_clean_error();
+    assert!(out.stderr.contains(message), "{}", out.stderr);
+    out
+}

@@ -237,12 +237,10 @@ async fn add_user_json_confirmation_has_no_hash() {
 async fn add_user_duplicate_is_refused() {
     let db = Db::new().await;
     run(&db, &["add-user", "alice"]).ok();
-    let out = run(&db, &["add-user", "alice", "--admin"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("user \"alice\" (local) already exists"),
-        "{}",
-        out.stderr
+    fails_cleanly(
+        &db,
+        &["add-user", "alice", "--admin"],
+        "user \"alice\" (local) already exists",
     );
     // The first user is untouched.
     assert_eq!(users_json(&db, false)[0]["role"], "user");
@@ -330,12 +328,10 @@ async fn add_user_with_empty_password_is_rejected() {
 async fn add_user_with_too_long_password_is_rejected() {
     let db = Db::new().await;
     let long = "p".repeat(1025);
-    let out = run(&db, &["add-user", "alice", "--password", &long]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("longer than 1024 bytes"),
-        "{}",
-        out.stderr
+    let out = fails_cleanly(
+        &db,
+        &["add-user", "alice", "--password", &long],
+        "longer than 1024 bytes",
     );
     assert!(!out.stderr.contains(&long));
     assert_eq!(count(&db, "select count(*) from users"), 0);

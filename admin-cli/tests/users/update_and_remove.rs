@@ -93,12 +93,10 @@ async fn update_user_role_and_password_at_once() {
 async fn update_user_unknown_user_is_not_found() {
     let db = Db::new().await;
     run(&db, &["add-user", "alice"]).ok();
-    let out = run(&db, &["update-user", "nobody", "--admin"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("user \"nobody\" (local) not found"),
-        "{}",
-        out.stderr
+    fails_cleanly(
+        &db,
+        &["update-user", "nobody", "--admin"],
+        "user \"nobody\" (local) not found",
     );
     assert_eq!(users_json(&db, false)[0]["role"], "user");
 }
@@ -203,13 +201,7 @@ async fn remove_user_who_owns_simulations_is_refused_and_names_the_count() {
     sim(&db, alice, "one", 1).await;
     sim(&db, alice, "two", 2).await;
 
-    let out = run(&db, &["remove-user", "alice"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("owns 2 simulation(s)"),
-        "{}",
-        out.stderr
-    );
+    let out = fails_cleanly(&db, &["remove-user", "alice"], "owns 2 simulation(s)");
     assert!(out.stderr.contains("--cascade"), "{}", out.stderr);
     assert_eq!(count(&db, "select count(*) from users"), 1);
     assert_eq!(count(&db, "select count(*) from simulations"), 2);
@@ -246,12 +238,10 @@ async fn remove_user_cascade_removes_the_user_and_only_their_simulations() {
 async fn remove_user_unknown_is_not_found() {
     let db = Db::new().await;
     run(&db, &["add-user", "alice"]).ok();
-    let out = run(&db, &["remove-user", "nobody"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("user \"nobody\" (local) not found"),
-        "{}",
-        out.stderr
+    fails_cleanly(
+        &db,
+        &["remove-user", "nobody"],
+        "user \"nobody\" (local) not found",
     );
     // A local name is not found under keycloak either.
     run(&db, &["remove-user", "alice", "keycloak"]).expect_code(1);
