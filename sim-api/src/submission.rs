@@ -19,7 +19,7 @@ pub const MAX_SBATCH_OPTIONS: usize = 32;
 /// Attempts each task gets.
 pub const TASK_MAX_ATTEMPTS: i32 = 3;
 /// Longest sbatch option, in bytes.
-pub const MAX_SBATCH_OPTION_BYTES: usize = 256;
+pub const MAX_SBATCH_OPTION_BYTES: usize = slurm::options::MAX_OPTION_LEN;
 
 /// Where a submission runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,16 +136,10 @@ fn batch_target(b: pb::BatchPlatform) -> Result<Target, Status> {
             "more than {MAX_SBATCH_OPTIONS} sbatch options"
         )));
     }
-    for opt in &b.sbatch_options {
-        if opt.is_empty()
-            || opt.len() > MAX_SBATCH_OPTION_BYTES
-            || opt.chars().any(char::is_control)
-        {
-            return Err(Status::invalid_argument(
-                "each sbatch option must be 1 to 256 characters without control characters",
-            ));
-        }
-    }
+    // The allow-list of option names and the value alphabet live in `slurm::options`, which
+    // the batch component checks again before it runs `sbatch`.
+    slurm::options::parse_all(&b.sbatch_options)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     Ok(Target::Batch {
         cluster,
         sbatch_options: b.sbatch_options,

@@ -172,6 +172,46 @@ async fn submit_validation() {
             Code::InvalidArgument,
         ),
         (
+            "sbatch option not on the allow-list",
+            Box::new(|r| {
+                r.platform = Some(Platform::Batch(BatchPlatform {
+                    cluster: "prom".into(),
+                    sbatch_options: vec!["--time=10".into(), "--wrap=rm -rf /".into()],
+                }))
+            }),
+            Code::InvalidArgument,
+        ),
+        (
+            "sbatch option that writes elsewhere",
+            Box::new(|r| {
+                r.platform = Some(Platform::Batch(BatchPlatform {
+                    cluster: "prom".into(),
+                    sbatch_options: vec!["--output=/etc/passwd".into()],
+                }))
+            }),
+            Code::InvalidArgument,
+        ),
+        (
+            "sbatch value with a command substitution",
+            Box::new(|r| {
+                r.platform = Some(Platform::Batch(BatchPlatform {
+                    cluster: "prom".into(),
+                    sbatch_options: vec!["--comment=$(touch /tmp/pwned)".into()],
+                }))
+            }),
+            Code::InvalidArgument,
+        ),
+        (
+            "short sbatch option",
+            Box::new(|r| {
+                r.platform = Some(Platform::Batch(BatchPlatform {
+                    cluster: "prom".into(),
+                    sbatch_options: vec!["-A".into()],
+                }))
+            }),
+            Code::InvalidArgument,
+        ),
+        (
             "ok files",
             Box::new(move |r| {
                 let mut f = shieldhit_files("Output\n  Filename d.bdo\n  Geo G\n  Quantity Dose\n");
