@@ -26,8 +26,6 @@ pub mod aggregation;
 pub mod clusters;
 /// The blob codec (inputs, logs), kept at its old path.
 pub use codec::blob;
-/// [`simulation_views`] at its old path (named after its caller, the API).
-pub use simulation_views as api;
 pub mod codec;
 pub mod config;
 pub mod enums;

@@ -1,7 +1,6 @@
 //! Simulations as a user sees them through the API: visibility-checked lookups (with the
 //! owner's and cluster's names, and the tasks), keyset-paginated listing, cancel and
-//! deletion. (Operators' listings are [`crate::simulations`].) Also at its old path,
-//! `db::api`.
+//! deletion. (Operators' listings are [`crate::simulations`].)
 //!
 //! Visibility: `owner = Some(user_id)` restricts a query to that user's simulations (a
 //! simulation of someone else is simply not found); `None` is an admin's view of all.

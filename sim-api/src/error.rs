@@ -96,7 +96,7 @@ pub fn internal(what: &str, e: &dyn std::fmt::Display) -> Status {
 }
 
 /// Takes a pooled connection or returns UNAVAILABLE.
-pub async fn conn(pool: &db::Pool) -> Result<db::api::PooledConn<'_>, Status> {
+pub async fn conn(pool: &db::Pool) -> Result<db::simulation_views::PooledConn<'_>, Status> {
     pool.get().await.map_err(|e| db_status(DbError::from(e)))
 }
 

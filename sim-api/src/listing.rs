@@ -4,8 +4,8 @@ use crate::auth::Caller;
 use crate::error::db_status;
 use crate::status::simulation_pb;
 use base64::Engine as _;
-use db::api::{Cursor, ListOrder, PageQuery};
 use db::enums::JobState;
+use db::simulation_views::{Cursor, ListOrder, PageQuery};
 use proto::v1 as pb;
 use std::collections::HashMap;
 use tonic::Status;
@@ -75,7 +75,7 @@ pub async fn page(c: &mut db::Conn, caller: &Caller, q: Query) -> Result<pb::Lis
         wire,
     } = q;
     // One more row than asked tells whether another page follows.
-    let (mut rows, total) = db::api::list_page(
+    let (mut rows, total) = db::simulation_views::list_page(
         c,
         &PageQuery {
             owner: caller.owner_filter(),

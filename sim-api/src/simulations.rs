@@ -12,9 +12,9 @@ use crate::results;
 use crate::status::{is_terminal, parse_job_id};
 use crate::submission::Submission;
 use crate::AppState;
-use db::api::SimulationView;
 use db::enums::JobState;
 use db::inputs::SimulationInput;
+use db::simulation_views::SimulationView;
 use proto::v1 as pb;
 use proto::v1::simulation_service_server::SimulationService;
 use std::pin::Pin;
@@ -44,7 +44,7 @@ impl SimulationSvc {
     async fn visible(&self, caller: &Caller, job_id: &str) -> Result<SimulationView, Status> {
         let job_id = parse_job_id(job_id)?;
         let mut c = conn(&self.state.pool).await?;
-        db::api::get_visible(&mut c, job_id, caller.owner_filter())
+        db::simulation_views::get_visible(&mut c, job_id, caller.owner_filter())
             .await
             .map_err(db_status)
     }
@@ -190,7 +190,7 @@ impl SimulationService for SimulationSvc {
         let caller = authenticate(&self.state, &request).await?;
         let view = self.visible(&caller, &request.get_ref().job_id).await?;
         let mut c = conn(&self.state.pool).await?;
-        match db::api::cancel(&mut c, view.simulation.id)
+        match db::simulation_views::cancel(&mut c, view.simulation.id)
             .await
             .map_err(db_status)?
         {
@@ -221,7 +221,7 @@ impl SimulationService for SimulationSvc {
         let caller = authenticate(&self.state, &request).await?;
         let view = self.visible(&caller, &request.get_ref().job_id).await?;
         let mut c = conn(&self.state.pool).await?;
-        if db::api::delete_if_terminal(&mut c, view.simulation.id)
+        if db::simulation_views::delete_if_terminal(&mut c, view.simulation.id)
             .await
             .map_err(db_status)?
         {

@@ -3,7 +3,7 @@
 
 use crate::auth::Caller;
 use crate::error::db_status;
-use db::api::SimulationView;
+use db::simulation_views::SimulationView;
 use proto::v1 as pb;
 use tonic::Status;
 use uuid::Uuid;
@@ -15,9 +15,10 @@ pub async fn read(
     caller: &Caller,
     job_id: Uuid,
 ) -> Result<(pb::SimulationStatus, crate::status_cache::Key), Status> {
-    let (view, tasks) = db::api::get_visible_with_tasks(c, job_id, caller.owner_filter())
-        .await
-        .map_err(db_status)?;
+    let (view, tasks) =
+        db::simulation_views::get_visible_with_tasks(c, job_id, caller.owner_filter())
+            .await
+            .map_err(db_status)?;
     let simulated = tasks.iter().map(|t| t.simulated_primaries).sum();
     Ok((
         pb::SimulationStatus {

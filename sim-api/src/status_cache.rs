@@ -5,7 +5,7 @@
 //! - Every change a client can see in `Get` is followed by `NOTIFY sim_events` with the
 //!   simulation's id: submit, claims that start a simulation, progress reports, task
 //!   completion, failure, retry, release and reaping, cancel, merge, delete (see `db::queue`,
-//!   `db::results`, `db::api`). The entry of that simulation is dropped when the server
+//!   `db::results`, `db::simulation_views`). The entry of that simulation is dropped when the server
 //!   hears it.
 //! - The TTL (`--status-cache`, default 1s) bounds what no notification announces: a task
 //!   claimed in a simulation that was already running shows as `RUNNING` at its first

@@ -55,7 +55,7 @@ fn task_pages(seed: u64) -> Vec<TaskPage> {
 
 async fn sim_id(app: &App, job: &str) -> i64 {
     let mut c = app.db.conn().await;
-    db::api::get_visible(&mut c, job.parse().unwrap(), None)
+    db::simulation_views::get_visible(&mut c, job.parse().unwrap(), None)
         .await
         .unwrap()
         .simulation

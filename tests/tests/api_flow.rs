@@ -72,7 +72,7 @@ async fn submit_watch_and_read_results_through_the_real_binaries() {
     }
     let stored = {
         let mut c = db.conn().await;
-        let view = db::api::get_visible(&mut c, job_id.parse().unwrap(), None)
+        let view = db::simulation_views::get_visible(&mut c, job_id.parse().unwrap(), None)
             .await
             .unwrap();
         db::results::read_all(&mut c, view.simulation.id)

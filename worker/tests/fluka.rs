@@ -81,7 +81,10 @@ async fn rewritten(h: &mut SimTest, inp: &str) -> (i64, String) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let text = std::fs::read_to_string(dir.join("fl_sim.inp")).unwrap();
-    db::api::cancel(&mut h.conn, sim).await.unwrap().unwrap();
+    db::simulation_views::cancel(&mut h.conn, sim)
+        .await
+        .unwrap()
+        .unwrap();
     h.wait(sim, JobState::Canceled, 20).await;
     (sim, text)
 }

@@ -78,9 +78,9 @@ async fn state(conn: &mut db::Conn, sim: i64) -> JobState {
     db::simulations::get(conn, sim).await.unwrap().job_state
 }
 
-/// What `Cancel` does: `db::api::cancel`.
+/// What `Cancel` does: `db::simulation_views::cancel`.
 async fn cancel(conn: &mut db::Conn, sim: i64) {
-    db::api::cancel(conn, sim).await.unwrap();
+    db::simulation_views::cancel(conn, sim).await.unwrap();
 }
 
 #[tokio::test]

@@ -398,7 +398,7 @@ async fn main() -> anyhow::Result<()> {
             problems.push(format!("job id {job} is not a UUID"));
             continue;
         };
-        let view = match db::api::get_visible(&mut conn, uuid, None).await {
+        let view = match db::simulation_views::get_visible(&mut conn, uuid, None).await {
             Ok(v) => v,
             Err(e) => {
                 problems.push(format!("accepted {job} is lost: {e}"));

@@ -309,7 +309,10 @@ pub async fn cancel_kills_a_hanging_program(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(Path::new(&format!("/proc/{pid}")).exists());
-    db::api::cancel(conn, sim).await.unwrap().unwrap();
+    db::simulation_views::cancel(conn, sim)
+        .await
+        .unwrap()
+        .unwrap();
     let t1 = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() {
         // A zombie is dead too: check its state.
