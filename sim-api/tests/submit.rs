@@ -143,72 +143,37 @@ async fn submit_validation() {
         ),
         (
             "no cluster",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "".into(),
-                    sbatch_options: vec![],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("", &[])),
             Code::InvalidArgument,
         ),
         (
             "unknown cluster",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "nope".into(),
-                    sbatch_options: vec![],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("nope", &[])),
             Code::InvalidArgument,
         ),
         (
             "bad sbatch option",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "prom".into(),
-                    sbatch_options: vec!["--x\n".into()],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("prom", &["--x\n"])),
             Code::InvalidArgument,
         ),
         (
             "sbatch option not on the allow-list",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "prom".into(),
-                    sbatch_options: vec!["--time=10".into(), "--wrap=rm -rf /".into()],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("prom", &["--time=10", "--wrap=rm -rf /"])),
             Code::InvalidArgument,
         ),
         (
             "sbatch option that writes elsewhere",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "prom".into(),
-                    sbatch_options: vec!["--output=/etc/passwd".into()],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("prom", &["--output=/etc/passwd"])),
             Code::InvalidArgument,
         ),
         (
             "sbatch value with a command substitution",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "prom".into(),
-                    sbatch_options: vec!["--comment=$(touch /tmp/pwned)".into()],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("prom", &["--comment=$(touch /tmp/pwned)"])),
             Code::InvalidArgument,
         ),
         (
             "short sbatch option",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "prom".into(),
-                    sbatch_options: vec!["-A".into()],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("prom", &["-A"])),
             Code::InvalidArgument,
         ),
         (
@@ -223,12 +188,7 @@ async fn submit_validation() {
         ),
         (
             "ok batch",
-            Box::new(|r| {
-                r.platform = Some(Platform::Batch(BatchPlatform {
-                    cluster: "prom".into(),
-                    sbatch_options: vec!["--time=01:00:00".into()],
-                }))
-            }),
+            Box::new(|r| r.platform = batch("prom", &["--time=01:00:00"])),
             Code::Ok,
         ),
         ("ok minimal", Box::new(|_| {}), Code::Ok),
@@ -401,4 +361,12 @@ async fn inputs_that_cannot_run_are_refused_at_submit() {
     }
     let n = app.sql_count("SELECT count(*) FROM simulations").await;
     assert_eq!(n, 0, "nothing was queued");
+}
+
+/// A batch platform on `cluster` with these sbatch options.
+fn batch(cluster: &str, sbatch_options: &[&str]) -> Option<Platform> {
+    Some(Platform::Batch(BatchPlatform {
+        cluster: cluster.into(),
+        sbatch_options: sbatch_options.iter().map(|o| o.to_string()).collect(),
+    }))
 }
