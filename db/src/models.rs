@@ -95,6 +95,15 @@ cluster_structs! {
     work_dir: String,
     /// sbatch options added to every job.
     sbatch_defaults: Vec<Option<String>>,
+    /// `known_hosts` file (on the batch component's host) holding the SSH host's key; `None`
+    /// uses the user's own.
+    known_hosts_path: Option<String>,
+    /// The most elements one array job may have; a batch Submit with more tasks is refused.
+    max_array_size: i32,
+    /// The `worker` binary on the cluster's nodes (each array element runs `worker element`).
+    worker_path: String,
+    /// Keep a simulation's job directory after it is canceled (removed by default).
+    keep_job_dirs: bool,
 }
 
 /// A simulation.

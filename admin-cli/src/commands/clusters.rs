@@ -18,6 +18,10 @@ pub async fn add(ctx: &mut Ctx<'_>, args: ClusterArgs) -> Result<()> {
         partition: args.partition,
         work_dir: args.work_dir,
         sbatch_defaults: args.sbatch_options.into_iter().map(Some).collect(),
+        known_hosts_path: None,
+        max_array_size: 1000,
+        worker_path: "worker".into(),
+        keep_job_dirs: false,
     };
     let c = db::clusters::create(&mut conn, &new).await?;
     let place = match &c.host {
