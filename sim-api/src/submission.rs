@@ -147,8 +147,8 @@ fn batch_target(b: pb::BatchPlatform) -> Result<Target, Status> {
 }
 
 impl Submission {
-    /// Looks up the cluster (an unknown one is `INVALID_ARGUMENT`) and stores the
-    /// simulation, its input and its tasks for `user_id`.
+    /// Looks up the cluster (an unknown one, or one whose `max_array_size` is below `ntasks`,
+    /// is `INVALID_ARGUMENT`) and stores the simulation, its input and its tasks for `user_id`.
     pub async fn store(
         self,
         c: &mut db::Conn,
@@ -163,6 +163,13 @@ impl Submission {
                 let found = db::clusters::get(c, &cluster).await.map_err(|e| {
                     unknown_name(e, || format!("no cluster named {:?}", cluster.as_str()))
                 })?;
+                // One task is one element of the cluster's array job.
+                if self.ntasks > found.max_array_size {
+                    return Err(Status::invalid_argument(format!(
+                        "ntasks {} is more than cluster {:?} allows (max_array_size {})",
+                        self.ntasks, found.name, found.max_array_size
+                    )));
+                }
                 (Platform::Batch, Some(found.id), sbatch_options)
             }
         };
