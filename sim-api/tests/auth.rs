@@ -2,8 +2,10 @@
 
 mod common;
 
-use common::{authed, spawn_app};
-use proto::v1::{LoginRequest, LogoutRequest, RefreshRequest, WhoAmIRequest};
+use common::{authed, spawn_app, wait_until, App};
+use proto::v1::{
+    LoginRequest, LogoutRequest, RefreshRequest, TokenPair, WhoAmIRequest, WhoAmIResponse,
+};
 use tonic::Code;
 
 #[tokio::test]
@@ -12,32 +14,17 @@ async fn login_refresh_rotate_logout_lifecycle() {
     app.create_user("alice", "s3cret", false).await;
     let mut auth = app.auth();
 
-    let bad = auth
-        .login(LoginRequest {
-            username: "alice".into(),
-            password: "wrong".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(bad.code(), Code::Unauthenticated);
-    let unknown = auth
-        .login(LoginRequest {
-            username: "nobody".into(),
-            password: "x".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(unknown.code(), Code::Unauthenticated);
+    // A wrong password, an unknown user.
+    for (username, password) in [("alice", "wrong"), ("nobody", "x")] {
+        let e = auth.login(login(username, password)).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{username}");
+    }
 
     let pair = app.login("alice", "s3cret").await;
     assert_ne!(pair.access_token, pair.refresh_token);
     assert_eq!(pair.token_type, "Bearer");
     assert_eq!(pair.access_expires_in, 15 * 60);
-    let me = auth
-        .who_am_i(authed(WhoAmIRequest {}, &pair.access_token))
-        .await
-        .unwrap()
-        .into_inner();
+    let me = who_am_i(&app, &pair.access_token).await.unwrap();
     assert_eq!(
         (
             me.username.as_str(),
@@ -67,43 +54,17 @@ async fn login_refresh_rotate_logout_lifecycle() {
     }
 
     // Rotate: the new pair works, the old refresh token does not.
-    let pair2 = auth
-        .refresh(RefreshRequest {
-            refresh_token: pair.refresh_token.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let pair2 = refresh(&app, &pair.refresh_token).await.unwrap();
     assert_ne!(pair2.refresh_token, pair.refresh_token);
-    auth.who_am_i(authed(WhoAmIRequest {}, &pair2.access_token))
-        .await
-        .unwrap();
-    let reuse = auth
-        .refresh(RefreshRequest {
-            refresh_token: pair.refresh_token.clone(),
-        })
-        .await
-        .unwrap_err();
+    who_am_i(&app, &pair2.access_token).await.unwrap();
+    let reuse = refresh(&app, &pair.refresh_token).await.unwrap_err();
     assert_eq!(reuse.code(), Code::Unauthenticated);
     // Reuse of a rotated refresh token revoked the whole session.
-    let after = auth
-        .who_am_i(authed(WhoAmIRequest {}, &pair2.access_token))
-        .await
-        .unwrap_err();
+    let after = who_am_i(&app, &pair2.access_token).await.unwrap_err();
     assert_eq!(after.code(), Code::Unauthenticated);
-    let again = auth
-        .refresh(RefreshRequest {
-            refresh_token: pair2.refresh_token.clone(),
-        })
-        .await
-        .unwrap_err();
+    let again = refresh(&app, &pair2.refresh_token).await.unwrap_err();
     assert_eq!(again.code(), Code::Unauthenticated);
-    let garbage = auth
-        .refresh(RefreshRequest {
-            refresh_token: "garbage".into(),
-        })
-        .await
-        .unwrap_err();
+    let garbage = refresh(&app, "garbage").await.unwrap_err();
     assert_eq!(garbage.code(), Code::Unauthenticated);
 
     // Logout revokes the session's tokens, access and refresh.
@@ -114,22 +75,10 @@ async fn login_refresh_rotate_logout_lifecycle() {
         .unwrap()
         .into_inner();
     assert_eq!(out.revoked, 2);
-    assert_eq!(
-        auth.who_am_i(authed(WhoAmIRequest {}, &pair3.access_token))
-            .await
-            .unwrap_err()
-            .code(),
-        Code::Unauthenticated
-    );
-    assert_eq!(
-        auth.refresh(RefreshRequest {
-            refresh_token: pair3.refresh_token
-        })
-        .await
-        .unwrap_err()
-        .code(),
-        Code::Unauthenticated
-    );
+    let e = who_am_i(&app, &pair3.access_token).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = refresh(&app, &pair3.refresh_token).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
 
     // Logout with only the refresh token.
     let pair4 = app.login("alice", "s3cret").await;
@@ -138,13 +87,30 @@ async fn login_refresh_rotate_logout_lifecycle() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        auth.who_am_i(authed(WhoAmIRequest {}, &pair4.access_token))
-            .await
-            .unwrap_err()
-            .code(),
-        Code::Unauthenticated
-    );
+    let e = who_am_i(&app, &pair4.access_token).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+}
+
+/// `username` and `password` as a LoginRequest.
+fn login(username: &str, password: &str) -> LoginRequest {
+    LoginRequest {
+        username: username.into(),
+        password: password.into(),
+    }
+}
+
+/// WhoAmI with the access token `access`.
+async fn who_am_i(app: &App, access: &str) -> Result<WhoAmIResponse, tonic::Status> {
+    let r = app.auth().who_am_i(authed(WhoAmIRequest {}, access)).await;
+    r.map(|r| r.into_inner())
+}
+
+/// Refresh with the refresh token `refresh_token`.
+async fn refresh(app: &App, refresh_token: &str) -> Result<TokenPair, tonic::Status> {
+    let req = RefreshRequest {
+        refresh_token: refresh_token.into(),
+    };
+    app.auth().refresh(req).await.map(|r| r.into_inner())
 }
 
 #[tokio::test]
@@ -153,12 +119,7 @@ async fn failed_logins_are_slowed_down() {
     app.create_user("bob", "right", false).await;
     let mut auth = app.auth();
     for _ in 0..4 {
-        let _ = auth
-            .login(LoginRequest {
-                username: "bob".into(),
-                password: "wrong".into(),
-            })
-            .await;
+        let _ = auth.login(login("bob", "wrong")).await;
     }
     // After 4 failures the next attempt waits 800 ms before checking.
     let start = std::time::Instant::now();
@@ -203,7 +164,7 @@ async fn malformed_authorization_is_unauthenticated() {
 /// can explain the refusal at the end.
 #[tokio::test]
 async fn a_revocation_made_elsewhere_empties_the_token_cache() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let app = common::spawn_app_with(sim_api::Limits {
         token_cache_ttl: Duration::from_secs(3600),
         ..Default::default()
@@ -211,38 +172,28 @@ async fn a_revocation_made_elsewhere_empties_the_token_cache() {
     .await;
     app.create_user("carol", "pw-of-carol", false).await;
     let token = app.login("carol", "pw-of-carol").await.access_token;
-    let mut auth = app.auth();
 
     // The cache is used only once the server listens for revocations.
     app.wait_listening("sim_auth_events").await;
-    auth.who_am_i(authed(WhoAmIRequest {}, &token))
-        .await
-        .unwrap();
+    who_am_i(&app, &token).await.unwrap();
 
     // Without the trigger a revocation goes unnoticed: the token is served from the cache.
     app.sql("ALTER TABLE auth_tokens DISABLE TRIGGER auth_tokens_changed")
         .await;
     app.sql("UPDATE auth_tokens SET revoked = true").await;
-    auth.who_am_i(authed(WhoAmIRequest {}, &token))
-        .await
-        .expect("served from the cache");
+    who_am_i(&app, &token).await.expect("served from the cache");
 
     // Any later change that fires a trigger empties the cache.
     app.sql("ALTER TABLE auth_tokens ENABLE TRIGGER auth_tokens_changed")
         .await;
     app.sql("UPDATE users SET updated_at = now() WHERE username = 'carol'")
         .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match auth.who_am_i(authed(WhoAmIRequest {}, &token)).await {
-            Err(e) => {
-                assert_eq!(e.code(), Code::Unauthenticated);
-                break;
-            }
-            Ok(_) => {
-                assert!(Instant::now() < deadline, "the cache was never emptied");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+    wait_until("the cache emptied", Duration::from_secs(5), || async {
+        let answer = who_am_i(&app, &token).await;
+        if let Err(e) = &answer {
+            assert_eq!(e.code(), Code::Unauthenticated);
         }
-    }
+        answer.is_err()
+    })
+    .await;
 }

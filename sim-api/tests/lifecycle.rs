@@ -4,50 +4,22 @@
 
 mod common;
 
-use common::{authed, simple_submit, spawn_app, spawn_app_with};
+use common::{simple_submit, spawn_app_as, spawn_app_with, wait_until};
 use proto::v1::*;
 use std::collections::HashSet;
 use tonic::Code;
 
 #[tokio::test]
 async fn cancel_pending_and_terminal_and_delete() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     let job = app.submit(&tok, simple_submit()).await.unwrap();
-    let mut sims = app.sims();
     // Delete is refused while pending.
-    let e = sims
-        .delete(authed(
-            DeleteRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let e = app.delete(&tok, &job).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    let r = sims
-        .cancel(authed(
-            CancelRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let r = app.cancel(&tok, &job).await.unwrap();
     assert_eq!(r.job_state, JobState::Canceled as i32);
     assert_eq!(r.tasks_canceled, 4);
-    let st = sims
-        .get(authed(
-            GetRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let st = app.get(&tok, &job).await.unwrap();
     assert_eq!(
         st.simulation.as_ref().unwrap().job_state,
         JobState::Canceled as i32
@@ -58,15 +30,7 @@ async fn cancel_pending_and_terminal_and_delete() {
         .iter()
         .all(|t| t.state == TaskState::Canceled as i32));
     // A terminal simulation cannot be canceled.
-    let e = sims
-        .cancel(authed(
-            CancelRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let e = app.cancel(&tok, &job).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     // A completed one neither.
     let job2 = app.submit(&tok, simple_submit()).await.unwrap();
@@ -74,29 +38,11 @@ async fn cancel_pending_and_terminal_and_delete() {
         "UPDATE simulations SET job_state = 'COMPLETED', end_time = now() WHERE job_id = '{job2}'"
     ))
     .await;
-    let e = sims
-        .cancel(authed(
-            CancelRequest {
-                job_id: job2.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let e = app.cancel(&tok, &job2).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     // Delete works once terminal, and removes it.
-    sims.delete(authed(
-        DeleteRequest {
-            job_id: job.clone(),
-        },
-        &tok,
-    ))
-    .await
-    .unwrap();
-    let e = sims
-        .get(authed(GetRequest { job_id: job }, &tok))
-        .await
-        .unwrap_err();
+    app.delete(&tok, &job).await.unwrap();
+    let e = app.get(&tok, &job).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 }
 
@@ -110,20 +56,13 @@ async fn collect_all(
     let mut token = String::new();
     let mut pages = 0;
     loop {
-        let page = app
-            .sims()
-            .list(authed(
-                ListRequest {
-                    state: 0,
-                    order: order as i32,
-                    page_size: 7,
-                    page_token: token.clone(),
-                },
-                tok,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let req = ListRequest {
+            state: 0,
+            order: order as i32,
+            page_size: 7,
+            page_token: token.clone(),
+        };
+        let page = app.list(tok, req).await.unwrap();
         assert!(page.simulations.len() <= 7);
         seen.extend(page.simulations.iter().map(|s| s.job_id.clone()));
         pages += 1;
@@ -141,8 +80,7 @@ async fn collect_all(
 
 #[tokio::test]
 async fn list_pagination_with_inserts_between_pages() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     let other = app.user_token("bob", false).await;
     app.submit(&other, simple_submit()).await.unwrap();
     let mut original = HashSet::new();
@@ -156,13 +94,8 @@ async fn list_pagination_with_inserts_between_pages() {
     assert!(original.is_subset(&set), "skipped");
 
     // Oldest first over a fixed set; then the end-time orders with some finished.
-    let total = app
-        .sims()
-        .list(authed(ListRequest::default(), &tok))
-        .await
-        .unwrap()
-        .into_inner()
-        .total_count;
+    let total = app.list(&tok, ListRequest::default()).await.unwrap();
+    let total = total.total_count;
     app.sql("UPDATE simulations SET job_state = 'FAILED', end_time = now() - (id || ' seconds')::interval WHERE id % 3 = 0").await;
     for order in [
         ListOrder::StartTimeAsc,
@@ -177,84 +110,36 @@ async fn list_pagination_with_inserts_between_pages() {
     }
 
     // The state filter and a mismatched token.
-    let failed = app
-        .sims()
-        .list(authed(
-            ListRequest {
-                state: JobState::Failed as i32,
-                ..Default::default()
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let list = |edit: fn(&mut ListRequest)| {
+        let mut req = ListRequest::default();
+        edit(&mut req);
+        app.list(&tok, req)
+    };
+    let failed = list(|r| r.state = JobState::Failed as i32).await.unwrap();
     assert!(failed
         .simulations
         .iter()
         .all(|s| s.job_state == JobState::Failed as i32));
-    let first = app
-        .sims()
-        .list(authed(
-            ListRequest {
-                page_size: 5,
-                ..Default::default()
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let e = app
-        .sims()
-        .list(authed(
-            ListRequest {
-                order: ListOrder::EndTimeAsc as i32,
-                page_token: first.next_page_token,
-                ..Default::default()
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let first = list(|r| r.page_size = 5).await.unwrap();
+    let req = ListRequest {
+        order: ListOrder::EndTimeAsc as i32,
+        page_token: first.next_page_token,
+        ..Default::default()
+    };
+    let e = app.list(&tok, req).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let e = app
-        .sims()
-        .list(authed(
-            ListRequest {
-                page_token: "!!".into(),
-                ..Default::default()
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let e = list(|r| r.page_token = "!!".into()).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // Page size is capped.
-    let big = app
-        .sims()
-        .list(authed(
-            ListRequest {
-                page_size: 100_000,
-                ..Default::default()
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let big = list(|r| r.page_size = 100_000).await.unwrap();
     assert!(big.simulations.len() <= 500);
 }
 
 #[tokio::test]
 async fn get_logs_returns_the_stored_logs_to_their_owner_only() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     let other = app.user_token("mallory", false).await;
-    let mut req = simple_submit();
-    req.ntasks = 2;
-    req.primaries = 10;
-    let job = app.submit(&tok, req).await.unwrap();
+    let job = app.submit_split(&tok, 2, 10).await;
     // A worker stores each task's output tails; do the same here.
     let mut c = app.db.conn().await;
     let rows = db::tasks::list(&mut c, &Default::default()).await.unwrap();
@@ -272,18 +157,7 @@ async fn get_logs_returns_the_stored_logs_to_their_owner_only() {
         .await
         .unwrap();
 
-    let logs = app
-        .sims()
-        .get_logs(authed(
-            GetLogsRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .logs;
+    let logs = app.get_logs(&tok, &job).await.unwrap().logs;
     assert_eq!(logs.len(), 2);
     assert_eq!(
         (logs[0].name.as_str(), logs[0].task_index),
@@ -295,11 +169,7 @@ async fn get_logs_returns_the_stored_logs_to_their_owner_only() {
     );
     assert_eq!(logs[1].content, "Fatal error \u{fffd} in BEAM\n");
 
-    let err = app
-        .sims()
-        .get_logs(authed(GetLogsRequest { job_id: job }, &other))
-        .await
-        .unwrap_err();
+    let err = app.get_logs(&other, &job).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
 
@@ -310,7 +180,7 @@ async fn get_logs_returns_the_stored_logs_to_their_owner_only() {
 /// server are seen at once; and a cached answer is still only given to its owner or an admin.
 #[tokio::test]
 async fn get_answers_are_cached_until_the_database_announces_a_change() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let app = spawn_app_with(sim_api::Limits {
         status_cache_ttl: Duration::from_secs(3600),
         ..Default::default()
@@ -321,13 +191,8 @@ async fn get_answers_are_cached_until_the_database_announces_a_change() {
     let admin = app.user_token("root", true).await;
     let job = app.submit(&tok, simple_submit()).await.unwrap();
     let get = |token: String| {
-        let mut sims = app.sims();
-        let job = job.clone();
-        async move {
-            sims.get(authed(GetRequest { job_id: job }, &token))
-                .await
-                .map(|r| r.into_inner())
-        }
+        let (app, job) = (&app, &job);
+        async move { app.get(&token, job).await }
     };
     let title = |s: &SimulationStatus| s.simulation.as_ref().unwrap().title.clone();
     // The cache is used only once the server listens on sim_events.
@@ -342,24 +207,13 @@ async fn get_answers_are_cached_until_the_database_announces_a_change() {
     assert_eq!(title(&get(admin.clone()).await.unwrap()), "water phantom");
 
     // Announced, it is seen.
-    let poll = |want: &'static str| {
-        let get = &get;
-        let tok = tok.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let s = get(tok.clone()).await.unwrap();
-                if title(&s) == want {
-                    return s;
-                }
-                assert!(Instant::now() < deadline, "never saw {want}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    let secs = Duration::from_secs(5);
     app.sql("SELECT pg_notify('sim_events', id::text) FROM simulations")
         .await;
-    poll("renamed").await;
+    wait_until("renamed", secs, || async {
+        title(&get(tok.clone()).await.unwrap()) == "renamed"
+    })
+    .await;
 
     // A worker's claim announces the start; its progress report announces itself.
     let mut c = app.db.conn().await;
@@ -367,55 +221,30 @@ async fn get_answers_are_cached_until_the_database_announces_a_change() {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while get(tok.clone())
-        .await
-        .unwrap()
-        .simulation
-        .unwrap()
-        .job_state
-        != JobState::Running as i32
-    {
-        assert!(Instant::now() < deadline, "the start was never seen");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    db::queue::report_progress(&mut c, &claimed[0].lease("w1"), 123, Some(9))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while get(tok.clone()).await.unwrap().tasks[0].simulated_primaries != 123 {
-        assert!(Instant::now() < deadline, "the progress was never seen");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
-    // Cancel and Delete through this server are seen by the very next Get.
-    app.sims()
-        .cancel(authed(
-            CancelRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
+    let job_state = || async {
         get(tok.clone())
             .await
             .unwrap()
             .simulation
             .unwrap()
-            .job_state,
-        JobState::Canceled as i32
-    );
-    app.sims()
-        .delete(authed(
-            DeleteRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
+            .job_state
+    };
+    wait_until("the start", secs, || async {
+        job_state().await == JobState::Running as i32
+    })
+    .await;
+    db::queue::report_progress(&mut c, &claimed[0].lease("w1"), 123, Some(9))
         .await
         .unwrap();
+    wait_until("the progress", secs, || async {
+        get(tok.clone()).await.unwrap().tasks[0].simulated_primaries == 123
+    })
+    .await;
+
+    // Cancel and Delete through this server are seen by the very next Get.
+    app.cancel(&tok, &job).await.unwrap();
+    assert_eq!(job_state().await, JobState::Canceled as i32);
+    app.delete(&tok, &job).await.unwrap();
     assert_eq!(get(tok.clone()).await.unwrap_err().code(), Code::NotFound);
     assert_eq!(get(admin).await.unwrap_err().code(), Code::NotFound);
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{authed, simple_submit, spawn_app, App};
+use common::{authed, simple_submit, spawn_app_as, App};
 use db::queue::{self, ClaimedTask};
 use db::results::{PageMeta, TaskPage};
 use futures_util::StreamExt;
@@ -120,22 +120,14 @@ async fn get_results(
 }
 
 async fn estimators(app: &App, token: &str, job: &str) -> ListEstimatorsResponse {
-    app.sims()
-        .list_estimators(authed(ListEstimatorsRequest { job_id: job.into() }, token))
-        .await
-        .unwrap()
-        .into_inner()
+    app.list_estimators(token, job).await.unwrap()
 }
 
 #[tokio::test]
 async fn results_are_partial_while_running_then_final() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     let other = app.user_token("bob", false).await;
-    let mut req = simple_submit();
-    req.ntasks = 2;
-    req.primaries = 4000;
-    let job = app.submit(&tok, req).await.unwrap();
+    let job = app.submit_split(&tok, 2, 4000).await;
     let id = sim_id(&app, &job).await;
     let tasks = claim(&app, 2).await;
     assert_eq!(tasks.len(), 2);
@@ -246,29 +238,24 @@ async fn next_status(s: &mut tonic::Streaming<SimulationStatus>) -> Option<Simul
         .map(|r| r.unwrap())
 }
 
+/// The last update before the stream ends (it ends by itself after the terminal state).
+async fn last_status(s: &mut tonic::Streaming<SimulationStatus>) -> Option<SimulationStatus> {
+    let mut last = None;
+    while let Some(st) = next_status(s).await {
+        last = Some(st);
+    }
+    last
+}
+
 fn state(s: &SimulationStatus) -> JobState {
     JobState::try_from(s.simulation.as_ref().unwrap().job_state).unwrap()
 }
 
 #[tokio::test]
 async fn watch_streams_progress_until_completed() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
-    let mut req = simple_submit();
-    req.ntasks = 2;
-    req.primaries = 2000;
-    let job = app.submit(&tok, req).await.unwrap();
-    let mut s = app
-        .sims()
-        .watch(authed(
-            WatchRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let (app, tok) = spawn_app_as("alice").await;
+    let job = app.submit_split(&tok, 2, 2000).await;
+    let mut s = app.watch(&tok, &job).await.unwrap();
     let first = next_status(&mut s).await.unwrap();
     assert_eq!(state(&first), JobState::Pending);
 
@@ -291,12 +278,8 @@ async fn watch_streams_progress_until_completed() {
     }
     complete(&app, &tasks[0], 1000, 1).await;
     complete(&app, &tasks[1], 1000, 2).await;
-    let mut last = None;
-    while let Some(st) = next_status(&mut s).await {
-        last = Some(st);
-    }
     // The stream ends by itself after the terminal state.
-    let last = last.unwrap();
+    let last = last_status(&mut s).await.unwrap();
     assert_eq!(state(&last), JobState::Completed);
     assert!(last
         .tasks
@@ -306,22 +289,11 @@ async fn watch_streams_progress_until_completed() {
 
 #[tokio::test]
 async fn watch_ends_on_cancel_and_many_watches_share_one_listener() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     let job = app.submit(&tok, simple_submit()).await.unwrap();
     let mut streams = Vec::new();
     for _ in 0..8 {
-        let mut s = app
-            .sims()
-            .watch(authed(
-                WatchRequest {
-                    job_id: job.clone(),
-                },
-                &tok,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut s = app.watch(&tok, &job).await.unwrap();
         assert_eq!(
             state(&next_status(&mut s).await.unwrap()),
             JobState::Pending
@@ -333,34 +305,13 @@ async fn watch_ends_on_cancel_and_many_watches_share_one_listener() {
     assert_eq!(listeners, 1);
     // A client that goes away does not disturb the others.
     drop(streams.pop());
-    app.sims()
-        .cancel(authed(
-            CancelRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap();
+    app.cancel(&tok, &job).await.unwrap();
     for mut s in streams {
-        let mut last = None;
-        while let Some(st) = next_status(&mut s).await {
-            last = Some(st);
-        }
-        assert_eq!(state(&last.unwrap()), JobState::Canceled);
+        let last = last_status(&mut s).await.unwrap();
+        assert_eq!(state(&last), JobState::Canceled);
     }
     // Watching a finished simulation yields its state once and ends.
-    let mut s = app
-        .sims()
-        .watch(authed(
-            WatchRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut s = app.watch(&tok, &job).await.unwrap();
     assert_eq!(
         state(&next_status(&mut s).await.unwrap()),
         JobState::Canceled
@@ -372,12 +323,8 @@ async fn watch_ends_on_cancel_and_many_watches_share_one_listener() {
 /// estimators still read.
 #[tokio::test]
 async fn a_damaged_page_is_data_loss_and_the_others_still_read() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
-    let mut req = simple_submit();
-    req.ntasks = 1;
-    req.primaries = 100;
-    let job = app.submit(&tok, req).await.unwrap();
+    let (app, tok) = spawn_app_as("alice").await;
+    let job = app.submit_split(&tok, 1, 100).await;
     let t = claim(&app, 1).await;
     complete(&app, &t[0], 100, 7).await;
     app.sql(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{authed, simple_submit, spawn_app};
+use common::{authed, simple_submit, spawn_app, spawn_app_as};
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
@@ -68,8 +68,7 @@ async fn reflection_lists_the_services() {
 
 #[tokio::test]
 async fn gzip_is_negotiated_and_clusters_hide_ssh_details() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     app.sql("INSERT INTO clusters (name, host, ssh_key_path, partition, work_dir) VALUES ('prom', 'h', '/secret/key', 'plgrid', '/w')").await;
     let mut clusters =
         proto::v1::cluster_service_client::ClusterServiceClient::new(app.channel.clone())

@@ -46,254 +46,73 @@ async fn authorization_matrix() {
         }
     }
     use Code::*;
+    /// The codes for the three callers without a valid token (always UNAUTHENTICATED), then
+    /// for the other user, the owner and the admin.
+    fn row(other: Code, owner: Code, admin: Code) -> [Code; 6] {
+        [
+            Unauthenticated,
+            Unauthenticated,
+            Unauthenticated,
+            other,
+            owner,
+            admin,
+        ]
+    }
+    // Hidden from the other user; open to every signed-in user.
+    let (hidden, open) = (row(NotFound, Ok, Ok), row(Ok, Ok, Ok));
+    let refused = row(NotFound, FailedPrecondition, FailedPrecondition);
     // rpc -> expected code per caller, in the order above.
     let table: Vec<(&str, [Code; 6])> = vec![
-        (
-            "Get",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "GetInput",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "List",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                Ok,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "Submit",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                Ok,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "ClusterList",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                Ok,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "WhoAmI",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                Ok,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "Watch",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "ListEstimators",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                Ok,
-                Ok,
-            ],
-        ),
-        (
-            "GetLogs",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                Ok,
-                Ok,
-            ],
-        ),
+        ("Get", hidden),
+        ("GetInput", hidden),
+        ("List", open),
+        ("Submit", open),
+        ("ClusterList", open),
+        ("WhoAmI", open),
+        ("Watch", hidden),
+        ("ListEstimators", hidden),
+        ("GetLogs", hidden),
         // No task has finished yet: nothing to read, for those who can see it.
-        (
-            "GetResults",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                FailedPrecondition,
-                FailedPrecondition,
-            ],
-        ),
+        ("GetResults", refused),
         // Pending: refused for those who can see it.
-        (
-            "Delete",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                FailedPrecondition,
-                FailedPrecondition,
-            ],
-        ),
+        ("Delete", refused),
         // The owner cancels it, so the admin then finds it finished.
-        (
-            "Cancel",
-            [
-                Unauthenticated,
-                Unauthenticated,
-                Unauthenticated,
-                NotFound,
-                Ok,
-                FailedPrecondition,
-            ],
-        ),
+        ("Cancel", row(NotFound, Ok, FailedPrecondition)),
     ];
     for (rpc, expected) in table {
         for ((name, tok), want) in callers.iter().zip(expected) {
             let mut sims = app.sims();
+            let job_id = job.clone();
+            // The code of `method` called with `msg` as this caller.
+            macro_rules! call {
+                ($method:ident, $msg:expr) => {
+                    code_of(sims.$method(req(*tok, $msg)).await).await
+                };
+            }
             let got = match rpc {
-                "Get" => {
-                    code_of(
-                        sims.get(req(
-                            *tok,
-                            GetRequest {
-                                job_id: job.clone(),
-                            },
-                        ))
-                        .await,
-                    )
-                    .await
-                }
-                "GetInput" => {
-                    code_of(
-                        sims.get_input(req(
-                            *tok,
-                            GetInputRequest {
-                                job_id: job.clone(),
-                            },
-                        ))
-                        .await,
-                    )
-                    .await
-                }
-                "List" => code_of(sims.list(req(*tok, ListRequest::default())).await).await,
-                "Submit" => code_of(sims.submit(req(*tok, simple_submit())).await).await,
+                "Get" => call!(get, GetRequest { job_id }),
+                "GetInput" => call!(get_input, GetInputRequest { job_id }),
+                "List" => call!(list, ListRequest::default()),
+                "Submit" => call!(submit, simple_submit()),
                 "ClusterList" => {
-                    code_of(
-                        proto::v1::cluster_service_client::ClusterServiceClient::new(
-                            app.channel.clone(),
-                        )
-                        .list(req(*tok, ListClustersRequest {}))
-                        .await,
-                    )
-                    .await
+                    let mut clusters = proto::v1::cluster_service_client::ClusterServiceClient::new(
+                        app.channel.clone(),
+                    );
+                    code_of(clusters.list(req(*tok, ListClustersRequest {})).await).await
                 }
                 "WhoAmI" => code_of(app.auth().who_am_i(req(*tok, WhoAmIRequest {})).await).await,
-                "Delete" => {
-                    code_of(
-                        sims.delete(req(
-                            *tok,
-                            DeleteRequest {
-                                job_id: job.clone(),
-                            },
-                        ))
-                        .await,
-                    )
-                    .await
-                }
-                "Watch" => {
-                    let r = sims
-                        .watch(req(
-                            *tok,
-                            WatchRequest {
-                                job_id: job.clone(),
-                            },
-                        ))
-                        .await;
-                    code_of(r).await
-                }
-                "ListEstimators" => {
-                    let r = sims
-                        .list_estimators(req(
-                            *tok,
-                            ListEstimatorsRequest {
-                                job_id: job.clone(),
-                            },
-                        ))
-                        .await;
-                    code_of(r).await
-                }
-                "GetLogs" => {
-                    let r = sims
-                        .get_logs(req(
-                            *tok,
-                            GetLogsRequest {
-                                job_id: job.clone(),
-                            },
-                        ))
-                        .await;
-                    code_of(r).await
-                }
-                "GetResults" => {
-                    let r = sims
-                        .get_results(req(
-                            *tok,
-                            GetResultsRequest {
-                                job_id: job.clone(),
-                                ..Default::default()
-                            },
-                        ))
-                        .await;
-                    code_of(r).await
-                }
-                "Cancel" => {
-                    code_of(
-                        sims.cancel(req(
-                            *tok,
-                            CancelRequest {
-                                job_id: job.clone(),
-                            },
-                        ))
-                        .await,
-                    )
-                    .await
-                }
+                "Delete" => call!(delete, DeleteRequest { job_id }),
+                "Watch" => call!(watch, WatchRequest { job_id }),
+                "ListEstimators" => call!(list_estimators, ListEstimatorsRequest { job_id }),
+                "GetLogs" => call!(get_logs, GetLogsRequest { job_id }),
+                "GetResults" => call!(
+                    get_results,
+                    GetResultsRequest {
+                        job_id,
+                        ..Default::default()
+                    }
+                ),
+                "Cancel" => call!(cancel, CancelRequest { job_id }),
                 _ => unreachable!(),
             };
             assert_eq!(got, want, "{rpc} as {name}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{authed, code_of, simple_submit, spawn_app, spawn_app_with};
+use common::{code_of, simple_submit, spawn_app_as, spawn_app_with};
 use proto::v1::submit_request::{Input, Platform};
 use proto::v1::*;
 use std::collections::HashMap;
@@ -31,168 +31,93 @@ async fn submit_validation() {
         }))
     };
     type Case = (&'static str, Box<dyn Fn(&mut SubmitRequest)>, Code);
-    let cases: Vec<Case> = vec![
-        (
-            "long title",
-            Box::new(|r| r.title = "t".repeat(1001)),
-            Code::InvalidArgument,
-        ),
-        (
-            "no sim type",
-            Box::new(|r| r.sim_type = 0),
-            Code::InvalidArgument,
-        ),
-        (
-            "bad sim type",
-            Box::new(|r| r.sim_type = 99),
-            Code::InvalidArgument,
-        ),
-        (
-            "no input",
-            Box::new(|r| r.input = None),
-            Code::InvalidArgument,
-        ),
-        (
-            "bad json",
-            Box::new(|r| r.input = Some(Input::EditorJson("{nope".into()))),
-            Code::InvalidArgument,
-        ),
-        (
-            "big json",
-            Box::new(|r| r.input = Some(Input::EditorJson(format!("\"{}\"", "a".repeat(2000))))),
-            Code::ResourceExhausted,
-        ),
-        (
-            "no files",
-            Box::new(move |r| r.input = files(&[])),
-            Code::InvalidArgument,
-        ),
-        (
-            "too many files",
-            Box::new(move |r| r.input = files(&["a", "b", "c", "d", "e", "f"])),
-            Code::ResourceExhausted,
-        ),
-        (
-            "traversal",
-            Box::new(move |r| r.input = files(&["../etc/passwd"])),
-            Code::InvalidArgument,
-        ),
-        (
-            "subdir",
-            Box::new(move |r| r.input = files(&["a/b"])),
-            Code::InvalidArgument,
-        ),
-        (
-            "backslash",
-            Box::new(move |r| r.input = files(&["a\\b"])),
-            Code::InvalidArgument,
-        ),
-        (
-            "dotdot",
-            Box::new(move |r| r.input = files(&[".."])),
-            Code::InvalidArgument,
-        ),
-        (
-            "nul",
-            Box::new(move |r| r.input = files(&["x\0y"])),
-            Code::InvalidArgument,
-        ),
-        (
-            "empty name",
-            Box::new(move |r| r.input = files(&[""])),
-            Code::InvalidArgument,
-        ),
-        (
-            "big files",
-            Box::new(|r| {
-                r.input = Some(Input::Files(InputFiles {
-                    files: [("a".to_string(), "x".repeat(1001))].into(),
-                }))
-            }),
-            Code::ResourceExhausted,
-        ),
-        (
-            "zero tasks",
-            Box::new(|r| r.ntasks = 0),
-            Code::InvalidArgument,
-        ),
-        (
-            "negative tasks",
-            Box::new(|r| r.ntasks = -1),
-            Code::InvalidArgument,
-        ),
-        (
-            "too many tasks",
-            Box::new(|r| r.ntasks = 65),
-            Code::InvalidArgument,
-        ),
-        (
-            "zero primaries",
-            Box::new(|r| r.primaries = 0),
-            Code::InvalidArgument,
-        ),
-        (
-            "negative primaries",
-            Box::new(|r| r.primaries = -5),
-            Code::InvalidArgument,
-        ),
-        (
-            "fewer primaries than tasks",
-            Box::new(|r| r.primaries = 3),
-            Code::InvalidArgument,
-        ),
-        (
-            "no cluster",
-            Box::new(|r| r.platform = batch("", &[])),
-            Code::InvalidArgument,
-        ),
-        (
-            "unknown cluster",
-            Box::new(|r| r.platform = batch("nope", &[])),
-            Code::InvalidArgument,
-        ),
-        (
-            "bad sbatch option",
-            Box::new(|r| r.platform = batch("prom", &["--x\n"])),
-            Code::InvalidArgument,
-        ),
+    /// A submission that is `simple_submit()` changed by `edit`, answered with `want`.
+    fn case(name: &'static str, want: Code, edit: impl Fn(&mut SubmitRequest) + 'static) -> Case {
+        (name, Box::new(edit), want)
+    }
+    use Code::{InvalidArgument, ResourceExhausted};
+    let mut cases: Vec<Case> = vec![
+        case("long title", InvalidArgument, |r| {
+            r.title = "t".repeat(1001)
+        }),
+        case("no sim type", InvalidArgument, |r| r.sim_type = 0),
+        case("bad sim type", InvalidArgument, |r| r.sim_type = 99),
+        case("no input", InvalidArgument, |r| r.input = None),
+        case("bad json", InvalidArgument, |r| {
+            r.input = Some(Input::EditorJson("{nope".into()))
+        }),
+        case("big json", ResourceExhausted, |r| {
+            r.input = Some(Input::EditorJson(format!("\"{}\"", "a".repeat(2000))))
+        }),
+        case("no files", InvalidArgument, move |r| r.input = files(&[])),
+        case("too many files", ResourceExhausted, move |r| {
+            r.input = files(&["a", "b", "c", "d", "e", "f"])
+        }),
+        case("big files", ResourceExhausted, |r| {
+            r.input = Some(Input::Files(InputFiles {
+                files: [("a".to_string(), "x".repeat(1001))].into(),
+            }))
+        }),
+        case("zero tasks", InvalidArgument, |r| r.ntasks = 0),
+        case("negative tasks", InvalidArgument, |r| r.ntasks = -1),
+        case("too many tasks", InvalidArgument, |r| r.ntasks = 65),
+        case("zero primaries", InvalidArgument, |r| r.primaries = 0),
+        case("negative primaries", InvalidArgument, |r| r.primaries = -5),
+        case("fewer primaries than tasks", InvalidArgument, |r| {
+            r.primaries = 3
+        }),
+    ];
+    // One input file with a name that is not a plain file name.
+    for (name, file) in [
+        ("traversal", "../etc/passwd"),
+        ("subdir", "a/b"),
+        ("backslash", "a\\b"),
+        ("dotdot", ".."),
+        ("nul", "x\0y"),
+        ("empty name", ""),
+    ] {
+        cases.push(case(name, InvalidArgument, move |r| {
+            r.input = files(&[file])
+        }));
+    }
+    // A batch platform on a cluster with sbatch options, one of them wrong.
+    for (name, cluster, options) in [
+        ("no cluster", "", &[][..]),
+        ("unknown cluster", "nope", &[]),
+        ("bad sbatch option", "prom", &["--x\n"]),
         (
             "sbatch option not on the allow-list",
-            Box::new(|r| r.platform = batch("prom", &["--time=10", "--wrap=rm -rf /"])),
-            Code::InvalidArgument,
+            "prom",
+            &["--time=10", "--wrap=rm -rf /"],
         ),
         (
             "sbatch option that writes elsewhere",
-            Box::new(|r| r.platform = batch("prom", &["--output=/etc/passwd"])),
-            Code::InvalidArgument,
+            "prom",
+            &["--output=/etc/passwd"],
         ),
         (
             "sbatch value with a command substitution",
-            Box::new(|r| r.platform = batch("prom", &["--comment=$(touch /tmp/pwned)"])),
-            Code::InvalidArgument,
+            "prom",
+            &["--comment=$(touch /tmp/pwned)"],
         ),
-        (
-            "short sbatch option",
-            Box::new(|r| r.platform = batch("prom", &["-A"])),
-            Code::InvalidArgument,
-        ),
-        (
-            "ok files",
-            Box::new(move |r| {
-                let mut f = shieldhit_files("Output\n  Filename d.bdo\n  Geo G\n  Quantity Dose\n");
-                f.insert(".hidden".into(), "x".into());
-                r.sim_type = SimType::Shieldhit as i32;
-                r.input = Some(Input::Files(InputFiles { files: f }));
-            }),
-            Code::Ok,
-        ),
-        (
-            "ok batch",
-            Box::new(|r| r.platform = batch("prom", &["--time=01:00:00"])),
-            Code::Ok,
-        ),
-        ("ok minimal", Box::new(|_| {}), Code::Ok),
-    ];
+        ("short sbatch option", "prom", &["-A"]),
+    ] {
+        cases.push(case(name, InvalidArgument, move |r| {
+            r.platform = batch(cluster, options)
+        }));
+    }
+    cases.extend([
+        case("ok files", Code::Ok, move |r| {
+            let mut f = shieldhit_files("Output\n  Filename d.bdo\n  Geo G\n  Quantity Dose\n");
+            f.insert(".hidden".into(), "x".into());
+            r.sim_type = SimType::Shieldhit as i32;
+            r.input = Some(Input::Files(InputFiles { files: f }));
+        }),
+        case("ok batch", Code::Ok, |r| {
+            r.platform = batch("prom", &["--time=01:00:00"])
+        }),
+        case("ok minimal", Code::Ok, |_| {}),
+    ]);
     for (name, edit, want) in cases {
         let mut r = simple_submit();
         edit(&mut r);
@@ -200,34 +125,15 @@ async fn submit_validation() {
         assert_eq!(got, want, "{name}");
     }
     // Only the three accepted submissions were stored.
-    let list = app
-        .sims()
-        .list(authed(ListRequest::default(), &tok))
-        .await
-        .unwrap()
-        .into_inner();
+    let list = app.list(&tok, ListRequest::default()).await.unwrap();
     assert_eq!(list.total_count, 3);
 }
 
 #[tokio::test]
 async fn submit_get_and_input_round_trip() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
-    let mut req = simple_submit();
-    req.ntasks = 3;
-    req.primaries = 10;
-    let job = app.submit(&tok, req).await.unwrap();
-    let st = app
-        .sims()
-        .get(authed(
-            GetRequest {
-                job_id: job.clone(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let (app, tok) = spawn_app_as("alice").await;
+    let job = app.submit_split(&tok, 3, 10).await;
+    let st = app.get(&tok, &job).await.unwrap();
     let sim = st.simulation.unwrap();
     assert_eq!(sim.job_id, job);
     assert_eq!(sim.job_state, JobState::Pending as i32);
@@ -238,12 +144,7 @@ async fn submit_get_and_input_round_trip() {
         .tasks
         .iter()
         .all(|t| t.state == TaskState::Pending as i32));
-    let input = app
-        .sims()
-        .get_input(authed(GetInputRequest { job_id: job }, &tok))
-        .await
-        .unwrap()
-        .into_inner();
+    let input = app.get_input(&tok, &job).await.unwrap();
     assert_eq!(
         input.input,
         Some(get_input_response::Input::EditorJson(
@@ -258,39 +159,17 @@ async fn submit_get_and_input_round_trip() {
         files: files.clone(),
     }));
     let job = app.submit(&tok, req).await.unwrap();
-    let input = app
-        .sims()
-        .get_input(authed(GetInputRequest { job_id: job }, &tok))
-        .await
-        .unwrap()
-        .into_inner();
+    let input = app.get_input(&tok, &job).await.unwrap();
     assert_eq!(input.input_type, InputType::Files as i32);
     assert_eq!(
         input.input,
         Some(get_input_response::Input::Files(InputFiles { files }))
     );
 
-    let bad = app
-        .sims()
-        .get(authed(
-            GetRequest {
-                job_id: "not-a-uuid".into(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let bad = app.get(&tok, "not-a-uuid").await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    let missing = app
-        .sims()
-        .get(authed(
-            GetRequest {
-                job_id: uuid::Uuid::new_v4().to_string(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let missing = uuid::Uuid::new_v4().to_string();
+    let missing = app.get(&tok, &missing).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
 
@@ -318,8 +197,7 @@ fn shieldhit_files(detect: &str) -> HashMap<String, String> {
 /// FLUKA input without START, a TOPAS input without histories, and kind mismatches.
 #[tokio::test]
 async fn inputs_that_cannot_run_are_refused_at_submit() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     let files = |sim_type: SimType, files: HashMap<String, String>| {
         let mut r = simple_submit();
         r.sim_type = sim_type as i32;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{authed, simple_submit, spawn_app, spawn_app_with, App};
+use common::{authed, simple_submit, spawn_app, spawn_app_as, spawn_app_with, App};
 use proto::v1 as pb;
 use proto::v1::submit_request::Platform;
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,14 @@ fn assert_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, message: &str
     assert_eq!(s.message(), message);
 }
 
+/// [`simple_submit`] for `primaries` primaries in all.
+fn with_primaries(primaries: i64) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        primaries,
+        ..simple_submit()
+    }
+}
+
 async fn simulations(app: &App) -> i64 {
     app.count("SELECT count(*) FROM simulations").await
 }
@@ -63,8 +71,7 @@ async fn simulations(app: &App) -> i64 {
 #[tokio::test]
 async fn a_nul_in_a_title_or_a_cluster_name_is_invalid_argument() {
     let log = capture_logs();
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     app.sql("INSERT INTO clusters (name, work_dir) VALUES ('prom', '/scratch')")
         .await;
 
@@ -74,6 +81,14 @@ async fn a_nul_in_a_title_or_a_cluster_name_is_invalid_argument() {
         app.submit(&tok, req).await,
         "title must not contain a NUL byte",
     );
+    let on = |cluster: &str, sbatch_options: &[&str]| {
+        let mut req = simple_submit();
+        req.platform = Some(Platform::Batch(pb::BatchPlatform {
+            cluster: cluster.into(),
+            sbatch_options: sbatch_options.iter().map(|o| o.to_string()).collect(),
+        }));
+        req
+    };
     for (cluster, message) in [
         ("prom\0", "batch.cluster must not contain a NUL byte"),
         (
@@ -82,22 +97,10 @@ async fn a_nul_in_a_title_or_a_cluster_name_is_invalid_argument() {
         ),
         ("", "batch.cluster is required"),
     ] {
-        let mut req = simple_submit();
-        req.platform = Some(Platform::Batch(pb::BatchPlatform {
-            cluster: cluster.into(),
-            sbatch_options: vec![],
-        }));
-        assert_invalid(app.submit(&tok, req).await, message);
+        assert_invalid(app.submit(&tok, on(cluster, &[])).await, message);
     }
-    let mut req = simple_submit();
-    req.platform = Some(Platform::Batch(pb::BatchPlatform {
-        cluster: "prom".into(),
-        sbatch_options: vec!["--time=1\0".into()],
-    }));
-    assert_eq!(
-        app.submit(&tok, req).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
+    let e = app.submit(&tok, on("prom", &["--time=1\0"])).await;
+    assert_eq!(e.unwrap_err().code(), Code::InvalidArgument);
     assert_eq!(simulations(&app).await, 0, "nothing was stored");
 
     // Control characters other than NUL are fine in a title, and a NUL escaped inside the
@@ -125,16 +128,8 @@ async fn a_nul_in_a_title_or_a_cluster_name_is_invalid_argument() {
     }
 
     // Job ids are UUIDs: a NUL never reaches a query.
-    let e = app
-        .sims()
-        .get(authed(
-            pb::GetRequest {
-                job_id: "00000000-0000-0000-0000-00000000000\0".into(),
-            },
-            &tok,
-        ))
-        .await
-        .unwrap_err();
+    let e = app.get(&tok, "00000000-0000-0000-0000-00000000000\0").await;
+    let e = e.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(error_lines(&log), Vec::<String>::new());
 }
@@ -149,26 +144,32 @@ async fn a_nul_or_a_control_character_at_login_is_invalid_argument() {
         password: password.into(),
     };
     let mut auth = app.auth();
-    assert_invalid(
-        auth.login(login("alice\0", "pw-login")).await,
-        "username must not contain a NUL byte",
-    );
-    assert_invalid(
-        auth.login(login("\0", "pw-login")).await,
-        "username must not contain a NUL byte",
-    );
-    assert_invalid(
-        auth.login(login("al\u{1b}[2Jice", "pw-login")).await,
-        "username must not contain control characters",
-    );
-    assert_invalid(
-        auth.login(login("alice", "pw-\0login")).await,
-        "password must not contain a NUL byte",
-    );
-    assert_invalid(
-        auth.login(login(&"é".repeat(256), "pw-login")).await,
-        "username is longer than 255 characters",
-    );
+    let long_name = "é".repeat(256);
+    for (username, password, message) in [
+        (
+            "alice\0",
+            "pw-login",
+            "username must not contain a NUL byte",
+        ),
+        ("\0", "pw-login", "username must not contain a NUL byte"),
+        (
+            "al\u{1b}[2Jice",
+            "pw-login",
+            "username must not contain control characters",
+        ),
+        (
+            "alice",
+            "pw-\0login",
+            "password must not contain a NUL byte",
+        ),
+        (
+            &long_name,
+            "pw-login",
+            "username is longer than 255 characters",
+        ),
+    ] {
+        assert_invalid(auth.login(login(username, password)).await, message);
+    }
     // 255 two-byte characters is a valid name (the schema counts characters): no such
     // user, so UNAUTHENTICATED.
     let e = auth
@@ -184,8 +185,7 @@ async fn a_nul_or_a_control_character_at_login_is_invalid_argument() {
 
 #[tokio::test]
 async fn a_nul_in_an_estimator_name_is_invalid_argument() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
+    let (app, tok) = spawn_app_as("alice").await;
     let job_id = app.submit(&tok, simple_submit()).await.unwrap();
     let e = app
         .sims()
@@ -211,22 +211,14 @@ async fn primaries_above_the_limit_are_refused_naming_it() {
     })
     .await;
     let tok = app.user_token("alice", false).await;
-    let mut req = simple_submit();
-    req.primaries = 1_000_001;
     assert_invalid(
-        app.submit(&tok, req).await,
+        app.submit(&tok, with_primaries(1_000_001)).await,
         "primaries must be at most 1000000 (this server's --max-primaries)",
     );
-    let mut req = simple_submit();
-    req.primaries = i64::MAX;
-    assert_eq!(
-        app.submit(&tok, req).await.unwrap_err().code(),
-        Code::InvalidArgument
-    );
+    let e = app.submit(&tok, with_primaries(i64::MAX)).await;
+    assert_eq!(e.unwrap_err().code(), Code::InvalidArgument);
     assert_eq!(simulations(&app).await, 0);
-    let mut req = simple_submit();
-    req.primaries = 1_000_000;
-    app.submit(&tok, req).await.unwrap();
+    app.submit(&tok, with_primaries(1_000_000)).await.unwrap();
     assert_eq!(
         app.count("SELECT sum(requested_primaries)::bigint FROM tasks")
             .await,
@@ -236,12 +228,9 @@ async fn primaries_above_the_limit_are_refused_naming_it() {
 
 #[tokio::test]
 async fn the_default_primaries_limit_is_ten_to_the_twelfth() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
-    let mut req = simple_submit();
-    req.primaries = 1_000_000_000_001;
+    let (app, tok) = spawn_app_as("alice").await;
     assert_invalid(
-        app.submit(&tok, req).await,
+        app.submit(&tok, with_primaries(1_000_000_000_001)).await,
         "primaries must be at most 1000000000000 (this server's --max-primaries)",
     );
 }

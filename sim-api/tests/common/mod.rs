@@ -5,9 +5,15 @@ use db::models::NewUser;
 use db::testing::TestDb;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
-use proto::v1::{LoginRequest, SubmitRequest, TokenPair};
+use proto::v1::{
+    CancelRequest, CancelResponse, DeleteRequest, DeleteResponse, GetInputRequest,
+    GetInputResponse, GetLogsRequest, GetLogsResponse, GetRequest, ListEstimatorsRequest,
+    ListEstimatorsResponse, ListRequest, ListResponse, LoginRequest, SimulationStatus,
+    SubmitRequest, TokenPair, WatchRequest,
+};
 use sim_api::Limits;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Request;
 
@@ -28,6 +34,13 @@ impl Drop for App {
 
 pub async fn spawn_app() -> App {
     spawn_app_with(Limits::default()).await
+}
+
+/// [`spawn_app`] with one user, `name`, signed in: the server and the user's access token.
+pub async fn spawn_app_as(name: &str) -> (App, String) {
+    let app = spawn_app().await;
+    let token = app.user_token(name, false).await;
+    (app, token)
 }
 
 /// Starts the server in-process on an ephemeral port against a fresh database.
@@ -127,6 +140,22 @@ impl App {
             .map(|r| r.into_inner().job_id)
     }
 
+    /// Submits [`simple_submit`] split into `ntasks` tasks of `primaries` in all; the job id.
+    pub async fn submit_split(&self, token: &str, ntasks: i32, primaries: i64) -> String {
+        let mut req = simple_submit();
+        req.ntasks = ntasks;
+        req.primaries = primaries;
+        self.submit(token, req).await.unwrap()
+    }
+
+    /// List with `req` as `token`.
+    pub async fn list(&self, token: &str, req: ListRequest) -> Result<ListResponse, tonic::Status> {
+        self.sims()
+            .list(authed(req, token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
     /// The single bigint a query returns (e.g. a count).
     pub async fn count(&self, sql: &str) -> i64 {
         use diesel_async::RunQueryDsl;
@@ -153,14 +182,11 @@ impl App {
     /// Waits (at most 10 s) until the server LISTENs on `channel`: its caches are used only
     /// from then on.
     pub async fn wait_listening(&self, channel: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.listeners(channel).await == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the server never listened on {channel}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let what = format!("the server listening on {channel}");
+        wait_until(&what, Duration::from_secs(10), || async {
+            self.listeners(channel).await > 0
+        })
+        .await;
     }
 
     pub async fn sql(&self, sql: &str) {
@@ -183,6 +209,31 @@ impl App {
     }
 }
 
+/// `App` methods that call one SimulationService rpc, named alike, on a job id as a token.
+macro_rules! job_rpcs {
+    ($($rpc:ident($req:ident) -> $answer:ty;)*) => {
+        impl App {
+            $(
+                #[doc = concat!("`", stringify!($rpc), "` of `job` as `token`.")]
+                pub async fn $rpc(&self, token: &str, job: &str) -> Result<$answer, tonic::Status> {
+                    let req = $req { job_id: job.into() };
+                    self.sims().$rpc(authed(req, token)).await.map(|r| r.into_inner())
+                }
+            )*
+        }
+    };
+}
+
+job_rpcs! {
+    get(GetRequest) -> SimulationStatus;
+    get_input(GetInputRequest) -> GetInputResponse;
+    cancel(CancelRequest) -> CancelResponse;
+    delete(DeleteRequest) -> DeleteResponse;
+    get_logs(GetLogsRequest) -> GetLogsResponse;
+    watch(WatchRequest) -> tonic::Streaming<SimulationStatus>;
+    list_estimators(ListEstimatorsRequest) -> ListEstimatorsResponse;
+}
+
 pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
@@ -200,6 +251,20 @@ pub fn simple_submit() -> SubmitRequest {
         ntasks: 4,
         primaries: 10_001,
         platform: None,
+    }
+}
+
+/// Waits (at most `within`, polling every 10 ms) until `check` answers true; fails naming
+/// `what` when it never does.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "never saw {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -74,8 +74,8 @@ where
 }
 
 /// A CA made now, and a TLS acceptor whose certificate (for `localhost` and `127.0.0.1`) it
-/// signed; returns the CA certificate as PEM.
-fn test_tls() -> (String, tokio_rustls::TlsAcceptor) {
+/// signed; returns the CA certificate as a PEM file.
+fn test_tls() -> (TempFile, tokio_rustls::TlsAcceptor) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -102,25 +102,31 @@ fn test_tls() -> (String, tokio_rustls::TlsAcceptor) {
             rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
         )
         .unwrap();
-    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let ca_file = TempFile::new(&ca.pem());
+    (ca_file, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Key `a` and a JWKS that holds it as `key-a`.
+fn key_a_and_jwks() -> (rsa::PrivateKey, String) {
+    let a = key("a");
+    let body = jwks(&[jwk(&a, "key-a")]);
+    (a, body)
+}
+
+/// A server that reads its keys from the JWKS at `url`.
+async fn spawn_with_jwks_url(url: &str) -> crate::common::App {
+    let source = url.parse::<JwksSource>().unwrap();
+    spawn_app_oidc(OidcSettings::new(ISSUER, AUDIENCE, source)).await
 }
 
 #[tokio::test]
 async fn jwks_from_an_http_url() {
-    let a = key("a");
-    let body = jwks(&[jwk(&a, "key-a")]);
+    let (a, body) = key_a_and_jwks();
     let (addr, hits) = serve(None, |_| vec![(CERTS.into(), body)]).await;
     let url = format!("http://{addr}{CERTS}");
-    let app = spawn_app_oidc(OidcSettings::new(
-        ISSUER,
-        AUDIENCE,
-        url.parse::<JwksSource>().unwrap(),
-    ))
-    .await;
+    let app = spawn_with_jwks_url(&url).await;
     assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched at start");
-    let pair = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("judy")))
-        .await
-        .unwrap();
+    let pair = login_a(&app, &a, &claims("judy")).await;
     assert_eq!(who_am_i(&app, &pair.access_token).await.1, "keycloak");
     // An unknown kid right after start does not fetch again (at most once per 60 s).
     assert_rejected(
@@ -139,14 +145,9 @@ async fn unreachable_jwks_url_starts_but_logins_are_unavailable() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/certs");
-    let app = spawn_app_oidc(OidcSettings::new(
-        ISSUER,
-        AUDIENCE,
-        url.parse::<JwksSource>().unwrap(),
-    ))
-    .await;
+    let app = spawn_with_jwks_url(&url).await;
     let a = key("a");
-    let err = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("kim")))
+    let err = login_oidc(&app, &sign_a(&a, &claims("kim")))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
@@ -233,10 +234,8 @@ fn oidc_flags() {
 /// the certificate is not trusted, and logins are UNAVAILABLE, not UNAUTHENTICATED.
 #[tokio::test]
 async fn jwks_from_an_https_url_trusted_through_the_ca_file() {
-    let a = key("a");
-    let (ca_pem, acceptor) = test_tls();
-    let ca = TempFile::new(&ca_pem);
-    let body = jwks(&[jwk(&a, "key-a")]);
+    let (a, body) = key_a_and_jwks();
+    let (ca, acceptor) = test_tls();
     let (addr, hits) = serve(Some(acceptor), |_| vec![(CERTS.into(), body)]).await;
     let url = format!("https://localhost:{}{CERTS}", addr.port());
     let settings = OidcSettings {
@@ -245,9 +244,7 @@ async fn jwks_from_an_https_url_trusted_through_the_ca_file() {
     };
     let app = spawn_app_oidc(settings.clone()).await;
     assert_eq!(hits.load(Ordering::SeqCst), 1, "fetched at start");
-    let pair = login_oidc(&app, &sign(&a, &rs256("key-a"), &claims("liam")))
-        .await
-        .unwrap();
+    let pair = login_a(&app, &a, &claims("liam")).await;
     assert_eq!(who_am_i(&app, &pair.access_token).await.1, "keycloak");
 
     let untrusting = spawn_app_oidc(OidcSettings {
@@ -255,7 +252,7 @@ async fn jwks_from_an_https_url_trusted_through_the_ca_file() {
         ..settings
     })
     .await;
-    let token = sign(&a, &rs256("key-a"), &claims("liam"));
+    let token = sign_a(&a, &claims("liam"));
     let err = login_oidc(&untrusting, &token).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     for part in token.split('.') {
@@ -267,10 +264,8 @@ async fn jwks_from_an_https_url_trusted_through_the_ca_file() {
 /// here), whose `jwks_uri` may name another host.
 #[tokio::test]
 async fn keys_are_discovered_from_the_issuer_over_https() {
-    let a = key("a");
-    let (ca_pem, acceptor) = test_tls();
-    let ca = TempFile::new(&ca_pem);
-    let body = jwks(&[jwk(&a, "key-a")]);
+    let (a, body) = key_a_and_jwks();
+    let (ca, acceptor) = test_tls();
     let (addr, hits) = serve(Some(acceptor), |addr| {
         let port = addr.port();
         let doc = json!({
@@ -300,24 +295,16 @@ async fn keys_are_discovered_from_the_issuer_over_https() {
     );
     let mut c = claims("mia");
     c["iss"] = json!(issuer);
-    let pair = login_oidc(&app, &sign(&a, &rs256("key-a"), &c))
-        .await
-        .unwrap();
+    let pair = login_a(&app, &a, &c).await;
     assert_eq!(who_am_i(&app, &pair.access_token).await.0, "mia");
     // The issuer is still checked in the token.
-    assert_rejected(
-        &app,
-        &sign(&a, &rs256("key-a"), &claims("mia")),
-        "wrong issuer",
-    )
-    .await;
+    assert_rejected(&app, &sign_a(&a, &claims("mia")), "wrong issuer").await;
 }
 
 /// A discovery document that names another issuer is not used.
 #[tokio::test]
 async fn a_discovery_document_of_another_issuer_is_not_used() {
-    let a = key("a");
-    let body = jwks(&[jwk(&a, "key-a")]);
+    let (a, body) = key_a_and_jwks();
     let (addr, _hits) = serve(None, |addr| {
         let doc = json!({
             "issuer": "http://evil.test/realms/sim",
@@ -336,9 +323,7 @@ async fn a_discovery_document_of_another_issuer_is_not_used() {
     let app = spawn_app_oidc(OidcSettings::new(&issuer, AUDIENCE, JwksSource::Discovery)).await;
     let mut c = claims("noah");
     c["iss"] = json!(issuer);
-    let err = login_oidc(&app, &sign(&a, &rs256("key-a"), &c))
-        .await
-        .unwrap_err();
+    let err = login_oidc(&app, &sign_a(&a, &c)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 }
 

@@ -67,6 +67,18 @@ pub fn claims(username: &str) -> Value {
     })
 }
 
+/// [`claims`] of `username` with `claim` set to `value`, or left out when `value` is None.
+pub fn claims_with(username: &str, claim: &str, value: Option<Value>) -> Value {
+    let mut c = claims(username);
+    match value {
+        Some(v) => c[claim] = v,
+        None => {
+            c.as_object_mut().unwrap().remove(claim);
+        }
+    }
+    c
+}
+
 pub fn rs256(kid: &str) -> Value {
     json!({ "alg": "RS256", "typ": "JWT", "kid": kid })
 }
@@ -122,6 +134,16 @@ pub async fn setup() -> (App, TempFile, PrivateKey) {
     let file = TempFile::new(&jwks(&[jwk(&a, "key-a")]));
     let app = spawn_app_oidc(file.settings()).await;
     (app, file, a)
+}
+
+/// An ID token with `claims` signed by `key` as `key-a` (RS256).
+pub fn sign_a(key: &PrivateKey, claims: &Value) -> String {
+    sign(key, &rs256("key-a"), claims)
+}
+
+/// Logs in with [`sign_a`]`(key, claims)`, which must be accepted; the token pair.
+pub async fn login_a(app: &App, key: &PrivateKey, claims: &Value) -> TokenPair {
+    login_oidc(app, &sign_a(key, claims)).await.unwrap()
 }
 
 pub async fn login_oidc(app: &App, token: &str) -> Result<TokenPair, Status> {
