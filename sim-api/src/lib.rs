@@ -5,6 +5,7 @@
 //! in-process on port 0; `main.rs` only parses flags, migrates and binds.
 
 pub mod auth;
+mod cache_core;
 pub mod clusters;
 pub mod config;
 pub mod error;

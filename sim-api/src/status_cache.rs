@@ -18,23 +18,20 @@
 //! - Cancel and Delete in this process drop the entry at once.
 
 use crate::auth::Caller;
+use crate::cache_core::{make_room, CacheCore, CacheState};
 use proto::v1 as pb;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Most cached simulations; past this the cache drops stale entries, then everything.
-const MAX_ENTRIES: usize = 100_000;
 /// Most remembered invalidations; past this they are forgotten and older reads are not
 /// cached.
 const MAX_INVALIDATIONS: usize = 100_000;
 
 /// The cache; see the module documentation.
 pub struct StatusCache {
-    ttl: Duration,
-    inner: Mutex<Inner>,
-    listener: Mutex<Option<tokio::task::AbortHandle>>,
+    core: CacheCore<Inner>,
 }
 
 #[derive(Default)]
@@ -49,6 +46,15 @@ struct Inner {
     invalidated: HashMap<i64, u64>,
     entries: HashMap<Uuid, Entry>,
     by_id: HashMap<i64, Uuid>,
+}
+
+impl CacheState for Inner {
+    fn listening(&self) -> bool {
+        self.listening
+    }
+    fn generation(&self) -> u64 {
+        self.seq
+    }
 }
 
 struct Entry {
@@ -79,22 +85,13 @@ impl StatusCache {
     /// A cache keeping answers for at most `ttl`; a zero `ttl` disables it.
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            inner: Mutex::new(Inner::default()),
-            listener: Mutex::new(None),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+            core: CacheCore::new(ttl),
         }
     }
 
     /// Whether the cache is in use at all.
     pub fn enabled(&self) -> bool {
-        !self.ttl.is_zero()
+        self.core.enabled()
     }
 
     /// Follows `events` (starting their listener): invalidates on every notification.
@@ -116,7 +113,7 @@ impl StatusCache {
                     Ok(id) => cache.invalidate(id),
                     // Missed notifications: anything may have changed.
                     Err(RecvError::Lagged(_)) => {
-                        let listening = cache.lock().listening;
+                        let listening = cache.core.lock().listening;
                         cache.set_listening(listening);
                     }
                     Err(RecvError::Closed) => {
@@ -126,28 +123,18 @@ impl StatusCache {
                 }
             }
         });
-        if let Ok(mut l) = self.listener.lock() {
-            *l = Some(task.abort_handle());
-        }
+        self.core.set_listener(task.abort_handle());
     }
 
     /// Stops following events (when the server stops) and stops caching.
     pub fn stop(&self) {
-        if let Some(task) = self.listener.lock().ok().and_then(|mut l| l.take()) {
-            task.abort();
-        }
+        self.core.abort_listener();
         self.set_listening(false);
     }
 
     /// The cached answer for `job_id`, if fresh and `caller` may see it.
     pub fn get(&self, job_id: Uuid, caller: &Caller) -> Option<pb::SimulationStatus> {
-        if !self.enabled() {
-            return None;
-        }
-        let inner = self.lock();
-        if !inner.listening {
-            return None;
-        }
+        let inner = self.core.live()?;
         let entry = inner.entries.get(&job_id)?;
         if Instant::now() >= entry.until {
             return None;
@@ -160,11 +147,7 @@ impl StatusCache {
 
     /// Take this before reading a simulation from the database.
     pub fn ticket(&self) -> Ticket {
-        if !self.enabled() {
-            return Ticket(None);
-        }
-        let inner = self.lock();
-        Ticket(inner.listening.then_some(inner.seq))
+        Ticket(self.core.ticket())
     }
 
     /// Caches an answer read after `ticket` was taken, unless its simulation was
@@ -173,7 +156,7 @@ impl StatusCache {
         let Ticket(Some(seq)) = ticket else {
             return;
         };
-        let mut inner = self.lock();
+        let mut inner = self.core.lock();
         let invalidated_after = inner
             .invalidated
             .get(&key.simulation_id)
@@ -182,11 +165,8 @@ impl StatusCache {
             return;
         }
         let now = Instant::now();
-        if inner.entries.len() >= MAX_ENTRIES {
-            inner.entries.retain(|_, e| e.until > now);
-            if inner.entries.len() >= MAX_ENTRIES {
-                inner.entries.clear();
-            }
+        if inner.entries.len() >= crate::cache_core::MAX_ENTRIES {
+            make_room(&mut inner.entries, |e| e.until > now);
             let Inner { entries, by_id, .. } = &mut *inner;
             by_id.retain(|_, job| entries.contains_key(job));
         }
@@ -197,7 +177,7 @@ impl StatusCache {
                 simulation_id: key.simulation_id,
                 owner_id: key.owner_id,
                 status,
-                until: now + self.ttl,
+                until: now + self.core.ttl(),
             },
         );
     }
@@ -205,7 +185,7 @@ impl StatusCache {
     /// Drops what is cached about simulation `id`, and makes reads of it in flight
     /// uncacheable.
     pub fn invalidate(&self, simulation_id: i64) {
-        let mut inner = self.lock();
+        let mut inner = self.core.lock();
         inner.seq = inner.seq.wrapping_add(1);
         let seq = inner.seq;
         if inner.invalidated.len() >= MAX_INVALIDATIONS {
@@ -227,7 +207,7 @@ impl StatusCache {
     /// Records whether the listener is connected; either way, everything cached is
     /// dropped (notifications may have been missed).
     fn set_listening(&self, listening: bool) {
-        let mut inner = self.lock();
+        let mut inner = self.core.lock();
         inner.listening = listening;
         inner.seq = inner.seq.wrapping_add(1);
         inner.floor = inner.seq;
@@ -241,23 +221,8 @@ impl StatusCache {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use db::enums::{AuthProvider, Role};
-
-    fn caller(id: i64, role: Role) -> Caller {
-        let now = chrono::Utc::now();
-        Caller {
-            user: db::models::User {
-                id,
-                username: format!("u{id}"),
-                auth_provider: AuthProvider::Local,
-                password_hash: None,
-                role,
-                created_at: now,
-                updated_at: now,
-            },
-            session_id: Uuid::new_v4(),
-        }
-    }
+    use crate::cache_core::test_caller as caller;
+    use db::enums::Role;
 
     /// A new job's key: simulation 7 of user 1.
     fn key_of_user_1() -> Key {

@@ -17,19 +17,15 @@
 //!   (typically within a millisecond of the commit).
 
 use crate::auth::Caller;
+use crate::cache_core::{make_room, CacheCore, CacheState};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
-
-/// Most cached tokens; past this the cache drops expired entries, then everything.
-const MAX_ENTRIES: usize = 100_000;
 
 /// The cache; see the module documentation.
 pub struct TokenCache {
-    ttl: Duration,
-    inner: Mutex<Inner>,
+    core: CacheCore<Inner>,
     started: Once,
-    listener: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -41,6 +37,15 @@ struct Inner {
     entries: HashMap<Vec<u8>, (Caller, Instant)>,
 }
 
+impl CacheState for Inner {
+    fn listening(&self) -> bool {
+        self.listening
+    }
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 /// Taken before a database lookup, handed back to [`TokenCache::insert`]: the result is
 /// cached only if nothing was invalidated in between.
 #[derive(Debug, Clone, Copy)]
@@ -50,23 +55,14 @@ impl TokenCache {
     /// A cache keeping entries for at most `ttl`; a zero `ttl` disables it.
     pub fn new(ttl: Duration) -> Self {
         Self {
-            ttl,
-            inner: Mutex::new(Inner::default()),
+            core: CacheCore::new(ttl),
             started: Once::new(),
-            listener: Mutex::new(None),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
     /// Whether the cache is in use at all.
     pub fn enabled(&self) -> bool {
-        !self.ttl.is_zero()
+        self.core.enabled()
     }
 
     /// Starts the revocation listener (once); until it is connected nothing is cached.
@@ -89,29 +85,19 @@ impl TokenCache {
                 })
                 .await;
             });
-            if let Ok(mut l) = self.listener.lock() {
-                *l = Some(task.abort_handle());
-            }
+            self.core.set_listener(task.abort_handle());
         });
     }
 
     /// Stops the listener (when the server stops) and stops caching.
     pub fn stop(&self) {
-        if let Some(task) = self.listener.lock().ok().and_then(|mut l| l.take()) {
-            task.abort();
-        }
+        self.core.abort_listener();
         self.set_listening(false);
     }
 
     /// The cached caller of the token with this hash, if fresh.
     pub fn get(&self, token_hash: &[u8]) -> Option<Caller> {
-        if !self.enabled() {
-            return None;
-        }
-        let inner = self.lock();
-        if !inner.listening {
-            return None;
-        }
+        let inner = self.core.live()?;
         match inner.entries.get(token_hash) {
             Some((caller, until)) if Instant::now() < *until => Some(caller.clone()),
             _ => None,
@@ -120,11 +106,7 @@ impl TokenCache {
 
     /// Take this before looking a token up in the database.
     pub fn ticket(&self) -> Ticket {
-        if !self.enabled() {
-            return Ticket(None);
-        }
-        let inner = self.lock();
-        Ticket(inner.listening.then_some(inner.generation))
+        Ticket(self.core.ticket())
     }
 
     /// Caches a lookup made after `ticket` was taken, for the TTL but no longer than
@@ -134,24 +116,19 @@ impl TokenCache {
         let Ticket(Some(generation)) = ticket else {
             return;
         };
-        let mut inner = self.lock();
+        let mut inner = self.core.lock();
         if !inner.listening || inner.generation != generation {
             return;
         }
         let now = Instant::now();
-        if inner.entries.len() >= MAX_ENTRIES {
-            inner.entries.retain(|_, (_, until)| *until > now);
-            if inner.entries.len() >= MAX_ENTRIES {
-                inner.entries.clear();
-            }
-        }
-        let until = now + self.ttl.min(valid_for);
+        make_room(&mut inner.entries, |(_, until)| *until > now);
+        let until = now + self.core.ttl().min(valid_for);
         inner.entries.insert(token_hash, (caller, until));
     }
 
     /// Forgets everything, and makes lookups in flight uncacheable.
     pub fn invalidate_all(&self) {
-        let mut inner = self.lock();
+        let mut inner = self.core.lock();
         inner.generation = inner.generation.wrapping_add(1);
         inner.entries.clear();
     }
@@ -159,7 +136,7 @@ impl TokenCache {
     /// Records whether the listener is connected; either way, what was cached is dropped
     /// (notifications may have been missed).
     fn set_listening(&self, listening: bool) {
-        let mut inner = self.lock();
+        let mut inner = self.core.lock();
         inner.listening = listening;
         inner.generation = inner.generation.wrapping_add(1);
         inner.entries.clear();
@@ -170,22 +147,10 @@ impl TokenCache {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use db::enums::{AuthProvider, Role};
+    use db::enums::Role;
 
     fn caller(id: i64) -> Caller {
-        let now = chrono::Utc::now();
-        Caller {
-            user: db::models::User {
-                id,
-                username: format!("u{id}"),
-                auth_provider: AuthProvider::Local,
-                password_hash: None,
-                role: Role::User,
-                created_at: now,
-                updated_at: now,
-            },
-            session_id: uuid::Uuid::new_v4(),
-        }
+        crate::cache_core::test_caller(id, Role::User)
     }
 
     fn listening(ttl: Duration) -> TokenCache {
