@@ -14,7 +14,7 @@ use crate::submission::Submission;
 use crate::AppState;
 use db::enums::JobState;
 use db::inputs::SimulationInput;
-use db::simulation_views::SimulationView;
+use db::simulation_views::{PooledConn, SimulationView};
 use proto::v1 as pb;
 use proto::v1::simulation_service_server::SimulationService;
 use std::pin::Pin;
@@ -47,6 +47,19 @@ impl SimulationSvc {
         db::simulation_views::get_visible(&mut c, job_id, caller.owner_filter())
             .await
             .map_err(db_status)
+    }
+
+    /// Authenticates `request`, finds the simulation `job_id` that its caller may see, then
+    /// takes a connection for the rest of the call.
+    async fn open<T: Sync>(
+        &self,
+        request: &Request<T>,
+        job_id: &str,
+    ) -> Result<(Caller, SimulationView, PooledConn<'_>), Status> {
+        let caller = authenticate(&self.state, request).await?;
+        let view = self.visible(&caller, job_id).await?;
+        let c = conn(&self.state.pool).await?;
+        Ok((caller, view, c))
     }
 
     /// The status `Get` and `Watch` return, and the simulation's internal id.
@@ -187,9 +200,7 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
-        let caller = authenticate(&self.state, &request).await?;
-        let view = self.visible(&caller, &request.get_ref().job_id).await?;
-        let mut c = conn(&self.state.pool).await?;
+        let (caller, view, mut c) = self.open(&request, &request.get_ref().job_id).await?;
         match db::simulation_views::cancel(&mut c, view.simulation.id)
             .await
             .map_err(db_status)?
@@ -218,9 +229,7 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let caller = authenticate(&self.state, &request).await?;
-        let view = self.visible(&caller, &request.get_ref().job_id).await?;
-        let mut c = conn(&self.state.pool).await?;
+        let (caller, view, mut c) = self.open(&request, &request.get_ref().job_id).await?;
         if db::simulation_views::delete_if_terminal(&mut c, view.simulation.id)
             .await
             .map_err(db_status)?
@@ -239,9 +248,7 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::GetInputRequest>,
     ) -> Result<Response<pb::GetInputResponse>, Status> {
-        let caller = authenticate(&self.state, &request).await?;
-        let view = self.visible(&caller, &request.get_ref().job_id).await?;
-        let mut c = conn(&self.state.pool).await?;
+        let (_, view, mut c) = self.open(&request, &request.get_ref().job_id).await?;
         let stored = db::inputs::get(&mut c, view.simulation.id)
             .await
             .map_err(|e| stored_data_status(e, "input", view.simulation.job_id))?
@@ -268,9 +275,7 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::ListEstimatorsRequest>,
     ) -> Result<Response<pb::ListEstimatorsResponse>, Status> {
-        let caller = authenticate(&self.state, &request).await?;
-        let view = self.visible(&caller, &request.get_ref().job_id).await?;
-        let mut c = conn(&self.state.pool).await?;
+        let (_, view, mut c) = self.open(&request, &request.get_ref().job_id).await?;
         let (pages, partial) = db::page_info::list(&mut c, view.simulation.id)
             .await
             .map_err(db_status)?;
@@ -316,9 +321,7 @@ impl SimulationService for SimulationSvc {
         &self,
         request: Request<pb::GetLogsRequest>,
     ) -> Result<Response<pb::GetLogsResponse>, Status> {
-        let caller = authenticate(&self.state, &request).await?;
-        let view = self.visible(&caller, &request.get_ref().job_id).await?;
-        let mut c = conn(&self.state.pool).await?;
+        let (_, view, mut c) = self.open(&request, &request.get_ref().job_id).await?;
         let logs = db::logs::list(&mut c, view.simulation.id)
             .await
             .map_err(|e| stored_data_status(e, "logs", view.simulation.job_id))?;
