@@ -26,20 +26,8 @@ async fn list_simulations_prints_newest_first() {
     out.ok();
     let t = table(&out.stdout);
     assert_eq!(
-        t[0],
-        [
-            "ID",
-            "JOB_ID",
-            "USER",
-            "STATE",
-            "SIM_TYPE",
-            "PLATFORM",
-            "TASKS",
-            "PRIMARIES",
-            "STARTED",
-            "ENDED",
-            "TITLE"
-        ]
+        t[0].join(" "),
+        "ID JOB_ID USER STATE SIM_TYPE PLATFORM TASKS PRIMARIES STARTED ENDED TITLE"
     );
     let ids: Vec<String> = t[1..].iter().map(|r| r[0].clone()).collect();
     assert_eq!(ids, [c.to_string(), b.to_string(), a.to_string()]);

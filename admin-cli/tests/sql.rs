@@ -20,10 +20,20 @@ fn temp_file(name: &str, contents: &str) -> PathBuf {
     path
 }
 
+/// `admin-cli sql -c SQL` against `db`.
+fn sql(db: &Db, sql: &str) -> Out {
+    run(db, &["sql", "-c", sql])
+}
+
+/// The standard output of `admin-cli sql -c SQL` against `db`, which must succeed.
+fn sql_stdout(db: &Db, statements: &str) -> String {
+    stdout_of(db, &["sql", "-c", statements])
+}
+
 #[tokio::test]
 async fn select_prints_header_null_and_row_count() {
     let db = Db::new().await;
-    let out = run(&db, &["sql", "-c", "select 1 as a, null as b"]);
+    let out = sql(&db, "select 1 as a, null as b");
     out.ok();
     assert_eq!(out.stdout, "a  b\n1  NULL\n(1 row)\n");
     assert!(out.stderr.is_empty(), "{}", out.stderr);
@@ -32,32 +42,23 @@ async fn select_prints_header_null_and_row_count() {
 #[tokio::test]
 async fn rows_are_aligned_and_counted() {
     let db = Db::new().await;
-    let out = run(
-        &db,
-        &[
-            "sql",
-            "-c",
-            "select x as n, repeat('w', x) as word from generate_series(1, 3) x order by x",
-        ],
-    );
-    out.ok();
-    assert_eq!(out.stdout, "n  word\n1  w\n2  ww\n3  www\n(3 rows)\n");
+    let rows = "select x as n, repeat('w', x) as word from generate_series(1, 3) x order by x";
+    let out = sql_stdout(&db, rows);
+    assert_eq!(out, "n  word\n1  w\n2  ww\n3  www\n(3 rows)\n");
 
-    let none = run(&db, &["sql", "-c", "select 1 as only where false"]);
-    none.ok();
-    assert_eq!(none.stdout, "only\n(0 rows)\n");
+    let none = sql_stdout(&db, "select 1 as only where false");
+    assert_eq!(none, "only\n(0 rows)\n");
 }
 
 #[tokio::test]
 async fn multiple_statements_print_each_result() {
     let db = Db::new().await;
-    let out = run(
+    let out = sql_stdout(
         &db,
-        &["sql", "-c", "select 1 as x; select 'two' as y, 3 as z; create temp table t (v int); insert into t values (1), (2)"],
+        "select 1 as x; select 'two' as y, 3 as z; create temp table t (v int); insert into t values (1), (2)",
     );
-    out.ok();
     assert_eq!(
-        out.stdout,
+        out,
         "x\n1\n(1 row)\n\ny    z\ntwo  3\n(1 row)\n\nOK, 0 row(s) affected\n\nOK, 2 row(s) affected\n"
     );
 }
@@ -65,58 +66,29 @@ async fn multiple_statements_print_each_result() {
 #[tokio::test]
 async fn insert_update_delete_report_affected_rows() {
     let db = Db::new().await;
-    let ins = run(
-        &db,
-        &[
-            "sql",
-            "-c",
-            "insert into users (username) values ('a'), ('b'), ('c')",
-        ],
-    );
-    ins.ok();
-    assert_eq!(ins.stdout, "OK, 3 row(s) affected\n");
-    let upd = run(
-        &db,
-        &[
-            "sql",
-            "-c",
+    for (statement, affected) in [
+        ("insert into users (username) values ('a'), ('b'), ('c')", 3),
+        (
             "update users set role = 'admin' where username in ('a', 'b')",
-        ],
-    );
-    upd.ok();
-    assert_eq!(upd.stdout, "OK, 2 row(s) affected\n");
-    let none = run(
-        &db,
-        &[
-            "sql",
-            "-c",
-            "update users set role = 'admin' where username = 'zzz'",
-        ],
-    );
-    none.ok();
-    assert_eq!(none.stdout, "OK, 0 row(s) affected\n");
-    let del = run(
-        &db,
-        &["sql", "-c", "delete from users where role = 'admin'"],
-    );
-    del.ok();
-    assert_eq!(del.stdout, "OK, 2 row(s) affected\n");
+            2,
+        ),
+        ("update users set role = 'admin' where username = 'zzz'", 0),
+        ("delete from users where role = 'admin'", 2),
+    ] {
+        let want = format!("OK, {affected} row(s) affected\n");
+        assert_eq!(sql_stdout(&db, statement), want, "{statement}");
+    }
     assert_eq!(count(&db, "select count(*) from users"), 1);
 }
 
 #[tokio::test]
 async fn statements_run_in_one_transaction() {
     let db = Db::new().await;
-    let out = run(
+    sql(
         &db,
-        &[
-            "sql",
-            "-c",
-            "insert into users (username) values ('ghost'); select 1/0",
-        ],
-    );
-    out.expect_code(1).assert_clean_error();
-    assert!(out.stderr.contains("division by zero"), "{}", out.stderr);
+        "insert into users (username) values ('ghost'); select 1/0",
+    )
+    .fails_with("division by zero");
     assert_eq!(
         count(&db, "select count(*) from users"),
         0,
@@ -134,31 +106,15 @@ async fn syntax_error_reports_the_server_message() {
     );
     assert!(out.stdout.is_empty());
 
-    let missing = run(&db, &["sql", "-c", "select * from no_such_table"]);
-    missing.expect_code(1).assert_clean_error();
-    assert!(
-        missing
-            .stderr
-            .contains("relation \"no_such_table\" does not exist"),
-        "{}",
-        missing.stderr
-    );
+    sql(&db, "select * from no_such_table").fails_with("relation \"no_such_table\" does not exist");
 }
 
 #[tokio::test]
 async fn constraint_violation_reports_the_detail() {
     let db = Db::new().await;
     exec(&db, "insert into users (username) values ('dup')");
-    let out = run(
-        &db,
-        &["sql", "-c", "insert into users (username) values ('dup')"],
-    );
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr.contains("users_username_provider_key"),
-        "{}",
-        out.stderr
-    );
+    let out = sql(&db, "insert into users (username) values ('dup')");
+    out.fails_with("users_username_provider_key");
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
 }
 
@@ -167,17 +123,15 @@ async fn constraint_violation_reports_the_detail() {
 #[tokio::test]
 async fn sql_command_may_start_with_a_comment() {
     let db = Db::new().await;
-    let out = run(&db, &["sql", "-c", "-- why: checking\nselect 1 as a"]);
-    out.ok();
-    assert_eq!(out.stdout, "a\n1\n(1 row)\n");
+    let out = sql_stdout(&db, "-- why: checking\nselect 1 as a");
+    assert_eq!(out, "a\n1\n(1 row)\n");
 }
 
 #[tokio::test]
 async fn sql_command_with_equals_sign_may_start_with_a_comment() {
     let db = Db::new().await;
-    let out = run(&db, &["sql", "--command=-- why\nselect 2 as b"]);
-    out.ok();
-    assert_eq!(out.stdout, "b\n2\n(1 row)\n");
+    let out = stdout_of(&db, &["sql", "--command=-- why\nselect 2 as b"]);
+    assert_eq!(out, "b\n2\n(1 row)\n");
 }
 
 #[tokio::test]
@@ -187,10 +141,9 @@ async fn sql_from_a_file() {
         "from_file",
         "-- a comment\ninsert into users (username) values ('from-file');\nselect username from users;\n",
     );
-    let out = run(&db, &["sql", "-f", path.to_str().unwrap()]);
-    out.ok();
+    let out = stdout_of(&db, &["sql", "-f", path.to_str().unwrap()]);
     assert_eq!(
-        out.stdout,
+        out,
         "OK, 1 row(s) affected\n\nusername\nfrom-file\n(1 row)\n"
     );
     let long = run(&db, &["sql", "--file", path.to_str().unwrap()]);
@@ -209,23 +162,18 @@ async fn sql_from_stdin() {
 #[tokio::test]
 async fn sql_missing_file_is_an_error() {
     let db = Db::new().await;
-    let out = run(&db, &["sql", "-f", "/nonexistent/dir/q.sql"]);
-    out.expect_code(1).assert_clean_error();
-    assert!(
-        out.stderr
-            .contains("cannot read SQL from /nonexistent/dir/q.sql"),
-        "{}",
-        out.stderr
+    fails_cleanly(
+        &db,
+        &["sql", "-f", "/nonexistent/dir/q.sql"],
+        "cannot read SQL from /nonexistent/dir/q.sql",
     );
 }
 
 #[tokio::test]
 async fn empty_sql_is_rejected() {
     let db = Db::new().await;
-    for sql in ["", "   \n\t "] {
-        let out = run(&db, &["sql", "-c", sql]);
-        out.expect_code(1).assert_clean_error();
-        assert!(out.stderr.contains("no SQL to run"), "{}", out.stderr);
+    for blank in ["", "   \n\t "] {
+        sql(&db, blank).fails_with("no SQL to run");
     }
     let stdin = run_stdin(&db, &["sql", "-f", "-"], "");
     stdin.expect_code(1);
@@ -270,16 +218,11 @@ async fn json_output() {
 #[tokio::test]
 async fn control_characters_in_values_are_escaped_in_tables_only() {
     let db = Db::new().await;
-    let sql = "select E'red\\x1b[31m\\nline' as v";
-    let out = run(&db, &["sql", "-c", sql]);
-    out.ok();
-    assert!(!out.stdout.contains('\u{1b}'), "{:?}", out.stdout);
-    assert!(
-        out.stdout.contains("red\\u{1b}[31m\\nline"),
-        "{:?}",
-        out.stdout
-    );
-    let json = run(&db, &["--json", "sql", "-c", sql]);
+    let select = "select E'red\\x1b[31m\\nline' as v";
+    let out = sql_stdout(&db, select);
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(out.contains("red\\u{1b}[31m\\nline"), "{out:?}");
+    let json = run(&db, &["--json", "sql", "-c", select]);
     json.ok();
     assert_eq!(json.json()[0]["rows"][0][0], "red\u{1b}[31m\nline");
 }
@@ -288,7 +231,6 @@ async fn control_characters_in_values_are_escaped_in_tables_only() {
 async fn sql_works_on_an_unmigrated_database() {
     // `sql` is the way to look at (and repair) a database whatever its schema.
     let db = Db::empty().await;
-    let out = run(&db, &["sql", "-c", "select current_database() as db"]);
-    out.ok();
-    assert!(out.stdout.contains(db.name()), "{}", out.stdout);
+    let out = sql_stdout(&db, "select current_database() as db");
+    assert!(out.contains(db.name()), "{out}");
 }

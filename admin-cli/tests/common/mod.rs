@@ -50,6 +50,14 @@ impl Out {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 
+    /// Asserts a clean failure (exit code 1, a short error report) with `message` in stderr.
+    #[track_caller]
+    pub fn fails_with(&self, message: &str) -> &Self {
+        self.expect_code(1).assert_clean_error();
+        assert!(self.stderr.contains(message), "{}", self.stderr);
+        self
+    }
+
     /// Asserts a short, panic-free error report on stderr.
     #[track_caller]
     pub fn assert_clean_error(&self) {
@@ -264,7 +272,14 @@ pub async fn seed(db: &Db) -> (i64, i64, i64) {
 /// Runs `args`, which must fail cleanly (exit code 1) with `message` in stderr.
 pub fn fails_cleanly(db: &TestDb, args: &[&str], message: &str) -> Out {
     let out = run(db, args);
-    out.expect_code(1).assert_clean_error();
-    assert!(out.stderr.contains(message), "{}", out.stderr);
+    out.fails_with(message);
     out
+}
+
+/// The standard output of `admin-cli ARGS...` against `db`, which must succeed.
+#[track_caller]
+pub fn stdout_of(db: &TestDb, args: &[&str]) -> String {
+    let out = run(db, args);
+    out.ok();
+    out.stdout
 }

@@ -35,3 +35,8 @@ pub fn hash_of(db: &Db, name: &str) -> Option<String> {
         &format!("select password_hash from users where username = $q${name}$q$ and auth_provider = 'local'"),
     )
 }
+
+/// Whether the local user `name` has a password, and it is `password`.
+pub fn has_password(db: &Db, name: &str, password: &str) -> bool {
+    hash_of(db, name).is_some_and(|hash| db::password::verify(password, &hash))
+}
