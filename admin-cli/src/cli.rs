@@ -133,6 +133,9 @@ pub enum Command {
     /// Add a SLURM cluster for batch runs.
     #[command(after_help = EXIT_CODES)]
     AddCluster(ClusterArgs),
+    /// Change a cluster's settings: only the options given change.
+    #[command(after_help = EXIT_CODES)]
+    UpdateCluster(ClusterUpdateArgs),
     /// List clusters.
     #[command(after_help = EXIT_CODES)]
     ListClusters,
@@ -214,32 +217,116 @@ pub struct OwnerArgs {
     pub auth_provider: Option<AuthProvider>,
 }
 
+/// How the batch component reaches a cluster's SLURM commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterKind {
+    /// On the batch component's own host.
+    Local,
+    /// Over SSH to the cluster's login node (--host).
+    Ssh,
+}
+
 /// `add-cluster` options.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
     /// Unique name (1 to 63 of A-Z a-z 0-9 . _ -).
     pub name: String,
-    /// SSH host of the login node; leave out to run SLURM commands on the worker's own host.
+    /// local (SLURM commands on the batch component's host) or ssh (through --host)
+    /// [default: ssh with --host, else local].
+    #[arg(long, value_enum)]
+    pub kind: Option<ClusterKind>,
+    /// SSH host of the login node (ssh only).
     #[arg(long)]
     pub host: Option<String>,
-    /// SSH user.
-    #[arg(long, requires = "host")]
+    /// SSH user (ssh only).
+    #[arg(long)]
     pub ssh_user: Option<String>,
     /// SSH port.
     #[arg(long, default_value_t = 22, value_parser = clap::value_parser!(u16).range(1..))]
     pub ssh_port: u16,
-    /// Path of the SSH private key on the worker's host.
-    #[arg(long, value_name = "PATH", requires = "host")]
+    /// Path of the SSH private key on the batch component's host (ssh only; the key itself is
+    /// never read or stored).
+    #[arg(long, value_name = "PATH")]
     pub ssh_key: Option<String>,
+    /// known_hosts file on the batch component's host that holds the login node's key
+    /// (ssh only; default: the user's own).
+    #[arg(long, value_name = "PATH")]
+    pub known_hosts: Option<String>,
     /// SLURM partition (default: the cluster's default partition).
     #[arg(long)]
     pub partition: Option<String>,
     /// Directory on the cluster under which job directories are made.
     #[arg(long, value_name = "DIR")]
     pub work_dir: String,
-    /// An sbatch option added to every job, e.g. --sbatch-option=--time=01:00:00 (repeatable).
+    /// An sbatch option added to every job, as --name=value from an allow-list, e.g.
+    /// --sbatch-option=--time=01:00:00 (repeatable).
     #[arg(long = "sbatch-option", value_name = "OPT", allow_hyphen_values = true)]
     pub sbatch_options: Vec<String>,
+    /// Most elements of one array job: a batch submission with more tasks is refused.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = max_array_size())]
+    pub max_array_size: i32,
+    /// The worker binary on the cluster's nodes (a path, or a name found on their PATH).
+    #[arg(long, value_name = "PATH", default_value = "worker")]
+    pub worker_path: String,
+    /// Keep each simulation's job directory on the cluster after it is canceled.
+    #[arg(long)]
+    pub keep_job_dirs: bool,
+}
+
+/// `update-cluster` options: only what is given changes.
+#[derive(Debug, Args)]
+pub struct ClusterUpdateArgs {
+    /// The cluster's name.
+    pub name: String,
+    /// SSH host of the login node (makes a local cluster an ssh one).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// SSH user (ssh clusters only).
+    #[arg(long)]
+    pub ssh_user: Option<String>,
+    /// SSH port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ssh_port: Option<u16>,
+    /// Path of the SSH private key on the batch component's host (ssh clusters only).
+    #[arg(long, value_name = "PATH")]
+    pub ssh_key: Option<String>,
+    /// known_hosts file on the batch component's host (ssh clusters only).
+    #[arg(long, value_name = "PATH")]
+    pub known_hosts: Option<String>,
+    /// SLURM partition.
+    #[arg(long, conflicts_with = "no_partition")]
+    pub partition: Option<String>,
+    /// Use the cluster's default partition.
+    #[arg(long)]
+    pub no_partition: bool,
+    /// Directory on the cluster under which job directories are made.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<String>,
+    /// The new sbatch options added to every job, replacing the old ones (repeatable).
+    #[arg(
+        long = "sbatch-option",
+        value_name = "OPT",
+        allow_hyphen_values = true,
+        conflicts_with = "clear_sbatch_options"
+    )]
+    pub sbatch_options: Vec<String>,
+    /// Remove every sbatch option added to jobs.
+    #[arg(long)]
+    pub clear_sbatch_options: bool,
+    /// Most elements of one array job.
+    #[arg(long, value_name = "N", value_parser = max_array_size())]
+    pub max_array_size: Option<i32>,
+    /// The worker binary on the cluster's nodes.
+    #[arg(long, value_name = "PATH")]
+    pub worker_path: Option<String>,
+    /// Keep job directories after a simulation is canceled: true or false.
+    #[arg(long, value_name = "BOOL", value_parser = clap::value_parser!(bool))]
+    pub keep_job_dirs: Option<bool>,
+}
+
+/// The range of `--max-array-size`, as the schema checks it.
+fn max_array_size() -> clap::builder::RangedI64ValueParser<i32> {
+    clap::value_parser!(i32).range(1..=1_000_000)
 }
 
 fn parse_provider(s: &str) -> Result<AuthProvider, String> {

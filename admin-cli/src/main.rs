@@ -157,6 +157,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::RemoveSimulation { id } => commands::simulations::remove(&mut ctx, id).await,
         Command::AddCluster(args) => commands::clusters::add(&mut ctx, args).await,
+        Command::UpdateCluster(args) => commands::clusters::update(&mut ctx, args).await,
         Command::ListClusters => commands::clusters::list(&mut ctx).await,
         Command::RemoveCluster { name } => commands::clusters::remove(&mut ctx, &name).await,
         Command::Migrate(cmd) => commands::migrate::run(&mut ctx, cmd).await,

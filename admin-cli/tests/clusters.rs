@@ -1,4 +1,4 @@
-//! add-cluster, list-clusters, remove-cluster.
+//! add-cluster, update-cluster, list-clusters, remove-cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -58,6 +58,10 @@ async fn add_cluster_local() {
     assert!(c["partition"].is_null());
     assert_eq!(c["work_dir"], "/scratch/jobs");
     assert_eq!(c["sbatch_defaults"], json!([]));
+    assert!(c["known_hosts_path"].is_null());
+    assert_eq!(c["max_array_size"], 1000);
+    assert_eq!(c["worker_path"], "worker");
+    assert_eq!(c["keep_job_dirs"], false);
 }
 
 #[tokio::test]
@@ -84,9 +88,18 @@ async fn add_cluster_with_every_option() {
             "--sbatch-option",
             "--mem=4G",
             "--sbatch-option",
-            "-A",
+            "--account=plgsim2026",
             "--sbatch-option",
-            "--qos normal",
+            "--qos=normal",
+            "--kind",
+            "ssh",
+            "--known-hosts",
+            "/etc/worker/known hosts",
+            "--max-array-size",
+            "250",
+            "--worker-path",
+            "~/bin/worker",
+            "--keep-job-dirs",
         ],
     );
     out.ok();
@@ -106,8 +119,18 @@ async fn add_cluster_with_every_option() {
     assert_eq!(c["work_dir"], "/net/scratch/sim");
     assert_eq!(
         c["sbatch_defaults"],
-        json!(["--time=01:00:00", "--mem=4G", "-A", "--qos normal"])
+        json!([
+            "--time=01:00:00",
+            "--mem=4G",
+            "--account=plgsim2026",
+            "--qos=normal"
+        ])
     );
+    // Paths are stored as given (no expansion, spaces kept).
+    assert_eq!(c["known_hosts_path"], "/etc/worker/known hosts");
+    assert_eq!(c["max_array_size"], 250);
+    assert_eq!(c["worker_path"], "~/bin/worker");
+    assert_eq!(c["keep_job_dirs"], true);
 }
 
 #[tokio::test]
@@ -143,11 +166,16 @@ async fn list_clusters_table_and_json() {
         [[
             "ID",
             "NAME",
+            "KIND",
             "HOST",
             "SSH_USER",
             "PORT",
+            "KNOWN_HOSTS",
             "PARTITION",
             "WORK_DIR",
+            "WORKER",
+            "MAX_ARRAY",
+            "KEEP_DIRS",
             "SBATCH_DEFAULTS"
         ]]
     );
@@ -170,6 +198,13 @@ async fn list_clusters_table_and_json() {
             "/a",
             "--sbatch-option=--time=1:00",
             "--sbatch-option=--mem=1G",
+            "--known-hosts",
+            "/kh",
+            "--max-array-size",
+            "64",
+            "--worker-path",
+            "/opt/worker",
+            "--keep-job-dirs",
         ],
     )
     .ok();
@@ -182,16 +217,24 @@ async fn list_clusters_table_and_json() {
         t[1][1..],
         [
             "alpha",
+            "ssh",
             "a.example",
             "u",
             "2200",
+            "/kh",
             "p1",
             "/a",
+            "/opt/worker",
+            "64",
+            "yes",
             "--time=1:00",
             "--mem=1G"
         ]
     );
-    assert_eq!(t[2][1..], ["zeta", "(local)", "-", "22", "-", "/z"]);
+    assert_eq!(
+        t[2][1..],
+        ["zeta", "local", "-", "-", "22", "-", "-", "/z", "worker", "1000", "no"]
+    );
 
     assert_eq!(cluster_names(&db), ["alpha", "zeta"]);
 }
@@ -327,17 +370,6 @@ async fn add_cluster_missing_or_misplaced_arguments_are_bad_usage() {
     out.expect_code(2);
     assert!(out.stderr.contains("--work-dir"), "{}", out.stderr);
     run(&db, &["add-cluster", "--work-dir", "/w"]).expect_code(2);
-    // SSH details without a host make no sense.
-    run(
-        &db,
-        &["add-cluster", "c1", "--work-dir", "/w", "--ssh-user", "u"],
-    )
-    .expect_code(2);
-    run(
-        &db,
-        &["add-cluster", "c1", "--work-dir", "/w", "--ssh-key", "/k"],
-    )
-    .expect_code(2);
     run(
         &db,
         &["add-cluster", "c1", "--work-dir", "/w", "--sbatch-option"],
@@ -400,4 +432,297 @@ async fn remove_cluster_used_by_a_batch_simulation_is_refused() {
     }
     run(&db, &["remove-cluster", "busy"]).ok();
     assert!(clusters_json(&db).is_empty());
+}
+
+#[tokio::test]
+async fn add_cluster_kind_rules() {
+    let db = Db::new().await;
+    fn add<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        [&["add-cluster", "c", "--work-dir", "/w"][..], extra].concat()
+    }
+    fails_cleanly(&db, &add(&["--kind", "ssh"]), "an ssh cluster needs --host");
+    fails_cleanly(
+        &db,
+        &add(&["--kind", "local", "--host", "h", "--ssh-user", "u"]),
+        "a local cluster has no SSH settings: leave out --host, --ssh-user",
+    );
+    // SSH settings without a host make the cluster local, which has none.
+    for flag in ["--ssh-user", "--ssh-key", "--known-hosts"] {
+        fails_cleanly(&db, &add(&[flag, "x"]), &format!("leave out {flag}"));
+    }
+    run(&db, &add(&["--kind", "cloud"])).expect_code(2);
+    assert!(clusters_json(&db).is_empty());
+
+    run(
+        &db,
+        &["add-cluster", "l", "--kind", "local", "--work-dir", "/w"],
+    )
+    .ok();
+    run(
+        &db,
+        &[
+            "add-cluster",
+            "s",
+            "--kind",
+            "ssh",
+            "--host",
+            "h",
+            "--work-dir",
+            "/w",
+        ],
+    )
+    .ok();
+    let cs = clusters_json(&db);
+    assert!(cs[0]["host"].is_null());
+    assert_eq!(cs[1]["host"], "h");
+}
+
+#[tokio::test]
+async fn hostile_sbatch_options_are_refused_and_nothing_is_stored() {
+    let db = Db::new().await;
+    run(&db, &["add-cluster", "c1", "--work-dir", "/w"]).ok();
+    for (opt, why) in [
+        ("--wrap=reboot", "sbatch option --wrap is not allowed"),
+        ("--output=/etc/x", "sbatch option --output is not allowed"),
+        ("--comment=$(reboot)", "may hold only letters"),
+        ("-A", "must look like --name=value"),
+        ("--qos normal", "without spaces"),
+    ] {
+        let arg = format!("--sbatch-option={opt}");
+        let msg = format!("--sbatch-option {opt:?} is refused: ");
+        fails_cleanly(&db, &["add-cluster", "c2", "--work-dir", "/w", &arg], &msg);
+        let out = fails_cleanly(&db, &["update-cluster", "c1", &arg], why);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+    assert_eq!(cluster_names(&db), ["c1"]);
+    assert_eq!(clusters_json(&db)[0]["sbatch_defaults"], json!([]));
+}
+
+#[tokio::test]
+async fn control_characters_in_settings_are_refused() {
+    let db = Db::new().await;
+    let cases = [
+        ("--ssh-user", "me\n"),
+        ("--worker-path", "/bin/\u{1b}[2Jworker"),
+        ("--partition", "p\tq"),
+        ("--ssh-key", "/k\r"),
+        ("--known-hosts", "/kh\u{7}"),
+    ];
+    for (flag, value) in cases {
+        let out = fails_cleanly(
+            &db,
+            &[
+                "add-cluster",
+                "c",
+                "--host",
+                "h",
+                "--work-dir",
+                "/w",
+                flag,
+                value,
+            ],
+            &format!("{flag} must not contain control characters"),
+        );
+        assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+    }
+    fails_cleanly(
+        &db,
+        &["add-cluster", "c", "--work-dir", "/w", "--worker-path", ""],
+        "--worker-path must not be empty",
+    );
+    assert!(clusters_json(&db).is_empty());
+    run(
+        &db,
+        &["add-cluster", "c", "--host", "h", "--work-dir", "/w"],
+    )
+    .ok();
+    for (flag, value) in cases {
+        fails_cleanly(
+            &db,
+            &["update-cluster", "c", flag, value],
+            "must not contain control characters",
+        );
+    }
+    fails_cleanly(
+        &db,
+        &["update-cluster", "c", "--work-dir", "/w\n/x"],
+        "--work-dir must not contain control characters",
+    );
+    assert_eq!(clusters_json(&db)[0]["work_dir"], "/w");
+}
+
+#[tokio::test]
+async fn max_array_size_is_checked() {
+    let db = Db::new().await;
+    for n in ["0", "1000001", "-1", "many"] {
+        let out = run(
+            &db,
+            &[
+                "add-cluster",
+                "c",
+                "--work-dir",
+                "/w",
+                &format!("--max-array-size={n}"),
+            ],
+        );
+        out.expect_code(2);
+        assert!(out.stderr.contains("--max-array-size"), "{}", out.stderr);
+    }
+    run(
+        &db,
+        &["add-cluster", "a", "--work-dir", "/w", "--max-array-size=1"],
+    )
+    .ok();
+    run(
+        &db,
+        &[
+            "add-cluster",
+            "b",
+            "--work-dir",
+            "/w",
+            "--max-array-size=1000000",
+        ],
+    )
+    .ok();
+    run(&db, &["update-cluster", "a", "--max-array-size=0"]).expect_code(2);
+    let sizes: Vec<_> = clusters_json(&db)
+        .iter()
+        .map(|c| c["max_array_size"].clone())
+        .collect();
+    assert_eq!(sizes, [json!(1), json!(1_000_000)]);
+}
+
+#[tokio::test]
+async fn update_cluster_changes_only_what_is_given() {
+    let db = Db::new().await;
+    run(
+        &db,
+        &[
+            "add-cluster",
+            "c1",
+            "--host",
+            "h",
+            "--ssh-user",
+            "u",
+            "--partition",
+            "p",
+            "--work-dir",
+            "/w",
+            "--sbatch-option=--time=10",
+        ],
+    )
+    .ok();
+    let before = clusters_json(&db)[0].clone();
+    let out = run(
+        &db,
+        &[
+            "update-cluster",
+            "c1",
+            "--max-array-size",
+            "20",
+            "--worker-path",
+            "/opt/worker",
+            "--keep-job-dirs",
+            "true",
+            "--known-hosts",
+            "/kh",
+            "--sbatch-option=--mem=1G",
+            "--sbatch-option=--qos=high",
+        ],
+    );
+    out.ok();
+    assert_eq!(
+        out.stdout,
+        "updated cluster \"c1\": known_hosts_path - -> \"/kh\"; \
+         sbatch_defaults [\"--time=10\"] -> [\"--mem=1G\", \"--qos=high\"]; \
+         max_array_size 1000 -> 20; worker_path \"worker\" -> \"/opt/worker\"; \
+         keep_job_dirs false -> true\n"
+    );
+    let mut want = before.clone();
+    want["known_hosts_path"] = json!("/kh");
+    want["sbatch_defaults"] = json!(["--mem=1G", "--qos=high"]);
+    want["max_array_size"] = json!(20);
+    want["worker_path"] = json!("/opt/worker");
+    want["keep_job_dirs"] = json!(true);
+    assert_eq!(clusters_json(&db)[0], want);
+
+    // Clearing, and the JSON answer is the cluster as it now is.
+    let out = run(
+        &db,
+        &[
+            "--json",
+            "update-cluster",
+            "c1",
+            "--no-partition",
+            "--clear-sbatch-options",
+            "--keep-job-dirs=false",
+            "--ssh-port=2022",
+        ],
+    );
+    out.ok();
+    let v = out.json();
+    assert!(v["partition"].is_null());
+    assert_eq!(v["sbatch_defaults"], json!([]));
+    assert_eq!(v["keep_job_dirs"], false);
+    assert_eq!(v["ssh_port"], 2022);
+    assert_eq!(v["ssh_user"], "u");
+    assert_eq!(clusters_json(&db)[0], v);
+
+    let same = run(&db, &["update-cluster", "c1", "--ssh-port=2022"]);
+    same.ok();
+    assert!(same.stdout.contains("unchanged"), "{}", same.stdout);
+}
+
+#[tokio::test]
+async fn update_cluster_refusals() {
+    let db = Db::new().await;
+    run(&db, &["add-cluster", "loc", "--work-dir", "/w"]).ok();
+    fails_cleanly(
+        &db,
+        &["update-cluster", "nope", "--max-array-size=5"],
+        "cluster \"nope\" not found",
+    );
+    fails_cleanly(&db, &["update-cluster", "loc"], "nothing to change");
+    // A local cluster gets SSH settings only together with a host.
+    for flag in ["--ssh-user", "--ssh-key", "--known-hosts"] {
+        fails_cleanly(
+            &db,
+            &["update-cluster", "loc", flag, "x"],
+            "cluster \"loc\" is local (it has no host)",
+        );
+    }
+    fails_cleanly(
+        &db,
+        &["update-cluster", "loc", "--host", ""],
+        "--host must not be empty",
+    );
+    for bad in [
+        &["--partition", "p", "--no-partition"][..],
+        &["--sbatch-option=--mem=1G", "--clear-sbatch-options"][..],
+        &["--keep-job-dirs", "yes"][..],
+        &["--ssh-port", "0"][..],
+    ] {
+        run(&db, &[&["update-cluster", "loc"][..], bad].concat()).expect_code(2);
+    }
+    let c = &clusters_json(&db)[0];
+    assert!(c["host"].is_null() && c["ssh_user"].is_null() && c["known_hosts_path"].is_null());
+    assert_eq!(c["max_array_size"], 1000);
+
+    run(
+        &db,
+        &[
+            "update-cluster",
+            "loc",
+            "--host",
+            "login",
+            "--ssh-user",
+            "me",
+        ],
+    )
+    .ok();
+    let c = &clusters_json(&db)[0];
+    assert_eq!(
+        (&c["host"], &c["ssh_user"]),
+        (&json!("login"), &json!("me"))
+    );
 }

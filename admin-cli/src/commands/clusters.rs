@@ -1,13 +1,108 @@
-//! add-cluster, list-clusters, remove-cluster.
+//! add-cluster, update-cluster, list-clusters, remove-cluster.
 
 use super::Ctx;
-use crate::cli::ClusterArgs;
+use crate::cli::{ClusterArgs, ClusterKind, ClusterUpdateArgs};
 use crate::output::{opt, safe, write_json, Table};
-use anyhow::Result;
-use db::models::NewCluster;
+use anyhow::{bail, Result};
+use db::clusters::ClusterChanges;
+use db::models::{Cluster, NewCluster};
+use slurm::options::SbatchOption;
 
-/// `add-cluster NAME [connection options]`.
+/// Longest path accepted, in bytes (the schema's limit for the worker and known_hosts paths).
+const MAX_PATH_BYTES: usize = 4096;
+
+/// Refuses an empty setting, or one holding a NUL byte or a control character; `flag` names
+/// it as the operator gave it. Everything else is stored exactly as given.
+fn check_text(flag: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        bail!("{flag} must not be empty");
+    }
+    if value.contains('\0') {
+        bail!("{flag} contains a NUL byte, which PostgreSQL cannot store");
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        bail!("{flag} must not contain control characters (it holds {c:?})");
+    }
+    Ok(())
+}
+
+/// [`check_text`] for a path, which also has at most [`MAX_PATH_BYTES`] bytes.
+fn check_path(flag: &str, value: &str) -> Result<()> {
+    check_text(flag, value)?;
+    if value.len() > MAX_PATH_BYTES {
+        bail!("{flag} must be at most {MAX_PATH_BYTES} bytes");
+    }
+    Ok(())
+}
+
+/// Checks each text setting that is present.
+fn check_all(settings: &[(&str, Option<&str>, bool)]) -> Result<()> {
+    for (flag, value, is_path) in settings {
+        match (value, is_path) {
+            (Some(v), true) => check_path(flag, v)?,
+            (Some(v), false) => check_text(flag, v)?,
+            (None, _) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks sbatch options against `slurm::options`' allow-list; the first refused one is the
+/// error, named as given.
+fn check_sbatch_options(options: &[String]) -> Result<()> {
+    for o in options {
+        if let Err(e) = o.parse::<SbatchOption>() {
+            bail!("--sbatch-option {o:?} is refused: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Applies the kind rules: `ssh` needs a host; `local` has no SSH settings.
+fn check_kind(args: &ClusterArgs) -> Result<ClusterKind> {
+    let kind = args.kind.unwrap_or(match args.host {
+        Some(_) => ClusterKind::Ssh,
+        None => ClusterKind::Local,
+    });
+    match kind {
+        ClusterKind::Ssh if args.host.is_none() => {
+            bail!("an ssh cluster needs --host (its login node)")
+        }
+        ClusterKind::Local => {
+            let given: Vec<&str> = [
+                ("--host", args.host.is_some()),
+                ("--ssh-user", args.ssh_user.is_some()),
+                ("--ssh-key", args.ssh_key.is_some()),
+                ("--known-hosts", args.known_hosts.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, set)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                bail!(
+                    "a local cluster has no SSH settings: leave out {}, or use --kind ssh with --host",
+                    given.join(", ")
+                );
+            }
+        }
+        ClusterKind::Ssh => {}
+    }
+    Ok(kind)
+}
+
+/// `add-cluster NAME [options]`.
 pub async fn add(ctx: &mut Ctx<'_>, args: ClusterArgs) -> Result<()> {
+    check_kind(&args)?;
+    check_all(&[
+        ("--host", args.host.as_deref(), false),
+        ("--ssh-user", args.ssh_user.as_deref(), false),
+        ("--ssh-key", args.ssh_key.as_deref(), true),
+        ("--known-hosts", args.known_hosts.as_deref(), true),
+        ("--partition", args.partition.as_deref(), false),
+        ("--work-dir", Some(&args.work_dir), true),
+        ("--worker-path", Some(&args.worker_path), true),
+    ])?;
+    check_sbatch_options(&args.sbatch_options)?;
     let mut conn = ctx.conn().await?;
     let new = NewCluster {
         name: args.name,
@@ -18,10 +113,10 @@ pub async fn add(ctx: &mut Ctx<'_>, args: ClusterArgs) -> Result<()> {
         partition: args.partition,
         work_dir: args.work_dir,
         sbatch_defaults: args.sbatch_options.into_iter().map(Some).collect(),
-        known_hosts_path: None,
-        max_array_size: 1000,
-        worker_path: "worker".into(),
-        keep_job_dirs: false,
+        known_hosts_path: args.known_hosts,
+        max_array_size: args.max_array_size,
+        worker_path: args.worker_path,
+        keep_job_dirs: args.keep_job_dirs,
     };
     let c = db::clusters::create(&mut conn, &new).await?;
     let place = match &c.host {
@@ -29,9 +124,9 @@ pub async fn add(ctx: &mut Ctx<'_>, args: ClusterArgs) -> Result<()> {
             "via ssh {}{}:{}",
             c.ssh_user
                 .as_deref()
-                .map(|u| format!("{u}@"))
+                .map(|u| format!("{}@", safe(u)))
                 .unwrap_or_default(),
-            h,
+            safe(h),
             c.ssh_port
         ),
         None => "on the worker's host".into(),
@@ -41,6 +136,134 @@ pub async fn add(ctx: &mut Ctx<'_>, args: ClusterArgs) -> Result<()> {
         &c,
     )?;
     Ok(())
+}
+
+/// `update-cluster NAME [options]`: changes only what is given, in one UPDATE.
+pub async fn update(ctx: &mut Ctx<'_>, args: ClusterUpdateArgs) -> Result<()> {
+    check_all(&[
+        ("--host", args.host.as_deref(), false),
+        ("--ssh-user", args.ssh_user.as_deref(), false),
+        ("--ssh-key", args.ssh_key.as_deref(), true),
+        ("--known-hosts", args.known_hosts.as_deref(), true),
+        ("--partition", args.partition.as_deref(), false),
+        ("--work-dir", args.work_dir.as_deref(), true),
+        ("--worker-path", args.worker_path.as_deref(), true),
+    ])?;
+    check_sbatch_options(&args.sbatch_options)?;
+    let sbatch_defaults = if args.clear_sbatch_options {
+        Some(Vec::new())
+    } else if args.sbatch_options.is_empty() {
+        None
+    } else {
+        Some(args.sbatch_options.into_iter().map(Some).collect())
+    };
+    let changes = ClusterChanges {
+        host: args.host,
+        ssh_user: args.ssh_user,
+        ssh_port: args.ssh_port.map(i32::from),
+        ssh_key_path: args.ssh_key,
+        known_hosts_path: args.known_hosts,
+        partition: if args.no_partition {
+            Some(None)
+        } else {
+            args.partition.map(Some)
+        },
+        work_dir: args.work_dir,
+        sbatch_defaults,
+        max_array_size: args.max_array_size,
+        worker_path: args.worker_path,
+        keep_job_dirs: args.keep_job_dirs,
+    };
+    if changes.is_empty() {
+        bail!(
+            "nothing to change: give at least one setting (see `admin-cli update-cluster --help`)"
+        );
+    }
+    let mut conn = ctx.conn().await?;
+    let u = db::clusters::update(&mut conn, &args.name, &changes).await?;
+    let diff = differences(&u.before, &u.after);
+    let message = if diff.is_empty() {
+        format!(
+            "cluster {:?} unchanged (it already had those settings)",
+            u.after.name
+        )
+    } else {
+        format!("updated cluster {:?}: {}", u.after.name, diff.join("; "))
+    };
+    ctx.done(&message, &u.after)?;
+    Ok(())
+}
+
+/// Each setting that differs, as `name old -> new` (text quoted and escaped, `-` for none).
+fn differences(before: &Cluster, after: &Cluster) -> Vec<String> {
+    fn text(v: Option<&str>) -> String {
+        v.map_or_else(|| "-".into(), |s| format!("{s:?}"))
+    }
+    fn options(v: &[Option<String>]) -> String {
+        format!("{:?}", v.iter().flatten().collect::<Vec<_>>())
+    }
+    let pairs = [
+        (
+            "host",
+            text(before.host.as_deref()),
+            text(after.host.as_deref()),
+        ),
+        (
+            "ssh_user",
+            text(before.ssh_user.as_deref()),
+            text(after.ssh_user.as_deref()),
+        ),
+        (
+            "ssh_port",
+            before.ssh_port.to_string(),
+            after.ssh_port.to_string(),
+        ),
+        (
+            "ssh_key_path",
+            text(before.ssh_key_path.as_deref()),
+            text(after.ssh_key_path.as_deref()),
+        ),
+        (
+            "known_hosts_path",
+            text(before.known_hosts_path.as_deref()),
+            text(after.known_hosts_path.as_deref()),
+        ),
+        (
+            "partition",
+            text(before.partition.as_deref()),
+            text(after.partition.as_deref()),
+        ),
+        (
+            "work_dir",
+            text(Some(&before.work_dir)),
+            text(Some(&after.work_dir)),
+        ),
+        (
+            "sbatch_defaults",
+            options(&before.sbatch_defaults),
+            options(&after.sbatch_defaults),
+        ),
+        (
+            "max_array_size",
+            before.max_array_size.to_string(),
+            after.max_array_size.to_string(),
+        ),
+        (
+            "worker_path",
+            text(Some(&before.worker_path)),
+            text(Some(&after.worker_path)),
+        ),
+        (
+            "keep_job_dirs",
+            before.keep_job_dirs.to_string(),
+            after.keep_job_dirs.to_string(),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(name, old, new)| format!("{name} {old} -> {new}"))
+        .collect()
 }
 
 /// `list-clusters`.
@@ -53,11 +276,16 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
     let mut t = Table::new(vec![
         "ID",
         "NAME",
+        "KIND",
         "HOST",
         "SSH_USER",
         "PORT",
+        "KNOWN_HOSTS",
         "PARTITION",
         "WORK_DIR",
+        "WORKER",
+        "MAX_ARRAY",
+        "KEEP_DIRS",
         "SBATCH_DEFAULTS",
     ]);
     for c in &clusters {
@@ -70,11 +298,16 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
         t.row(vec![
             c.id.to_string(),
             safe(&c.name),
-            c.host.as_deref().map_or_else(|| "(local)".into(), safe),
+            if c.host.is_some() { "ssh" } else { "local" }.into(),
+            safe(&opt(&c.host)),
             safe(&opt(&c.ssh_user)),
             c.ssh_port.to_string(),
+            safe(&opt(&c.known_hosts_path)),
             safe(&opt(&c.partition)),
             safe(&c.work_dir),
+            safe(&c.worker_path),
+            c.max_array_size.to_string(),
+            if c.keep_job_dirs { "yes" } else { "no" }.into(),
             safe(&defaults.join(" ")),
         ]);
     }
