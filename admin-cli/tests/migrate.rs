@@ -61,8 +61,7 @@ fn trigger_exists(db: &Db, name: &str) -> bool {
 async fn status_on_an_empty_database_lists_every_migration_as_pending() {
     let db = Db::empty().await;
     let out = run(&db, &["migrate", "status"]);
-    out.ok();
-    let t = table(&out.stdout);
+    let t = table(&out.ok().stdout);
     assert_eq!(t[0], ["VERSION", "NAME", "STATE"]);
     assert_eq!(t.len(), N + 2, "{}", out.stdout);
     for (row, v) in t[1..=N].iter().zip(VERSIONS) {
@@ -99,26 +98,16 @@ async fn status_json_has_version_name_applied_known() {
         "{v}"
     );
 
-    let text = run(&db, &["migrate", "status"]);
-    text.ok();
-    assert_eq!(text.stdout.lines().last(), Some("0 pending"));
-    assert_eq!(
-        text.stdout.matches(" applied").count(),
-        VERSIONS.len(),
-        "{}",
-        text.stdout
-    );
+    let text = stdout_of(&db, &["migrate", "status"]);
+    assert_eq!(text.lines().last(), Some("0 pending"));
+    assert_eq!(text.matches(" applied").count(), VERSIONS.len(), "{}", text);
 }
 
 #[tokio::test]
 async fn run_applies_every_migration_then_has_nothing_to_apply() {
     let db = Db::empty().await;
-    let out = run(&db, &["migrate", "run"]);
-    out.ok();
-    assert_eq!(
-        out.stdout.trim(),
-        format!("applied {}", VERSIONS.join(", "))
-    );
+    let out = stdout_of(&db, &["migrate", "run"]);
+    assert_eq!(out.trim(), format!("applied {}", VERSIONS.join(", ")));
     assert_eq!(applied(&db), VERSIONS);
     for t in [
         "users",
@@ -135,12 +124,8 @@ async fn run_applies_every_migration_then_has_nothing_to_apply() {
     run(&db, &["add-user", "alice"]).ok();
     run(&db, &["list-users"]).ok();
 
-    let again = run(&db, &["migrate", "run"]);
-    again.ok();
-    assert_eq!(
-        again.stdout.trim(),
-        "nothing to apply: the database is up to date"
-    );
+    let again = stdout_of(&db, &["migrate", "run"]);
+    assert_eq!(again.trim(), "nothing to apply: the database is up to date");
     let json = run(&db, &["--json", "migrate", "run"]);
     json.ok();
     assert_eq!(json.json(), serde_json::json!({ "applied": [] }));
@@ -161,15 +146,13 @@ async fn run_json_lists_the_applied_versions() {
 #[tokio::test]
 async fn revert_one_step_then_commands_refuse_until_run() {
     let db = Db::new().await;
-    let out = run(&db, &["migrate", "revert"]);
-    out.ok();
-    assert_eq!(out.stdout.trim(), format!("reverted {}", VERSIONS[N - 1]));
+    let out = stdout_of(&db, &["migrate", "revert"]);
+    assert_eq!(out.trim(), format!("reverted {}", VERSIONS[N - 1]));
     assert_eq!(applied(&db), VERSIONS[..N - 1]);
     assert!(table_exists(&db, "merge_accumulators"));
 
-    let st = run(&db, &["migrate", "status"]);
-    st.ok();
-    assert_eq!(st.stdout.lines().last(), Some("1 pending"));
+    let st = stdout_of(&db, &["migrate", "status"]);
+    assert_eq!(st.lines().last(), Some("1 pending"));
 
     let refused = run(&db, &["list-users"]);
     refused.fails_with(&format!(
@@ -185,10 +168,9 @@ async fn revert_one_step_then_commands_refuse_until_run() {
 #[tokio::test]
 async fn revert_steps_two() {
     let db = Db::new().await;
-    let out = run(&db, &["migrate", "revert", "--steps", "2"]);
-    out.ok();
+    let out = stdout_of(&db, &["migrate", "revert", "--steps", "2"]);
     assert_eq!(
-        out.stdout.trim(),
+        out.trim(),
         format!("reverted {}, {}", VERSIONS[N - 1], VERSIONS[N - 2])
     );
     assert_eq!(applied(&db), VERSIONS[..N - 2]);
@@ -224,9 +206,8 @@ async fn revert_bad_steps_are_bad_usage() {
 async fn redo_reverts_and_reapplies_the_last_migration_only() {
     let db = Db::new().await;
     run(&db, &["add-user", "keeper"]).ok();
-    let out = run(&db, &["migrate", "redo"]);
-    out.ok();
-    assert_eq!(out.stdout.trim(), format!("redid {}", VERSIONS[N - 1]));
+    let out = stdout_of(&db, &["migrate", "redo"]);
+    assert_eq!(out.trim(), format!("redid {}", VERSIONS[N - 1]));
     assert_eq!(applied(&db), VERSIONS);
     assert!(trigger_exists(&db, "users_changed"));
     assert!(trigger_exists(&db, "auth_tokens_changed"));
@@ -251,12 +232,8 @@ async fn redo_reverts_and_reapplies_the_last_migration_only() {
 #[tokio::test]
 async fn redo_on_an_empty_database_has_nothing_to_do() {
     let db = Db::empty().await;
-    let out = run(&db, &["migrate", "redo"]);
-    out.ok();
-    assert_eq!(
-        out.stdout.trim(),
-        "nothing to redo: no migration is applied"
-    );
+    let out = stdout_of(&db, &["migrate", "redo"]);
+    assert_eq!(out.trim(), "nothing to redo: no migration is applied");
 }
 
 #[tokio::test]
@@ -298,13 +275,8 @@ async fn unknown_migration_version_is_refused_by_commands_and_migrate() {
         st[VERSIONS.len()],
         ("99990101000000".to_string(), true, false)
     );
-    let text = run(&db, &["migrate", "status"]);
-    text.ok();
-    assert!(
-        text.stdout.contains("applied, unknown to this binary"),
-        "{}",
-        text.stdout
-    );
+    let text = stdout_of(&db, &["migrate", "status"]);
+    assert!(text.contains("applied, unknown to this binary"), "{}", text);
 }
 
 #[tokio::test]
@@ -340,12 +312,8 @@ async fn partly_migrated_database_gets_the_rest() {
     let db = Db::empty().await;
     run(&db, &["migrate", "run"]).ok();
     run(&db, &["migrate", "revert", "--steps", &(N - 1).to_string()]).ok();
-    let out = run(&db, &["migrate", "run"]);
-    out.ok();
-    assert_eq!(
-        out.stdout.trim(),
-        format!("applied {}", VERSIONS[1..].join(", "))
-    );
+    let out = stdout_of(&db, &["migrate", "run"]);
+    assert_eq!(out.trim(), format!("applied {}", VERSIONS[1..].join(", ")));
 }
 
 /// Eight processes start `migrate run` at once on an empty database: under the advisory

@@ -8,10 +8,6 @@ mod common;
 
 use common::*;
 
-fn users(db: &Db) -> i64 {
-    count(db, "select count(*) from users")
-}
-
 #[tokio::test]
 async fn add_user_refuses_control_characters_in_names() {
     let db = Db::new().await;
@@ -40,10 +36,10 @@ async fn add_user_refuses_control_characters_in_names() {
         );
         assert!(out.stdout.is_empty(), "{:?}", out.stdout);
     }
-    assert_eq!(users(&db), 0);
+    assert_eq!(user_count(&db), 0);
     // Other unusual characters are fine.
     run(&db, &["add-user", "Zoë Łukasiewicz"]).ok();
-    assert_eq!(users(&db), 1);
+    assert_eq!(user_count(&db), 1);
 }
 
 #[tokio::test]
@@ -61,7 +57,7 @@ async fn a_nul_in_a_password_from_stdin_is_refused() {
         "error: the password contains a NUL byte; choose one without\n"
     );
     assert!(!out.all().contains("secret"), "the password leaked");
-    assert_eq!(users(&db), 0);
+    assert_eq!(user_count(&db), 0);
 
     run(&db, &["add-user", "bob", "--password", "pw-bob-1"]).ok();
     let before = scalar(

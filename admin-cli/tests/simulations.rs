@@ -20,14 +20,11 @@ fn sim_ids(sims: &[Value]) -> Vec<i64> {
 
 #[tokio::test]
 async fn list_simulations_prints_newest_first() {
-    let db = Db::new().await;
-    let (a, b, c) = seed(&db).await;
+    let (db, a, b, c) = seeded().await;
     let out = run(&db, &["list-simulations"]);
-    out.ok();
-    let t = table(&out.stdout);
-    assert_eq!(
-        t[0].join(" "),
-        "ID JOB_ID USER STATE SIM_TYPE PLATFORM TASKS PRIMARIES STARTED ENDED TITLE"
+    let t = table_with_header(
+        &out,
+        "ID JOB_ID USER STATE SIM_TYPE PLATFORM TASKS PRIMARIES STARTED ENDED TITLE",
     );
     let ids: Vec<String> = t[1..].iter().map(|r| r[0].clone()).collect();
     assert_eq!(ids, [c.to_string(), b.to_string(), a.to_string()]);
@@ -42,8 +39,7 @@ async fn list_simulations_prints_newest_first() {
 
 #[tokio::test]
 async fn list_simulations_verbose_shows_task_totals() {
-    let db = Db::new().await;
-    let (a, b, _) = seed(&db).await;
+    let (db, a, b, _) = seeded().await;
     exec(
         &db,
         &format!(
@@ -60,8 +56,7 @@ async fn list_simulations_verbose_shows_task_totals() {
     );
 
     let out = run(&db, &["list-simulations", "-v"]);
-    out.ok();
-    let t = table(&out.stdout);
+    let t = table(&out.ok().stdout);
     assert_eq!(
         t[0][11..],
         ["DONE", "FAILED", "SIMULATED", "ARRAY_ID", "JOB_DIR"]
@@ -87,8 +82,7 @@ async fn list_simulations_verbose_shows_task_totals() {
 
 #[tokio::test]
 async fn list_simulations_json_has_the_fields() {
-    let db = Db::new().await;
-    let (a, _, _) = seed(&db).await;
+    let (db, a, _, _) = seeded().await;
     let sims = sims_json(&db, &[]);
     assert_eq!(sims.len(), 3);
     let s = sims.iter().find(|s| s["id"] == a).unwrap();
@@ -106,8 +100,7 @@ async fn list_simulations_json_has_the_fields() {
 
 #[tokio::test]
 async fn list_simulations_filters() {
-    let db = Db::new().await;
-    let (a, b, c) = seed(&db).await;
+    let (db, a, b, c) = seeded().await;
     exec(
         &db,
         &format!("update simulations set job_state = 'COMPLETED', end_time = now() where id = {b}"),
@@ -137,15 +130,9 @@ async fn list_simulations_filters() {
 
 #[tokio::test]
 async fn list_simulations_bad_arguments_are_bad_usage() {
-    let db = Db::new().await;
-    seed(&db).await;
+    let (db, ..) = seeded().await;
     let out = run(&db, &["list-simulations", "--state", "DONE"]);
-    out.expect_code(2);
-    assert!(
-        out.stderr.contains("PENDING, RUNNING, MERGING"),
-        "{}",
-        out.stderr
-    );
+    out.usage_error_with("PENDING, RUNNING, MERGING");
     run(&db, &["list-simulations", "--limit", "0"]).expect_code(2);
     run(&db, &["list-simulations", "--limit", "x"]).expect_code(2);
     run(&db, &["list-simulations", "--auth-provider", "github"]).expect_code(2);
@@ -156,10 +143,9 @@ async fn list_simulations_escapes_control_characters_in_titles() {
     let db = Db::new().await;
     let alice = user(&db, "alice", AuthProvider::Local).await;
     let s = sim(&db, alice, "evil\u{1b}[2J\ntitle", 1).await;
-    let out = run(&db, &["list-simulations"]);
-    out.ok();
-    assert!(!out.stdout.contains('\u{1b}'), "{:?}", out.stdout);
-    assert_eq!(out.stdout.lines().count(), 2, "{:?}", out.stdout);
+    let out = stdout_of(&db, &["list-simulations"]);
+    assert!(!out.contains('\u{1b}'), "{:?}", out);
+    assert_eq!(out.lines().count(), 2, "{:?}", out);
     let json = sims_json(&db, &[]);
     assert_eq!(json[0]["id"], s.id);
     assert_eq!(json[0]["title"], "evil\u{1b}[2J\ntitle");
@@ -169,8 +155,7 @@ async fn list_simulations_escapes_control_characters_in_titles() {
 
 #[tokio::test]
 async fn remove_simulation_cascades_to_its_tasks_and_input_only() {
-    let db = Db::new().await;
-    let (a, b, _) = seed(&db).await;
+    let (db, a, b, _) = seeded().await;
     exec(
         &db,
         &format!(
@@ -178,17 +163,16 @@ async fn remove_simulation_cascades_to_its_tasks_and_input_only() {
              select simulation_id, id, 'stdout', '\\x00', 1 from tasks where simulation_id in ({a}, {b})"
         ),
     );
-    let out = run(&db, &["remove-simulation", &a.to_string()]);
-    out.ok();
+    let out = stdout_of(&db, &["remove-simulation", &a.to_string()]);
     assert!(
-        out.stdout.starts_with(&format!("removed simulation {a} (")),
+        out.starts_with(&format!("removed simulation {a} (")),
         "{}",
-        out.stdout
+        out
     );
     assert!(
-        out.stdout.contains("it was PENDING"),
+        out.contains("it was PENDING"),
         "a pending simulation gets a warning: {}",
-        out.stdout
+        out
     );
 
     for table in ["tasks", "inputs", "logfiles"] {
@@ -230,20 +214,18 @@ async fn remove_simulation_cascades_to_its_tasks_and_input_only() {
         ),
         3
     );
-    assert_eq!(count(&db, "select count(*) from users"), 2);
+    assert_eq!(user_count(&db), 2);
 }
 
 #[tokio::test]
 async fn remove_simulation_of_a_finished_simulation_has_no_warning() {
-    let db = Db::new().await;
-    let (a, _, _) = seed(&db).await;
+    let (db, a, _, _) = seeded().await;
     exec(
         &db,
         &format!("update simulations set job_state = 'CANCELED', end_time = now() where id = {a}"),
     );
-    let out = run(&db, &["remove-simulation", &a.to_string()]);
-    out.ok();
-    assert!(!out.stdout.contains("it was"), "{}", out.stdout);
+    let out = stdout_of(&db, &["remove-simulation", &a.to_string()]);
+    assert!(!out.contains("it was"), "{}", out);
     let again = run(&db, &["remove-simulation", &a.to_string()]);
     again.expect_code(1);
     assert!(
@@ -255,8 +237,7 @@ async fn remove_simulation_of_a_finished_simulation_has_no_warning() {
 
 #[tokio::test]
 async fn remove_simulation_json_returns_the_simulation() {
-    let db = Db::new().await;
-    let (_, b, _) = seed(&db).await;
+    let (db, _, b, _) = seeded().await;
     let out = run(&db, &["--json", "remove-simulation", &b.to_string()]);
     out.ok();
     let v = out.json();
@@ -266,8 +247,7 @@ async fn remove_simulation_json_returns_the_simulation() {
 
 #[tokio::test]
 async fn remove_simulation_missing_id_is_not_found() {
-    let db = Db::new().await;
-    seed(&db).await;
+    let (db, ..) = seeded().await;
     fails_cleanly(
         &db,
         &["remove-simulation", "999999"],
@@ -278,8 +258,7 @@ async fn remove_simulation_missing_id_is_not_found() {
 
 #[tokio::test]
 async fn remove_simulation_bad_arguments_are_bad_usage() {
-    let db = Db::new().await;
-    seed(&db).await;
+    let (db, ..) = seeded().await;
     run(&db, &["remove-simulation", "abc"]).expect_code(2);
     run(&db, &["remove-simulation"]).expect_code(2);
     run(&db, &["remove-simulation", "1", "2"]).expect_code(2);

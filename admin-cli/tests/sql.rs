@@ -78,7 +78,7 @@ async fn insert_update_delete_report_affected_rows() {
         let want = format!("OK, {affected} row(s) affected\n");
         assert_eq!(sql_stdout(&db, statement), want, "{statement}");
     }
-    assert_eq!(count(&db, "select count(*) from users"), 1);
+    assert_eq!(user_count(&db), 1);
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn statements_run_in_one_transaction() {
     )
     .fails_with("division by zero");
     assert_eq!(
-        count(&db, "select count(*) from users"),
+        user_count(&db),
         0,
         "the insert before the failing statement is rolled back"
     );
@@ -148,7 +148,7 @@ async fn sql_from_a_file() {
     );
     let long = run(&db, &["sql", "--file", path.to_str().unwrap()]);
     long.expect_code(1); // the second insert of the same name is a duplicate
-    assert_eq!(count(&db, "select count(*) from users"), 1);
+    assert_eq!(user_count(&db), 1);
 }
 
 #[tokio::test]
@@ -184,8 +184,7 @@ async fn empty_sql_is_rejected() {
 async fn neither_or_both_of_c_and_f_is_bad_usage() {
     let db = Db::new().await;
     let out = run(&db, &["sql"]);
-    out.expect_code(2);
-    assert!(out.stderr.contains("--command"), "{}", out.stderr);
+    out.usage_error_with("--command");
     run(&db, &["sql", "-c", "select 1", "-f", "-"]).expect_code(2);
     run(&db, &["sql", "-c"]).expect_code(2);
     run(&db, &["sql", "-f"]).expect_code(2);

@@ -35,14 +35,10 @@ fn indices_of(db: &Db, sim: i64) -> Vec<Option<String>> {
 
 #[tokio::test]
 async fn list_tasks_prints_every_task_by_simulation_and_index() {
-    let db = Db::new().await;
-    let (a, b, c) = seed(&db).await;
-    let out = run(&db, &["list-tasks"]);
-    out.ok();
-    let t = table(&out.stdout);
-    assert_eq!(
-        t[0].join(" "),
-        "SIMULATION INDEX STATE USER PRIMARIES DONE ATTEMPTS STARTED ENDED LAST_ERROR"
+    let (db, a, b, c) = seeded().await;
+    let t = table_with_header(
+        &run(&db, &["list-tasks"]),
+        "SIMULATION INDEX STATE USER PRIMARIES DONE ATTEMPTS STARTED ENDED LAST_ERROR",
     );
     let keys: Vec<(String, String)> = t[1..]
         .iter()
@@ -64,8 +60,7 @@ async fn list_tasks_prints_every_task_by_simulation_and_index() {
 
 #[tokio::test]
 async fn list_tasks_json_has_the_task_and_its_simulation() {
-    let db = Db::new().await;
-    let (a, _, _) = seed(&db).await;
+    let (db, a, _, _) = seeded().await;
     let out = run(
         &db,
         &["--json", "list-tasks", "--simulation", &a.to_string()],
@@ -87,8 +82,7 @@ async fn list_tasks_json_has_the_task_and_its_simulation() {
 
 #[tokio::test]
 async fn list_tasks_filters_by_simulation() {
-    let db = Db::new().await;
-    let (a, b, _) = seed(&db).await;
+    let (db, a, b, _) = seeded().await;
     assert_eq!(
         task_keys(&db, &["--simulation", &b.to_string()]),
         [(b, 0), (b, 1), (b, 2)]
@@ -99,8 +93,7 @@ async fn list_tasks_filters_by_simulation() {
 
 #[tokio::test]
 async fn list_tasks_filters_by_user_and_auth_provider() {
-    let db = Db::new().await;
-    let (a, b, c) = seed(&db).await;
+    let (db, a, b, c) = seeded().await;
     let alice: Vec<i64> = task_keys(&db, &["--user", "alice"])
         .iter()
         .map(|k| k.0)
@@ -121,8 +114,7 @@ async fn list_tasks_filters_by_user_and_auth_provider() {
 
 #[tokio::test]
 async fn list_tasks_filters_by_state() {
-    let db = Db::new().await;
-    let (a, b, _) = seed(&db).await;
+    let (db, a, b, _) = seeded().await;
     exec(
         &db,
         &format!(
@@ -142,33 +134,23 @@ async fn list_tasks_filters_by_state() {
     assert!(task_keys(&db, &["--state", "RUNNING"]).is_empty());
 
     let out = run(&db, &["list-tasks", "--state", "failed"]);
-    out.ok();
-    let t = table(&out.stdout);
+    let t = table(&out.ok().stdout);
     assert_eq!(t[1].last().unwrap(), "boom");
 }
 
 #[tokio::test]
 async fn list_tasks_limit() {
-    let db = Db::new().await;
-    let (a, _, _) = seed(&db).await;
+    let (db, a, _, _) = seeded().await;
     assert_eq!(task_keys(&db, &["--limit", "2"]), [(a, 0), (a, 1)]);
-    let out = run(&db, &["list-tasks", "--limit", "1"]);
-    out.ok();
-    assert_eq!(table(&out.stdout).len(), 2);
+    let out = stdout_of(&db, &["list-tasks", "--limit", "1"]);
+    assert_eq!(table(&out).len(), 2);
 }
 
 #[tokio::test]
 async fn list_tasks_bad_arguments_are_bad_usage() {
-    let db = Db::new().await;
-    seed(&db).await;
+    let (db, ..) = seeded().await;
     let out = run(&db, &["list-tasks", "--state", "DONE"]);
-    out.expect_code(2);
-    assert!(
-        out.stderr
-            .contains("PENDING, RUNNING, COMPLETED, FAILED, CANCELED"),
-        "{}",
-        out.stderr
-    );
+    out.usage_error_with("PENDING, RUNNING, COMPLETED, FAILED, CANCELED");
     run(&db, &["list-tasks", "--state", "MERGING"]).expect_code(2); // a job state, not a task state
     run(&db, &["list-tasks", "--limit", "0"]).expect_code(2);
     run(&db, &["list-tasks", "--limit", "-1"]).expect_code(2);
@@ -182,14 +164,9 @@ async fn list_tasks_bad_arguments_are_bad_usage() {
 /// yaptide removed task N of *every* simulation; this must remove it from one only.
 #[tokio::test]
 async fn remove_task_removes_only_that_task_of_that_simulation() {
-    let db = Db::new().await;
-    let (a, b, c) = seed(&db).await;
-    let out = run(&db, &["remove-task", &a.to_string(), "1"]);
-    out.ok();
-    assert_eq!(
-        out.stdout.trim(),
-        format!("removed task 1 of simulation {a}")
-    );
+    let (db, a, b, c) = seeded().await;
+    let out = stdout_of(&db, &["remove-task", &a.to_string(), "1"]);
+    assert_eq!(out.trim(), format!("removed task 1 of simulation {a}"));
 
     let s = |v: &[&str]| v.iter().map(|x| Some(x.to_string())).collect::<Vec<_>>();
     assert_eq!(indices_of(&db, a), s(&["0", "2"]));
@@ -208,8 +185,7 @@ async fn remove_task_removes_only_that_task_of_that_simulation() {
 
 #[tokio::test]
 async fn remove_task_json_returns_the_removed_task() {
-    let db = Db::new().await;
-    let (_, b, _) = seed(&db).await;
+    let (db, _, b, _) = seeded().await;
     let out = run(&db, &["--json", "remove-task", &b.to_string(), "2"]);
     out.ok();
     let v = out.json();
@@ -223,8 +199,7 @@ async fn remove_task_json_returns_the_removed_task() {
 
 #[tokio::test]
 async fn remove_task_twice_is_not_found_the_second_time() {
-    let db = Db::new().await;
-    let (a, _, _) = seed(&db).await;
+    let (db, a, _, _) = seeded().await;
     run(&db, &["remove-task", &a.to_string(), "0"]).ok();
     let out = run(&db, &["remove-task", &a.to_string(), "0"]);
     out.fails_with(&format!("task 0 of simulation {a} not found"));
@@ -232,8 +207,7 @@ async fn remove_task_twice_is_not_found_the_second_time() {
 
 #[tokio::test]
 async fn remove_task_on_a_missing_simulation_is_not_found() {
-    let db = Db::new().await;
-    seed(&db).await;
+    let (db, ..) = seeded().await;
     fails_cleanly(
         &db,
         &["remove-task", "999999", "1"],
@@ -244,8 +218,7 @@ async fn remove_task_on_a_missing_simulation_is_not_found() {
 
 #[tokio::test]
 async fn remove_task_with_a_missing_index_is_not_found() {
-    let db = Db::new().await;
-    let (a, _, _) = seed(&db).await;
+    let (db, a, _, _) = seeded().await;
     let out = run(&db, &["remove-task", &a.to_string(), "7"]);
     out.expect_code(1).assert_clean_error();
     assert_eq!(
@@ -257,8 +230,7 @@ async fn remove_task_with_a_missing_index_is_not_found() {
 
 #[tokio::test]
 async fn remove_task_with_bad_arguments_is_bad_usage() {
-    let db = Db::new().await;
-    let (a, _, _) = seed(&db).await;
+    let (db, a, _, _) = seeded().await;
     let a = a.to_string();
     run(&db, &["remove-task", "abc", "1"]).expect_code(2);
     run(&db, &["remove-task", &a, "x"]).expect_code(2);

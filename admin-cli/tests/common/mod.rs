@@ -58,6 +58,14 @@ impl Out {
         self
     }
 
+    /// Asserts bad usage (exit code 2) with `message` in stderr.
+    #[track_caller]
+    pub fn usage_error_with(&self, message: &str) -> &Self {
+        self.expect_code(2);
+        assert!(self.stderr.contains(message), "{}", self.stderr);
+        self
+    }
+
     /// Asserts a short, panic-free error report on stderr.
     #[track_caller]
     pub fn assert_clean_error(&self) {
@@ -187,6 +195,11 @@ pub fn count(db: &TestDb, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// How many users the database holds.
+pub fn user_count(db: &TestDb) -> i64 {
+    count(db, "select count(*) from users")
+}
+
 /// Runs SQL for its side effects, which must succeed.
 #[track_caller]
 pub fn exec(db: &TestDb, sql: &str) {
@@ -249,6 +262,15 @@ pub fn table(stdout: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The table of a successful run, whose header must be `header` (the column names, one
+/// space apart).
+#[track_caller]
+pub fn table_with_header(out: &Out, header: &str) -> Vec<Vec<String>> {
+    let t = table(&out.ok().stdout);
+    assert_eq!(t[0].join(" "), header);
+    t
+}
+
 /// `--json COMMAND ARGS`, which must succeed with a JSON array.
 pub fn list_json(db: &TestDb, command: &str, args: &[&str]) -> Vec<serde_json::Value> {
     let mut all = vec!["--json", command];
@@ -267,6 +289,14 @@ pub async fn seed(db: &Db) -> (i64, i64, i64) {
     let b = sim(db, alice, "second", 3).await.id;
     let c = sim(db, kc, "third", 2).await.id;
     (a, b, c)
+}
+
+/// A fresh database with [`seed`]'s users and simulations: the database and the ids of A,
+/// B and C.
+pub async fn seeded() -> (Db, i64, i64, i64) {
+    let db = Db::new().await;
+    let (a, b, c) = seed(&db).await;
+    (db, a, b, c)
 }
 
 /// Runs `args`, which must fail cleanly (exit code 1) with `message` in stderr.

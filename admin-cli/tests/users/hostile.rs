@@ -25,19 +25,15 @@ async fn hostile_names_are_stored_and_printed_literally() {
     let db = Db::new().await;
     for name in HOSTILE {
         // `--` ends the options, so a name starting with `-` is a name.
-        let out = run(&db, &["add-user", "--password", "pw-hostile-1", "--", name]);
-        out.ok();
-        assert!(out.stdout.contains(&format!("{name:?}")), "{}", out.stdout);
+        let out = stdout_of(&db, &["add-user", "--password", "pw-hostile-1", "--", name]);
+        assert!(out.contains(&format!("{name:?}")), "{}", out);
     }
     // The users table survived, with exactly these rows.
     assert_eq!(
         scalar(&db, "select to_regclass('users')::text").as_deref(),
         Some("users")
     );
-    assert_eq!(
-        count(&db, "select count(*) from users"),
-        HOSTILE.len() as i64
-    );
+    assert_eq!(user_count(&db), HOSTILE.len() as i64);
 
     let mut expected: Vec<String> = HOSTILE.iter().map(|s| s.to_string()).collect();
     expected.sort();
@@ -45,13 +41,12 @@ async fn hostile_names_are_stored_and_printed_literally() {
     got.sort();
     assert_eq!(got, expected, "names round-trip exactly through --json");
 
-    let table = run(&db, &["list-users"]);
-    table.ok();
+    let table = stdout_of(&db, &["list-users"]);
     for name in HOSTILE {
         assert!(
-            table.stdout.contains(name),
+            table.contains(name),
             "{name:?} not printed literally:\n{}",
-            table.stdout
+            table
         );
     }
 }
@@ -70,7 +65,7 @@ async fn hostile_names_work_with_update_and_remove() {
     for name in HOSTILE {
         run(&db, &["remove-user", "--", name]).ok();
     }
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    assert_eq!(user_count(&db), 0);
     assert_eq!(
         scalar(&db, "select to_regclass('users')::text").as_deref(),
         Some("users")
@@ -137,7 +132,7 @@ async fn control_characters_are_escaped_in_tables_and_exact_in_json() {
     // The exact name still addresses the user.
     run(&db, &["update-user", name, "--admin"]).ok();
     run(&db, &["remove-user", name]).ok();
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    assert_eq!(user_count(&db), 0);
 }
 
 #[tokio::test]

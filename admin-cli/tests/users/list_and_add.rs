@@ -8,13 +8,11 @@ use db::enums::AuthProvider;
 
 #[tokio::test]
 async fn list_users_prints_header_and_one_row_per_user() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice", "--admin"]).ok();
+    let db = db_with_user(&["alice", "--admin"]).await;
     run(&db, &["add-user", "bob"]).ok();
 
     let out = run(&db, &["list-users"]);
-    out.ok();
-    let t = table(&out.stdout);
+    let t = table(&out.ok().stdout);
     assert_eq!(t[0], ["ID", "USERNAME", "PROVIDER", "ROLE", "CREATED"]);
     assert_eq!(t.len(), 3, "{}", out.stdout);
     // Sorted by name; CREATED is a date and a time, so 6 tokens per row.
@@ -27,10 +25,9 @@ async fn list_users_prints_header_and_one_row_per_user() {
 #[tokio::test]
 async fn list_users_on_an_empty_table_prints_only_the_header() {
     let db = Db::new().await;
-    let out = run(&db, &["list-users"]);
-    out.ok();
+    let out = stdout_of(&db, &["list-users"]);
     assert_eq!(
-        table(&out.stdout),
+        table(&out),
         [["ID", "USERNAME", "PROVIDER", "ROLE", "CREATED"]]
     );
     let json = run(&db, &["list-users", "--json"]);
@@ -40,8 +37,7 @@ async fn list_users_on_an_empty_table_prints_only_the_header() {
 
 #[tokio::test]
 async fn list_users_verbose_adds_password_and_simulation_counts() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice", "--password", "pw-alice-1"]).ok();
+    let db = db_with_user(&["alice", "--password", "pw-alice-1"]).await;
     run(&db, &["add-user", "bob"]).ok();
     let carol = user(&db, "carol", AuthProvider::Keycloak).await;
     let alice: i64 = scalar(&db, "select id from users where username = 'alice'")
@@ -53,8 +49,7 @@ async fn list_users_verbose_adds_password_and_simulation_counts() {
     sim(&db, carol, "c1", 3).await;
 
     let out = run(&db, &["list-users", "-v"]);
-    out.ok();
-    let t = table(&out.stdout);
+    let t = table(&out.ok().stdout);
     assert_eq!(
         t[0],
         [
@@ -194,20 +189,19 @@ async fn add_user_with_empty_stdin_is_rejected() {
     let db = Db::new().await;
     let out = run_stdin(&db, &["add-user", "alice", "--password-stdin"], "");
     out.fails_with("no password on standard input");
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    assert_eq!(user_count(&db), 0);
 
     let blank = run_stdin(&db, &["add-user", "alice", "--password-stdin"], "\n");
     blank.expect_code(1);
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    assert_eq!(user_count(&db), 0);
 }
 
 #[tokio::test]
 async fn add_user_with_admin_makes_an_administrator_without_password() {
     let db = Db::new().await;
-    let out = run(&db, &["add-user", "root", "--admin"]);
-    out.ok();
-    assert!(out.stdout.contains("(local, admin)"), "{}", out.stdout);
-    assert!(out.stdout.contains("no password"), "{}", out.stdout);
+    let out = stdout_of(&db, &["add-user", "root", "--admin"]);
+    assert!(out.contains("(local, admin)"), "{}", out);
+    assert!(out.contains("no password"), "{}", out);
     let u = &users_json(&db, false)[0];
     assert_eq!(u["role"], "admin");
     assert_eq!(u["has_password"], false);
@@ -230,8 +224,7 @@ async fn add_user_json_confirmation_has_no_hash() {
 
 #[tokio::test]
 async fn add_user_duplicate_is_refused() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     fails_cleanly(
         &db,
         &["add-user", "alice", "--admin"],
@@ -239,7 +232,7 @@ async fn add_user_duplicate_is_refused() {
     );
     // The first user is untouched.
     assert_eq!(users_json(&db, false)[0]["role"], "user");
-    assert_eq!(count(&db, "select count(*) from users"), 1);
+    assert_eq!(user_count(&db), 1);
 }
 
 #[tokio::test]
@@ -256,9 +249,8 @@ async fn add_user_local_is_allowed_next_to_a_keycloak_user_of_the_same_name() {
 #[tokio::test]
 async fn add_user_with_an_empty_name_is_rejected() {
     let db = Db::new().await;
-    let out = run(&db, &["add-user", ""]);
-    out.fails_with("1 to 255");
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    fails_cleanly(&db, &["add-user", ""], "1 to 255");
+    assert_eq!(user_count(&db), 0);
 }
 
 #[tokio::test]
@@ -266,9 +258,8 @@ async fn add_user_name_length_limit() {
     let db = Db::new().await;
     let max = "n".repeat(255);
     run(&db, &["add-user", &max]).ok();
-    let out = run(&db, &["add-user", &"n".repeat(256)]);
-    out.fails_with("1 to 255");
-    assert_eq!(count(&db, "select count(*) from users"), 1);
+    fails_cleanly(&db, &["add-user", &"n".repeat(256)], "1 to 255");
+    assert_eq!(user_count(&db), 1);
 }
 
 /// `add-user --help` promises "1 to 255 characters" and the schema checks characters
@@ -298,22 +289,20 @@ async fn add_user_with_password_and_password_stdin_is_bad_usage() {
         ],
         "pw-2\n",
     );
-    out.expect_code(2);
-    assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+    out.usage_error_with("cannot be used with");
     assert!(
         !out.stderr.contains("pw-1"),
         "the password is echoed: {}",
         out.stderr
     );
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    assert_eq!(user_count(&db), 0);
 }
 
 #[tokio::test]
 async fn add_user_with_empty_password_is_rejected() {
     let db = Db::new().await;
-    let out = run(&db, &["add-user", "alice", "--password", ""]);
-    out.fails_with("empty");
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    fails_cleanly(&db, &["add-user", "alice", "--password", ""], "empty");
+    assert_eq!(user_count(&db), 0);
 }
 
 #[tokio::test]
@@ -326,14 +315,13 @@ async fn add_user_with_too_long_password_is_rejected() {
         "longer than 1024 bytes",
     );
     assert!(!out.stderr.contains(&long));
-    assert_eq!(count(&db, "select count(*) from users"), 0);
+    assert_eq!(user_count(&db), 0);
     run(&db, &["add-user", "alice", "--password", &"p".repeat(1024)]).ok();
 }
 
 #[tokio::test]
 async fn update_user_with_empty_password_is_rejected() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice", "--password", "keep-pw-2"]).ok();
+    let db = db_with_user(&["alice", "--password", "keep-pw-2"]).await;
     let out = run(&db, &["update-user", "alice", "--password", ""]);
     out.fails_with("empty");
     assert!(has_password(&db, "alice", "keep-pw-2"));

@@ -8,12 +8,10 @@ use db::enums::AuthProvider;
 
 #[tokio::test]
 async fn update_user_admin_and_no_admin_change_the_role() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
 
-    let out = run(&db, &["update-user", "alice", "--admin"]);
-    out.ok();
-    assert!(out.stdout.contains("role admin"), "{}", out.stdout);
+    let out = stdout_of(&db, &["update-user", "alice", "--admin"]);
+    assert!(out.contains("role admin"), "{}", out);
     assert_eq!(users_json(&db, false)[0]["role"], "admin");
 
     run(&db, &["update-user", "alice", "--no-admin"]).ok();
@@ -22,8 +20,7 @@ async fn update_user_admin_and_no_admin_change_the_role() {
 
 #[tokio::test]
 async fn update_user_password_sets_a_new_hash_and_revokes_tokens() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice", "--password", "old-pw-1"]).ok();
+    let db = db_with_user(&["alice", "--password", "old-pw-1"]).await;
     let old = hash_of(&db, "alice").unwrap();
     exec(
         &db,
@@ -49,8 +46,7 @@ async fn update_user_password_sets_a_new_hash_and_revokes_tokens() {
 
 #[tokio::test]
 async fn update_user_password_stdin() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     let out = run_stdin(
         &db,
         &["update-user", "alice", "--password-stdin"],
@@ -63,19 +59,16 @@ async fn update_user_password_stdin() {
 
 #[tokio::test]
 async fn update_user_no_password_clears_the_hash() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice", "--password", "pw-1-abc"]).ok();
-    let out = run(&db, &["update-user", "alice", "--no-password"]);
-    out.ok();
-    assert!(out.stdout.contains("password none"), "{}", out.stdout);
+    let db = db_with_user(&["alice", "--password", "pw-1-abc"]).await;
+    let out = stdout_of(&db, &["update-user", "alice", "--no-password"]);
+    assert!(out.contains("password none"), "{}", out);
     assert!(hash_of(&db, "alice").is_none());
     assert_eq!(users_json(&db, false)[0]["has_password"], false);
 }
 
 #[tokio::test]
 async fn update_user_role_and_password_at_once() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     run(
         &db,
         &["update-user", "alice", "--admin", "--password", "pw-both-1"],
@@ -88,8 +81,7 @@ async fn update_user_role_and_password_at_once() {
 
 #[tokio::test]
 async fn update_user_unknown_user_is_not_found() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     fails_cleanly(
         &db,
         &["update-user", "nobody", "--admin"],
@@ -100,16 +92,14 @@ async fn update_user_unknown_user_is_not_found() {
 
 #[tokio::test]
 async fn update_user_with_nothing_to_change_is_rejected() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     let out = run(&db, &["update-user", "alice"]);
     out.fails_with("nothing to change");
 }
 
 #[tokio::test]
 async fn update_user_conflicting_flags_are_bad_usage() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice", "--password", "keep-pw-1"]).ok();
+    let db = db_with_user(&["alice", "--password", "keep-pw-1"]).await;
     run(&db, &["update-user", "alice", "--admin", "--no-admin"]).expect_code(2);
     run(
         &db,
@@ -173,16 +163,13 @@ async fn update_user_auth_provider_targets_only_that_provider() {
 
 #[tokio::test]
 async fn remove_user_without_simulations() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     run(&db, &["add-user", "bob"]).ok();
-    let out = run(&db, &["remove-user", "alice"]);
-    out.ok();
+    let out = stdout_of(&db, &["remove-user", "alice"]);
     assert!(
-        out.stdout
-            .contains("removed user \"alice\" (local) and 0 simulation(s)"),
+        out.contains("removed user \"alice\" (local) and 0 simulation(s)"),
         "{}",
-        out.stdout
+        out
     );
     assert_eq!(names(&users_json(&db, false)), ["bob"]);
 }
@@ -196,7 +183,7 @@ async fn remove_user_who_owns_simulations_is_refused_and_names_the_count() {
 
     let out = fails_cleanly(&db, &["remove-user", "alice"], "owns 2 simulation(s)");
     assert!(out.stderr.contains("--cascade"), "{}", out.stderr);
-    assert_eq!(count(&db, "select count(*) from users"), 1);
+    assert_eq!(user_count(&db), 1);
     assert_eq!(count(&db, "select count(*) from simulations"), 2);
     assert_eq!(count(&db, "select count(*) from tasks"), 3);
 }
@@ -210,9 +197,8 @@ async fn remove_user_cascade_removes_the_user_and_only_their_simulations() {
     sim(&db, alice, "a2", 3).await;
     let b = sim(&db, bob, "b1", 4).await;
 
-    let out = run(&db, &["remove-user", "alice", "--cascade"]);
-    out.ok();
-    assert!(out.stdout.contains("and 2 simulation(s)"), "{}", out.stdout);
+    let out = stdout_of(&db, &["remove-user", "alice", "--cascade"]);
+    assert!(out.contains("and 2 simulation(s)"), "{}", out);
     assert_eq!(names(&users_json(&db, false)), ["bob"]);
     assert_eq!(
         query(&db, "select id::text from simulations"),
@@ -229,8 +215,7 @@ async fn remove_user_cascade_removes_the_user_and_only_their_simulations() {
 
 #[tokio::test]
 async fn remove_user_unknown_is_not_found() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     fails_cleanly(
         &db,
         &["remove-user", "nobody"],
@@ -238,17 +223,15 @@ async fn remove_user_unknown_is_not_found() {
     );
     // A local name is not found under keycloak either.
     run(&db, &["remove-user", "alice", "keycloak"]).expect_code(1);
-    assert_eq!(count(&db, "select count(*) from users"), 1);
+    assert_eq!(user_count(&db), 1);
 }
 
 #[tokio::test]
 async fn remove_user_bad_auth_provider_is_bad_usage() {
-    let db = Db::new().await;
-    run(&db, &["add-user", "alice"]).ok();
+    let db = db_with_user(&["alice"]).await;
     let out = run(&db, &["remove-user", "alice", "ldap"]);
-    out.expect_code(2);
-    assert!(out.stderr.contains("ldap"), "{}", out.stderr);
-    assert_eq!(count(&db, "select count(*) from users"), 1);
+    out.usage_error_with("ldap");
+    assert_eq!(user_count(&db), 1);
 }
 
 #[tokio::test]
@@ -258,9 +241,8 @@ async fn remove_user_keycloak_removes_only_the_keycloak_user_of_that_name() {
     user(&db, "frank", AuthProvider::Keycloak).await;
     sim(&db, local, "local's", 1).await;
 
-    let out = run(&db, &["remove-user", "frank", "keycloak"]);
-    out.ok();
-    assert!(out.stdout.contains("(keycloak)"), "{}", out.stdout);
+    let out = stdout_of(&db, &["remove-user", "frank", "keycloak"]);
+    assert!(out.contains("(keycloak)"), "{}", out);
     assert_eq!(
         query(&db, "select id::text, auth_provider from users"),
         [[Some(local.to_string()), Some("local".to_string())]]
