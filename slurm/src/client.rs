@@ -119,6 +119,63 @@ impl Slurm {
         }
     }
 
+    /// Makes the directories of elements `0..count` under the job directory `dir`, in one
+    /// command: SLURM opens an element's `--output` file (`element-<i>/slurm.out`) before its
+    /// script runs, and fails the element when the directory is missing.
+    pub async fn make_element_dirs(
+        &self,
+        dir: &crate::job_dir::JobDir,
+        count: u32,
+    ) -> Result<(), SlurmError> {
+        let script = "i=0; while [ \"$i\" -lt \"$2\" ]; do mkdir -p -- \"$1/element-$i\" || exit 1; i=$((i + 1)); done";
+        let n = count.to_string();
+        self.run(&["sh", "-c", script, "sh", dir.root(), &n], None)
+            .await?;
+        Ok(())
+    }
+
+    /// The last `max_bytes` of `path` on the cluster; `None` if it does not exist.
+    pub async fn read_tail(
+        &self,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<u8>>, SlurmError> {
+        let script = "if [ -e \"$1\" ]; then exec tail -c \"$2\" -- \"$1\"; else exit 3; fi";
+        let max = max_bytes.to_string();
+        match self
+            .run(&["sh", "-c", script, "sh", path, &max], None)
+            .await
+        {
+            Ok(b) => Ok(Some(b)),
+            Err(SlurmError::Command(CommandError::Failed { code: 3, .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What every element of the job directory `dir` has left ([`crate::job_dir`]), in one
+    /// command; empty if the directory does not exist.
+    pub async fn element_files(
+        &self,
+        dir: &crate::job_dir::JobDir,
+    ) -> Result<std::collections::BTreeMap<u32, crate::job_dir::ElementFiles>, SlurmError> {
+        let argv = [
+            "sh",
+            "-c",
+            crate::job_dir::ELEMENT_FILES_SCRIPT,
+            "sh",
+            dir.root(),
+        ];
+        match self.run(&argv, None).await {
+            Ok(out) => Ok(crate::job_dir::parse_element_files(
+                &String::from_utf8_lossy(&out),
+            )),
+            Err(SlurmError::Command(CommandError::Failed { code: 3, .. })) => {
+                Ok(Default::default())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes a job directory and everything in it. Refuses relative paths and paths with
     /// fewer than two components, so that a bad setting cannot remove `/` or `/home`.
     pub async fn remove_dir(&self, path: &str) -> Result<(), SlurmError> {
@@ -173,6 +230,15 @@ impl Slurm {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Cancels every job named `name` (the batch component's jobs are named after their
+    /// simulation, so that a component that crashed between `sbatch` and recording the id
+    /// can still find them).
+    pub async fn cancel_by_name(&self, name: &str) -> Result<(), SlurmError> {
+        let arg = format!("--name={name}");
+        self.run(&["scancel", "--quiet", &arg], None).await?;
+        Ok(())
     }
 
     /// Cancels jobs (every element of an array); cancelling a finished job is not an error.

@@ -5,13 +5,15 @@
 //! ```text
 //! <work_dir>/<simulation job_id>/      the job directory (sbatch --chdir)
 //!     manifest.json                    Manifest: simulation, simulator, one entry per task
-//!     input/<file name>                the simulation's input files
+//!     input/<file name>                the simulation's input files (files input)
+//!     input/editor.json                the editor JSON (editor input)
 //!     element.sh                       the array job's script (element = task index)
 //!     collect.sh                       the collect job's script (afterany:<array>)
 //!     collected                        written by the collect job when the array has ended
 //!     element-<i>/slurm.out            the element's stdout and stderr (sbatch --output)
 //!     element-<i>/progress             one line: "<primaries done> <seconds left or ->"
 //!     element-<i>/result               the element's result, written last, atomically
+//!     element-<i>/error                why the element failed, one line (when it did)
 //!     element-<i>/exit-code            the worker's exit code, written by element.sh
 //! ```
 
@@ -25,6 +27,18 @@ pub const INPUT_DIR: &str = "input";
 pub const ELEMENT_SCRIPT: &str = "element.sh";
 /// The collect job's script.
 pub const COLLECT_SCRIPT: &str = "collect.sh";
+/// An editor JSON input's file name under [`INPUT_DIR`].
+pub const EDITOR_INPUT: &str = "editor.json";
+/// An element's progress file.
+pub const PROGRESS: &str = "progress";
+/// An element's result file.
+pub const RESULT: &str = "result";
+/// An element's error file.
+pub const ERROR: &str = "error";
+/// The exit code file `element.sh` writes.
+pub const EXIT_CODE: &str = "exit-code";
+/// An element's stdout and stderr (see [`ELEMENT_OUTPUT`]).
+pub const SLURM_OUT: &str = "slurm.out";
 /// The marker the collect job writes.
 pub const COLLECTED: &str = "collected";
 /// `sbatch --output` of the array job, relative to the job directory (`%a`: the index).
@@ -145,6 +159,59 @@ impl JobDir {
     }
 }
 
+/// What one element has left in its directory, as [`ELEMENT_FILES_SCRIPT`] reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElementFiles {
+    /// The worker's exit code (`exit-code`), once `element.sh` has ended.
+    pub exit_code: Option<i32>,
+    /// Whether the result file exists.
+    pub has_result: bool,
+    /// The last progress line.
+    pub progress: Option<Progress>,
+    /// The error line (its first 2000 bytes).
+    pub error: Option<String>,
+}
+
+/// A `sh` script that lists every element directory of the job directory `$1` in one line
+/// each: `index|exit code|r or -|progress line|error line`, so that one command per
+/// simulation reads all its elements' state ([`parse_element_files`]).
+pub const ELEMENT_FILES_SCRIPT: &str = r#"cd -- "$1" || exit 3
+for d in element-*; do
+  [ -d "$d" ] || continue
+  i=${d#element-}
+  c=$(cat "$d/exit-code" 2>/dev/null)
+  p=$(head -n 1 "$d/progress" 2>/dev/null)
+  r=-; [ -e "$d/result" ] && r=r
+  e=$(head -c 2000 "$d/error" 2>/dev/null | tr '
+|' '  ')
+  printf '%s|%s|%s|%s|%s
+' "$i" "$c" "$r" "$p" "$e"
+done"#;
+
+/// Parses [`ELEMENT_FILES_SCRIPT`]'s output into the files of each element index; lines
+/// that do not parse (a directory not made by `element.sh`) are skipped.
+pub fn parse_element_files(out: &str) -> std::collections::BTreeMap<u32, ElementFiles> {
+    out.lines()
+        .filter_map(|line| {
+            let mut f = line.splitn(5, '|');
+            let index = f.next()?.parse::<u32>().ok()?;
+            let exit_code = f.next()?.trim().parse::<i32>().ok();
+            let has_result = f.next()? == "r";
+            let progress = Progress::parse(f.next()?);
+            let error = f.next().map(str::trim).filter(|e| !e.is_empty());
+            Some((
+                index,
+                ElementFiles {
+                    exit_code,
+                    has_result,
+                    progress,
+                    error: error.map(str::to_owned),
+                },
+            ))
+        })
+        .collect()
+}
+
 /// The array job's script: runs `worker element` for the element's task, then records the
 /// exit code. `worker_path` is the cluster's setting, quoted here as one shell word.
 pub fn element_script(worker_path: &str) -> Result<String, crate::CommandError> {
@@ -190,6 +257,49 @@ mod tests {
         }
         assert_eq!(Progress::parse("12"), None);
         assert_eq!(Progress::parse("x 1"), None);
+    }
+
+    /// The listing script, run by a real `sh` on a job directory, reports each element.
+    #[test]
+    fn element_files_are_listed_in_one_command() {
+        let dir = std::env::temp_dir().join(format!("slurm-files-{}", std::process::id()));
+        let w = |p: &str, text: &str| {
+            let path = dir.join(p);
+            std::fs::create_dir_all(path.parent().unwrap_or(&dir))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        w("element-0/exit-code", "0\n");
+        w("element-0/result", "{}");
+        w("element-0/progress", "100 0\n");
+        w("element-1/progress", "40 -\n");
+        w("element-2/exit-code", "1\n");
+        w("element-2/error", "failed: bad | input\nsecond line");
+        w("input/beam.dat", "");
+        let out = std::process::Command::new("sh")
+            .args(["-c", ELEMENT_FILES_SCRIPT, "sh"])
+            .arg(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let files = parse_element_files(&String::from_utf8_lossy(&out.stdout));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(files[&0].exit_code, Some(0));
+        assert!(files[&0].has_result);
+        assert_eq!(files[&1].exit_code, None);
+        assert_eq!(
+            files[&1].progress,
+            Some(Progress {
+                primaries_done: 40,
+                seconds_left: None
+            })
+        );
+        assert_eq!(files[&2].exit_code, Some(1));
+        assert!(!files[&2].has_result);
+        assert_eq!(
+            files[&2].error.as_deref(),
+            Some("failed: bad   input second line")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Worker settings: every one a flag and an environment variable.
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use db::config::{format_duration, parse_duration, DbArgs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,9 +11,16 @@ use worker::settings::{
 };
 
 /// The task worker: claims tasks from PostgreSQL, runs simulators, stores results.
+///
+/// Without a subcommand it runs the queue's tasks; `worker batch` drives batch simulations
+/// on SLURM clusters, and `worker element` runs one SLURM array element on a node.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "worker", version, about)]
+#[command(name = "worker", version, about, long_about = None)]
 pub struct Config {
+    /// What to run (default: the queue's tasks).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The database connection.
     #[command(flatten)]
     pub db: DbArgs,
@@ -46,6 +53,23 @@ pub struct Config {
     #[arg(long, env = "WORKER_HANDLER", default_value = "simulators", value_parser = parse_handler)]
     pub handler: HandlerKind,
 
+    /// The simulator programs.
+    #[command(flatten)]
+    pub simulators: SimulatorArgs,
+
+    /// Directory under which each task attempt gets a private work directory.
+    #[arg(long, env = "WORKER_WORK_ROOT", value_name = "DIR")]
+    pub work_root: Option<PathBuf>,
+
+    /// Keep work directories after runs (for debugging).
+    #[arg(long, env = "WORKER_KEEP_WORKDIRS")]
+    pub keep_workdirs: bool,
+}
+
+/// Where the external simulator programs are (on this host, or on a cluster node for
+/// `worker element`).
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorArgs {
     /// SHIELD-HIT12A executable (tasks of type shieldhit fail without it).
     #[arg(long, env = "SHIELDHIT_PATH", value_name = "PATH")]
     pub shieldhit: Option<PathBuf>,
@@ -69,14 +93,112 @@ pub struct Config {
     /// fail saying so.
     #[arg(long, env = "FLUKA_PATH", value_name = "PATH")]
     pub fluka: Option<PathBuf>,
+}
 
-    /// Directory under which each task attempt gets a private work directory.
-    #[arg(long, env = "WORKER_WORK_ROOT", value_name = "DIR")]
-    pub work_root: Option<PathBuf>,
+impl SimulatorArgs {
+    /// The simulator settings these flags make, with work directories under `work_root`.
+    pub fn settings(
+        &self,
+        work_root: PathBuf,
+        keep_workdirs: bool,
+    ) -> worker::simulators::Settings {
+        let mut s = worker::simulators::Settings::new(work_root);
+        s.shieldhit = self.shieldhit.clone();
+        s.convertmc = Some(self.convertmc.clone());
+        s.topas = self.topas.clone();
+        s.fluka = self.fluka.clone();
+        s.keep_workdirs = keep_workdirs;
+        s
+    }
+}
 
-    /// Keep work directories after runs (for debugging).
-    #[arg(long, env = "WORKER_KEEP_WORKDIRS")]
-    pub keep_workdirs: bool,
+/// The worker's modes besides running the queue.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Drive batch simulations on SLURM clusters (admin-cli add-cluster): stage each one's
+    /// job directory, submit one array job (one element per task) and a collect job, poll
+    /// every cluster with one squeue per interval, merge finished elements, cancel and clean
+    /// up.
+    Batch(BatchArgs),
+    /// Run one array element of a batch simulation (element.sh runs this on a cluster node;
+    /// no database): reads the job directory, runs the task, writes element-INDEX/result.
+    Element(ElementArgs),
+}
+
+/// `worker batch` settings.
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// The database connection.
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// A cluster to drive, by name (repeatable, or comma-separated); every cluster when left
+    /// out.
+    #[arg(
+        long = "cluster",
+        env = "BATCH_CLUSTERS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub clusters: Vec<String>,
+
+    /// Time between polls of each cluster (one squeue call covers all its jobs).
+    #[arg(long, env = "BATCH_POLL", value_name = "DURATION",
+          default_value_t = Dur(Duration::from_secs(10)), value_parser = duration)]
+    pub poll: Dur,
+
+    /// How long this component's hold on a simulation lasts unless renewed (by every poll);
+    /// another component takes over a crashed one's simulations after it. Default: three
+    /// polls, at least 30s.
+    #[arg(long, env = "BATCH_LEASE", value_name = "DURATION", value_parser = parse_lease)]
+    pub lease: Option<Dur>,
+
+    /// Name of this component in leases (default: batch-HOST-PID).
+    #[arg(long, env = "BATCH_ID")]
+    pub batch_id: Option<String>,
+
+    /// Directory for the SSH control sockets, one per SSH cluster (default: a private
+    /// directory under the system's temporary directory).
+    #[arg(long, env = "BATCH_CONTROL_DIR", value_name = "DIR")]
+    pub control_dir: Option<PathBuf>,
+}
+
+impl BatchArgs {
+    /// The batch component's settings.
+    pub fn settings(&self) -> worker::batch::BatchSettings {
+        let owner = self
+            .batch_id
+            .clone()
+            .unwrap_or_else(|| format!("batch-{}", default_worker_id()));
+        worker::batch::BatchSettings {
+            control_dir: self.control_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("sim-batch-{}", std::process::id()))
+            }),
+            owner,
+            poll: self.poll.0,
+            lease: self.lease.map_or_else(
+                || worker::batch::BatchSettings::lease_for(self.poll.0),
+                |l| l.0.max(self.poll.0 * 2),
+            ),
+            clusters: self.clusters.clone(),
+        }
+    }
+}
+
+/// `worker element` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ElementArgs {
+    /// The simulation's job directory, as the batch component staged it.
+    #[arg(long, value_name = "DIR")]
+    pub job_dir: PathBuf,
+
+    /// The element's index (SLURM_ARRAY_TASK_ID), which is its task's index.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub index: i32,
+
+    /// The simulator programs on this node.
+    #[command(flatten)]
+    pub simulators: SimulatorArgs,
 }
 
 fn parse_handler(s: &str) -> Result<HandlerKind, String> {
@@ -100,14 +222,10 @@ impl Config {
 
     /// The settings these flags make.
     pub fn settings(&self) -> Settings {
-        let mut simulators = worker::simulators::Settings::new(
+        let simulators = self.simulators.settings(
             self.work_root.clone().unwrap_or_else(default_work_root),
+            self.keep_workdirs,
         );
-        simulators.shieldhit = self.shieldhit.clone();
-        simulators.convertmc = Some(self.convertmc.clone());
-        simulators.topas = self.topas.clone();
-        simulators.fluka = self.fluka.clone();
-        simulators.keep_workdirs = self.keep_workdirs;
         Settings {
             worker_id: self.worker_id.clone().unwrap_or_else(default_worker_id),
             concurrency: self

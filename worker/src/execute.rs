@@ -2,11 +2,13 @@
 //! tests) implement, the [`TaskContext`] a run gets (progress reports, at most one write a
 //! second; stop requests on cancellation or shutdown), and the [`Outcome`] it ends with.
 //!
-//! This module is the bottom layer of the worker: it depends on `db` only.
+//! This module is the bottom layer of the worker: it depends on `db` (and `slurm`'s
+//! progress line) only.
 
 use db::queue::{self, ClaimedTask, Lease};
 use db::Pool;
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -106,40 +108,69 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// What one run of a task gets from the runner: the database, its lease, progress reports
-/// and stop requests.
+/// What one run of a task gets: where its progress goes (the queue, under its lease, or a
+/// file for an offline SLURM array element), and stop requests.
 pub struct TaskContext {
-    pool: Pool,
-    lease: Lease,
+    progress: ProgressSink,
     stop: watch::Receiver<Stop>,
-    progress: ProgressReporter,
+}
+
+/// Where a run's progress goes.
+enum ProgressSink {
+    /// The task's row, under the run's lease.
+    Queue(ProgressReporter),
+    /// A batch element's progress file ([`slurm::job_dir::Progress`] lines), which the batch
+    /// component reads on the cluster.
+    File(FileProgress),
 }
 
 impl TaskContext {
     /// The context of a run holding `lease`, told to stop through `stop`.
     pub(crate) fn new(pool: Pool, lease: Lease, stop: watch::Receiver<Stop>) -> Self {
         Self {
-            progress: ProgressReporter::new(pool.clone(), lease.clone()),
-            pool,
-            lease,
+            progress: ProgressSink::Queue(ProgressReporter::new(pool, lease)),
             stop,
         }
     }
 
-    /// The worker's database pool.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The context of an offline run (`worker element` on a cluster node): no database;
+    /// progress is written to `progress_file` (replaced atomically, at most once a second).
+    pub fn offline(progress_file: PathBuf, stop: watch::Receiver<Stop>) -> Self {
+        Self {
+            progress: ProgressSink::File(FileProgress {
+                path: progress_file,
+                last: None,
+            }),
+            stop,
+        }
     }
 
-    /// The lease this run holds on its task.
-    pub fn lease(&self) -> &Lease {
-        &self.lease
+    /// The worker's database pool; `None` for an offline run.
+    pub fn pool(&self) -> Option<&Pool> {
+        match &self.progress {
+            ProgressSink::Queue(r) => Some(&r.pool),
+            ProgressSink::File(_) => None,
+        }
+    }
+
+    /// The lease this run holds on its task; `None` for an offline run.
+    pub fn lease(&self) -> Option<&Lease> {
+        match &self.progress {
+            ProgressSink::Queue(r) => Some(&r.lease),
+            ProgressSink::File(_) => None,
+        }
     }
 
     /// Records progress (primaries done, seconds left) unless the last write was under a
     /// second ago. Returns false when the lease is gone and the run should stop.
     pub async fn report(&mut self, done: i64, eta_s: Option<i32>) -> bool {
-        self.progress.report(done, eta_s).await
+        match &mut self.progress {
+            ProgressSink::Queue(r) => r.report(done, eta_s).await,
+            ProgressSink::File(f) => {
+                f.report(done, eta_s);
+                true
+            }
+        }
     }
 
     /// Whether the run has been asked to stop, and why ([`Stop::No`]: keep running).
@@ -162,6 +193,36 @@ impl TaskContext {
     }
 }
 
+/// Writes an offline run's progress file at most once a second: a temporary file renamed
+/// over the old one, so that a reader never sees half a line. A failed write is logged and
+/// the run goes on (progress is informative only).
+struct FileProgress {
+    path: PathBuf,
+    last: Option<Instant>,
+}
+
+impl FileProgress {
+    fn report(&mut self, done: i64, eta_s: Option<i32>) {
+        if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = slurm::job_dir::Progress {
+            primaries_done: done,
+            seconds_left: eta_s.map(i64::from),
+        }
+        .to_line();
+        let tmp = self.path.with_extension("tmp");
+        let written = std::fs::write(&tmp, line).and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            tracing::warn!(path = %self.path.display(), error = %e, "progress not written");
+        }
+    }
+}
+
+/// The most often progress is written.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 /// Writes progress at most once a second; says when the lease is gone.
 struct ProgressReporter {
     pool: Pool,
@@ -176,7 +237,7 @@ impl ProgressReporter {
             pool,
             lease,
             last: None,
-            every: Duration::from_secs(1),
+            every: PROGRESS_EVERY,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`outcome`]: writing a task's outcome; `listener`: the worker's notifications;
 //! - [`runner`]: the claim loop, leases, cancellation, shutdown and the worker's health.
 
+pub mod batch;
 pub mod execute;
 pub mod handlers;
 mod listener;

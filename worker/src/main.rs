@@ -29,7 +29,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cfg)) {
+    let result = match cfg.command.clone() {
+        None => runtime.block_on(run(cfg)),
+        Some(config::Command::Batch(args)) => runtime.block_on(batch(args)),
+        Some(config::Command::Element(args)) => return runtime.block_on(element(args)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -47,6 +52,39 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
     println!("worker {} ready", runner.worker_id());
     runner.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// `worker batch`: the batch component, until SIGTERM or SIGINT.
+async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
+    let db_config = args.db.config()?;
+    let settings = args.settings();
+    let applied = db::migrate::run_pending(&db_config).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    let pool = db::build_pool(&db_config, &db::PoolOptions::default()).await?;
+    std::fs::create_dir_all(&settings.control_dir)?;
+    println!(
+        "batch component {} ready (poll every {})",
+        settings.owner,
+        db::config::format_duration(settings.poll)
+    );
+    worker::batch::driver::run(pool, settings, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `worker element`: one array element; its exit code says how the task ended.
+async fn element(args: config::ElementArgs) -> ExitCode {
+    let settings = args.simulators.settings(args.job_dir.clone(), false);
+    let (stop_tx, stop) = tokio::sync::watch::channel(worker::Stop::No);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(worker::Stop::Canceled);
+        // Keep the sender alive until the element ends.
+        std::future::pending::<()>().await;
+    });
+    let exit = worker::batch::element::run(&settings, &args.job_dir, args.index, stop).await;
+    ExitCode::from(exit.code)
 }
 
 /// Resolves on SIGTERM or SIGINT.

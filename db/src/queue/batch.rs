@@ -10,7 +10,7 @@
 //! ([`release`]).
 
 use super::lease::Lease;
-use crate::enums::{InputType, JobState, SimType};
+use crate::enums::{InputType, JobState, SimType, TaskState};
 use crate::error::{DbError, DbResult};
 use crate::pool::Conn;
 use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text, Uuid as SqlUuid};
@@ -147,6 +147,34 @@ fn leases(rows: Vec<IndexedLease>, owner: &str) -> Vec<(i32, Lease)> {
         .collect()
 }
 
+/// A batch simulation's task, as its array element's bookkeeping needs it.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct BatchTask {
+    /// The task's id.
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// Its index (= the array element's index).
+    #[diesel(sql_type = Integer)]
+    pub task_index: i32,
+    /// Its state.
+    #[diesel(sql_type = Text)]
+    pub task_state: TaskState,
+    /// Primaries it should simulate.
+    #[diesel(sql_type = BigInt)]
+    pub requested_primaries: i64,
+}
+
+/// The simulation's tasks by index.
+pub async fn tasks(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<BatchTask>> {
+    Ok(diesel::sql_query(
+        "SELECT id, task_index, task_state, requested_primaries FROM tasks
+         WHERE simulation_id = $1 ORDER BY task_index",
+    )
+    .bind::<BigInt, _>(simulation_id)
+    .load(conn)
+    .await?)
+}
+
 /// The tasks of elements SLURM has started: `PENDING → RUNNING` under `owner`'s lease (a new
 /// attempt), and the simulation `PENDING → RUNNING`. Returns the new leases by task index;
 /// tasks not pending, or a simulation not held by `owner`, are left alone.
@@ -199,6 +227,43 @@ pub async fn running_leases(
     .load(conn)
     .await?;
     Ok(leases(rows, owner))
+}
+
+/// Ends a held batch simulation that cannot be run on its cluster (`sbatch` refused it, or
+/// its input is gone): the simulation `FAILED`, and each open task `FAILED` with `why`.
+/// Returns false if it had already ended or is not held by `owner`.
+pub async fn fail_unsubmittable(
+    conn: &mut Conn,
+    simulation_id: i64,
+    owner: &str,
+    why: &str,
+) -> DbResult<bool> {
+    let why = crate::error::truncate(why, 4000);
+    let n = diesel::sql_query(format!(
+        "WITH sim AS (
+             UPDATE simulations SET job_state = 'FAILED', end_time = now(), update_time = now()
+             WHERE id = $1 AND batch_owner = $2 AND job_state NOT IN {terminal}
+             RETURNING id
+         ), failed AS (
+             UPDATE tasks SET task_state = 'FAILED', last_error = $3, end_time = now(),
+                              update_time = now(), lease_owner = NULL, lease_expires_at = NULL
+             WHERE simulation_id IN (SELECT id FROM sim) AND task_state IN {open}
+         )
+         SELECT id FROM sim",
+        terminal = JobState::TERMINAL_SQL,
+        open = TaskState::OPEN_SQL
+    ))
+    .bind::<BigInt, _>(simulation_id)
+    .bind::<Text, _>(owner)
+    .bind::<Text, _>(&why)
+    .execute(conn)
+    .await?;
+    if n == 1 {
+        crate::notify::Announce::changed([simulation_id])
+            .send(conn)
+            .await;
+    }
+    Ok(n == 1)
 }
 
 /// Ends `owner`'s hold on an ended simulation, once its jobs are cancelled and its job

@@ -20,7 +20,8 @@ use db::inputs::SimulationInput;
 use db::queue::ClaimedTask;
 use db::Pool;
 pub use fault::{MachineFault, SimulatorError};
-use process::{Output, Stream, Tail};
+pub use process::Output;
+use process::{Stream, Tail};
 use std::path::{Path, PathBuf};
 
 /// Where the external programs are, and where tasks work.
@@ -154,11 +155,30 @@ impl Run<'_> {
 /// Runs a claimed task with the simulator its simulation names, stores its logs, and says
 /// how it ended.
 async fn run(settings: &Settings, task: &ClaimedTask, ctx: TaskContext) -> Outcome {
-    let pool = ctx.pool().clone();
+    let Some(pool) = ctx.pool().cloned() else {
+        return outcome_of(
+            Err(SimulatorError::fatal("a queued task needs the database")),
+            task,
+        );
+    };
     let input = match load_input(&pool, task.simulation_id).await {
         Ok(i) => i,
         Err(e) => return outcome_of(Err(e), task),
     };
+    let (result, output) = run_input(settings, task, &input, ctx).await;
+    store_logs(&pool, task, &output.stdout, &output.stderr).await;
+    outcome_of(result, task)
+}
+
+/// Runs `task` on `input` with the simulator its `sim_type` names, and returns the result
+/// with what the program printed (the ends of its stdout and stderr). The queue's handler
+/// and `worker element` (an offline SLURM array element) both run tasks through here.
+pub async fn run_input(
+    settings: &Settings,
+    task: &ClaimedTask,
+    input: &SimulationInput,
+    ctx: TaskContext,
+) -> (Result<TaskResults, SimulatorError>, Output) {
     let mut run = Run {
         task,
         settings,
@@ -166,7 +186,7 @@ async fn run(settings: &Settings, task: &ClaimedTask, ctx: TaskContext) -> Outco
         output: Output::default(),
         used_workdir: false,
     };
-    let result = match (task.sim_type, &input) {
+    let result = match (task.sim_type, input) {
         (SimType::Shieldhit, SimulationInput::Files(files)) => {
             external::run::<shieldhit::Shieldhit>(&mut run, files).await
         }
@@ -198,12 +218,12 @@ async fn run(settings: &Settings, task: &ClaimedTask, ctx: TaskContext) -> Outco
         }
         other => other,
     };
-    store_logs(&pool, task, &run.output.stdout, &run.output.stderr).await;
-    outcome_of(result, task)
+    (result, run.output)
 }
 
-/// The outcome a run's result makes for the queue.
-fn outcome_of(result: Result<TaskResults, SimulatorError>, task: &ClaimedTask) -> Outcome {
+/// The outcome a run's result makes for the queue: the primaries the program reports (or
+/// the requested count when it says none), or the failure's class.
+pub fn outcome_of(result: Result<TaskResults, SimulatorError>, task: &ClaimedTask) -> Outcome {
     match result {
         Ok(TaskResults { pages, primaries }) => Outcome::Done {
             simulated_primaries: primaries
