@@ -29,7 +29,7 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
-use proto::v1::{GetRequest, SubmitRequest, WhoAmIRequest};
+use proto::v1::{GetRequest, WhoAmIRequest};
 use std::time::{Duration, Instant};
 use support::{authed, env_or, limits, list, ms, quantile, PgBench, Server};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -274,34 +274,8 @@ async fn main() {
     let setup = Server::start(&db, 4, false).await;
     let ch = support::channels(setup.addr, 1).await.remove(0);
     let auth = support::login(&db, ch.clone(), "bench").await;
-    let job = SimulationServiceClient::new(ch.clone())
-        .submit(authed(
-            SubmitRequest {
-                title: "get load".into(),
-                sim_type: proto::v1::SimType::Builtin as i32,
-                input: Some(proto::v1::submit_request::Input::EditorJson(
-                    r#"{"beam":{"energy_mev":150}}"#.into(),
-                )),
-                ntasks: 16,
-                primaries: 160_000,
-                platform: None,
-            },
-            &auth,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .job_id;
-    let status = SimulationServiceClient::new(ch.clone())
-        .get(authed(
-            GetRequest {
-                job_id: job.clone(),
-            },
-            &auth,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let job = support::submit(ch.clone(), &auth, "get load", 16, 160_000).await;
+    let status = support::get(ch.clone(), &auth, &job).await;
     assert_eq!(status.tasks.len(), 16);
     drop(ch);
     setup.stop().await;

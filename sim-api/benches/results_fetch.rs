@@ -29,7 +29,7 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
 use proto::v1::simulation_service_client::SimulationServiceClient;
-use proto::v1::{GetRequest, GetResultsRequest, JobState, SubmitRequest};
+use proto::v1::{GetResultsRequest, JobState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -298,24 +298,7 @@ async fn main() {
     let ch = support::channels(server.addr, 1).await.remove(0);
     let auth = support::login(&db, ch.clone(), "bench").await;
     let mut plain = SimulationServiceClient::new(ch.clone());
-    let job = plain
-        .submit(authed(
-            SubmitRequest {
-                title: "results fetch".into(),
-                sim_type: proto::v1::SimType::Builtin as i32,
-                input: Some(proto::v1::submit_request::Input::EditorJson(
-                    r#"{"beam":{"energy_mev":150}}"#.into(),
-                )),
-                ntasks: TASKS as i32,
-                primaries: 2000,
-                platform: None,
-            },
-            &auth,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .job_id;
+    let job = support::submit(ch.clone(), &auth, "results fetch", TASKS as i32, 2000).await;
     let mut conn = db.conn().await;
     let claimed = db::queue::claim(&mut conn, "bench", TASKS as i64, Duration::from_secs(3600))
         .await
@@ -328,16 +311,7 @@ async fn main() {
             .unwrap();
     }
     let store_ms = ms(t0.elapsed());
-    let status = plain
-        .get(authed(
-            GetRequest {
-                job_id: job.clone(),
-            },
-            &auth,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let status = support::get(ch.clone(), &auth, &job).await;
     assert_eq!(
         status.simulation.unwrap().job_state,
         JobState::Completed as i32

@@ -3,11 +3,13 @@
 //! against, the server's limits with or without its caches and lists from the environment.
 #![allow(dead_code)]
 
-use db::enums::{AuthProvider, Role};
-use db::models::NewUser;
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+
 use db::testing::TestDb;
 use proto::v1::auth_service_client::AuthServiceClient;
-use proto::v1::LoginRequest;
+use proto::v1::simulation_service_client::SimulationServiceClient;
+use proto::v1::{GetRequest, LoginRequest, SimulationStatus};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -121,19 +123,7 @@ pub async fn channels(addr: SocketAddr, n: usize) -> Vec<Channel> {
 /// `authorization` metadata value (`Bearer <access token>`).
 pub async fn login(db: &TestDb, channel: Channel, name: &str) -> MetadataValue<Ascii> {
     let password = "bench-password";
-    let hash = db::password::hash(password).unwrap();
-    let mut c = db.conn().await;
-    db::users::create(
-        &mut c,
-        &NewUser {
-            username: name,
-            auth_provider: AuthProvider::Local,
-            password_hash: Some(&hash),
-            role: Role::User,
-        },
-    )
-    .await
-    .unwrap();
+    fixtures::create_local_user(db, name, password, false).await;
     let pair = AuthServiceClient::new(channel)
         .login(LoginRequest {
             username: name.into(),
@@ -143,6 +133,31 @@ pub async fn login(db: &TestDb, channel: Channel, name: &str) -> MetadataValue<A
         .unwrap()
         .into_inner();
     format!("Bearer {}", pair.access_token).parse().unwrap()
+}
+
+/// Submits [`fixtures::builtin_submit`]`(title, ntasks, primaries)` over `channel` as
+/// `auth`; the job id.
+pub async fn submit(
+    channel: Channel,
+    auth: &MetadataValue<Ascii>,
+    title: &str,
+    ntasks: i32,
+    primaries: i64,
+) -> String {
+    let req = fixtures::builtin_submit(title, ntasks, primaries);
+    let mut sims = SimulationServiceClient::new(channel);
+    sims.submit(authed(req, auth))
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id
+}
+
+/// `Get` of `job` over `channel` as `auth`, which must succeed.
+pub async fn get(channel: Channel, auth: &MetadataValue<Ascii>, job: &str) -> SimulationStatus {
+    let req = GetRequest { job_id: job.into() };
+    let mut sims = SimulationServiceClient::new(channel);
+    sims.get(authed(req, auth)).await.unwrap().into_inner()
 }
 
 /// `msg` with the `authorization` metadata.

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
-use db::enums::{AuthProvider, Role};
-use db::models::NewUser;
+mod fixtures;
+
 use db::testing::TestDb;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
@@ -100,20 +100,7 @@ impl App {
     }
 
     pub async fn create_user(&self, name: &str, password: &str, admin: bool) -> i64 {
-        let hash = db::password::hash(password).unwrap();
-        let mut c = self.db.conn().await;
-        db::users::create(
-            &mut c,
-            &NewUser {
-                username: name,
-                auth_provider: AuthProvider::Local,
-                password_hash: Some(&hash),
-                role: if admin { Role::Admin } else { Role::User },
-            },
-        )
-        .await
-        .unwrap()
-        .id
+        fixtures::create_local_user(&self.db, name, password, admin).await
     }
 
     pub async fn login(&self, name: &str, password: &str) -> TokenPair {
@@ -242,16 +229,7 @@ pub fn authed<T>(msg: T, token: &str) -> Request<T> {
 }
 
 pub fn simple_submit() -> SubmitRequest {
-    SubmitRequest {
-        title: "water phantom".into(),
-        sim_type: proto::v1::SimType::Builtin as i32,
-        input: Some(proto::v1::submit_request::Input::EditorJson(
-            r#"{"beam":{"energy_mev":150}}"#.into(),
-        )),
-        ntasks: 4,
-        primaries: 10_001,
-        platform: None,
-    }
+    fixtures::builtin_submit("water phantom", 4, 10_001)
 }
 
 /// Waits (at most `within`, polling every 10 ms) until `check` answers true; fails naming
