@@ -52,6 +52,14 @@ async fn four_elements_merge_as_direct(via: Via) {
     );
     let dir = b.job_dir(&job).await;
     assert!(b.eventually_collected(&dir).await);
+    // Deleting the finished simulation removes its job directory from the cluster.
+    b.delete(&job).await;
+    b.wait_for(
+        30,
+        "the deleted simulation's job directory to go",
+        || async { !b.exists(&dir).await },
+    )
+    .await;
     for bad in [
         "--wrap=reboot",
         "--output=/etc/passwd",
@@ -99,6 +107,14 @@ async fn cancel_while_running(via: Via) {
     let b = Batch::start(via, "cancel", &[]).await;
     let job = b.submit(editor(3), 2, 400_000_000, &[]).await.unwrap();
     b.wait_running(&job, 120).await;
+    // The elements' progress files reach the tasks.
+    b.wait_for(60, "progress from the element's progress file", || async {
+        b.tasks(&job)
+            .await
+            .iter()
+            .any(|t| t.state == "RUNNING" && t.simulated > 0)
+    })
+    .await;
     let dir = b.job_dir(&job).await;
     assert!(b.exists(&dir).await);
     b.cancel(&job).await;
@@ -153,6 +169,64 @@ async fn a_killed_component_is_taken_over(via: Via) {
     assert!(
         second.contains("element completed"),
         "the second component merged nothing:\n{second}"
+    );
+}
+
+/// SHIELD-HIT12A elements (the stand-in that replays the captured run, and the real
+/// pymchelper `convertmc` on the node) merge exactly as the same run by a direct worker:
+/// the external simulators go through the same code in `worker element`.
+#[tokio::test]
+async fn shieldhit_elements_merge_as_direct() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let standin = root
+        .join("worker/tests/standins/shieldhit")
+        .display()
+        .to_string();
+    let convertmc = tests::convertmc().display().to_string();
+    let env = [("SHIELDHIT_PATH", standin), ("CONVERTMC_PATH", convertmc)];
+    let b = Batch::start_with(Via::Local, "shieldhit", &[], &env).await;
+    let captured = sim_inputs::testdata::pymchelper_data("captured/shieldhit/input");
+    let mut files: std::collections::HashMap<String, String> =
+        ["beam.dat", "detect.dat", "geo.dat", "mat.dat"]
+            .iter()
+            .map(|f| {
+                (
+                    f.to_string(),
+                    std::fs::read_to_string(captured.join(f)).unwrap(),
+                )
+            })
+            .collect();
+    files.insert(
+        "standin.json".into(),
+        serde_json::json!({"mode": "ok"}).to_string(),
+    );
+    let request = proto::v1::SubmitRequest {
+        title: "shieldhit batch".into(),
+        sim_type: proto::v1::SimType::Shieldhit as i32,
+        input: Some(proto::v1::submit_request::Input::Files(
+            proto::v1::InputFiles { files },
+        )),
+        ntasks: 2,
+        primaries: 40,
+        platform: None,
+    };
+    let job = b.submit_request(request.clone(), &[]).await.unwrap();
+    let direct = b.submit_direct_request(request).await;
+    assert_eq!(
+        b.wait_end(&job, 240).await,
+        "COMPLETED",
+        "{}",
+        b.diagnose(&job).await
+    );
+    assert_eq!(b.wait_end(&direct, 240).await, "COMPLETED");
+    b.assert_same_results(&job, &direct).await;
+    // The weight is what the .bdo says was simulated (the captured run's 20 per task).
+    assert_eq!(b.simulated(&job).await, 40);
+    let logs = b.task_logs(&job).await;
+    assert!(
+        logs.iter()
+            .any(|(i, t)| *i == 1 && t.contains("mesh_0002.bdo")),
+        "{logs:?}"
     );
 }
 

@@ -59,6 +59,7 @@ pub struct Batch {
     token: String,
     component: Option<Proc>,
     restarts: u32,
+    env: Vec<(String, String)>,
     _api: Proc,
     _direct: Proc,
 }
@@ -89,6 +90,17 @@ impl Batch {
     /// Everything up, with a cluster whose elements in `failing` (indices) exit 1 before the
     /// worker runs, as a broken node would.
     pub async fn start(via: Via, name: &str, failing: &[&str]) -> Self {
+        Self::start_with(via, name, failing, &[]).await
+    }
+
+    /// [`Batch::start`] with `env` (such as `SHIELDHIT_PATH`) for the direct worker and the
+    /// batch component, whose elements inherit it through `sbatch`.
+    pub async fn start_with(
+        via: Via,
+        name: &str,
+        failing: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
         let ok = std::process::Command::new("sinfo")
             .arg("-h")
             .output()
@@ -149,7 +161,24 @@ impl Batch {
         assert!(out.status.success(), "add-cluster: {out:?}");
         tests::add_user(&url, "alice", "pw-alice");
         let (api, addr) = tests::start_api(&url);
-        let direct = tests::start_worker(&url, &["--concurrency", "2", "--poll", "0.5"]);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let mut worker_cmd = tests::command("worker");
+        worker_cmd
+            .args([
+                "--database-url",
+                &url,
+                "--concurrency",
+                "2",
+                "--poll",
+                "0.5",
+            ])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::null());
+        let direct = tests::spawn_worker(&mut worker_cmd);
         let (sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
         let mut b = Self {
             db,
@@ -162,6 +191,7 @@ impl Batch {
             token,
             component: None,
             restarts: 0,
+            env,
             _api: api,
             _direct: direct,
         };
@@ -187,6 +217,7 @@ impl Batch {
         .args(["--batch-id", &format!("batch-test-{}", self.restarts)])
         .arg("--control-dir")
         .arg(&self.control_dir)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "info")
         .stderr(Stdio::from(log));
         let (proc, line) = tests::spawn(&mut cmd).unwrap();
@@ -221,7 +252,16 @@ impl Batch {
         primaries: i64,
         options: &[&str],
     ) -> Result<String, tonic::Status> {
-        let mut r = self.request(editor, ntasks, primaries);
+        self.submit_request(self.request(editor, ntasks, primaries), options)
+            .await
+    }
+
+    /// `r` as a batch Submit to this cluster, with `options`.
+    pub async fn submit_request(
+        &self,
+        mut r: pb::SubmitRequest,
+        options: &[&str],
+    ) -> Result<String, tonic::Status> {
         r.platform = Some(pb::submit_request::Platform::Batch(pb::BatchPlatform {
             cluster: self.cluster.clone(),
             sbatch_options: options.iter().map(|s| s.to_string()).collect(),
@@ -236,7 +276,12 @@ impl Batch {
         ntasks: i32,
         primaries: i64,
     ) -> String {
-        let r = self.request(editor, ntasks, primaries);
+        self.submit_direct_request(self.request(editor, ntasks, primaries))
+            .await
+    }
+
+    /// `r` as a direct Submit.
+    pub async fn submit_direct_request(&self, r: pb::SubmitRequest) -> String {
         tests::submit(&mut self.sims.clone(), &self.token, r)
             .await
             .unwrap()
@@ -247,6 +292,15 @@ impl Batch {
         self.sims
             .clone()
             .cancel(authed(r, &self.token))
+            .await
+            .unwrap();
+    }
+
+    pub async fn delete(&self, job: &str) {
+        let r = pb::DeleteRequest { job_id: job.into() };
+        self.sims
+            .clone()
+            .delete(authed(r, &self.token))
             .await
             .unwrap();
     }

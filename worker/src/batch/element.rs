@@ -67,6 +67,9 @@ pub async fn run(
     index: i32,
     stop: watch::Receiver<Stop>,
 ) -> ElementExit {
+    // element.sh passes `--job-dir .`: programs run in their own work directories, so every
+    // path handed to them must be absolute.
+    let job_dir = &std::path::absolute(job_dir).unwrap_or_else(|_| job_dir.to_path_buf());
     let dir = job_dir.join(format!("element-{index}"));
     let exit = match run_task(settings, job_dir, &dir, index, stop).await {
         Ok(exit) => exit,
