@@ -82,9 +82,7 @@ async fn status_on_an_empty_database_lists_every_migration_as_pending() {
 #[tokio::test]
 async fn status_json_has_version_name_applied_known() {
     let db = Db::new().await;
-    let out = run(&db, &["--json", "migrate", "status"]);
-    out.ok();
-    let v = out.json();
+    let v = json_of(&db, &["--json", "migrate", "status"]);
     let list = v.as_array().unwrap();
     assert_eq!(list.len(), N);
     assert_eq!(list[0]["version"], "20261121000001");
@@ -138,9 +136,8 @@ async fn run_applies_every_migration_then_has_nothing_to_apply() {
 #[tokio::test]
 async fn run_json_lists_the_applied_versions() {
     let db = Db::empty().await;
-    let out = run(&db, &["--json", "migrate", "run"]);
-    out.ok();
-    assert_eq!(out.json(), serde_json::json!({ "applied": VERSIONS }));
+    let out = json_of(&db, &["--json", "migrate", "run"]);
+    assert_eq!(out, serde_json::json!({ "applied": VERSIONS }));
 }
 
 #[tokio::test]

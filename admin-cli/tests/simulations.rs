@@ -238,9 +238,7 @@ async fn remove_simulation_of_a_finished_simulation_has_no_warning() {
 #[tokio::test]
 async fn remove_simulation_json_returns_the_simulation() {
     let (db, _, b, _) = seeded().await;
-    let out = run(&db, &["--json", "remove-simulation", &b.to_string()]);
-    out.ok();
-    let v = out.json();
+    let v = json_of(&db, &["--json", "remove-simulation", &b.to_string()]);
     assert_eq!(v["id"], b);
     assert_eq!(v["title"], "second");
 }

@@ -193,23 +193,18 @@ async fn neither_or_both_of_c_and_f_is_bad_usage() {
 #[tokio::test]
 async fn json_output() {
     let db = Db::new().await;
-    let out = run(
-        &db,
-        &["--json", "sql", "-c", "select 1 as a, null as b, 'x' as c; create temp table t (v int); insert into t values (1), (2), (3)"],
-    );
-    out.ok();
+    let out = json_of(&db, &["--json", "sql", "-c", "select 1 as a, null as b, 'x' as c; create temp table t (v int); insert into t values (1), (2), (3)"]);
     assert_eq!(
-        out.json(),
+        out,
         json!([
             { "kind": "rows", "columns": ["a", "b", "c"], "rows": [["1", null, "x"]] },
             { "kind": "command", "affected": 0 },
             { "kind": "command", "affected": 3 },
         ])
     );
-    let empty = run(&db, &["sql", "--json", "-c", "select 1 as a where false"]);
-    empty.ok();
+    let empty = json_of(&db, &["sql", "--json", "-c", "select 1 as a where false"]);
     assert_eq!(
-        empty.json(),
+        empty,
         json!([{ "kind": "rows", "columns": ["a"], "rows": [] }])
     );
 }
@@ -221,9 +216,8 @@ async fn control_characters_in_values_are_escaped_in_tables_only() {
     let out = sql_stdout(&db, select);
     assert!(!out.contains('\u{1b}'), "{out:?}");
     assert!(out.contains("red\\u{1b}[31m\\nline"), "{out:?}");
-    let json = run(&db, &["--json", "sql", "-c", select]);
-    json.ok();
-    assert_eq!(json.json()[0]["rows"][0][0], "red\u{1b}[31m\nline");
+    let json = json_of(&db, &["--json", "sql", "-c", select]);
+    assert_eq!(json[0]["rows"][0][0], "red\u{1b}[31m\nline");
 }
 
 #[tokio::test]

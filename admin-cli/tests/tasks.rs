@@ -61,12 +61,10 @@ async fn list_tasks_prints_every_task_by_simulation_and_index() {
 #[tokio::test]
 async fn list_tasks_json_has_the_task_and_its_simulation() {
     let (db, a, _, _) = seeded().await;
-    let out = run(
+    let v = json_of(
         &db,
         &["--json", "list-tasks", "--simulation", &a.to_string()],
     );
-    out.ok();
-    let v = out.json();
     let t = &v[0];
     assert_eq!(t["simulation_id"], a);
     assert_eq!(t["task_index"], 0);
@@ -186,9 +184,7 @@ async fn remove_task_removes_only_that_task_of_that_simulation() {
 #[tokio::test]
 async fn remove_task_json_returns_the_removed_task() {
     let (db, _, b, _) = seeded().await;
-    let out = run(&db, &["--json", "remove-task", &b.to_string(), "2"]);
-    out.ok();
-    let v = out.json();
+    let v = json_of(&db, &["--json", "remove-task", &b.to_string(), "2"]);
     assert_eq!(v["simulation_id"], b);
     assert_eq!(v["task_index"], 2);
     assert_eq!(

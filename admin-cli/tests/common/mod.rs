@@ -262,6 +262,14 @@ pub fn table(stdout: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The JSON that `admin-cli ARGS...` against `db` prints, which must succeed.
+#[track_caller]
+pub fn json_of(db: &TestDb, args: &[&str]) -> serde_json::Value {
+    let out = run(db, args);
+    out.ok();
+    out.json()
+}
+
 /// The table of a successful run, whose header must be `header` (the column names, one
 /// space apart).
 #[track_caller]

@@ -207,9 +207,8 @@ async fn remove_user_cascade_removes_the_user_and_only_their_simulations() {
     assert_eq!(count(&db, "select count(*) from tasks"), 4);
     assert_eq!(count(&db, "select count(*) from inputs"), 1);
 
-    let json = run(&db, &["--json", "remove-user", "bob", "--cascade"]);
-    json.ok();
-    assert_eq!(json.json()["simulations_removed"], 1);
+    let json = json_of(&db, &["--json", "remove-user", "bob", "--cascade"]);
+    assert_eq!(json["simulations_removed"], 1);
     assert_eq!(count(&db, "select count(*) from simulations"), 0);
 }
 
