@@ -42,6 +42,14 @@ struct Args {
     /// Rows of the chart.
     #[arg(long, default_value_t = 24)]
     rows: usize,
+    /// Run as a SLURM array job on this cluster (admin-cli list-clusters) instead of on the
+    /// workers.
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// An sbatch option for the batch run, e.g. --sbatch-option=--time=00:30:00
+    /// (repeatable; only with --cluster).
+    #[arg(long = "sbatch-option", value_name = "OPT", allow_hyphen_values = true, requires = "cluster")]
+    sbatch_options: Vec<String>,
 }
 
 fn authed<T>(msg: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
@@ -109,7 +117,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 input: Some(pb::submit_request::Input::EditorJson(input.to_string())),
                 ntasks: args.ntasks,
                 primaries: args.primaries,
-                platform: None,
+                platform: args.cluster.clone().map(|cluster| {
+                    pb::submit_request::Platform::Batch(pb::BatchPlatform {
+                        cluster,
+                        sbatch_options: args.sbatch_options.clone(),
+                    })
+                }),
             },
             &token,
         )?)
@@ -117,8 +130,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("submit failed")?
         .into_inner()
         .job_id;
+    let place = match &args.cluster {
+        Some(c) => format!(" as a SLURM array job on cluster {c}"),
+        None => String::new(),
+    };
     println!(
-        "submitted {job_id}: {} MeV, {} tasks, {} primaries",
+        "submitted {job_id}: {} MeV, {} tasks, {} primaries{place}",
         args.energy, args.ntasks, args.primaries
     );
 
