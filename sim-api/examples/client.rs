@@ -48,7 +48,12 @@ struct Args {
     cluster: Option<String>,
     /// An sbatch option for the batch run, e.g. --sbatch-option=--time=00:30:00
     /// (repeatable; only with --cluster).
-    #[arg(long = "sbatch-option", value_name = "OPT", allow_hyphen_values = true, requires = "cluster")]
+    #[arg(
+        long = "sbatch-option",
+        value_name = "OPT",
+        allow_hyphen_values = true,
+        requires = "cluster"
+    )]
     sbatch_options: Vec<String>,
 }
 
