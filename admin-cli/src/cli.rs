@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use db::enums::{AuthProvider, JobState, TaskState};
+use db::simulations::SimulationRef;
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
 /// Exit codes, shown at the end of every `--help`.
@@ -89,9 +91,9 @@ pub enum Command {
     /// List tasks, by simulation and index.
     #[command(after_help = EXIT_CODES)]
     ListTasks {
-        /// Only this simulation's tasks.
-        #[arg(long, value_name = "ID")]
-        simulation: Option<i64>,
+        /// Only this simulation's tasks: its numeric id or its job id (UUID).
+        #[arg(long, value_name = "SIMULATION", value_parser = SimulationRefParser)]
+        simulation: Option<SimulationRef>,
         #[command(flatten)]
         owner: OwnerArgs,
         /// Only tasks in this state: PENDING, RUNNING, COMPLETED, FAILED or CANCELED.
@@ -104,8 +106,9 @@ pub enum Command {
     /// Remove one task of one simulation (and nothing in any other simulation).
     #[command(after_help = EXIT_CODES)]
     RemoveTask {
-        /// The simulation's id.
-        simulation_id: i64,
+        /// The simulation: its numeric id or its job id (UUID).
+        #[arg(value_name = "SIMULATION", value_parser = SimulationRefParser)]
+        simulation: SimulationRef,
         /// The task's index within that simulation (0-based).
         task_index: i32,
     },
@@ -127,8 +130,9 @@ pub enum Command {
     /// Remove a simulation and everything under it (tasks, inputs, results, logs).
     #[command(after_help = EXIT_CODES)]
     RemoveSimulation {
-        /// The simulation's id.
-        id: i64,
+        /// The simulation: its numeric id or its job id (UUID).
+        #[arg(value_name = "SIMULATION", value_parser = SimulationRefParser)]
+        simulation: SimulationRef,
     },
     /// Add a SLURM cluster for batch runs.
     #[command(after_help = EXIT_CODES)]
@@ -327,6 +331,40 @@ pub struct ClusterUpdateArgs {
 /// The range of `--max-array-size`, as the schema checks it.
 fn max_array_size() -> clap::builder::RangedI64ValueParser<i32> {
     clap::value_parser!(i32).range(1..=1_000_000)
+}
+
+/// Parses a simulation's numeric id or job id (UUID) once, where it comes in. A bad value
+/// is bad usage (exit code 2), and the message quotes it escaped, so a control character in
+/// it cannot rewrite the terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct SimulationRefParser;
+
+impl clap::builder::TypedValueParser for SimulationRefParser {
+    type Value = SimulationRef;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<SimulationRef, clap::Error> {
+        let what = arg
+            .and_then(|a| a.get_value_names())
+            .and_then(|v| v.first())
+            .map_or_else(|| "SIMULATION".to_string(), ToString::to_string);
+        let fail = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for <{what}>: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| fail(format!("{value:?} is not valid UTF-8")))?;
+        text.parse()
+            .map_err(|e: db::simulations::BadSimulationRef| fail(e.to_string()))
+    }
 }
 
 fn parse_provider(s: &str) -> Result<AuthProvider, String> {

@@ -123,8 +123,9 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         } => {
             commands::tasks::list(
                 &mut ctx,
+                simulation,
                 db::tasks::TaskFilter {
-                    simulation_id: simulation,
+                    simulation_id: None,
                     username: owner.user,
                     auth_provider: owner.auth_provider,
                     state,
@@ -134,9 +135,9 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             .await
         }
         Command::RemoveTask {
-            simulation_id,
+            simulation,
             task_index,
-        } => commands::tasks::remove(&mut ctx, simulation_id, task_index).await,
+        } => commands::tasks::remove(&mut ctx, simulation, task_index).await,
         Command::ListSimulations {
             verbose,
             owner,
@@ -155,7 +156,9 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             )
             .await
         }
-        Command::RemoveSimulation { id } => commands::simulations::remove(&mut ctx, id).await,
+        Command::RemoveSimulation { simulation } => {
+            commands::simulations::remove(&mut ctx, simulation).await
+        }
         Command::AddCluster(args) => commands::clusters::add(&mut ctx, args).await,
         Command::UpdateCluster(args) => commands::clusters::update(&mut ctx, args).await,
         Command::ListClusters => commands::clusters::list(&mut ctx).await,

@@ -10,6 +10,7 @@ use diesel::sql_types::{Array, BigInt};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 use std::collections::HashMap;
+use uuid::Uuid;
 
 /// The most rows one listing returns when no limit is given.
 pub const DEFAULT_LIST_LIMIT: i64 = 1000;
@@ -143,6 +144,84 @@ pub async fn get(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
         .ok_or_else(|| DbError::NotFound(format!("simulation {id}")))
 }
 
+/// A simulation as an operator names it: the numeric id operators see, or the job id
+/// (a UUID) users see. Parsed once, where the name comes in ([`str::parse`]), and turned
+/// into a simulation by one query ([`find`], [`resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimulationRef {
+    /// The numeric id (`simulations.id`).
+    Id(i64),
+    /// The public job id (`simulations.job_id`).
+    JobId(Uuid),
+}
+
+/// Text that names no simulation: neither a numeric id nor a UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSimulationRef {
+    /// Nothing was given.
+    #[error("a simulation is named by its numeric id or its job id (a UUID), not an empty string")]
+    Empty,
+    /// Digits, but too many for an id.
+    #[error("{0:?} is too large for a simulation id")]
+    OutOfRange(String),
+    /// Neither digits nor a UUID.
+    #[error("{0:?} is neither a simulation id (digits) nor a job id (a UUID such as 67e55044-10b1-426f-9247-bb680e5fe0c8)")]
+    Malformed(String),
+}
+
+impl std::str::FromStr for SimulationRef {
+    type Err = BadSimulationRef;
+
+    /// Digits are a numeric id, anything else must be a UUID (hyphenated or not, any case).
+    /// Nothing is trimmed: the text is taken exactly as given.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(BadSimulationRef::Empty);
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse::<i64>()
+                .map(SimulationRef::Id)
+                .map_err(|_| BadSimulationRef::OutOfRange(s.to_string()));
+        }
+        // Only the plain forms (36 characters hyphenated, or 32 hex digits): no braces or
+        // `urn:uuid:` prefix.
+        let plain = s.len() == 36 || s.len() == 32;
+        match Uuid::try_parse(s) {
+            Ok(u) if plain => Ok(SimulationRef::JobId(u)),
+            _ => Err(BadSimulationRef::Malformed(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for SimulationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SimulationRef::Id(id) => write!(f, "simulation {id}"),
+            SimulationRef::JobId(job_id) => write!(f, "simulation {job_id}"),
+        }
+    }
+}
+
+/// The simulation `r` names, if there is one: one query, by id or by job id.
+pub async fn find(conn: &mut Conn, r: SimulationRef) -> DbResult<Option<Simulation>> {
+    let q = simulations::table
+        .select(Simulation::as_select())
+        .into_boxed();
+    let q = match r {
+        SimulationRef::Id(id) => q.filter(simulations::id.eq(id)),
+        SimulationRef::JobId(job_id) => q.filter(simulations::job_id.eq(job_id)),
+    };
+    Ok(q.first(conn).await.optional()?)
+}
+
+/// The simulation `r` names, or [`DbError::NotFound`] naming it as given.
+pub async fn resolve(conn: &mut Conn, r: SimulationRef) -> DbResult<Simulation> {
+    find(conn, r)
+        .await?
+        .ok_or_else(|| DbError::NotFound(r.to_string()))
+}
+
 /// Removes a simulation and, by cascade, everything under it.
 pub async fn remove(conn: &mut Conn, id: i64) -> DbResult<Simulation> {
     let removed = diesel::delete(simulations::table.find(id))
@@ -265,7 +344,43 @@ pub async fn create_with_tasks(
 
 #[cfg(test)]
 mod tests {
-    use super::split_primaries;
+    use super::{split_primaries, BadSimulationRef, SimulationRef};
+
+    #[test]
+    fn a_simulation_ref_is_digits_or_a_uuid() {
+        let u = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        assert_eq!("42".parse(), Ok(SimulationRef::Id(42)));
+        assert_eq!("0042".parse(), Ok(SimulationRef::Id(42)));
+        let parsed: SimulationRef = u.parse().unwrap();
+        assert_eq!(parsed, SimulationRef::JobId(u.parse().unwrap()));
+        assert_eq!(u.to_uppercase().parse::<SimulationRef>(), Ok(parsed));
+        assert_eq!(u.replace('-', "").parse::<SimulationRef>(), Ok(parsed));
+        assert_eq!("".parse::<SimulationRef>(), Err(BadSimulationRef::Empty));
+        assert!(matches!(
+            "99999999999999999999".parse::<SimulationRef>(),
+            Err(BadSimulationRef::OutOfRange(_))
+        ));
+        for bad in [
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "1.5",
+            "abc",
+            "1; DROP TABLE simulations",
+            "' OR 1=1 --",
+            "a\0b",
+            "\u{1b}[31m",
+            "{67e55044-10b1-426f-9247-bb680e5fe0c8}",
+            "urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8",
+        ] {
+            let e = bad.parse::<SimulationRef>().unwrap_err();
+            assert!(matches!(e, BadSimulationRef::Malformed(_)), "{bad:?}: {e}");
+            // The message quotes the text escaped, never raw.
+            assert!(!e.to_string().contains('\u{1b}'), "{e}");
+            assert!(!e.to_string().contains('\0'), "{e}");
+        }
+    }
 
     #[test]
     fn split_spreads_the_remainder() {

@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::output::{opt, opt_time, safe, time, write_json, Table};
 use anyhow::Result;
-use db::simulations::SimulationFilter;
+use db::simulations::{SimulationFilter, SimulationRef};
 
 /// `list-simulations [-v] [--user U] [--auth-provider P] [--state S] [--limit N]`.
 pub async fn list(ctx: &mut Ctx<'_>, filter: SimulationFilter, verbose: bool) -> Result<()> {
@@ -58,9 +58,10 @@ pub async fn list(ctx: &mut Ctx<'_>, filter: SimulationFilter, verbose: bool) ->
     Ok(t.write(&mut ctx.out)?)
 }
 
-/// `remove-simulation ID`.
-pub async fn remove(ctx: &mut Ctx<'_>, id: i64) -> Result<()> {
+/// `remove-simulation SIMULATION` (its numeric id or job id).
+pub async fn remove(ctx: &mut Ctx<'_>, simulation: SimulationRef) -> Result<()> {
     let mut conn = ctx.conn().await?;
+    let id = db::simulations::resolve(&mut conn, simulation).await?.id;
     let sim = db::simulations::remove(&mut conn, id).await?;
     let warning = if sim.job_state.is_terminal() {
         String::new()

@@ -3,12 +3,27 @@
 use super::Ctx;
 use crate::output::{opt, opt_time, safe, write_json, Table};
 use anyhow::Result;
+use db::simulations::SimulationRef;
 use db::tasks::TaskFilter;
 
-/// `list-tasks [--simulation ID] [--user U] [--auth-provider P] [--state S] [--limit N]`.
-pub async fn list(ctx: &mut Ctx<'_>, filter: TaskFilter) -> Result<()> {
+/// `list-tasks [--simulation SIMULATION] [--user U] [--auth-provider P] [--state S] [--limit N]`.
+/// A simulation that does not exist has no tasks: the list is empty.
+pub async fn list(
+    ctx: &mut Ctx<'_>,
+    simulation: Option<SimulationRef>,
+    mut filter: TaskFilter,
+) -> Result<()> {
     let mut conn = ctx.conn().await?;
-    let rows = db::tasks::list(&mut conn, &filter).await?;
+    let rows = match simulation {
+        None => db::tasks::list(&mut conn, &filter).await?,
+        Some(r) => match db::simulations::find(&mut conn, r).await? {
+            Some(sim) => {
+                filter.simulation_id = Some(sim.id);
+                db::tasks::list(&mut conn, &filter).await?
+            }
+            None => Vec::new(),
+        },
+    };
     if ctx.json {
         return Ok(write_json(&mut ctx.out, &rows)?);
     }
@@ -42,9 +57,10 @@ pub async fn list(ctx: &mut Ctx<'_>, filter: TaskFilter) -> Result<()> {
     Ok(t.write(&mut ctx.out)?)
 }
 
-/// `remove-task SIMULATION_ID TASK_INDEX`.
-pub async fn remove(ctx: &mut Ctx<'_>, simulation_id: i64, task_index: i32) -> Result<()> {
+/// `remove-task SIMULATION TASK_INDEX`.
+pub async fn remove(ctx: &mut Ctx<'_>, simulation: SimulationRef, task_index: i32) -> Result<()> {
     let mut conn = ctx.conn().await?;
+    let simulation_id = db::simulations::resolve(&mut conn, simulation).await?.id;
     let task = db::tasks::remove(&mut conn, simulation_id, task_index).await?;
     ctx.done(
         &format!("removed task {task_index} of simulation {simulation_id}"),
