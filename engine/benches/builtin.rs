@@ -139,4 +139,297 @@ fn main() {
             _ => println!("    {e:>5} MeV: no R80"),
         }
     }
+
+    compare_with_reference(if smoke { 2_000 } else { 500_000 }, smoke);
+}
+
+// ---------------------------------------------------------------- SHIELD-HIT12A reference
+
+/// The reference run (`shieldhit_json_payload_files.json`): 150 MeV protons, Gaussian energy
+/// spread σ 1.5 MeV, a pencil beam, a water cylinder of radius 5 cm and length 20 cm, 400
+/// depth bins. r bins of 0.02 cm for the lateral profiles.
+const REFERENCE_INPUT: &str = r#"{"beam": {"energy_mev": 150.0, "energy_spread_mev": 1.5, "sigma_cm": 0.0},
+    "phantom": {"radius_cm": 5.0, "depth_cm": 20.0}, "scoring": {"z_bins": 400, "r_bins": 250}}"#;
+
+/// What the comparison needs from one depth-dose curve and its lateral profiles.
+struct Figures {
+    /// Depth dose, MeV/g per primary, 400 bins of 0.05 cm.
+    dose: Vec<f64>,
+    /// Secondary-proton fluence × cylinder area, per bin (if scored).
+    secondary: Option<Vec<f64>>,
+    /// Primary fluence × cylinder area, per bin.
+    primary: Vec<f64>,
+    /// Lateral σ fitted through the slab |x| < 0.25 cm, z ± 0.25 cm, at 5, 10 and 14 cm.
+    sigma: [f64; 3],
+}
+
+const LATERAL_DEPTHS: [f64; 3] = [5.0, 10.0, 14.0];
+const DZ: f64 = 0.05;
+const AREA: f64 = std::f64::consts::PI * 25.0;
+
+/// `σ` of `A exp(−y²/2σ²)` fitted by least squares to `profile` (values at `ys`), the
+/// amplitude solved for each σ on a grid of 0.0005 cm steps.
+fn gaussian_sigma(ys: &[f64], profile: &[f64]) -> f64 {
+    let mut best = (f64::MAX, 0.0);
+    let mut s = 0.02;
+    while s < 1.5 {
+        let g: Vec<f64> = ys.iter().map(|y| (-y * y / (2.0 * s * s)).exp()).collect();
+        let gg: f64 = g.iter().map(|v| v * v).sum();
+        let fg: f64 = g.iter().zip(profile).map(|(a, b)| a * b).sum();
+        let a = fg / gg;
+        let r: f64 = g
+            .iter()
+            .zip(profile)
+            .map(|(gv, f)| (f - a * gv).powi(2))
+            .sum();
+        if r < best.0 {
+            best = (r, s);
+        }
+        s += 0.0005;
+    }
+    best.1
+}
+
+/// The y bins of the reference mesh: 80 bins of 0.05 cm over [−2, 2].
+fn y_centres() -> Vec<f64> {
+    (0..80).map(|i| -2.0 + (i as f64 + 0.5) * 0.05).collect()
+}
+
+/// Depth-bin range [z − 0.25, z + 0.25) in 0.05 cm bins.
+fn slab_bins(z: f64) -> std::ops::Range<usize> {
+    let i0 = ((z - 0.25) / DZ).round() as usize;
+    i0..i0 + 10
+}
+
+fn reference_figures(path: &std::path::Path) -> Option<Figures> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let estimators = json.get("estimators")?.as_array()?;
+    let find = |name: &str| estimators.iter().find(|e| e["name"] == name);
+    let values = |page: &serde_json::Value| -> Option<Vec<f64>> {
+        page["data"]["values"]
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_f64)
+            .collect()
+    };
+    let z = find("z_profile_")?["pages"].as_array()?;
+    let dose = values(z.first()?)?;
+    let by_filter = |f: &str| {
+        z.iter()
+            .find(|p| p["metadata"]["page_filter_name"] == f)
+            .and_then(values)
+            .map(|v| v.iter().map(|x| x * AREA).collect::<Vec<f64>>())
+    };
+    let primary = by_filter("Primaries")?;
+    let secondary = by_filter("Secondary_protons");
+    // yz_profile_: stored z-major (iz · 80 + iy) although its first axis is labelled Y.
+    let yz = values(find("yz_profile_")?["pages"].as_array()?.first()?)?;
+    let ys = y_centres();
+    let mut sigma = [0.0; 3];
+    for (k, z) in LATERAL_DEPTHS.iter().enumerate() {
+        let profile: Vec<f64> = (0..80)
+            .map(|iy| slab_bins(*z).map(|iz| yz[iz * 80 + iy]).sum())
+            .collect();
+        sigma[k] = gaussian_sigma(&ys, &profile);
+    }
+    Some(Figures {
+        dose,
+        secondary,
+        primary,
+        sigma,
+    })
+}
+
+/// Our figures from a run of [`REFERENCE_INPUT`]: the slab profile is the r–z dose
+/// integrated over the same |x| < 0.25 cm slab and 0.05 cm y bins (5 × 25 points per bin).
+fn engine_figures(est: &[engine::Estimator]) -> Option<Figures> {
+    let page = |name: &str| {
+        est.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.pages.first())
+    };
+    let dose = page("depth_dose")?.values.clone();
+    let primary = page("fluence")?.values.iter().map(|v| v * AREA).collect();
+    let secondary = page("secondary_fluence").map(|p| p.values.iter().map(|v| v * AREA).collect());
+    let rz = page("dose_rz")?;
+    let nr = rz.axes.get(1)?.bins as usize;
+    let hr = rz.axes.get(1)?.max / nr as f64;
+    let ys = y_centres();
+    let mut sigma = [0.0; 3];
+    for (k, z) in LATERAL_DEPTHS.iter().enumerate() {
+        let radial: Vec<f64> = (0..nr)
+            .map(|ir| slab_bins(*z).map(|iz| rz.values[iz * nr + ir]).sum())
+            .collect();
+        let profile: Vec<f64> = ys
+            .iter()
+            .map(|y| {
+                let mut s = 0.0;
+                for a in 0..5 {
+                    for b in 0..25 {
+                        let yy = y - 0.025 + (a as f64 + 0.5) * 0.01;
+                        let xx = -0.25 + (b as f64 + 0.5) * 0.02;
+                        let ir = (((xx * xx + yy * yy).sqrt() / hr) as usize).min(nr - 1);
+                        s += radial[ir];
+                    }
+                }
+                s
+            })
+            .collect();
+        sigma[k] = gaussian_sigma(&ys, &profile);
+    }
+    Some(Figures {
+        dose,
+        secondary,
+        primary,
+        sigma,
+    })
+}
+
+/// Mean of `v` over the bins of [c − 0.5, c + 0.5) cm.
+fn cm_mean(v: &[f64], c: f64) -> f64 {
+    let i0 = ((c - 0.5) / DZ).round() as usize;
+    v[i0..i0 + 20].iter().sum::<f64>() / 20.0
+}
+
+/// The reference's own noise in a 1-cm mean, estimated from the scatter of its 0.05 cm bins
+/// about a straight line over the same centimetre: `rms / sqrt(20)` (bins taken as
+/// independent, so a lower bound).
+fn cm_noise(v: &[f64], c: f64) -> f64 {
+    let i0 = ((c - 0.5) / DZ).round() as usize;
+    let w = &v[i0..i0 + 20];
+    let n = w.len() as f64;
+    let xm = (n - 1.0) / 2.0;
+    let ym = w.iter().sum::<f64>() / n;
+    let sxy: f64 = w
+        .iter()
+        .enumerate()
+        .map(|(i, y)| (i as f64 - xm) * (y - ym))
+        .sum();
+    let sxx: f64 = (0..w.len()).map(|i| (i as f64 - xm).powi(2)).sum();
+    let b = sxy / sxx;
+    let rss: f64 = w
+        .iter()
+        .enumerate()
+        .map(|(i, y)| (y - ym - b * (i as f64 - xm)).powi(2))
+        .sum();
+    (rss / (n - 2.0)).sqrt() / n.sqrt()
+}
+
+fn peak_and_r80(dose: &[f64]) -> (f64, f64) {
+    let (imax, vmax) = dose
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::MIN), |a, (i, v)| if v > a.1 { (i, v) } else { a });
+    let level = 0.8 * vmax;
+    let mut r80 = f64::NAN;
+    for i in imax..dose.len() - 1 {
+        if dose[i] >= level && dose[i + 1] < level {
+            r80 = (i as f64 + 0.5) * DZ + (dose[i] - level) / (dose[i] - dose[i + 1]) * DZ;
+            break;
+        }
+    }
+    // Peak depth: the vertex of a parabola through the maximum bin and its neighbours.
+    let (a, b, c) = (dose[imax - 1], dose[imax], dose[imax + 1]);
+    let shift = 0.5 * (a - c) / (a - 2.0 * b + c);
+    ((imax as f64 + 0.5 + shift) * DZ, r80)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT MET"
+    }
+}
+
+/// Runs [`REFERENCE_INPUT`] and prints each target beside the SHIELD-HIT12A figure.
+fn compare_with_reference(primaries: u64, smoke: bool) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/yaptide/json_with_results.json");
+    let Some(reference) = reference_figures(&path) else {
+        println!(
+            "  SHIELD-HIT12A reference: {} not readable, skipped",
+            path.display()
+        );
+        return;
+    };
+    let input = match BuiltinInput::from_json(REFERENCE_INPUT) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("reference input refused: {e}");
+            std::process::exit(2);
+        }
+    };
+    let t = Instant::now();
+    let est = match run(&input, primaries, 14, &mut |_| Control::Continue) {
+        Ok(est) => est,
+        Err(err) => {
+            eprintln!("run failed: {err}");
+            std::process::exit(2);
+        }
+    };
+    let dt = t.elapsed().as_secs_f64();
+    let Some(ours) = engine_figures(&est) else {
+        eprintln!("run lacks a page");
+        std::process::exit(2);
+    };
+    println!(
+        "  vs SHIELD-HIT12A v1.0.1 (json_with_results.json, 9,996 primaries; ours {primaries} primaries, {dt:.1} s):"
+    );
+    if smoke {
+        println!("    (smoke run: figures printed, no verdicts)");
+    }
+    println!("    plateau dose, 1-cm means (MeV/g per primary), target within 2%:");
+    let mut worst: f64 = 0.0;
+    for c in 1..=12 {
+        let c = c as f64;
+        let (r, o) = (cm_mean(&reference.dose, c), cm_mean(&ours.dose, c));
+        let noise = cm_noise(&reference.dose, c) / r * 100.0;
+        let dev = (o / r - 1.0) * 100.0;
+        worst = worst.max(dev.abs());
+        let sec = match (&reference.secondary, &ours.secondary) {
+            (Some(a), Some(b)) => format!(
+                "; sec. proton fluence×area {:.4} vs {:.4}",
+                cm_mean(b, c),
+                cm_mean(a, c)
+            ),
+            (Some(a), None) => format!("; sec. proton fluence×area – vs {:.4}", cm_mean(a, c)),
+            _ => String::new(),
+        };
+        println!(
+            "      {c:>4.1} cm: {o:.5} vs {r:.5} ({dev:+.2}%, reference noise ±{noise:.1}%); primary fluence×area {:.4} vs {:.4}{sec}",
+            cm_mean(&ours.primary, c),
+            cm_mean(&reference.primary, c),
+        );
+    }
+    println!("      worst {worst:.2}%: {}", verdict(worst <= 2.0));
+    let edep = |d: &[f64]| d.iter().sum::<f64>() * AREA * DZ;
+    let (er, eo) = (edep(&reference.dose), edep(&ours.dose));
+    let dev = (eo / er - 1.0) * 100.0;
+    println!(
+        "    energy deposited in the cylinder: {eo:.2} vs {er:.2} MeV per primary ({dev:+.2}%, target 1%: {})",
+        verdict(dev.abs() <= 1.0)
+    );
+    let (pr, rr) = peak_and_r80(&reference.dose);
+    let (po, ro) = peak_and_r80(&ours.dose);
+    let dev = (ro / rr - 1.0) * 100.0;
+    println!(
+        "    R80: {ro:.3} vs {rr:.3} cm ({dev:+.2}%, target 0.5%: {})",
+        verdict(dev.abs() <= 0.5)
+    );
+    println!(
+        "    peak depth (parabola through the top 3 bins): {po:.3} vs {pr:.3} cm ({:+.3} cm, target 0.05 cm: {})",
+        po - pr,
+        verdict((po - pr).abs() <= 0.05)
+    );
+    for (k, z) in LATERAL_DEPTHS.iter().enumerate() {
+        let (r, o) = (reference.sigma[k], ours.sigma[k]);
+        let dev = (o / r - 1.0) * 100.0;
+        println!(
+            "    lateral σ at {z:>4.1} cm (Gaussian fit, |x| < 0.25 cm slab, 0.5 cm of depth): {o:.4} vs {r:.4} cm ({dev:+.1}%, target 3%: {})",
+            verdict(dev.abs() <= 3.0)
+        );
+    }
 }

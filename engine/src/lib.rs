@@ -63,10 +63,24 @@
 //!   far (so the result barely depends on the step length). Two projected Gaussian angles are
 //!   drawn per step and applied at the middle of the step (move half, turn, move half).
 //! - **Nuclear interactions**: a non-elastic macroscopic cross section of 0.012 /cm above
-//!   20 MeV (about 1.2% of the primaries per cm), ramping linearly to zero at 7 MeV. A
-//!   removed proton deposits 10% of its remaining energy on the spot and stops; the rest
-//!   (secondary protons, neutrons, gammas) is not transported. The distance to the
-//!   interaction is sampled once per proton, in mean free paths.
+//!   20 MeV (about 1.2% of the protons per cm), ramping linearly to zero at 7 MeV (source
+//!   and why this value: `physics::NUCLEAR_SIGMA_PER_CM`). The distance to the interaction
+//!   is sampled once per proton, in mean free paths. At an interaction of a proton of energy
+//!   `t`, the leading proton of the cascade keeps a fraction `y` of `t` (density
+//!   `1.5 y^0.5` on (0, 1), mean 0.6); the rest `(1 − y) t` goes in fixed proportions to
+//!   neutrons (50%) and gammas (5%), which escape untransported, to binding energy (25%), and
+//!   to heavy fragments and recoils (20%), deposited on the spot. On average that is the
+//!   budget quoted by Seltzer (NISTIR 5221, 1993) and Paganetti (Phys. Med. Biol. 47, 747,
+//!   2002): 60% of a non-elastic event's energy to secondary protons, 22% to neutrons and
+//!   gammas, the rest to heavy fragments, recoils and binding (10% binding, 8% local are this
+//!   engine's split). The leading proton is transported like a primary (with its own
+//!   non-elastic interactions), in a direction at the polar angle of elastic proton–proton
+//!   kinematics at its energy, `cos²θ = E (t + 2m) / (t (E + 2m))`, and a uniform azimuth.
+//!   Details and sources: `physics::NuclearBudget` and `transport::Transport::non_elastic`.
+//! - **Energy balance**: [`run_with_balance`] reports where the energy went (deposited,
+//!   carried out by protons, by neutrons, by gammas, spent on binding, beam that missed the
+//!   phantom), for the run and for each batch of [`PROGRESS_INTERVAL`] primaries; the parts
+//!   add up to the beam energy.
 //!
 //! # Estimators
 //!
@@ -78,6 +92,7 @@
 //! | `depth_dose` | `dose`, 1-D | `z` (cm) | dose averaged over the phantom cross-section, `MeV/g/primary` |
 //! | `dose_rz` | `dose`, 2-D | `z` (cm), `r` (cm) | dose in each annulus, `MeV/g/primary`; values are z-major: index `iz · r_bins + ir` |
 //! | `fluence` | `fluence`, 1-D | `z` (cm) | primary-proton fluence averaged over the phantom cross-section, `cm^-2/primary` |
+//! | `secondary_fluence` | `fluence`, 1-D | `z` (cm) | fluence of the secondary protons of non-elastic interactions (all generations), as `fluence`, `cm^-2/primary` |
 //!
 //! Dose is the energy deposited in a bin divided by the bin's mass (slab `π R² Δz` for
 //! `depth_dose`, annulus `π (r₁² − r₀²) Δz` for `dose_rz`); 1 MeV/g = 1.602 176 634 × 10⁻¹⁰ Gy.
@@ -160,7 +175,7 @@ pub struct Page {
     pub values: Vec<f64>,
 }
 
-/// A named group of pages: `depth_dose`, `dose_rz` or `fluence`.
+/// A named group of pages: `depth_dose`, `dose_rz`, `fluence` or `secondary_fluence`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Estimator {
     /// Estimator name.
@@ -205,8 +220,79 @@ pub fn task_seed(base_seed: u64, task_index: u32) -> u64 {
     rng::mix64(base_seed ^ index_mix)
 }
 
+/// Where the primaries' energy went, MeV, summed over primaries (not per primary).
+///
+/// `beam_mev` is the kinetic energy the primaries started with; every other field is a part
+/// of it, and the parts add up to it (up to rounding): see [`EnergyBalance::parts_mev`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnergyBalance {
+    /// Primaries simulated.
+    pub primaries: u64,
+    /// Kinetic energy of the primaries as drawn (with the energy spread).
+    pub beam_mev: f64,
+    /// Carried by primaries that started outside the radius and never entered the phantom.
+    pub missed_mev: f64,
+    /// Deposited in the phantom, all of it in the scoring bins (which cover the phantom).
+    pub deposited_mev: f64,
+    /// Handed to the scorer but in no bin (zero unless a position is not a number): energy
+    /// deposited outside the scoring.
+    pub unscored_mev: f64,
+    /// Carried out of the phantom by protons (primaries and secondaries) that leave it.
+    pub escaped_protons_mev: f64,
+    /// Carried away by the neutrons of non-elastic interactions (not transported).
+    pub neutrons_mev: f64,
+    /// Carried away by the prompt gammas of non-elastic interactions (not transported).
+    pub gammas_mev: f64,
+    /// Spent on the binding energy of the nucleons that non-elastic interactions emit.
+    pub binding_mev: f64,
+}
+
+impl EnergyBalance {
+    /// The parts, `(name, MeV)`, that add up to [`EnergyBalance::beam_mev`].
+    pub fn parts_mev(&self) -> [(&'static str, f64); 7] {
+        [
+            ("missed", self.missed_mev),
+            ("deposited", self.deposited_mev),
+            ("unscored", self.unscored_mev),
+            ("escaped protons", self.escaped_protons_mev),
+            ("neutrons", self.neutrons_mev),
+            ("gammas", self.gammas_mev),
+            ("binding", self.binding_mev),
+        ]
+    }
+
+    /// `beam_mev` minus the sum of the parts: zero up to rounding.
+    pub fn imbalance_mev(&self) -> f64 {
+        self.beam_mev - self.parts_mev().iter().map(|(_, v)| v).sum::<f64>()
+    }
+
+    fn add(&mut self, o: &EnergyBalance) {
+        self.primaries += o.primaries;
+        self.beam_mev += o.beam_mev;
+        self.missed_mev += o.missed_mev;
+        self.deposited_mev += o.deposited_mev;
+        self.unscored_mev += o.unscored_mev;
+        self.escaped_protons_mev += o.escaped_protons_mev;
+        self.neutrons_mev += o.neutrons_mev;
+        self.gammas_mev += o.gammas_mev;
+        self.binding_mev += o.binding_mev;
+    }
+}
+
+/// What [`run_with_balance`] returns: the estimators and where the energy went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The estimators, as [`run`] returns them.
+    pub estimators: Vec<Estimator>,
+    /// The energy balance of the whole run.
+    pub balance: EnergyBalance,
+    /// The energy balance of each batch of [`PROGRESS_INTERVAL`] primaries (the last may be
+    /// smaller), in order; they add up to `balance`.
+    pub batches: Vec<EnergyBalance>,
+}
+
 /// Simulates `primaries` protons of `input` with random seed `seed` and returns the
-/// estimators `depth_dose`, `dose_rz` and `fluence`, per primary.
+/// estimators `depth_dose`, `dose_rz`, `fluence` and `secondary_fluence`, per primary.
 ///
 /// `progress` is called with the number of primaries simulated so far every
 /// [`PROGRESS_INTERVAL`] primaries and once at the end with `primaries`; the counts never
@@ -217,6 +303,17 @@ pub fn run(
     seed: u64,
     progress: &mut dyn FnMut(u64) -> Control,
 ) -> Result<Vec<Estimator>, RunError> {
+    run_with_balance(input, primaries, seed, progress).map(|o| o.estimators)
+}
+
+/// [`run`], also reporting where the energy went, for the run and for each batch of
+/// [`PROGRESS_INTERVAL`] primaries. The estimators are bit-identical to [`run`]'s.
+pub fn run_with_balance(
+    input: &BuiltinInput,
+    primaries: u64,
+    seed: u64,
+    progress: &mut dyn FnMut(u64) -> Control,
+) -> Result<Outcome, RunError> {
     input.validate()?;
     if primaries == 0 {
         return Err(RunError::NoPrimaries);
@@ -229,18 +326,37 @@ pub fn run(
         input.scoring.r_bins as usize,
     );
     let mut rng = rng::Rng::new(seed);
+    let mut stack = Vec::with_capacity(16);
+    let mut total = EnergyBalance::default();
+    let mut batches = Vec::new();
     let mut done = 0u64;
     while done < primaries {
         let chunk = PROGRESS_INTERVAL.min(primaries - done);
+        let mut batch = EnergyBalance {
+            primaries: chunk,
+            ..EnergyBalance::default()
+        };
+        let unscored_before = scorer.unscored_mev();
         for _ in 0..chunk {
-            transport.primary(&mut rng, &mut scorer);
+            transport.primary(&mut rng, &mut scorer, &mut batch, &mut stack);
         }
+        // The transport counts everything it hands to the scorer as deposited; move what
+        // fell in no bin to its own part.
+        let unscored = scorer.unscored_mev() - unscored_before;
+        batch.deposited_mev -= unscored;
+        batch.unscored_mev = unscored;
+        total.add(&batch);
+        batches.push(batch);
         done += chunk;
         if progress(done) == Control::Stop {
             return Err(RunError::Canceled { simulated: done });
         }
     }
-    Ok(scorer.into_estimators(primaries))
+    Ok(Outcome {
+        estimators: scorer.into_estimators(primaries),
+        balance: total,
+        batches,
+    })
 }
 
 /// NIST PSTAR CSDA ranges of protons in liquid water, `(MeV, g/cm²)`; 230 MeV is

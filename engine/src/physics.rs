@@ -1,6 +1,6 @@
 //! Physics of protons in liquid water: Bethe stopping power, CSDA range and its inverse as
-//! fast lookup tables, Bohr energy-loss straggling, Highland multiple Coulomb scattering and
-//! a simple nuclear-removal cross section.
+//! fast lookup tables, Bohr energy-loss straggling, Highland multiple Coulomb scattering, a
+//! non-elastic nuclear cross section and the energy budget of a non-elastic event.
 
 /// Proton rest energy, MeV (CODATA 2018).
 pub(crate) const PROTON_MASS_MEV: f64 = 938.272_088_16;
@@ -34,11 +34,60 @@ pub(crate) const TABLE_MAX_MEV: f64 = 400.0;
 const TABLE_POINTS: usize = 4096;
 
 /// Macroscopic non-elastic nuclear cross section of water above 20 MeV, 1/cm.
+///
+/// ICRU Report 63 (2000) gives the proton non-elastic cross section of ¹⁶O as roughly 0.3 b
+/// from 30 to 250 MeV (hydrogen has none below the pion threshold); 0.012 /cm is
+/// `3.34 × 10²² molecules/cm³ × 0.36 b`, about a fifth more, which in effect also removes the
+/// primaries that large-angle elastic nuclear scattering takes out of a primary-fluence
+/// count. It is kept because the primary fluence it gives agrees with the SHIELD-HIT12A
+/// reference (which counts only generation-0 protons as primaries) within 1% from 1 to 12 cm
+/// (`BENCHMARKS.md`).
 pub(crate) const NUCLEAR_SIGMA_PER_CM: f64 = 0.012;
 /// Below this energy the cross section ramps linearly down ...
 const NUCLEAR_FULL_MEV: f64 = 20.0;
 /// ... to zero at this energy (roughly the reaction threshold on oxygen).
 const NUCLEAR_THRESHOLD_MEV: f64 = 7.0;
+
+/// Energy budget of non-elastic proton–oxygen events, as mean fractions of the proton's
+/// kinetic energy `t` at the interaction.
+///
+/// Sources: Seltzer, *An assessment of the role of charged secondaries from nonelastic nuclear
+/// interactions by therapy proton beams in water*, NISTIR 5221 (1993), and Paganetti,
+/// *Nuclear interactions in proton therapy dose calculations: role of secondary particles*,
+/// Phys. Med. Biol. 47 (2002) 747, as commonly quoted for 100–250 MeV protons in water:
+/// about 60% of the energy of non-elastic events goes to secondary protons, about 20% to
+/// neutrons and gammas (which mostly leave a phantom of this size), and the rest to heavier
+/// charged fragments (d, t, ³He, α) and recoil nuclei, which stop within a millimetre or so,
+/// and to the binding energy of the emitted nucleons and clusters. Used here: protons 60%,
+/// neutrons 20%, gammas 2% (a few MeV of de-excitation gammas per event, cf. ICRU Report
+/// 63's photon yields), binding 10% (an event that emits ~3 nucleons pays ~8 MeV of
+/// separation energy for each, ~25 MeV of a ~100 MeV event at the top, less for the many
+/// peripheral events), local 8%. The split of the last 40% between neutrons, gammas, binding
+/// and local deposition is this engine's choice within those figures; it sets how much
+/// energy stays in the phantom, and was checked against the energy deposited in the
+/// SHIELD-HIT12A reference (within 0.1%, `BENCHMARKS.md`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct NuclearBudget {
+    /// Carried by the transported secondary (leading cascade) proton.
+    pub(crate) protons: f64,
+    /// Carried away by neutrons (not transported: they leave the phantom).
+    pub(crate) neutrons: f64,
+    /// Carried away by prompt gammas (not transported).
+    pub(crate) gammas: f64,
+    /// Spent on the binding energy of the emitted nucleons (no particle carries it).
+    pub(crate) binding: f64,
+    /// Deposited on the spot by heavy fragments, recoils and slow evaporation protons.
+    pub(crate) local: f64,
+}
+
+/// The budget the transport uses (the fractions sum to 1).
+pub(crate) const NUCLEAR_BUDGET: NuclearBudget = NuclearBudget {
+    protons: 0.60,
+    neutrons: 0.20,
+    gammas: 0.02,
+    binding: 0.10,
+    local: 0.08,
+};
 
 /// Electronic mass stopping power of water from the Bethe formula (no shell, Barkas, Bloch or
 /// density-effect corrections; the density effect is zero below ~400 MeV in water),

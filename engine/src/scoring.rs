@@ -22,8 +22,13 @@ pub(crate) struct Scorer {
     edep_z: Vec<f64>,
     /// Energy deposited per (z, r) bin, MeV, index `iz * nr + ir`.
     edep_rz: Vec<f64>,
-    /// Track length per z bin, cm.
+    /// Primary track length per z bin, cm.
     track_z: Vec<f64>,
+    /// Secondary-proton track length per z bin, cm.
+    track_secondary_z: Vec<f64>,
+    /// Energy handed to the scorer that fell in no bin, MeV (zero unless a position is not a
+    /// number: every point inside the phantom has a bin).
+    unscored: f64,
 }
 
 impl Scorer {
@@ -45,6 +50,8 @@ impl Scorer {
             edep_z: vec![0.0; nz],
             edep_rz: vec![0.0; nz * nr],
             track_z: vec![0.0; nz],
+            track_secondary_z: vec![0.0; nz],
+            unscored: 0.0,
         }
     }
 
@@ -66,16 +73,30 @@ impl Scorer {
     }
 
     #[inline]
-    fn add(&mut self, iz: usize, ir: usize, de: f64, len: f64) {
-        if let Some(v) = self.edep_z.get_mut(iz) {
-            *v += de;
+    fn add(&mut self, iz: usize, ir: usize, de: f64, len: f64, secondary: bool) {
+        match (
+            self.edep_z.get_mut(iz),
+            self.edep_rz.get_mut(iz * self.nr + ir),
+        ) {
+            (Some(a), Some(b)) => {
+                *a += de;
+                *b += de;
+            }
+            _ => self.unscored += de,
         }
-        if let Some(v) = self.track_z.get_mut(iz) {
+        let track = if secondary {
+            &mut self.track_secondary_z
+        } else {
+            &mut self.track_z
+        };
+        if let Some(v) = track.get_mut(iz) {
             *v += len;
         }
-        if let Some(v) = self.edep_rz.get_mut(iz * self.nr + ir) {
-            *v += de;
-        }
+    }
+
+    /// Energy that fell in no bin, MeV (for the energy balance).
+    pub(crate) fn unscored_mev(&self) -> f64 {
+        self.unscored
     }
 
     /// Deposits `de` MeV at a point (a nuclear interaction's local share).
@@ -83,14 +104,15 @@ impl Scorer {
     pub(crate) fn deposit_point(&mut self, p: Point, de: f64) {
         let iz = self.z_bin(p[2]);
         let ir = self.r_bin(p[0], p[1]);
-        self.add(iz, ir, de, 0.0);
+        self.add(iz, ir, de, 0.0, false);
     }
 
-    /// Scores the straight segment `p0 → p1` (starting inside the phantom), along which `de`
-    /// MeV is deposited uniformly. The part beyond the phantom is cut off, with its share of
-    /// `de`. Returns `true` when the segment leaves the phantom (the proton escapes).
+    /// Scores the straight segment `p0 → p1` (starting inside the phantom) of a primary or
+    /// `secondary` proton, along which `de` MeV is deposited uniformly. The part beyond the
+    /// phantom is cut off, with its share of `de`. Returns the fraction of the segment inside
+    /// the phantom: below 1 when the segment leaves it (the proton escapes).
     #[inline]
-    pub(crate) fn segment(&mut self, p0: Point, p1: Point, de: f64) -> bool {
+    pub(crate) fn segment(&mut self, p0: Point, p1: Point, de: f64, secondary: bool) -> f64 {
         let [x0, y0, z0] = p0;
         let (dx, dy, dz) = (p1[0] - x0, p1[1] - y0, p1[2] - z0);
         let mut t_end = 1.0_f64;
@@ -109,7 +131,6 @@ impl Scorer {
                 t_end = t_end.min((-b + disc.sqrt()) / a);
             }
         }
-        let escaped = t_end < 1.0;
         let t_end = t_end.clamp(0.0, 1.0);
         let len = (dx * dx + dy * dy + dz * dz).sqrt();
         let iz0 = self.z_bin(z0);
@@ -126,7 +147,7 @@ impl Scorer {
                 let tm = 0.5 * t_end;
                 self.r_bin(x0 + tm * dx, y0 + tm * dy)
             };
-            self.add(iz0, ir, de * t_end, len * t_end);
+            self.add(iz0, ir, de * t_end, len * t_end, secondary);
         } else {
             let inv_dz = 1.0 / dz;
             let mut ta = 0.0_f64;
@@ -146,7 +167,7 @@ impl Scorer {
                     let tm = 0.5 * (ta + tb);
                     self.r_bin(x0 + tm * dx, y0 + tm * dy)
                 };
-                self.add(k, ir, de * f, len * f);
+                self.add(k, ir, de * f, len * f, secondary);
                 if k == iz1 {
                     break;
                 }
@@ -158,12 +179,13 @@ impl Scorer {
                 }
             }
         }
-        escaped
+        t_end
     }
 
     /// Turns the sums into per-primary estimators: `depth_dose` (MeV/g per primary, averaged
-    /// over the phantom cross-section), `dose_rz` (MeV/g per primary, annulus by annulus) and
-    /// `fluence` (cm⁻² per primary, averaged over the phantom cross-section).
+    /// over the phantom cross-section), `dose_rz` (MeV/g per primary, annulus by annulus),
+    /// `fluence` (primary protons) and `secondary_fluence` (secondary protons), both cm⁻² per
+    /// primary averaged over the phantom cross-section.
     pub(crate) fn into_estimators(self, primaries: u64) -> Vec<Estimator> {
         let n = primaries.max(1) as f64;
         let area = std::f64::consts::PI * self.radius2;
@@ -186,6 +208,11 @@ impl Scorer {
             .map(|(i, e)| e / ring_mass[i % self.nr] / n)
             .collect();
         let fluence: Vec<f64> = self.track_z.iter().map(|l| l / slab_volume / n).collect();
+        let secondary: Vec<f64> = self
+            .track_secondary_z
+            .iter()
+            .map(|l| l / slab_volume / n)
+            .collect();
         vec![
             Estimator {
                 name: "depth_dose".to_owned(),
@@ -214,10 +241,21 @@ impl Scorer {
                 pages: vec![Page {
                     name: "fluence".to_owned(),
                     dimension: 1,
-                    axes: vec![z_axis],
+                    axes: vec![z_axis.clone()],
                     value_name: "fluence".to_owned(),
                     value_unit: "cm^-2/primary".to_owned(),
                     values: fluence,
+                }],
+            },
+            Estimator {
+                name: "secondary_fluence".to_owned(),
+                pages: vec![Page {
+                    name: "fluence".to_owned(),
+                    dimension: 1,
+                    axes: vec![z_axis],
+                    value_name: "fluence".to_owned(),
+                    value_unit: "cm^-2/primary".to_owned(),
+                    values: secondary,
                 }],
             },
         ]
