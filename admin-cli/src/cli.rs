@@ -112,6 +112,15 @@ pub enum Command {
         /// The task's index within that simulation (0-based).
         task_index: i32,
     },
+    /// Requeue a failed task of a simulation that is still open, with a fresh attempt budget.
+    #[command(after_help = EXIT_CODES)]
+    RetryTask {
+        /// The simulation: its numeric id or its job id (UUID).
+        #[arg(value_name = "SIMULATION", value_parser = SimulationRefParser)]
+        simulation: SimulationRef,
+        /// The task's index within that simulation (0-based).
+        task_index: i32,
+    },
     /// List simulations, newest first.
     #[command(after_help = EXIT_CODES)]
     ListSimulations {

@@ -138,6 +138,10 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             simulation,
             task_index,
         } => commands::tasks::remove(&mut ctx, simulation, task_index).await,
+        Command::RetryTask {
+            simulation,
+            task_index,
+        } => commands::tasks::retry(&mut ctx, simulation, task_index).await,
         Command::ListSimulations {
             verbose,
             owner,

@@ -138,6 +138,7 @@ async fn hostile_simulation_names_are_bad_usage_and_change_nothing() {
         refused(&db, &["remove-simulation", "--", bad]);
         refused(&db, &["remove-task", "--", bad, "0"]);
         refused(&db, &["list-tasks", &format!("--simulation={bad}")]);
+        refused(&db, &["retry-task", "--", bad, "0"]);
     }
     refused(&db, &["remove-simulation", ""]);
     assert_eq!(count(&db, "select count(*) from simulations"), 3);

@@ -1,4 +1,4 @@
-//! list-tasks, remove-task.
+//! list-tasks, remove-task, retry-task.
 
 use super::Ctx;
 use crate::output::{opt, opt_time, safe, write_json, Table};
@@ -55,6 +55,22 @@ pub async fn list(
         ]);
     }
     Ok(t.write(&mut ctx.out)?)
+}
+
+/// `retry-task SIMULATION TASK_INDEX`: a failed task of an open simulation is pending again,
+/// with no attempt used.
+pub async fn retry(ctx: &mut Ctx<'_>, simulation: SimulationRef, task_index: i32) -> Result<()> {
+    let mut conn = ctx.conn().await?;
+    let sim = db::simulations::resolve(&mut conn, simulation).await?;
+    let task = db::queue::retry(&mut conn, sim.id, task_index).await?;
+    ctx.done(
+        &format!(
+            "requeued task {task_index} of simulation {} ({}): PENDING, 0 of {} attempts used",
+            sim.id, sim.job_id, task.max_attempts
+        ),
+        &task,
+    )?;
+    Ok(())
 }
 
 /// `remove-task SIMULATION TASK_INDEX`.

@@ -24,6 +24,7 @@ pub mod fail;
 pub mod finish;
 pub mod lease;
 pub mod reaper;
+pub mod retry;
 
 pub use cancel::{cancel, Canceled};
 pub use claim::{claim, ClaimedTask};
@@ -36,6 +37,7 @@ pub use lease::{
     task_state, Lease,
 };
 pub use reaper::{finalize_stale, requeue_expired};
+pub use retry::{retry, RetryError};
 
 use crate::error::DbError;
 
