@@ -24,9 +24,6 @@
 mod support;
 
 use db::testing::TestDb;
-use diesel::sql_types::{BigInt, Text};
-use diesel::QueryableByName;
-use diesel_async::RunQueryDsl;
 use proto::v1::auth_service_client::AuthServiceClient;
 use proto::v1::simulation_service_client::SimulationServiceClient;
 use proto::v1::{GetRequest, WhoAmIRequest};
@@ -194,19 +191,11 @@ async fn load(
 
 /// Committed plus rolled-back transactions of database `name` so far.
 async fn xacts(admin: &mut db::Conn, name: &str) -> i64 {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let r: Vec<N> = diesel::sql_query(
-        "SELECT (xact_commit + xact_rollback)::bigint AS n FROM pg_stat_database WHERE datname = $1",
-    )
-    .bind::<Text, _>(name)
-    .load(admin)
-    .await
-    .unwrap();
-    r[0].n
+    let sql = format!(
+        "SELECT (xact_commit + xact_rollback)::bigint AS n FROM pg_stat_database \
+         WHERE datname = '{name}'"
+    );
+    support::bigint(admin, &sql).await
 }
 
 /// Transactions per call of `rpc`: outside explicit transactions each statement is one, so

@@ -24,9 +24,6 @@ mod support;
 
 use db::results::{PageMeta, TaskPage};
 use db::testing::TestDb;
-use diesel::sql_types::BigInt;
-use diesel::QueryableByName;
-use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
 use proto::v1::simulation_service_client::SimulationServiceClient;
 use proto::v1::{GetResultsRequest, JobState};
@@ -175,8 +172,7 @@ struct Counts {
 }
 
 impl Counts {
-    /// (to the client, to the server) so far. (`AtomicU64::load` by path: diesel-async's
-    /// `RunQueryDsl::load` would be picked by method syntax.)
+    /// (to the client, to the server) so far.
     fn get(&self) -> (u64, u64) {
         (
             AtomicU64::load(&self.to_client, Ordering::SeqCst),
@@ -265,12 +261,6 @@ async fn get_results(
     f
 }
 
-#[derive(QueryableByName)]
-struct Stored {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 /// p50, p99 and max in ms of `v`.
 fn stats(mut v: Vec<Duration>) -> (f64, f64, f64) {
     v.sort();
@@ -317,15 +307,14 @@ async fn main() {
         JobState::Completed as i32
     );
     let sim_id = claimed[0].simulation_id;
-    let stored: Vec<Stored> = diesel::sql_query(
-        "SELECT (sum(octet_length(p.values_data)) + sum(coalesce(octet_length(p.errors_data), 0)))::bigint AS n
-         FROM estimators e JOIN pages p ON p.estimator_id = e.id WHERE e.simulation_id = $1",
+    let stored = support::bigint(
+        &mut conn,
+        &format!(
+            "SELECT (sum(octet_length(p.values_data)) + sum(coalesce(octet_length(p.errors_data), 0)))::bigint AS n
+             FROM estimators e JOIN pages p ON p.estimator_id = e.id WHERE e.simulation_id = {sim_id}"
+        ),
     )
-    .bind::<BigInt, _>(sim_id)
-    .load(&mut conn)
-    .await
-    .unwrap();
-    let stored = stored[0].n;
+    .await;
 
     // Check once: every page, all values, errors everywhere, the same numbers as read_all.
     let direct = db::results::read_all(&mut conn, sim_id).await.unwrap();

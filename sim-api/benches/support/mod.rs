@@ -167,6 +167,19 @@ pub fn authed<T>(msg: T, auth: &MetadataValue<Ascii>) -> Request<T> {
     r
 }
 
+/// The bigint `n` of the one row that `sql` selects (values are formatted in: the benches
+/// only pass ids and names they made).
+pub async fn bigint(conn: &mut db::Conn, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let row: N = diesel::sql_query(sql).get_result(conn).await.unwrap();
+    row.n
+}
+
 /// The `q` quantile (nearest rank) of sorted values.
 pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
     let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
