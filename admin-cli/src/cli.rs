@@ -76,6 +76,18 @@ pub enum Command {
         #[arg(long)]
         no_admin: bool,
     },
+    /// Rename a user, in one transaction: refused if the new name is taken; the user's tokens
+    /// are revoked (simulations, role and password stay with the user).
+    #[command(after_help = EXIT_CODES)]
+    RenameUser {
+        /// The user's current name, exactly as stored.
+        old: String,
+        /// The new name: 1 to 255 characters, no control characters.
+        new: String,
+        /// The user's auth provider.
+        #[arg(long, default_value = "local", value_parser = parse_provider)]
+        auth_provider: AuthProvider,
+    },
     /// Remove a user. Refused while the user owns simulations, unless --cascade.
     #[command(after_help = EXIT_CODES)]
     RemoveUser {

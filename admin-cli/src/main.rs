@@ -110,6 +110,11 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             )
             .await
         }
+        Command::RenameUser {
+            old,
+            new,
+            auth_provider,
+        } => commands::users::rename(&mut ctx, &old, &new, auth_provider).await,
         Command::RemoveUser {
             name,
             auth_provider,

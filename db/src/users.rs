@@ -226,6 +226,89 @@ pub async fn update(
     .await
 }
 
+/// What [`rename`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenamedUser {
+    /// The user's id.
+    pub id: i64,
+    /// The old name.
+    pub old_username: String,
+    /// The new name.
+    pub username: String,
+    /// The user's auth provider (unchanged).
+    pub auth_provider: AuthProvider,
+    /// Tokens that were still valid and are revoked now.
+    pub tokens_revoked: usize,
+}
+
+/// Renames a user of `provider` from `old` to `new`, in one transaction, and revokes the
+/// user's tokens (a session stays tied to the name it logged in with). Refused with
+/// [`DbError::Conflict`] when `new` is taken for that provider, [`DbError::Invalid`] when
+/// it is the old name or breaks the schema's rule (1 to 255 characters), and
+/// [`DbError::NotFound`] when there is no such user. Simulations, roles and passwords stay
+/// with the user (they hang on its id).
+pub async fn rename(
+    conn: &mut Conn,
+    old: &str,
+    provider: AuthProvider,
+    new: &str,
+) -> DbResult<RenamedUser> {
+    if old == new {
+        return Err(DbError::Invalid(format!(
+            "{} already has that name",
+            describe(old, provider)
+        )));
+    }
+    let (old, new) = (old.to_string(), new.to_string());
+    conn.transaction(async |conn| {
+        let id: i64 = users::table
+            .filter(users::username.eq(&old))
+            .filter(users::auth_provider.eq(provider))
+            .select(users::id)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| DbError::NotFound(describe(&old, provider)))?;
+        let who = describe(&new, provider);
+        let taken: Option<i64> = users::table
+            .filter(users::username.eq(&new))
+            .filter(users::auth_provider.eq(provider))
+            .select(users::id)
+            .first(conn)
+            .await
+            .optional()?;
+        if taken.is_some() {
+            return Err(DbError::Conflict(format!("{who} already exists")));
+        }
+        // A concurrent rename to the same name loses on the unique index, as a conflict.
+        diesel::update(users::table.find(id))
+            .set((
+                users::username.eq(&new),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await
+            .map_err(|e| insert_error(e, &who, |_| rejected_name(&who)))?;
+        let tokens_revoked = diesel::update(
+            auth_tokens::table
+                .filter(auth_tokens::user_id.eq(id))
+                .filter(auth_tokens::revoked.eq(false)),
+        )
+        .set(auth_tokens::revoked.eq(true))
+        .execute(conn)
+        .await?;
+        Ok(RenamedUser {
+            id,
+            old_username: old.clone(),
+            username: new.clone(),
+            auth_provider: provider,
+            tokens_revoked,
+        })
+    })
+    .await
+}
+
 /// What [`remove`] deleted.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RemovedUser {

@@ -1,4 +1,4 @@
-//! list-users, add-user, update-user, remove-user.
+//! list-users, add-user, update-user, rename-user, remove-user.
 
 use super::Ctx;
 use crate::output::{safe, time, write_json, Table};
@@ -168,6 +168,21 @@ pub async fn update(
         &format!("updated user {:?} ({}): role {}, password {}", user.username, user.auth_provider, user.role,
             if user.password_hash.is_some() { "set" } else { "none" }),
         &serde_json::json!({"id": user.id, "username": user.username, "auth_provider": user.auth_provider, "role": user.role, "has_password": user.password_hash.is_some()}),
+    )?;
+    Ok(())
+}
+
+/// `rename-user OLD NEW [--auth-provider P]`.
+pub async fn rename(ctx: &mut Ctx<'_>, old: &str, new: &str, provider: AuthProvider) -> Result<()> {
+    check_new_name(new)?;
+    let mut conn = ctx.conn().await?;
+    let renamed = db::users::rename(&mut conn, old, provider, new).await?;
+    ctx.done(
+        &format!(
+            "renamed user {:?} ({provider}) to {:?}; {} token(s) revoked",
+            renamed.old_username, renamed.username, renamed.tokens_revoked
+        ),
+        &renamed,
     )?;
     Ok(())
 }
