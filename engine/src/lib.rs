@@ -57,11 +57,14 @@
 //! - **Energy-loss straggling**: Gaussian, with the Bohr variance
 //!   `σ² = 0.1569 (Z/A) ρ Δx · (1 − β²/2)/(1 − β²)` MeV², truncated so that the loss lies in
 //!   `[0, E]`.
-//! - **Multiple Coulomb scattering**: Highland,
-//!   `θ0 = 13.6 MeV/(βcp) · sqrt(Δx/X0) · [1 + 0.038 ln(x/(X0 β²))]`, `X0 = 36.08 cm`, with
-//!   `βcp` at the mid-step energy and the logarithm taken at the path length `x` travelled so
-//!   far (so the result barely depends on the step length). Two projected Gaussian angles are
-//!   drawn per step and applied at the middle of the step (move half, turn, move half).
+//! - **Multiple Coulomb scattering**: Gaussian, with Gottschalk's differential Highland
+//!   scattering power (Med. Phys. 37 (2010) 352),
+//!   `T = f_dH(pv, p₁v₁) (15.0 MeV/pv)² / 46.88 cm`, where `p₁v₁` is the `pv` at the start of
+//!   the track: integrated over a track it follows Molière's θ0 within a few percent from thin
+//!   to thick layers of water (Highland's formula with the logarithm taken at the path so far,
+//!   used before, overestimates thin layers). `pv` at the mid-step energy; two projected
+//!   Gaussian angles of variance `T·Δx` are drawn per step and applied at the middle of the
+//!   step (move half, turn, move half). No single-scattering tail.
 //! - **Nuclear interactions**: a non-elastic macroscopic cross section of 0.012 /cm above
 //!   20 MeV (about 1.2% of the protons per cm), ramping linearly to zero at 7 MeV (source
 //!   and why this value: `physics::NUCLEAR_SIGMA_PER_CM`). The distance to the interaction

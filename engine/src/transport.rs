@@ -3,8 +3,8 @@
 
 use super::input::BuiltinInput;
 use super::physics::{
-    fast_ln, nuclear_sigma_per_cm, NuclearBudget, RangeTables, BOHR_VARIANCE_PER_CM, HIGHLAND_MEV,
-    NUCLEAR_BUDGET, PROTON_MASS_MEV, TABLE_MAX_MEV, WATER_X0_CM,
+    nuclear_sigma_per_cm, scattering_power, NuclearBudget, RangeTables, BOHR_VARIANCE_PER_CM,
+    NUCLEAR_BUDGET, PROTON_MASS_MEV, TABLE_MAX_MEV,
 };
 use super::rng::Rng;
 use super::scoring::{Point, Scorer};
@@ -117,7 +117,8 @@ impl Transport {
         let mut residual = self.tables.range(e);
         // Distance to the nuclear interaction, in mean free paths.
         let mut mfp_left = -rng.uniform_open().ln();
-        let mut path = 0.0_f64;
+        // pv at the start of this proton's track, MeV (the scattering power's memory).
+        let pv0 = e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
         // The first step is a random fraction of a full one, so that step boundaries (and
         // the small bias of depositing uniformly along a step) do not line up across
         // primaries of one energy.
@@ -151,16 +152,11 @@ impl Transport {
                 e - loss
             };
 
-            // Multiple Coulomb scattering (Highland), at the mid-step energy, applied at the
-            // middle of the step.
-            path += step;
+            // Multiple Coulomb scattering (Gottschalk's differential Highland scattering
+            // power), at the mid-step energy, applied at the middle of the step.
             let e_mid = 0.5 * (e + e_post);
-            let total = e_mid + PROTON_MASS_MEV;
-            let inv_pc2 = 1.0 / (e_mid * (e_mid + 2.0 * PROTON_MASS_MEV)); // 1/(pc)²
-            let inv_pv = total * inv_pc2; // pv = (pc)²/E_total
-            let inv_beta2 = total * total * inv_pc2;
-            let log_term = (1.0 + 0.038 * fast_ln(path * inv_beta2 * (1.0 / WATER_X0_CM))).max(0.0);
-            let theta0 = HIGHLAND_MEV * inv_pv * (step * (1.0 / WATER_X0_CM)).sqrt() * log_term;
+            let pv = e_mid * (e_mid + 2.0 * PROTON_MASS_MEV) / (e_mid + PROTON_MASS_MEV);
+            let theta0 = (scattering_power(pv, pv0) * step).sqrt();
             let half = 0.5 * step;
             let mid = [p[0] + half * d[0], p[1] + half * d[1], p[2] + half * d[2]];
             let ga = rng.gaussian();
