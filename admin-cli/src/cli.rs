@@ -155,6 +155,27 @@ pub enum Command {
         #[arg(value_name = "SIMULATION", value_parser = SimulationRefParser)]
         simulation: SimulationRef,
     },
+    /// Delete finished simulations (and everything under them) that ended long enough ago,
+    /// in short batches. Never a pending, running or merging one. Can be interrupted
+    /// (Ctrl-C stops after the batch under way) and run again.
+    #[command(after_help = EXIT_CODES)]
+    Cleanup {
+        /// Only simulations that ended at least this long ago, e.g. 90d, 12h, 1h 30m.
+        #[arg(long, value_name = "AGE", value_parser = db::config::parse_duration)]
+        older_than: std::time::Duration,
+        /// Only these finished states, comma-separated: completed, failed, canceled
+        /// [default: all three].
+        #[arg(long, value_name = "STATES", value_delimiter = ',', value_parser = parse_finished_state)]
+        state: Vec<JobState>,
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// Print what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Simulations deleted per transaction.
+        #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch_size: i64,
+    },
     /// Add a SLURM cluster for batch runs.
     #[command(after_help = EXIT_CODES)]
     AddCluster(ClusterArgs),
@@ -396,6 +417,17 @@ fn parse_provider(s: &str) -> Result<AuthProvider, String> {
 fn parse_job_state(s: &str) -> Result<JobState, String> {
     s.parse()
         .map_err(|e: db::enums::UnknownVariant| e.to_string())
+}
+
+/// A finished state for `cleanup --state`: completed, failed or canceled.
+fn parse_finished_state(s: &str) -> Result<JobState, String> {
+    let state = parse_job_state(s)?;
+    if !state.is_terminal() {
+        return Err(format!(
+            "{state} is not a finished state: cleanup deletes only completed, failed or canceled simulations"
+        ));
+    }
+    Ok(state)
 }
 
 fn parse_task_state(s: &str) -> Result<TaskState, String> {

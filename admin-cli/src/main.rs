@@ -168,6 +168,26 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::RemoveSimulation { simulation } => {
             commands::simulations::remove(&mut ctx, simulation).await
         }
+        Command::Cleanup {
+            older_than,
+            state,
+            owner,
+            dry_run,
+            batch_size,
+        } => {
+            commands::cleanup::run(
+                &mut ctx,
+                db::simulations::CleanupFilter {
+                    older_than,
+                    states: state,
+                    username: owner.user,
+                    auth_provider: owner.auth_provider,
+                },
+                dry_run,
+                batch_size,
+            )
+            .await
+        }
         Command::AddCluster(args) => commands::clusters::add(&mut ctx, args).await,
         Command::UpdateCluster(args) => commands::clusters::update(&mut ctx, args).await,
         Command::ListClusters => commands::clusters::list(&mut ctx).await,
