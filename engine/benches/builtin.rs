@@ -1,5 +1,11 @@
 //! Benchmark of the builtin simulator: primaries per second on one thread at 150 MeV with
-//! the default scoring (target ≥ 50 000), and R80 against NIST PSTAR at 70, 150 and 230 MeV.
+//! the default scoring (target ≥ 80 000), R80 against NIST PSTAR at 70, 150 and 230 MeV, and
+//! the comparison with a real SHIELD-HIT12A v1.0.1 run of 150 MeV protons in water
+//! (`../shared/data/yaptide/json_with_results.json`, input `shieldhit_json_payload_files.json`;
+//! skipped when the file is not there): plateau dose in 1-cm means from 1 to 12 cm, energy
+//! deposited in the cylinder, R80, peak depth and lateral σ at 5, 10 and 14 cm, each beside
+//! the reference value, the target, and the reference's own noise (the spread of the same
+//! figure over 16 runs of ours with the reference's 9,996 primaries).
 //!
 //! Run with `cargo bench -p engine --bench builtin`. Optional arguments: the number of
 //! primaries per timed run (default 200 000) and of timed runs (default 5; the median is
@@ -13,7 +19,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 /// Required throughput, primaries per second per core.
-const TARGET: f64 = 50_000.0;
+const TARGET: f64 = 80_000.0;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

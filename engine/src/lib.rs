@@ -47,7 +47,8 @@
 //!   continued as `S(1 MeV)·sqrt(1 MeV/E)`. The CSDA range `R(E)` is integrated once per run
 //!   and tabulated with its inverse; it agrees with PSTAR within 0.15% from 70 to 250 MeV
 //!   (1.1% at 10 MeV).
-//! - **Stepping**: a step is 8% of the residual CSDA range, at least 0.1 mm (the first step
+//! - **Stepping**: a step is 8% of the residual CSDA range (16% for secondary protons), at
+//!   least 0.1 mm (the first step
 //!   of each proton is a random fraction of that, so that step boundaries do not line up
 //!   across primaries); once the residual range is below 0.1 mm the proton deposits the rest
 //!   in one last step. The mean energy loss of a step comes from the range tables, so it is
