@@ -194,6 +194,13 @@ pub enum Command {
     /// Show, apply or revert schema migrations (under an advisory lock).
     #[command(subcommand, after_help = EXIT_CODES)]
     Migrate(MigrateCommand),
+    /// Print a Mermaid erDiagram of the live schema: tables, columns, keys and relations.
+    #[command(after_help = EXIT_CODES)]
+    SchemaDiagram {
+        /// Wrap it in the Markdown page kept as docs/schema.md.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Run SQL and print each statement's rows, or its affected-row count.
     #[command(after_help = EXIT_CODES)]
     Sql {

@@ -193,6 +193,9 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::ListClusters => commands::clusters::list(&mut ctx).await,
         Command::RemoveCluster { name } => commands::clusters::remove(&mut ctx, &name).await,
         Command::Migrate(cmd) => commands::migrate::run(&mut ctx, cmd).await,
+        Command::SchemaDiagram { markdown } => {
+            commands::schema_diagram::run(&mut ctx, markdown).await
+        }
         Command::Sql { command, file } => commands::sql::run(&mut ctx, command, file).await,
         Command::DbUrl { show_password } => {
             let url = if show_password {

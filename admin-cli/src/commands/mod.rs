@@ -3,6 +3,7 @@
 pub mod cleanup;
 pub mod clusters;
 pub mod migrate;
+pub mod schema_diagram;
 pub mod simulations;
 pub mod sql;
 pub mod tasks;
