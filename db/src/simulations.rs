@@ -377,7 +377,8 @@ pub async fn cleanup_candidates(
 /// Deletes, in one short transaction, up to `limit` simulations a cleanup takes, after id
 /// `after_id`, in id order, with everything under them (by cascade). The rows are locked
 /// first and the condition is checked under the lock; rows another transaction holds are
-/// skipped (a later run takes them). Workers hear that the simulations stopped, after
+/// skipped (a later run takes them); a batch that collides with another transaction (a
+/// deadlock) is run again. Workers hear that the simulations stopped, after
 /// commit. Interrupting between batches loses nothing: each batch commits whole or not at
 /// all.
 pub async fn cleanup_batch(
@@ -387,8 +388,10 @@ pub async fn cleanup_batch(
     limit: i64,
 ) -> DbResult<CleanupBatch> {
     let filter = filter.clone();
-    let deleted = conn
-        .transaction(async |conn| {
+    // A deadlock with another transaction (the queue locks tasks before their simulation)
+    // rolls the batch back whole: run it again.
+    let deleted = retry_transient!(
+        conn.transaction(async |conn| {
             let rows: Vec<CleanupRow> = bind_cleanup!(
                 diesel::sql_query(format!(
                     "WITH doomed AS (
@@ -416,7 +419,8 @@ pub async fn cleanup_batch(
             }
             Ok::<_, DbError>(rows)
         })
-        .await?;
+        .await
+    )?;
     let ids: Vec<i64> = deleted.iter().map(|r| r.id).collect();
     if !ids.is_empty() {
         crate::notify::Announce::stopped(ids).send(conn).await;
