@@ -138,6 +138,10 @@ const WATER_XS_CM: f64 = 46.88;
 /// for protons in water from thin to thick layers, where Highland's formula with the
 /// logarithm taken at the path so far overestimates thin layers. `f_dH` is floored at 0
 /// (it goes negative only in the first micrometres of a track).
+///
+/// The transport uses it through [`ScatterTables`]; this direct form is what the tables are
+/// tested against.
+#[cfg_attr(not(test), allow(dead_code))]
 #[inline]
 pub(crate) fn scattering_power(pv: f64, pv0: f64) -> f64 {
     let ratio2 = (pv / pv0).powi(2).min(1.0 - 1e-12);
@@ -146,6 +150,68 @@ pub(crate) fn scattering_power(pv: f64, pv0: f64) -> f64 {
     let f = 0.5244 + 0.1975 * lg_ratio + 0.2320 * lg_pv - 0.0098 * lg_pv * lg_ratio;
     let k = GOTTSCHALK_ES_MEV / pv;
     f.max(0.0) * k * k / WATER_XS_CM
+}
+
+/// [`scattering_power`] split into what depends on the energy alone, tabulated on the grid of
+/// [`RangeTables`] (`E = (i·du)²`), so that a step costs one logarithm:
+/// `T = max(a(E) + b(E) lg(1 − pv(E)²/pv0²), 0) · c(E)`.
+#[derive(Debug, Clone)]
+pub(crate) struct ScatterTables {
+    /// `a = 0.5244 + 0.2320 lg(pv)`, `b = 0.1975 − 0.0098 lg(pv)`, `c = (E_s/pv)²/X_S`,
+    /// `pv²`, per grid point.
+    rows: Vec<[f64; 4]>,
+    inv_du: f64,
+}
+
+impl ScatterTables {
+    pub(crate) fn new() -> Self {
+        let n = TABLE_POINTS;
+        let du = TABLE_MAX_MEV.sqrt() / (n - 1) as f64;
+        let rows = (0..n)
+            .map(|i| {
+                // The first point (E = 0) takes the value a quarter of a grid step up.
+                let u = (i as f64).max(0.5) * du;
+                let e = u * u;
+                let pv = e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
+                let lg_pv = pv.log10();
+                let k = GOTTSCHALK_ES_MEV / pv;
+                [
+                    0.5244 + 0.2320 * lg_pv,
+                    0.1975 - 0.0098 * lg_pv,
+                    k * k / WATER_XS_CM,
+                    pv * pv,
+                ]
+            })
+            .collect();
+        Self {
+            rows,
+            inv_du: 1.0 / du,
+        }
+    }
+
+    /// `pv²` of a proton of kinetic energy `e` MeV, MeV².
+    #[inline]
+    pub(crate) fn pv2(e: f64) -> f64 {
+        let pv = e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
+        pv * pv
+    }
+
+    /// [`scattering_power`] at kinetic energy `e` MeV on a track that started with
+    /// `pv0² = 1/inv_pv0_sq`, rad²/cm.
+    #[inline]
+    pub(crate) fn power(&self, e: f64, inv_pv0_sq: f64) -> f64 {
+        let x = e.max(0.0).sqrt() * self.inv_du;
+        let last = self.rows.len().saturating_sub(2);
+        let i = (x as usize).min(last);
+        let f = (x - i as f64).clamp(0.0, 1.0);
+        let (Some(r0), Some(r1)) = (self.rows.get(i), self.rows.get(i + 1)) else {
+            return 0.0;
+        };
+        let at = |k: usize| r0[k] + f * (r1[k] - r0[k]);
+        let ratio2 = (at(3) * inv_pv0_sq).min(1.0 - 1e-12);
+        let lg = fast_ln(1.0 - ratio2) * std::f64::consts::LOG10_E;
+        (at(0) + at(1) * lg).max(0.0) * at(2)
+    }
 }
 
 /// Natural logarithm to about 1e-7 relative, for the Highland correction term only (the
@@ -340,6 +406,20 @@ mod tests {
             scattering_power(pv0, pv0).max(0.0)
         );
         assert!(scattering_power(pv0, pv0).is_finite());
+    }
+
+    #[test]
+    fn scatter_tables_follow_the_formula() {
+        let t = ScatterTables::new();
+        for e0 in [20.0, 70.0, 150.0, 250.0] {
+            let pv = |e: f64| e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
+            let inv = 1.0 / ScatterTables::pv2(e0);
+            for frac in [0.95, 0.8, 0.5, 0.2, 0.05] {
+                let e = frac * e0;
+                let (a, b) = (t.power(e, inv), scattering_power(pv(e), pv(e0)));
+                assert!((a / b - 1.0).abs() < 1e-3, "{e0} → {e} MeV: {a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::input::BuiltinInput;
 use super::physics::{
-    nuclear_sigma_per_cm, scattering_power, NuclearBudget, RangeTables, BOHR_VARIANCE_PER_CM,
+    nuclear_sigma_per_cm, NuclearBudget, RangeTables, ScatterTables, BOHR_VARIANCE_PER_CM,
     NUCLEAR_BUDGET, PROTON_MASS_MEV, TABLE_MAX_MEV,
 };
 use super::rng::Rng;
@@ -39,6 +39,7 @@ pub(crate) struct Proton {
 /// Everything one run needs, built once.
 pub(crate) struct Transport {
     tables: RangeTables,
+    scatter: ScatterTables,
     /// Step length as a fraction of the residual range.
     pub(crate) step_fraction: f64,
     /// Shortest step, cm.
@@ -55,6 +56,7 @@ impl Transport {
     pub(crate) fn new(input: &BuiltinInput) -> Self {
         Self {
             tables: RangeTables::new(),
+            scatter: ScatterTables::new(),
             step_fraction: STEP_RANGE_FRACTION,
             min_step: MIN_STEP_CM,
             energy: input.beam.energy_mev,
@@ -122,7 +124,7 @@ impl Transport {
         // Distance to the nuclear interaction, in mean free paths.
         let mut mfp_left = -rng.uniform_open().ln();
         // pv at the start of this proton's track, MeV (the scattering power's memory).
-        let pv0 = e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
+        let inv_pv0_sq = 1.0 / ScatterTables::pv2(e);
         // The first step is a random fraction of a full one, so that step boundaries (and
         // the small bias of depositing uniformly along a step) do not line up across
         // primaries of one energy.
@@ -164,8 +166,7 @@ impl Transport {
             // Multiple Coulomb scattering (Gottschalk's differential Highland scattering
             // power), at the mid-step energy, applied at the middle of the step.
             let e_mid = 0.5 * (e + e_post);
-            let pv = e_mid * (e_mid + 2.0 * PROTON_MASS_MEV) / (e_mid + PROTON_MASS_MEV);
-            let theta0 = (scattering_power(pv, pv0) * step).sqrt();
+            let theta0 = (self.scatter.power(e_mid, inv_pv0_sq) * step).sqrt();
             let half = 0.5 * step;
             let mid = [p[0] + half * d[0], p[1] + half * d[1], p[2] + half * d[2]];
             let ga = rng.gaussian();
