@@ -307,7 +307,7 @@ pub fn run(
     seed: u64,
     progress: &mut dyn FnMut(u64) -> Control,
 ) -> Result<Vec<Estimator>, RunError> {
-    run_with_balance(input, primaries, seed, progress).map(|o| o.estimators)
+    simulate(input, primaries, seed, progress, None).map(|(estimators, _)| estimators)
 }
 
 /// [`run`], also reporting where the energy went, for the run and for each batch of
@@ -318,6 +318,24 @@ pub fn run_with_balance(
     seed: u64,
     progress: &mut dyn FnMut(u64) -> Control,
 ) -> Result<Outcome, RunError> {
+    let mut batches = Vec::new();
+    let (estimators, balance) = simulate(input, primaries, seed, progress, Some(&mut batches))?;
+    Ok(Outcome {
+        estimators,
+        balance,
+        batches,
+    })
+}
+
+/// The run itself; the per-batch balances are kept only when asked for (a long run has many
+/// batches, and [`run`] does not need them).
+fn simulate(
+    input: &BuiltinInput,
+    primaries: u64,
+    seed: u64,
+    progress: &mut dyn FnMut(u64) -> Control,
+    mut batches: Option<&mut Vec<EnergyBalance>>,
+) -> Result<(Vec<Estimator>, EnergyBalance), RunError> {
     input.validate()?;
     if primaries == 0 {
         return Err(RunError::NoPrimaries);
@@ -332,7 +350,6 @@ pub fn run_with_balance(
     let mut rng = rng::Rng::new(seed);
     let mut stack = Vec::with_capacity(16);
     let mut total = EnergyBalance::default();
-    let mut batches = Vec::new();
     let mut done = 0u64;
     while done < primaries {
         let chunk = PROGRESS_INTERVAL.min(primaries - done);
@@ -350,17 +367,15 @@ pub fn run_with_balance(
         batch.deposited_mev -= unscored;
         batch.unscored_mev = unscored;
         total.add(&batch);
-        batches.push(batch);
+        if let Some(b) = batches.as_deref_mut() {
+            b.push(batch);
+        }
         done += chunk;
         if progress(done) == Control::Stop {
             return Err(RunError::Canceled { simulated: done });
         }
     }
-    Ok(Outcome {
-        estimators: scorer.into_estimators(primaries),
-        balance: total,
-        batches,
-    })
+    Ok((scorer.into_estimators(primaries), total))
 }
 
 /// NIST PSTAR CSDA ranges of protons in liquid water, `(MeV, g/cm²)`; 230 MeV is
