@@ -79,7 +79,11 @@ async fn submit_watch_and_read_results_through_the_real_binaries() {
             .await
             .unwrap()
     };
-    assert_eq!(got.len(), 3, "depth_dose, dose_rz, fluence");
+    assert_eq!(
+        got.len(),
+        4,
+        "depth_dose, dose_rz, fluence, secondary_fluence"
+    );
     for (page, (name, values, errors)) in stored.iter().zip(&got) {
         assert_eq!(&page.estimator, name);
         assert_eq!(&page.values, values);

@@ -55,7 +55,11 @@ async fn a_four_task_builtin_run_merges_exactly() {
         })
         .collect();
     let merged = db::results::read_all(&mut conn, sim).await.unwrap();
-    assert_eq!(merged.len(), 3, "depth_dose, dose_rz, fluence");
+    assert_eq!(
+        merged.len(),
+        4,
+        "depth_dose, dose_rz, fluence, secondary_fluence"
+    );
     let total: f64 = primaries.iter().sum::<u64>() as f64;
     for page in &merged {
         assert!(!page.partial);

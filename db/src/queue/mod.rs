@@ -10,7 +10,8 @@
 //! One submodule per kind of transition: [`claim`](mod@claim), [`lease`](mod@lease) (heartbeat, progress, release),
 //! [`batch`](mod@batch) (a batch component's hold on its cluster's simulations),
 //! [`complete`](mod@complete), [`fail`](mod@fail) (failures and machine faults), [`finish`](mod@finish) (ending a simulation and
-//! the final merge), [`cancel`](mod@cancel), [`damaged`](mod@damaged) and [`reaper`](mod@reaper) (expired leases, stale merges).
+//! the final merge), [`cancel`](mod@cancel), [`damaged`](mod@damaged), [`reaper`](mod@reaper) (expired leases, stale merges)
+//! and [`retry`](mod@retry) (an operator's requeue of a failed task).
 //! Everything is re-exported here, at its old path. The merge (folding results into the
 //! running sums, [`crate::merge`]) is the layer above: it calls the queue, never the reverse.
 //! Announcing notifications are sent after commit ([`crate::notify::Announce`]).

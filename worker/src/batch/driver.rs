@@ -11,7 +11,7 @@ use slurm::{JobId, Slurm, SshSession, SshTarget, Transport};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most simulations one poll of one cluster holds.
 const HOLD_LIMIT: i64 = 500;
@@ -107,9 +107,12 @@ impl ClusterDriver {
     /// date with one `squeue` for all their arrays. A simulation's own failure is logged and
     /// does not stop the others.
     ///
+    /// Returns how many simulations it submitted.
+    ///
     /// # Errors
     /// The database or the cluster unreachable ([`BatchError::is_transient`]).
-    pub async fn tick(&self, pool: &Pool) -> Result<(), BatchError> {
+    pub async fn tick(&self, pool: &Pool) -> Result<usize, BatchError> {
+        let started = Instant::now();
         let mut conn = pool.get().await.map_err(DbError::from)?;
         let sims = batch::hold(
             &mut conn,
@@ -121,6 +124,7 @@ impl ClusterDriver {
         .await?;
         self.clean_deleted(&mut conn).await?;
         let mut active = Vec::new();
+        let mut staged = 0;
         for sim in sims {
             let id = sim.id;
             let step = if sim.job_state.is_terminal() {
@@ -131,6 +135,7 @@ impl ClusterDriver {
                     .map(|_| ())
                     .map_err(BatchError::from)
             } else if sim.array_id.is_none() || sim.collect_id.is_none() {
+                staged += 1;
                 self.stage(&mut conn, &sim).await
             } else {
                 active.push(sim);
@@ -148,7 +153,9 @@ impl ClusterDriver {
             let step = reconcile::reconcile(self, &mut conn, sim, &statuses).await;
             self.isolate(sim.id, step)?;
         }
-        Ok(())
+        tracing::debug!(cluster = %self.cluster.name, staged, active = active.len(),
+                        elapsed = ?started.elapsed(), "poll");
+        Ok(staged)
     }
 
     /// A simulation's failed step: a passing fault ends the poll (tried again at the next);
@@ -237,7 +244,9 @@ impl ClusterDriver {
 }
 
 /// Drives the configured clusters until `shutdown` resolves: one poll of each every
-/// `settings.poll`. A cluster that cannot be reached is tried again at the next poll.
+/// `settings.poll`, one soon after a Submit or a Cancel (`LISTEN`), and one every
+/// [`FOLLOW_UP`] for a few seconds after it submitted a job. A cluster that cannot
+/// be reached is tried again at the next poll.
 ///
 /// # Errors
 /// The clusters cannot be listed, or a configured name is unknown.
@@ -263,7 +272,13 @@ pub async fn run(
     };
     let mut drivers: Vec<(Cluster, Option<ClusterDriver>)> =
         clusters.into_iter().map(|c| (c, None)).collect();
+    // A Submit or a Cancel wakes the loop at once (after a short gap, so that a burst of
+    // direct submissions costs one poll), so that new simulations are staged and canceled
+    // ones' jobs cancelled without waiting for the next poll.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listener = tokio::spawn(listen(pool.clone(), wake.clone()));
     tokio::pin!(shutdown);
+    let mut follow_until: Option<Instant> = None;
     loop {
         for (cluster, driver) in &mut drivers {
             if driver.is_none() {
@@ -276,14 +291,54 @@ pub async fn run(
                 }
             }
             if let Some(d) = driver {
-                if let Err(e) = d.tick(&pool).await {
-                    tracing::warn!(cluster = %cluster.name, error = %e, "poll failed");
+                match d.tick(&pool).await {
+                    Ok(0) => {}
+                    Ok(_) => follow_until = Some(Instant::now() + FOLLOW_UP_WINDOW),
+                    Err(e) => tracing::warn!(cluster = %cluster.name, error = %e, "poll failed"),
                 }
             }
         }
+        let next = match follow_until {
+            Some(t) if Instant::now() < t => FOLLOW_UP.min(settings.poll),
+            _ => settings.poll,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(settings.poll) => {}
-            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(next) => {}
+            _ = wake.notified() => {
+                tokio::select! {
+                    _ = tokio::time::sleep(WAKE_GAP.min(settings.poll)) => {}
+                    _ = &mut shutdown => break,
+                }
+            }
+            _ = &mut shutdown => break,
         }
     }
+    listener.abort();
+    Ok(())
+}
+
+/// After it submits a job, the component polls every [`FOLLOW_UP`] for [`FOLLOW_UP_WINDOW`],
+/// so that the first elements' start shows without waiting for a whole poll interval.
+const FOLLOW_UP: Duration = Duration::from_millis(250);
+/// See [`FOLLOW_UP`].
+const FOLLOW_UP_WINDOW: Duration = Duration::from_secs(5);
+
+/// The least time between a wake-up by a notification and the poll it causes.
+const WAKE_GAP: Duration = Duration::from_millis(100);
+
+/// Wakes the poll loop when tasks become ready (a Submit) or a simulation is canceled, and
+/// after every (re)connection of the listener, since notifications may have been missed.
+async fn listen(pool: Pool, wake: Arc<tokio::sync::Notify>) {
+    use db::notify::{self, Event, Flow};
+    notify::listen(
+        pool,
+        &[notify::TASKS_READY, notify::CANCELLATIONS],
+        |event| {
+            if !matches!(event, Event::Lost) {
+                wake.notify_one();
+            }
+            Flow::Continue
+        },
+    )
+    .await;
 }
