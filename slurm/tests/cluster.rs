@@ -7,25 +7,8 @@ use slurm::{
     ElementState, ElementStatus, FailReason, JobId, JobSpec, SbatchOption, Slurm, SshSession,
     SshTarget, Transport,
 };
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The sshd settings `scripts/sshd-loopback env` prints.
-fn sshd_env() -> HashMap<String, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("scripts/sshd-loopback"))
-        .arg("env")
-        .output()
-        .expect("scripts/sshd-loopback env");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 fn require_slurm() {
     let ok = std::process::Command::new("sinfo")
@@ -51,7 +34,7 @@ fn job_dir(test: &str, via: &str) -> String {
 }
 
 async fn ssh_session() -> Arc<SshSession> {
-    let env = sshd_env();
+    let env = tests::sshd_env();
     let target = SshTarget {
         host: env["SIM_SSH_HOST"].clone(),
         port: env["SIM_SSH_PORT"].parse().unwrap(),

@@ -137,6 +137,22 @@ pub fn convertmc() -> PathBuf {
     path
 }
 
+/// The loopback sshd's settings, as `scripts/sshd-loopback env` prints them (`SIM_SSH_HOST`,
+/// `SIM_SSH_PORT`, `SIM_SSH_USER`, `SIM_SSH_KEY`, `SIM_SSH_KNOWN_HOSTS`); panics when the
+/// script cannot run.
+pub fn sshd_env() -> std::collections::HashMap<String, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sshd-loopback");
+    let out = match Command::new(&script).arg("env").output() {
+        Ok(o) => o,
+        Err(e) => panic!("{}: {e}", script.display()),
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 /// Runs the real `admin-cli add-user name --password password` against the database at
 /// `url`; panics unless it succeeds.
 pub fn add_user(url: &str, name: &str, password: &str) {

@@ -5,7 +5,6 @@ use db::testing::TestDb;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use proto::v1 as pb;
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -62,20 +61,6 @@ pub struct Batch {
     env: Vec<(String, String)>,
     _api: Proc,
     _direct: Proc,
-}
-
-fn sshd_env() -> HashMap<String, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(root.join("scripts/sshd-loopback"))
-        .arg("env")
-        .output()
-        .expect("scripts/sshd-loopback env");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
 }
 
 fn unique() -> String {
@@ -142,7 +127,7 @@ impl Batch {
             .arg(&work_dir)
             .args(["--worker-path", &worker_path]);
         if via == Via::Ssh {
-            let env = sshd_env();
+            let env = tests::sshd_env();
             add.args([
                 "--host",
                 &env["SIM_SSH_HOST"],
@@ -473,7 +458,7 @@ impl Batch {
     /// control master, or an ssh it started itself), sampled every 2 ms for `d`.
     pub fn ssh_connections_during(&self, d: Duration) -> Vec<usize> {
         assert_eq!(self.via, Via::Ssh);
-        let env = sshd_env();
+        let env = tests::sshd_env();
         let port = env["SIM_SSH_PORT"].clone();
         let component = self.component.as_ref().unwrap().0.id();
         let socket = std::fs::read_dir(&self.control_dir)

@@ -143,11 +143,7 @@ impl ClusterDriver {
             };
             self.isolate(id, step)?;
         }
-        let arrays: Vec<JobId> = active
-            .iter()
-            .filter_map(|s| s.array_id)
-            .map(|id| JobId(u64::try_from(id).unwrap_or_default()))
-            .collect();
+        let arrays = job_ids(active.iter().map(|s| s.array_id));
         let statuses = self.slurm.poll(&arrays).await?;
         for sim in &active {
             let step = reconcile::reconcile(self, &mut conn, sim, &statuses).await;
@@ -191,11 +187,7 @@ impl ClusterDriver {
     /// or failed (a completed one's collect job runs on its own), remove the job directory of a canceled one
     /// unless the cluster keeps them, and let go of it.
     async fn wind_up(&self, conn: &mut Conn, sim: &BatchSimulation) -> Result<(), BatchError> {
-        let jobs: Vec<JobId> = [sim.array_id, sim.collect_id]
-            .into_iter()
-            .flatten()
-            .map(|id| JobId(u64::try_from(id).unwrap_or_default()))
-            .collect();
+        let jobs = job_ids([sim.array_id, sim.collect_id]);
         // A completed simulation's elements have all ended; its collect job is left to run.
         if sim.job_state != JobState::Completed {
             if jobs.is_empty() && sim.job_dir.is_some() {
@@ -216,11 +208,7 @@ impl ClusterDriver {
     /// Deleted simulations' leftovers: their jobs cancelled and their directories removed.
     async fn clean_deleted(&self, conn: &mut Conn) -> Result<(), BatchError> {
         for c in batch::cleanups(conn, self.cluster.id, CLEANUP_LIMIT).await? {
-            let jobs: Vec<JobId> = [c.array_id, c.collect_id]
-                .into_iter()
-                .flatten()
-                .map(|id| JobId(u64::try_from(id).unwrap_or_default()))
-                .collect();
+            let jobs = job_ids([c.array_id, c.collect_id]);
             self.slurm.cancel(&jobs).await?;
             if !self.cluster.keep_job_dirs {
                 self.remove_dir(&c.job_dir).await?;
@@ -243,9 +231,17 @@ impl ClusterDriver {
     }
 }
 
+/// The SLURM job ids among stored ones (`array_id`, `collect_id`; `None` when not submitted).
+fn job_ids(ids: impl IntoIterator<Item = Option<i64>>) -> Vec<JobId> {
+    ids.into_iter()
+        .flatten()
+        .map(|id| JobId(u64::try_from(id).unwrap_or_default()))
+        .collect()
+}
+
 /// Drives the configured clusters until `shutdown` resolves: one poll of each every
 /// `settings.poll`, one soon after a Submit or a Cancel (`LISTEN`), and one every
-/// [`FOLLOW_UP`] for a few seconds after it submitted a job. A cluster that cannot
+/// 0.25 s for a few seconds after it submitted a job. A cluster that cannot
 /// be reached is tried again at the next poll.
 ///
 /// # Errors

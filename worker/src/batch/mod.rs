@@ -2,8 +2,8 @@
 //! offline element that runs one task on a node.
 //!
 //! - [`driver`]: per cluster and per poll, hold the cluster's batch simulations under a lease
-//!   (`db::queue::batch`), stage and submit new ones ([`stage`]), poll every active array
-//!   with one `squeue`, and bring each task up to date ([`reconcile`]); cancel and clean
+//!   (`db::queue::batch`), stage and submit new ones (`stage`), poll every active array
+//!   with one `squeue`, and bring each task up to date (`reconcile`); cancel and clean
 //!   ended and deleted ones.
 //! - [`element`]: `worker element`, one array element on a node, without the database.
 //! - [`result_file`]: what an element leaves for the component to merge.

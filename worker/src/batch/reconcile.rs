@@ -135,6 +135,13 @@ pub async fn reconcile(
         let Some(lease) = leases.get(&index) else {
             continue;
         };
+        let held = |lease| Held {
+            driver,
+            sim,
+            dir: &dir,
+            index,
+            lease,
+        };
         let step = match state {
             Element::Waiting => Ok(()),
             Element::Running(p) => match p {
@@ -144,8 +151,8 @@ pub async fn reconcile(
                 }
                 None => Ok(()),
             },
-            Element::Done => complete(driver, conn, sim, &dir, index, lease).await,
-            Element::Failed(why) => fail(driver, conn, sim, &dir, index, lease, &why).await,
+            Element::Done => held(lease).complete(conn).await,
+            Element::Failed(why) => held(lease).fail(conn, &why).await,
         };
         if let Err(e) = step {
             if !e.is_transient() {
@@ -165,79 +172,74 @@ fn ignore_lost(r: db::DbResult<()>) -> Result<(), BatchError> {
     }
 }
 
-/// Stores the element's `slurm.out` as the task's log and returns its last lines.
-async fn store_log(
-    driver: &ClusterDriver,
-    conn: &mut Conn,
-    sim: &BatchSimulation,
-    dir: &JobDir,
+/// One element of a simulation, with the lease its task is held under.
+struct Held<'a> {
+    driver: &'a ClusterDriver,
+    sim: &'a BatchSimulation,
+    dir: &'a JobDir,
     index: i32,
-    lease: &Lease,
-) -> Result<String, BatchError> {
-    let path = dir.element_file(index, job_dir::SLURM_OUT);
-    let Some(log) = driver.slurm().read_tail(&path, LOG_TAIL_BYTES).await? else {
-        return Ok(String::new());
-    };
-    db::logs::store(conn, sim.id, Some(lease.task_id), job_dir::SLURM_OUT, &log).await?;
-    let text = String::from_utf8_lossy(&log);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    Ok(lines[lines.len().saturating_sub(QUOTED_LINES)..].join("\n"))
+    lease: &'a Lease,
 }
 
-async fn complete(
-    driver: &ClusterDriver,
-    conn: &mut Conn,
-    sim: &BatchSimulation,
-    dir: &JobDir,
-    index: i32,
-    lease: &Lease,
-) -> Result<(), BatchError> {
-    let path = dir.element_file(index, job_dir::RESULT);
-    let bytes = driver.slurm().read_file(&path).await?;
-    let result = match bytes.as_deref().map(ElementResult::from_bytes) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
-            let why = format!("the element's result cannot be read: {e}");
-            return fail(driver, conn, sim, dir, index, lease, &why).await;
-        }
-        None => {
-            let why = "the element's result file is gone";
-            return fail(driver, conn, sim, dir, index, lease, why).await;
-        }
-    };
-    store_log(driver, conn, sim, dir, index, lease).await?;
-    let done = db::merge::complete_with_results(conn, lease, result.primaries, &result.pages).await;
-    tracing::info!(
-        simulation = sim.id,
-        task_index = index,
-        primaries = result.primaries,
-        "element completed"
-    );
-    ignore_lost(done)
-}
+impl Held<'_> {
+    /// Stores the element's `slurm.out` as the task's log and returns its last lines.
+    async fn store_log(&self, conn: &mut Conn) -> Result<String, BatchError> {
+        let path = self.dir.element_file(self.index, job_dir::SLURM_OUT);
+        let Some(log) = self.driver.slurm().read_tail(&path, LOG_TAIL_BYTES).await? else {
+            return Ok(String::new());
+        };
+        let task = Some(self.lease.task_id);
+        db::logs::store(conn, self.sim.id, task, job_dir::SLURM_OUT, &log).await?;
+        let text = String::from_utf8_lossy(&log);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        Ok(lines[lines.len().saturating_sub(QUOTED_LINES)..].join("\n"))
+    }
 
-async fn fail(
-    driver: &ClusterDriver,
-    conn: &mut Conn,
-    sim: &BatchSimulation,
-    dir: &JobDir,
-    index: i32,
-    lease: &Lease,
-    why: &str,
-) -> Result<(), BatchError> {
-    let tail = store_log(driver, conn, sim, dir, index, lease).await?;
-    let message = if tail.is_empty() {
-        why.to_owned()
-    } else {
-        format!("{why}\nlast lines of slurm.out:\n{tail}")
-    };
-    tracing::info!(
-        simulation = sim.id,
-        task_index = index,
-        why,
-        "element failed"
-    );
-    ignore_lost(queue::fail(conn, lease, &message, false).await.map(|_| ()))
+    /// Merges the element's result file (or fails the task when it cannot be read).
+    async fn complete(&self, conn: &mut Conn) -> Result<(), BatchError> {
+        let path = self.dir.element_file(self.index, job_dir::RESULT);
+        let bytes = self.driver.slurm().read_file(&path).await?;
+        let result = match bytes.as_deref().map(ElementResult::from_bytes) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                let why = format!("the element's result cannot be read: {e}");
+                return self.fail(conn, &why).await;
+            }
+            None => return self.fail(conn, "the element's result file is gone").await,
+        };
+        self.store_log(conn).await?;
+        let done =
+            db::merge::complete_with_results(conn, self.lease, result.primaries, &result.pages)
+                .await;
+        tracing::info!(
+            simulation = self.sim.id,
+            task_index = self.index,
+            primaries = result.primaries,
+            "element completed"
+        );
+        ignore_lost(done)
+    }
+
+    /// Fails the task with `why` and the last lines of its `slurm.out`.
+    async fn fail(&self, conn: &mut Conn, why: &str) -> Result<(), BatchError> {
+        let tail = self.store_log(conn).await?;
+        let message = if tail.is_empty() {
+            why.to_owned()
+        } else {
+            format!("{why}\nlast lines of slurm.out:\n{tail}")
+        };
+        tracing::info!(
+            simulation = self.sim.id,
+            task_index = self.index,
+            why,
+            "element failed"
+        );
+        ignore_lost(
+            queue::fail(conn, self.lease, &message, false)
+                .await
+                .map(|_| ()),
+        )
+    }
 }
 
 #[cfg(test)]
