@@ -44,6 +44,7 @@ mod prepared;
 pub mod private_pg;
 pub mod queue;
 pub mod results;
+pub mod retention;
 #[allow(missing_docs)]
 pub mod schema;
 pub mod simulation_views;
