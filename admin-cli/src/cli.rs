@@ -176,6 +176,23 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch_size: i64,
     },
+    /// Dump the database with pg_dump (custom format) into FILE, through FILE.partial.
+    #[command(after_help = EXIT_CODES)]
+    Backup {
+        /// Where to write the dump.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore a dump into a scratch database, check its migrations, row counts and a sample
+    /// of pages, inputs and logs, drop the scratch database and print a verdict.
+    #[command(after_help = EXIT_CODES)]
+    VerifyBackup {
+        /// The dump (pg_dump custom format).
+        file: PathBuf,
+    },
     /// Add a SLURM cluster for batch runs.
     #[command(after_help = EXIT_CODES)]
     AddCluster(ClusterArgs),

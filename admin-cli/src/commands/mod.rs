@@ -1,5 +1,6 @@
 //! The work behind each subcommand.
 
+pub mod backup;
 pub mod cleanup;
 pub mod clusters;
 pub mod migrate;
