@@ -25,6 +25,10 @@ pub struct Cli {
     #[command(flatten)]
     pub db: db::config::DbArgs,
 
+    /// The log format.
+    #[command(flatten)]
+    pub log: db::config::logging::LogArgs,
+
     /// Print JSON instead of an aligned table.
     #[arg(long, global = true)]
     pub json: bool,

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // exits with 2 on bad usage
+    db::config::logging::init(cli.log.log_format, "off"); // quiet unless RUST_LOG asks
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -8,6 +8,7 @@
 
 mod args;
 mod duration;
+pub mod logging;
 #[cfg(test)]
 mod tests;
 

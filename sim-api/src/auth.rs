@@ -77,17 +77,23 @@ pub async fn authenticate<T>(state: &AppState, req: &Request<T>) -> Result<Calle
     let token = bearer(req)?;
     let hash = db::tokens::hash_token(token);
     if let Some(caller) = state.tokens.get(&hash) {
-        return Ok(caller);
+        return Ok(traced(caller));
     }
     let mut c = conn(&state.pool).await?;
-    lookup_access(state, &mut c, hash).await
+    lookup_access(state, &mut c, hash).await.map(traced)
+}
+
+/// Records the caller's user id on the RPC's span (see `rpc_span` in the crate root).
+fn traced(caller: Caller) -> Caller {
+    tracing::Span::current().record("caller", caller.user.id);
+    caller
 }
 
 /// The caller, if the token cache knows the access token; `None` when the database must be
 /// asked; UNAUTHENTICATED when the metadata is missing or malformed.
 pub fn cached_caller<T>(state: &AppState, req: &Request<T>) -> Result<Option<Caller>, Status> {
     let token = bearer(req)?;
-    Ok(state.tokens.get(&db::tokens::hash_token(token)))
+    Ok(state.tokens.get(&db::tokens::hash_token(token)).map(traced))
 }
 
 /// [`authenticate`] on a connection the caller already holds, so that a request can do
@@ -100,9 +106,9 @@ pub async fn authenticate_on<T>(
     let token = bearer(req)?;
     let hash = db::tokens::hash_token(token);
     if let Some(caller) = state.tokens.get(&hash) {
-        return Ok(caller);
+        return Ok(traced(caller));
     }
-    lookup_access(state, c, hash).await
+    lookup_access(state, c, hash).await.map(traced)
 }
 
 /// Looks an access token up in the database and caches the answer (see

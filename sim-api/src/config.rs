@@ -38,6 +38,9 @@ pub struct Config {
     /// Where the database is.
     #[command(flatten)]
     pub db: db::config::DbArgs,
+    /// The log format.
+    #[command(flatten)]
+    pub log: db::config::logging::LogArgs,
     /// Most database connections.
     #[arg(long, env = "SIM_API_DB_POOL_SIZE", default_value_t = db::config::DEFAULT_DB_POOL_SIZE)]
     pub db_pool_size: u32,

@@ -135,6 +135,7 @@ pub async fn serve_with_oidc(
         state.statuses.clone(),
     );
     let served = tonic::transport::Server::builder()
+        .trace_fn(rpc_span)
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(tower::util::MapResponseLayer::new(oversize::remap))
@@ -150,4 +151,15 @@ pub async fn serve_with_oidc(
     listeners.2.stop();
     served?;
     Ok(())
+}
+
+/// The span of one RPC: its method (the gRPC path, e.g. `/sim.v1.SimulationService/Submit`)
+/// and, once [`auth`] has checked the token, the caller's user id. Every line logged while the
+/// call runs carries them; headers (and so tokens) are never recorded.
+fn rpc_span(req: &http::Request<()>) -> tracing::Span {
+    tracing::info_span!(
+        "rpc",
+        method = %req.uri().path(),
+        caller = tracing::field::Empty
+    )
 }

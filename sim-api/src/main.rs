@@ -9,14 +9,8 @@ use sim_api::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr; stdout carries only the `listening on ADDR` line.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    db::config::logging::init(config.log.log_format, "info");
     let db_config = config.db_config().context("database settings")?;
     let oidc = match config.oidc()? {
         Some(settings) => Some(std::sync::Arc::new(

@@ -25,6 +25,10 @@ pub struct Config {
     #[command(flatten)]
     pub db: DbArgs,
 
+    /// The log format (every mode).
+    #[command(flatten)]
+    pub log: db::config::logging::LogArgs,
+
     /// Tasks run at once (default: the number of cores).
     #[arg(long, env = "WORKER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,

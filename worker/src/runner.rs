@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
+use tracing::Instrument as _;
 
 /// A worker: claims tasks from the queue and runs them with its handler `H`, until told to
 /// shut down ([`Runner::run`]).
@@ -285,13 +286,16 @@ fn spawn_task<H: TaskHandler>(shared: &Arc<Shared>, handler: &Arc<H>, task: Clai
             },
         );
     }
-    tracing::info!(
-        task = task.id,
+    // Every line logged while the task runs (and about its outcome) carries these fields, so
+    // that one grep follows a simulation across services.
+    let span = tracing::info_span!(
+        "task",
         simulation = task.simulation_id,
-        index = task.task_index,
+        task = task.id,
         attempt = task.attempt,
-        "task started"
+        worker = %shared.settings.worker_id,
     );
+    span.in_scope(|| tracing::info!(index = task.task_index, "task started"));
     let shared = shared.clone();
     shared.executing.fetch_add(1, Ordering::AcqRel);
     let ctx = TaskContext::new(shared.recorder.pool.clone(), lease.clone(), stop_rx);
@@ -299,13 +303,14 @@ fn spawn_task<H: TaskHandler>(shared: &Arc<Shared>, handler: &Arc<H>, task: Clai
     // task fails with the panic's message, its slot is freed and its lease dropped.
     let run = {
         let (shared, handler, task) = (shared.clone(), handler.clone(), task.clone());
-        tokio::spawn(async move {
+        let work = async move {
             let outcome = handler.run(&task, ctx).await;
             shared.health.record(&outcome);
             outcome
-        })
+        };
+        tokio::spawn(work.instrument(span.clone()))
     };
-    tokio::spawn(async move {
+    let finish = async move {
         let outcome = match run.await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -324,7 +329,8 @@ fn spawn_task<H: TaskHandler>(shared: &Arc<Shared>, handler: &Arc<H>, task: Clai
             r.remove(&task.id);
         }
         shared.slot_freed.notify_one();
-    });
+    };
+    tokio::spawn(finish.instrument(span));
 }
 
 /// After shutdown: wait for running tasks up to the grace period, then hand the rest back.
