@@ -73,6 +73,15 @@ impl JobSpec<'_> {
     }
 }
 
+/// A file command's output, `None` when its script said the file does not exist (exit 3).
+fn absent_is_none(r: Result<Vec<u8>, SlurmError>) -> Result<Option<Vec<u8>>, SlurmError> {
+    match r {
+        Ok(b) => Ok(Some(b)),
+        Err(SlurmError::Command(CommandError::Failed { code: 3, .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// One cluster's SLURM, through a [`Transport`].
 #[derive(Debug, Clone)]
 pub struct Slurm {
@@ -112,11 +121,7 @@ impl Slurm {
     /// Reads `path` on the cluster; `None` if it does not exist.
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, SlurmError> {
         let script = "if [ -e \"$1\" ]; then exec cat -- \"$1\"; else exit 3; fi";
-        match self.run(&["sh", "-c", script, "sh", path], None).await {
-            Ok(b) => Ok(Some(b)),
-            Err(SlurmError::Command(CommandError::Failed { code: 3, .. })) => Ok(None),
-            Err(e) => Err(e),
-        }
+        absent_is_none(self.run(&["sh", "-c", script, "sh", path], None).await)
     }
 
     /// Makes the directories of elements `0..count` under the job directory `dir`, in one
@@ -142,14 +147,10 @@ impl Slurm {
     ) -> Result<Option<Vec<u8>>, SlurmError> {
         let script = "if [ -e \"$1\" ]; then exec tail -c \"$2\" -- \"$1\"; else exit 3; fi";
         let max = max_bytes.to_string();
-        match self
-            .run(&["sh", "-c", script, "sh", path, &max], None)
-            .await
-        {
-            Ok(b) => Ok(Some(b)),
-            Err(SlurmError::Command(CommandError::Failed { code: 3, .. })) => Ok(None),
-            Err(e) => Err(e),
-        }
+        absent_is_none(
+            self.run(&["sh", "-c", script, "sh", path, &max], None)
+                .await,
+        )
     }
 
     /// What every element of the job directory `dir` has left ([`crate::job_dir`]), in one

@@ -10,17 +10,6 @@ use slurm::{
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn require_slurm() {
-    let ok = std::process::Command::new("sinfo")
-        .arg("-h")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "no SLURM answers here: run `scripts/slurm-single-node start` (as root) first"
-    );
-}
-
 /// A fresh job directory, unique per test and transport.
 fn job_dir(test: &str, via: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -59,7 +48,7 @@ fn fastrand() -> u32 {
 }
 
 async fn slurm(via: &str) -> Slurm {
-    require_slurm();
+    tests::require_slurm();
     match via {
         "local" => Slurm::new(Transport::Local),
         _ => Slurm::new(Transport::Ssh(ssh_session().await)),
@@ -305,34 +294,6 @@ both_transports! {
     an_element_past_its_time_limit_is_timeout => time_limit;
 }
 
-/// The owners' pids of the established TCP connections to the sshd's port.
-fn ssh_connection_owners(port: &str) -> Vec<u32> {
-    let out = std::process::Command::new("ss")
-        .args([
-            "-Htnp",
-            "state",
-            "established",
-            &format!("( dport = :{port} )"),
-        ])
-        .output()
-        .expect("ss (iproute2)");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split("pid=").nth(1)?.split(',').next()?.parse().ok())
-        .collect()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 #[tokio::test]
 async fn twenty_polls_use_one_ssh_connection_and_a_lost_master_comes_back() {
     let session = ssh_session().await;
@@ -354,10 +315,10 @@ async fn twenty_polls_use_one_ssh_connection_and_a_lost_master_comes_back() {
         std::thread::spawn(move || {
             let mut seen = std::collections::BTreeSet::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let owners = ssh_connection_owners(&port);
+                let owners = tests::connection_owners(&port);
                 let ours = owners
                     .iter()
-                    .filter(|&&p| p == master || parent_of(p) == Some(me))
+                    .filter(|&&p| p == master || tests::parent_of(p) == Some(me))
                     .count();
                 seen.insert(ours);
                 std::thread::sleep(Duration::from_millis(2));

@@ -153,6 +153,51 @@ pub fn sshd_env() -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// Panics, saying what to do, unless a SLURM answers here (`sinfo`).
+pub fn require_slurm() {
+    let ok = Command::new("sinfo")
+        .arg("-h")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "no SLURM answers here: run `scripts/slurm-single-node start` (as root) first"
+    );
+}
+
+/// The owners' pids of the established TCP connections to local port `port` (`ss -Htnp`,
+/// iproute2); panics without `ss`.
+pub fn connection_owners(port: &str) -> Vec<u32> {
+    let out = match Command::new("ss")
+        .args([
+            "-Htnp",
+            "state",
+            "established",
+            &format!("( dport = :{port} )"),
+        ])
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => panic!("ss (iproute2): {e}"),
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("pid=").nth(1)?.split(',').next()?.parse().ok())
+        .collect()
+}
+
+/// The parent of process `pid` (from `/proc/<pid>/stat`).
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Runs the real `admin-cli add-user name --password password` against the database at
 /// `url`; panics unless it succeeds.
 pub fn add_user(url: &str, name: &str, password: &str) {

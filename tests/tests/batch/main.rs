@@ -27,13 +27,8 @@ async fn four_elements_merge_as_direct(via: Via) {
     let b = Batch::start(via, "four", &[]).await;
     let job = b.submit(editor(11), 4, 4000, &[]).await.unwrap();
     let direct = b.submit_direct(editor(11), 4, 4000).await;
-    assert_eq!(
-        b.wait_end(&job, 240).await,
-        "COMPLETED",
-        "{}",
-        b.diagnose(&job).await
-    );
-    assert_eq!(b.wait_end(&direct, 240).await, "COMPLETED");
+    b.ends(&job, 240, "COMPLETED").await;
+    b.ends(&direct, 240, "COMPLETED").await;
     b.assert_same_results(&job, &direct).await;
     let tasks = b.tasks(&job).await;
     assert_eq!(tasks.len(), 4);
@@ -76,12 +71,7 @@ async fn four_elements_merge_as_direct(via: Via) {
 async fn a_failing_element_fails_only_its_task(via: Via) {
     let b = Batch::start(via, "fail", &["2"]).await;
     let job = b.submit(editor(5), 4, 2000, &[]).await.unwrap();
-    assert_eq!(
-        b.wait_end(&job, 240).await,
-        "COMPLETED",
-        "{}",
-        b.diagnose(&job).await
-    );
+    b.ends(&job, 240, "COMPLETED").await;
     let tasks = b.tasks(&job).await;
     let states: Vec<&str> = tasks.iter().map(|t| t.state.as_str()).collect();
     assert_eq!(states, ["COMPLETED", "COMPLETED", "FAILED", "COMPLETED"]);
@@ -118,7 +108,7 @@ async fn cancel_while_running(via: Via) {
     let dir = b.job_dir(&job).await;
     assert!(b.exists(&dir).await);
     b.cancel(&job).await;
-    assert_eq!(b.wait_end(&job, 30).await, "CANCELED");
+    b.ends(&job, 30, "CANCELED").await;
     b.wait_for(60, "no job left in squeue and no job directory", || async {
         b.squeue_jobs(&job).is_empty() && !b.exists(&dir).await
     })
@@ -132,12 +122,7 @@ async fn an_element_past_its_time_limit_is_timeout(via: Via) {
         .submit(editor(4), 1, 400_000_000, &["--time=1"])
         .await
         .unwrap();
-    assert_eq!(
-        b.wait_end(&job, 300).await,
-        "FAILED",
-        "{}",
-        b.diagnose(&job).await
-    );
+    b.ends(&job, 300, "FAILED").await;
     let error = b.tasks(&job).await[0]
         .last_error
         .clone()
@@ -155,13 +140,8 @@ async fn a_killed_component_is_taken_over(via: Via) {
     b.wait_running(&job, 120).await;
     b.kill_component();
     b.restart_component();
-    assert_eq!(
-        b.wait_end(&job, 400).await,
-        "COMPLETED",
-        "{}",
-        b.diagnose(&job).await
-    );
-    assert_eq!(b.wait_end(&direct, 400).await, "COMPLETED");
+    b.ends(&job, 400, "COMPLETED").await;
+    b.ends(&direct, 400, "COMPLETED").await;
     b.assert_same_results(&job, &direct).await;
     assert_eq!(b.simulated(&job).await, 400_000);
     b.wait_for(
@@ -217,13 +197,8 @@ async fn shieldhit_elements_merge_as_direct() {
     };
     let job = b.submit_request(request.clone(), &[]).await.unwrap();
     let direct = b.submit_direct_request(request).await;
-    assert_eq!(
-        b.wait_end(&job, 240).await,
-        "COMPLETED",
-        "{}",
-        b.diagnose(&job).await
-    );
-    assert_eq!(b.wait_end(&direct, 240).await, "COMPLETED");
+    b.ends(&job, 240, "COMPLETED").await;
+    b.ends(&direct, 240, "COMPLETED").await;
     b.assert_same_results(&job, &direct).await;
     // The weight is what the .bdo says was simulated (the captured run's 20 per task).
     assert_eq!(b.simulated(&job).await, 40);
@@ -244,7 +219,7 @@ async fn twenty_polls_hold_one_ssh_connection() {
     let seen = b.ssh_connections_during(Duration::from_millis(250) * 20 + Duration::from_secs(1));
     assert_eq!(seen, [1], "connection counts seen during 20 polls");
     b.cancel(&job).await;
-    assert_eq!(b.wait_end(&job, 30).await, "CANCELED");
+    b.ends(&job, 30, "CANCELED").await;
 }
 
 macro_rules! both_ways {

@@ -86,14 +86,7 @@ impl Batch {
         failing: &[&str],
         env: &[(&str, String)],
     ) -> Self {
-        let ok = std::process::Command::new("sinfo")
-            .arg("-h")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "no SLURM answers here: run `scripts/slurm-single-node start` (as root)"
-        );
+        tests::require_slurm();
         let db = TestDb::new().await;
         let url = db.config().url_with_password().to_owned();
         let tag = format!("{name}-{via:?}-{}", unique()).to_lowercase();
@@ -274,20 +267,14 @@ impl Batch {
 
     pub async fn cancel(&self, job: &str) {
         let r = pb::CancelRequest { job_id: job.into() };
-        self.sims
-            .clone()
-            .cancel(authed(r, &self.token))
-            .await
-            .unwrap();
+        let mut sims = self.sims.clone();
+        sims.cancel(authed(r, &self.token)).await.unwrap();
     }
 
     pub async fn delete(&self, job: &str) {
         let r = pb::DeleteRequest { job_id: job.into() };
-        self.sims
-            .clone()
-            .delete(authed(r, &self.token))
-            .await
-            .unwrap();
+        let mut sims = self.sims.clone();
+        sims.delete(authed(r, &self.token)).await.unwrap();
     }
 
     async fn sim(&self, job: &str) -> Sim {
@@ -392,6 +379,13 @@ impl Batch {
         }
     }
 
+    /// Waits for the simulation's end, which must be `state` (else panics with the tasks and
+    /// the component's log).
+    pub async fn ends(&self, job: &str, secs: u64, state: &str) {
+        let got = self.wait_end(job, secs).await;
+        assert_eq!(got, state, "{}", self.diagnose(job).await);
+    }
+
     /// Waits until one of the simulation's tasks runs.
     pub async fn wait_running(&self, job: &str, secs: u64) {
         self.wait_for(secs, "a running element", || async {
@@ -482,42 +476,15 @@ impl Batch {
         let end = Instant::now() + d;
         let mut seen = std::collections::BTreeSet::new();
         while Instant::now() < end {
-            let out = std::process::Command::new("ss")
-                .args([
-                    "-Htnp",
-                    "state",
-                    "established",
-                    &format!("( dport = :{port} )"),
-                ])
-                .output()
-                .expect("ss (iproute2)");
-            let n = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| {
-                    l.split("pid=")
-                        .nth(1)?
-                        .split(',')
-                        .next()?
-                        .parse::<u32>()
-                        .ok()
-                })
-                .filter(|&p| p == master || parent_of(p) == Some(component))
+            let n = tests::connection_owners(&port)
+                .into_iter()
+                .filter(|&p| p == master || tests::parent_of(p) == Some(component))
                 .count();
             seen.insert(n);
             std::thread::sleep(Duration::from_millis(2));
         }
         seen.into_iter().collect()
     }
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 impl Drop for Batch {
