@@ -314,6 +314,8 @@ struct Report {
     /// "ok", "failed" or "not restorable".
     verdict: String,
     problems: Vec<String>,
+    /// The scratch database restored into (dropped again), if one was made.
+    scratch_database: Option<String>,
     migrations_applied: usize,
     migrations_known: usize,
     tables: Vec<TableCount>,
@@ -406,6 +408,7 @@ pub async fn verify(ctx: &mut Ctx<'_>, file: &Path) -> Result<()> {
     rows(&ctx.config, &format!("CREATE DATABASE \"{scratch}\""))
         .await
         .context("cannot create a scratch database to restore into")?;
+    report.scratch_database = Some(scratch.clone());
     let scratch_config = ctx.config.with_dbname(&scratch);
     let checked = check_restored(
         &ctx.config,
@@ -652,6 +655,9 @@ fn finish(ctx: &mut Ctx<'_>, mut report: Report, verdict: &str) -> Result<()> {
                 "decoded: {} page(s), {} input(s), {} log(s) (a sample of up to {SAMPLE} each)",
                 report.pages.decoded, report.inputs.decoded, report.logs.decoded
             )?;
+        }
+        if let Some(name) = &report.scratch_database {
+            writeln!(ctx.out, "restored into scratch database {name} (dropped)")?;
         }
         for p in &report.problems {
             writeln!(ctx.out, "problem: {p}")?;
