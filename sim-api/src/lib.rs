@@ -153,13 +153,15 @@ pub async fn serve_with_oidc(
     Ok(())
 }
 
-/// The span of one RPC: its method (the gRPC path, e.g. `/sim.v1.SimulationService/Submit`)
-/// and, once [`auth`] has checked the token, the caller's user id. Every line logged while the
+/// The span of one RPC: its method (the gRPC path, e.g. `/sim.v1.SimulationService/Submit`),
+/// once [`auth`] has checked the token the caller's user id, and for `Submit` the new
+/// simulation's id (the `simulation` of the worker's task spans). Every line logged while the
 /// call runs carries them; headers (and so tokens) are never recorded.
 fn rpc_span(req: &http::Request<()>) -> tracing::Span {
     tracing::info_span!(
         "rpc",
         method = %req.uri().path(),
-        caller = tracing::field::Empty
+        caller = tracing::field::Empty,
+        simulation = tracing::field::Empty,
     )
 }

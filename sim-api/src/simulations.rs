@@ -84,6 +84,8 @@ impl SimulationService for SimulationSvc {
         let submission = Submission::try_from((request.into_inner(), &*self.state.limits))?;
         let mut c = conn(&self.state.pool).await?;
         let sim = submission.store(&mut c, caller.user.id).await?;
+        // The worker's task span carries the same id (see `rpc_span`).
+        tracing::Span::current().record("simulation", sim.id);
         tracing::info!(job_id = %sim.job_id, user = %caller.user.username, ntasks = sim.ntasks, "submitted");
         Ok(Response::new(pb::SubmitResponse {
             job_id: sim.job_id.to_string(),

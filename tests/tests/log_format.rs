@@ -104,6 +104,7 @@ async fn json_logs_carry_the_rpc_and_task_spans() {
         .unwrap_or_else(|| panic!("no `submitted` line in {raw}"));
     let span = &submitted["span"];
     assert_eq!(span["name"], "rpc", "{submitted}");
+    assert!(span["simulation"].is_number(), "{submitted}");
     assert!(
         span["method"].as_str().unwrap().ends_with("/Submit"),
         "{submitted}"
@@ -126,6 +127,11 @@ async fn json_logs_carry_the_rpc_and_task_spans() {
     for field in ["simulation", "task", "attempt", "worker"] {
         assert!(!span[field].is_null(), "no {field} in {started}");
     }
+    // One id follows the simulation from the RPC to the task.
+    assert_eq!(
+        span["simulation"], submitted["span"]["simulation"],
+        "{started}"
+    );
 }
 
 /// The flag parses in every mode (subcommands included) and rejects unknown formats.
