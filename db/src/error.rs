@@ -13,10 +13,6 @@ pub enum DbError {
         /// The driver's message.
         reason: String,
     },
-    /// No connection is available (the message says why: a caller's own report of a
-    /// transient failure, so that the request is tried again).
-    #[error("no database connection available: {0}")]
-    Pool(String),
     /// The pool gave no connection in time, or opening one failed.
     #[error("no database connection available: {0}")]
     Checkout(#[source] bb8::RunError<diesel_async::pooled_connection::PoolError>),
@@ -69,9 +65,15 @@ pub enum DbError {
     /// Any other database error.
     #[error("database error: {0}")]
     Query(#[source] DieselError),
-    /// A write made on the caller's behalf, together with others, failed (the message says why).
-    #[error("{0}")]
-    Batch(String),
+    /// A write made on the caller's behalf together with others (one statement for many
+    /// tasks) failed: the shared cause, as each caller sees it. Transient exactly when the
+    /// cause is.
+    #[error("a batched write failed: {0}")]
+    Shared(#[source] std::sync::Arc<DbError>),
+    /// The task that writes on the caller's behalf (named) has stopped: the process is
+    /// shutting down.
+    #[error("the {0} has stopped")]
+    WriterStopped(&'static str),
 }
 
 impl DbError {
@@ -82,7 +84,8 @@ impl DbError {
     /// connection, may succeed; clients get `UNAVAILABLE`.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            DbError::Pool(_) | DbError::Checkout(_) | DbError::Connect { .. } => true,
+            DbError::Checkout(_) | DbError::Connect { .. } => true,
+            DbError::Shared(cause) => cause.is_unavailable(),
             DbError::Query(DieselError::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
                     true
@@ -115,6 +118,7 @@ impl DbError {
                 matches!(kind, DatabaseErrorKind::SerializationFailure)
                     || info.message().contains("deadlock detected")
             }
+            DbError::Shared(cause) => cause.is_collision(),
             _ => false,
         }
     }

@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn every_unavailable_kind_is_unavailable() {
         let cases = [
-            DbError::Pool("timed out waiting for connection".into()),
+            DbError::Shared(std::sync::Arc::new(DbError::Connect {
+                target: "postgres://u@h/db".into(),
+                reason: "timed out".into(),
+            })),
             DbError::Connect {
                 target: "postgres://u@h/db".into(),
                 reason: "Connection refused".into(),

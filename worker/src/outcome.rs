@@ -110,7 +110,7 @@ async fn complete_batched(
         lease: lease.clone(),
         simulated_primaries,
     };
-    let stopped = || DbError::Batch("the completion writer has stopped".into());
+    let stopped = || DbError::WriterStopped("completion writer");
     if recorder.completions.send((completion, tx)).is_err() {
         return Err(stopped());
     }
@@ -118,8 +118,9 @@ async fn complete_batched(
 }
 
 /// Writes queued completions in batches: whatever has arrived by the time the previous batch
-/// is written goes into the next one. A batch that failed for a transient reason says so to
-/// each of its tasks (as [`DbError::Pool`]), so that each tries again.
+/// is written goes into the next one. A batch that failed gives each of its tasks the shared
+/// cause ([`DbError::Shared`], transient when the cause is), so that each tries again when
+/// another try may help.
 pub(crate) async fn completion_writer(
     pool: Pool,
     mut rx: mpsc::UnboundedReceiver<BatchedCompletion>,
@@ -138,15 +139,13 @@ pub(crate) async fn completion_writer(
         let result = match pool.get().await {
             Ok(mut conn) => queue::complete_many(&mut conn, &completions).await,
             Err(e) => Err(DbError::from(e)),
-        };
+        }
+        .map_err(std::sync::Arc::new);
         for (c, reply) in batch {
             let r = match &result {
                 Ok(lost) if lost.contains(&c.lease.task_id) => Err(queue::lease_lost(&c.lease)),
                 Ok(_) => Ok(()),
-                Err(e) if e.is_transient() => {
-                    Err(DbError::Pool(format!("batch completion failed: {e}")))
-                }
-                Err(e) => Err(DbError::Batch(format!("batch completion failed: {e}"))),
+                Err(cause) => Err(DbError::Shared(cause.clone())),
             };
             let _ = reply.send(r);
         }

@@ -49,12 +49,19 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    fn unavailable() -> DbError {
+        DbError::Connect {
+            target: "postgres://u@h/db".into(),
+            reason: "Connection refused".into(),
+        }
+    }
+
     #[tokio::test]
     async fn transient_errors_are_retried_until_the_budget_and_others_are_not() {
         let tries = AtomicU32::new(0);
         let r: Result<(), DbError> = with_retries("x", Duration::from_secs(60), || async {
             if tries.fetch_add(1, Ordering::SeqCst) < 3 {
-                Err(DbError::Pool("timed out".into()))
+                Err(unavailable())
             } else {
                 Ok(())
             }
@@ -75,11 +82,11 @@ mod tests {
         let tries = AtomicU32::new(0);
         let r: Result<(), DbError> = with_retries("x", Duration::from_millis(1000), || async {
             tries.fetch_add(1, Ordering::SeqCst);
-            Err(DbError::Pool("down".into()))
+            Err(unavailable())
         })
         .await;
         assert!(
-            matches!(r, Err(DbError::Pool(_))),
+            matches!(r, Err(DbError::Connect { .. })),
             "the last error is returned"
         );
         // Pauses of 100, 200 and 400 ms fit in the budget; the next (800 ms) does not.
