@@ -190,7 +190,7 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             .await
         }
         Command::Backup { out, force } => commands::backup::backup(&mut ctx, &out, force).await,
-        Command::VerifyBackup { file } => commands::backup::verify(&mut ctx, &file).await,
+        Command::VerifyBackup { file } => commands::verify_backup::verify(&mut ctx, &file).await,
         Command::AddCluster(args) => commands::clusters::add(&mut ctx, args).await,
         Command::UpdateCluster(args) => commands::clusters::update(&mut ctx, args).await,
         Command::ListClusters => commands::clusters::list(&mut ctx).await,

@@ -9,6 +9,7 @@ pub mod simulations;
 pub mod sql;
 pub mod tasks;
 pub mod users;
+pub mod verify_backup;
 
 use db::DbConfig;
 use std::io::Write;
