@@ -153,6 +153,18 @@ async fn round_trip_on_real_content() {
     assert_eq!(v["pages"]["decoded"], 3);
     assert_eq!(v["inputs"]["decoded"], 1);
     assert_eq!(v["logs"]["decoded"], 2);
+
+    // The source moved on since the dump: still ok, with a note.
+    user(&db, "bob", AuthProvider::Local).await;
+    let out = run(&db, &["verify-backup", s(&file)]);
+    out.ok();
+    assert!(out.stdout.contains("verdict: ok"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("note: users has 3 row(s) in the configured database, 2 in the dump"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]

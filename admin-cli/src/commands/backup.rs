@@ -289,3 +289,66 @@ pub async fn backup(ctx: &mut Ctx<'_>, out: &Path, force: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use db::config::DbParts;
+
+    fn env_of(config: &DbConfig) -> Vec<(&'static str, String)> {
+        pg_env(config).expect("PG* settings")
+    }
+
+    fn get<'a>(env: &'a [(&'static str, String)], var: &str) -> Option<&'a str> {
+        env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn parts_with_awkward_characters_come_back_decoded() {
+        let config = DbConfig::from_parts(&DbParts {
+            host: Some("db.example".into()),
+            port: Some(6543),
+            user: Some("op er@tor".into()),
+            password: Some("p@ss:w/rd%?&#'\"$(x)".into()),
+            dbname: Some("sim data".into()),
+            socket_dir: None,
+        })
+        .unwrap();
+        let env = env_of(&config);
+        assert_eq!(get(&env, "PGHOST"), Some("db.example"));
+        assert_eq!(get(&env, "PGPORT"), Some("6543"));
+        assert_eq!(get(&env, "PGUSER"), Some("op er@tor"));
+        assert_eq!(get(&env, "PGPASSWORD"), Some("p@ss:w/rd%?&#'\"$(x)"));
+        assert_eq!(get(&env, "PGDATABASE"), Some("sim data"));
+    }
+
+    #[test]
+    fn socket_dir_and_ipv6_hosts() {
+        let socket = DbConfig::from_parts(&DbParts {
+            socket_dir: Some("/run/postgresql".into()),
+            ..DbParts::default()
+        })
+        .unwrap();
+        let env = env_of(&socket);
+        assert_eq!(get(&env, "PGHOST"), Some("/run/postgresql"));
+        assert_eq!(get(&env, "PGPASSWORD"), None);
+        let v6 = DbConfig::from_url("postgres://u@[::1]:5433/d?sslmode=require").unwrap();
+        let env = env_of(&v6);
+        assert_eq!(get(&env, "PGHOST"), Some("::1"));
+        assert_eq!(get(&env, "PGPORT"), Some("5433"));
+        assert_eq!(get(&env, "PGSSLMODE"), Some("require"));
+        let multi = DbConfig::from_url("postgres://u:pw@a:1,b:2/d").unwrap();
+        let env = env_of(&multi);
+        assert_eq!(get(&env, "PGHOST"), Some("a,b"));
+        assert_eq!(get(&env, "PGPORT"), Some("1,2"));
+        assert_eq!(get(&env, "PGPASSWORD"), Some("pw"));
+    }
+
+    #[test]
+    fn error_lines_never_carry_the_password() {
+        let env = vec![("PGPASSWORD", "hunter2".to_string())];
+        let line = last_error(b"pg_dump: error: bad thing hunter2 here\n", &env);
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(line.contains("***"), "{line}");
+    }
+}

@@ -370,6 +370,17 @@ fn finish(ctx: &mut Ctx<'_>, mut report: Report, verdict: &str) -> Result<()> {
                 ]);
             }
             t.write(&mut ctx.out)?;
+            for c in &report.tables {
+                if let Some(n) = c.source.filter(|n| *n != c.restored) {
+                    writeln!(
+                        ctx.out,
+                        "note: {} has {n} row(s) in the configured database, {} in the dump \
+                         (changed since the backup?)",
+                        crate::output::safe(&c.table),
+                        c.restored
+                    )?;
+                }
+            }
             writeln!(
                 ctx.out,
                 "decoded: {} page(s), {} input(s), {} log(s) (a sample of up to {SAMPLE} each)",
