@@ -339,6 +339,15 @@ pub async fn create_with_tasks(
                 .values(&rows)
                 .execute(conn)
                 .await?;
+            if new.platform == Platform::Batch {
+                diesel::sql_query(format!(
+                    "UPDATE tasks SET run_after = {} WHERE simulation_id = $1",
+                    crate::queue::batch::NEVER_DUE_SQL
+                ))
+                .bind::<BigInt, _>(sim.id)
+                .execute(conn)
+                .await?;
+            }
             Ok::<_, DbError>(sim)
         })
         .await?;

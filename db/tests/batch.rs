@@ -17,7 +17,9 @@ const SETUP: &str = "
       VALUES (1, 1, 'batch', 'editor', 'builtin', 2, 200, 1),
              (2, 1, 'direct', 'editor', 'builtin', 2, 200, NULL);
     INSERT INTO tasks (simulation_id, task_index, requested_primaries)
-      VALUES (1, 0, 100), (1, 1, 100), (2, 0, 100), (2, 1, 100);";
+      VALUES (1, 0, 100), (1, 1, 100), (2, 0, 100), (2, 1, 100);
+    -- As db::simulations::create_with_tasks makes a batch simulation's tasks.
+    UPDATE tasks SET run_after = '9999-12-31 00:00:00+00' WHERE simulation_id = 1;";
 
 #[derive(QueryableByName)]
 struct Row {
@@ -65,6 +67,49 @@ async fn a_direct_worker_claims_only_direct_tasks() {
         .await
         .unwrap();
     assert!(more.is_empty(), "{more:?}");
+}
+
+/// A batch simulation made by `create_with_tasks` has tasks that are never due
+/// (`queue::batch::NEVER_DUE_SQL`): a direct claim takes none of them, and the batch
+/// component still starts them by index.
+#[tokio::test]
+async fn create_with_tasks_makes_batch_tasks_never_due() {
+    let (_db, mut conn) = fresh().await;
+    conn.batch_execute(
+        "INSERT INTO users (id, username, password_hash, role) VALUES (1, 'u1', NULL, 'user');
+         INSERT INTO clusters (id, name, work_dir) VALUES (1, 'c1', '/w');",
+    )
+    .await
+    .unwrap();
+    let new = db::simulations::NewSimulation {
+        user_id: 1,
+        title: "batch".into(),
+        platform: db::enums::Platform::Batch,
+        input_type: db::enums::InputType::Editor,
+        sim_type: db::enums::SimType::Builtin,
+        ntasks: 3,
+        primaries: 300,
+        cluster_id: Some(1),
+        sbatch_options: vec![],
+        max_attempts: 3,
+    };
+    let sim = db::simulations::create_with_tasks(&mut conn, &new, None)
+        .await
+        .unwrap();
+    let claimed = db::queue::claim(&mut conn, "w1", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    let held = db::queue::batch::hold(&mut conn, 1, "b1", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    let started =
+        db::queue::batch::start_tasks(&mut conn, sim.id, "b1", &[0, 2], Duration::from_secs(30))
+            .await
+            .unwrap();
+    let indices: Vec<i32> = started.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, [0, 2]);
 }
 
 #[tokio::test]

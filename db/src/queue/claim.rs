@@ -94,10 +94,9 @@ pub async fn claim(
         "WITH due AS (
              SELECT id, run_after FROM tasks
              WHERE task_state = 'PENDING' AND run_after <= now()
-               -- A batch simulation's tasks are run by its cluster's batch component, as
-               -- SLURM array elements, never by a direct worker.
-               AND EXISTS (SELECT 1 FROM simulations s
-                           WHERE s.id = tasks.simulation_id AND s.platform = 'direct')
+               -- A batch simulation's tasks are never due here: they are created with
+               -- run_after = batch::NEVER_DUE_SQL (its cluster's batch component runs them
+               -- as SLURM array elements), and no transition makes them due again.
              ORDER BY run_after, id
              LIMIT {sign}{rows}
              FOR UPDATE SKIP LOCKED
