@@ -122,6 +122,18 @@ pub struct Updated {
     pub after: Cluster,
 }
 
+/// The cluster named `name`, its row locked until the transaction ends; not found otherwise.
+async fn locked(conn: &mut Conn, name: &str) -> DbResult<Cluster> {
+    clusters::table
+        .filter(clusters::name.eq(name))
+        .select(Cluster::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| DbError::NotFound(format!("cluster {name:?}")))
+}
+
 /// Changes a cluster in one UPDATE, with the row locked from the read of its old values.
 /// An unknown name is not found; no change at all, or SSH settings for a local cluster (no
 /// host, none given), is invalid.
@@ -131,14 +143,7 @@ pub async fn update(conn: &mut Conn, name: &str, changes: &ClusterChanges) -> Db
     }
     let name = name.to_string();
     conn.transaction(async |conn| {
-        let before: Cluster = clusters::table
-            .filter(clusters::name.eq(&name))
-            .select(Cluster::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
-            .ok_or_else(|| DbError::NotFound(format!("cluster {name:?}")))?;
+        let before = locked(conn, &name).await?;
         if before.host.is_none() && changes.host.is_none() && changes.sets_ssh_settings() {
             return Err(DbError::Invalid(format!(
                 "cluster {name:?} is local (it has no host): an SSH user, key or known_hosts \
@@ -163,14 +168,7 @@ pub async fn update(conn: &mut Conn, name: &str, changes: &ClusterChanges) -> Db
 pub async fn remove(conn: &mut Conn, name: &str) -> DbResult<Cluster> {
     let name = name.to_string();
     conn.transaction(async |conn| {
-        let cluster: Cluster = clusters::table
-            .filter(clusters::name.eq(&name))
-            .select(Cluster::as_select())
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
-            .ok_or_else(|| DbError::NotFound(format!("cluster {name:?}")))?;
+        let cluster = locked(conn, &name).await?;
         let used: i64 = simulations::table
             .filter(simulations::cluster_id.eq(cluster.id))
             .count()

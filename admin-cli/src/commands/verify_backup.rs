@@ -28,6 +28,35 @@ struct Sample {
     failed: Vec<String>,
 }
 
+impl Sample {
+    /// Counts row `id` as decoded, or as failed.
+    fn record(&mut self, id: String, ok: bool) {
+        if ok {
+            self.decoded += 1;
+        } else {
+            self.failed.push(id);
+        }
+    }
+
+    /// Up to `limit` rows of `table` (by id), their `data` column decoded by `decode`.
+    async fn of_column(
+        scratch: &DbConfig,
+        table: &str,
+        limit: usize,
+        decode: impl Fn(&[u8]) -> bool,
+    ) -> Result<Self> {
+        let mut sample = Self::default();
+        let sql = format!("SELECT id, data FROM {table} ORDER BY id LIMIT {limit}");
+        for row in rows(scratch, &sql).await? {
+            let id = row.first().cloned().flatten().unwrap_or_default();
+            let data = row.get(1).cloned().flatten();
+            let ok = data.as_deref().and_then(unhex).is_some_and(|b| decode(&b));
+            sample.record(id, ok);
+        }
+        Ok(sample)
+    }
+}
+
 /// Everything verify-backup found (`--json`).
 #[derive(Debug, Default, Serialize)]
 struct Report {
@@ -286,52 +315,16 @@ async fn check_restored(
             && errors
                 .as_deref()
                 .is_none_or(|e| unhex(e).is_some_and(|b| db::codec::decode(&b).is_ok()));
-        if ok {
-            report.pages.decoded += 1;
-        } else {
-            report.pages.failed.push(id);
-        }
+        report.pages.record(id, ok);
     }
-    for row in rows(
-        scratch,
-        &format!("SELECT id, data FROM inputs ORDER BY id LIMIT {limit}"),
-    )
-    .await?
-    {
-        let id = row.first().cloned().flatten().unwrap_or_default();
-        let ok = row
-            .get(1)
-            .cloned()
-            .flatten()
-            .as_deref()
-            .and_then(unhex)
-            .is_some_and(|b| db::inputs::SimulationInput::decode(&b).is_ok());
-        if ok {
-            report.inputs.decoded += 1;
-        } else {
-            report.inputs.failed.push(id);
-        }
-    }
-    for row in rows(
-        scratch,
-        &format!("SELECT id, data FROM logfiles ORDER BY id LIMIT {limit}"),
-    )
-    .await?
-    {
-        let id = row.first().cloned().flatten().unwrap_or_default();
-        let ok = row
-            .get(1)
-            .cloned()
-            .flatten()
-            .as_deref()
-            .and_then(unhex)
-            .is_some_and(|b| db::blob::decompress(&b, db::blob::DEFAULT_MAX_LEN).is_ok());
-        if ok {
-            report.logs.decoded += 1;
-        } else {
-            report.logs.failed.push(id);
-        }
-    }
+    report.inputs = Sample::of_column(scratch, "inputs", limit, |b| {
+        db::inputs::SimulationInput::decode(b).is_ok()
+    })
+    .await?;
+    report.logs = Sample::of_column(scratch, "logfiles", limit, |b| {
+        db::blob::decompress(b, db::blob::DEFAULT_MAX_LEN).is_ok()
+    })
+    .await?;
     for (what, sample) in [
         ("pages", &report.pages),
         ("inputs", &report.inputs),
