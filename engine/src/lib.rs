@@ -66,21 +66,36 @@
 //!   used before, overestimates thin layers). `pv` at the mid-step energy; two projected
 //!   Gaussian angles of variance `T·Δx` are drawn per step and applied at the middle of the
 //!   step (move half, turn, move half). No single-scattering tail.
-//! - **Nuclear interactions**: a non-elastic macroscopic cross section of 0.012 /cm above
-//!   20 MeV (about 1.2% of the protons per cm), ramping linearly to zero at 7 MeV (source
-//!   and why this value: `physics::NUCLEAR_SIGMA_PER_CM`). The distance to the interaction
-//!   is sampled once per proton, in mean free paths. At an interaction of a proton of energy
-//!   `t`, the leading proton of the cascade keeps a fraction `y` of `t` (density
-//!   `1.5 y^0.5` on (0, 1), mean 0.6); the rest `(1 − y) t` goes in fixed proportions to
-//!   neutrons (50%) and gammas (5%), which escape untransported, to binding energy (25%), and
-//!   to heavy fragments and recoils (20%), deposited on the spot. On average that is the
-//!   budget quoted by Seltzer (NISTIR 5221, 1993) and Paganetti (Phys. Med. Biol. 47, 747,
-//!   2002): 60% of a non-elastic event's energy to secondary protons, 22% to neutrons and
-//!   gammas, the rest to heavy fragments, recoils and binding (10% binding, 8% local are this
-//!   engine's split). The leading proton is transported like a primary (with its own
-//!   non-elastic interactions), in a direction at the polar angle of elastic proton–proton
-//!   kinematics at its energy, `cos²θ = E (t + 2m) / (t (E + 2m))`, and a uniform azimuth.
-//!   Details and sources: `physics::NuclearBudget` and `transport::Transport::non_elastic`.
+//! - **Nuclear interactions**: three processes, with energy-dependent macroscopic cross
+//!   sections (`xsection`; tabulated, interpolated per step). The distance to the next
+//!   interaction is sampled in mean free paths of their sum; at the interaction, the process
+//!   is chosen in proportion to the three. Over a 150 MeV proton's track about 15% of the
+//!   protons have a non-elastic event, 3% an elastic collision with hydrogen and 10% a
+//!   nuclear elastic scattering on oxygen.
+//!   - *Non-elastic on oxygen*: Fippel and Soukup's fit to ICRU Report 63's p + ¹⁶O
+//!     cross section (Med. Phys. 31 (2004) 2263): 0.0180 /cm at 20 MeV, 0.0132 at 50 MeV,
+//!     0.0101 at 100 MeV, 0.0099 from 150 MeV on; zero below 7 MeV. At an event of a proton
+//!     of energy `t`, the leading proton of the cascade keeps a fraction `y` of `t` (density
+//!     `1.5 y^0.5` on (0, 1), mean 0.6); the rest `(1 − y) t` goes in fixed proportions to
+//!     neutrons (50%) and gammas (5%), which escape untransported, to binding energy (25%),
+//!     and to heavy fragments and recoils (20%), deposited on the spot. On average that is
+//!     the budget quoted by Seltzer (NISTIR 5221, 1993) and Paganetti (Phys. Med. Biol. 47,
+//!     747, 2002): 60% of a non-elastic event's energy to secondary protons, 22% to neutrons
+//!     and gammas, the rest to heavy fragments, recoils and binding (10% binding, 8% local
+//!     are this engine's split). The leading proton is transported like a primary (with its
+//!     own interactions), in a direction at the polar angle of elastic proton–proton
+//!     kinematics at its energy, `cos²θ = E (t + 2m) / (t (E + 2m))`, and a uniform azimuth.
+//!     Details and sources: `physics::NuclearBudget` and `nuclear::non_elastic`.
+//!   - *Elastic on hydrogen* (p–p): the p–p elastic cross section (~300 mb at 10 MeV,
+//!     52 mb at 50, 28 mb at 100, 23–24 mb from 150 MeV on; `xsection::PP_ELASTIC_MB`); the
+//!     two protons share `t` as `u t` and `(1 − u) t`, `u` uniform (isotropic in the
+//!     centre-of-mass frame), at the angles of two-body kinematics; both are transported as
+//!     secondaries (`nuclear::pp_elastic`).
+//!   - *Nuclear elastic on oxygen*: Fippel and Soukup's fit, 0.0250 /cm at 50 MeV, 0.0081 at
+//!     100, 0.0038 at 150 MeV (zero below 50 MeV); the oxygen recoil takes an exponentially
+//!     distributed energy of mean ~0.45 MeV, deposited on the spot, and the proton turns by
+//!     the matching angle (~15° on average at 100 MeV) and goes on as what it was
+//!     (`nuclear::po_elastic`).
 //! - **Energy balance**: [`run_with_balance`] reports where the energy went (deposited,
 //!   carried out by protons, by neutrons, by gammas, spent on binding, beam that missed the
 //!   phantom), for the run and for each batch of [`PROGRESS_INTERVAL`] primaries; the parts
@@ -96,7 +111,7 @@
 //! | `depth_dose` | `dose`, 1-D | `z` (cm) | dose averaged over the phantom cross-section, `MeV/g/primary` |
 //! | `dose_rz` | `dose`, 2-D | `z` (cm), `r` (cm) | dose in each annulus, `MeV/g/primary`; values are z-major: index `iz · r_bins + ir` |
 //! | `fluence` | `fluence`, 1-D | `z` (cm) | primary-proton fluence averaged over the phantom cross-section, `cm^-2/primary` |
-//! | `secondary_fluence` | `fluence`, 1-D | `z` (cm) | fluence of the secondary protons of non-elastic interactions (all generations), as `fluence`, `cm^-2/primary` |
+//! | `secondary_fluence` | `fluence`, 1-D | `z` (cm) | fluence of the secondary protons of nuclear interactions (the leading protons of non-elastic events and both protons of p–p elastic collisions, all generations), as `fluence`, `cm^-2/primary` |
 //!
 //! Dose is the energy deposited in a bin divided by the bin's mass (slab `π R² Δz` for
 //! `depth_dose`, annulus `π (r₁² − r₀²) Δz` for `dose_rz`); 1 MeV/g = 1.602 176 634 × 10⁻¹⁰ Gy.
@@ -118,6 +133,7 @@
 
 /// The editor JSON input (lives in `sim-inputs`, so that `sim-api` checks it at Submit).
 pub use sim_inputs::builtin as input;
+mod nuclear;
 mod physics;
 mod rng;
 /// The random generator [`run`] uses (public for the bench's same-run baseline).
@@ -125,7 +141,10 @@ pub use rng::Rng;
 mod scoring;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reference;
 mod transport;
+mod xsection;
 
 pub use input::{BuiltinInput, InputError};
 

@@ -1,7 +1,7 @@
 //! Physics of protons in liquid water: Bethe stopping power, CSDA range and its inverse as
 //! fast lookup tables, Bohr energy-loss straggling, multiple Coulomb scattering (Gottschalk's
-//! differential Highland scattering power), a
-//! non-elastic nuclear cross section and the energy budget of a non-elastic event.
+//! differential Highland scattering power) and the energy budget of a non-elastic nuclear
+//! event (its cross section: `xsection`).
 
 /// Proton rest energy, MeV (CODATA 2018).
 pub(crate) const PROTON_MASS_MEV: f64 = 938.272_088_16;
@@ -30,21 +30,6 @@ pub(crate) const TABLE_MAX_MEV: f64 = 400.0;
 /// Points in each lookup table.
 const TABLE_POINTS: usize = 4096;
 
-/// Macroscopic non-elastic nuclear cross section of water above 20 MeV, 1/cm.
-///
-/// ICRU Report 63 (2000) gives the proton non-elastic cross section of ¹⁶O as roughly 0.3 b
-/// from 30 to 250 MeV (hydrogen has none below the pion threshold); 0.012 /cm is
-/// `3.34 × 10²² molecules/cm³ × 0.36 b`, about a fifth more, which in effect also removes the
-/// primaries that large-angle elastic nuclear scattering takes out of a primary-fluence
-/// count. It is kept because the primary fluence it gives agrees with the SHIELD-HIT12A
-/// reference (which counts only generation-0 protons as primaries) within 1% from 1 to 12 cm
-/// (`BENCHMARKS.md`).
-pub(crate) const NUCLEAR_SIGMA_PER_CM: f64 = 0.012;
-/// Below this energy the cross section ramps linearly down ...
-const NUCLEAR_FULL_MEV: f64 = 20.0;
-/// ... to zero at this energy (roughly the reaction threshold on oxygen).
-const NUCLEAR_THRESHOLD_MEV: f64 = 7.0;
-
 /// Energy budget of non-elastic proton–oxygen events, as mean fractions of the proton's
 /// kinetic energy `t` at the interaction.
 ///
@@ -62,7 +47,8 @@ const NUCLEAR_THRESHOLD_MEV: f64 = 7.0;
 /// peripheral events), local 8%. The split of the last 40% between neutrons, gammas, binding
 /// and local deposition is this engine's choice within those figures; it sets how much
 /// energy stays in the phantom, and was checked against the energy deposited in the
-/// SHIELD-HIT12A reference (within 0.1%, `BENCHMARKS.md`).
+/// SHIELD-HIT12A reference (+0.3%, with the ICRU 63 cross section and the elastic processes
+/// of `xsection`; `BENCHMARKS.md`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct NuclearBudget {
     /// Carried by the transported secondary (leading cascade) proton.
@@ -107,20 +93,6 @@ fn bethe_uncorrected(e: f64) -> f64 {
     let t_max = 2.0 * ELECTRON_MASS_MEV * bg2 / (1.0 + 2.0 * gamma * ratio + ratio * ratio);
     let log_arg = 2.0 * ELECTRON_MASS_MEV * bg2 * t_max / (WATER_I_MEV * WATER_I_MEV);
     BETHE_K * WATER_Z_OVER_A / beta2 * (0.5 * log_arg.ln() - beta2)
-}
-
-/// Non-elastic nuclear macroscopic cross section of water, 1/cm: constant above 20 MeV,
-/// a linear ramp from 7 MeV, zero below.
-#[inline]
-pub(crate) fn nuclear_sigma_per_cm(e_mev: f64) -> f64 {
-    if e_mev >= NUCLEAR_FULL_MEV {
-        NUCLEAR_SIGMA_PER_CM
-    } else if e_mev > NUCLEAR_THRESHOLD_MEV {
-        NUCLEAR_SIGMA_PER_CM * (e_mev - NUCLEAR_THRESHOLD_MEV)
-            / (NUCLEAR_FULL_MEV - NUCLEAR_THRESHOLD_MEV)
-    } else {
-        0.0
-    }
 }
 
 /// Gottschalk's differential Highland scattering length constant `E_s`, MeV.

@@ -1,13 +1,14 @@
 //! Condensed-history transport of one proton at a time through the water cylinder, with the
-//! secondary protons of non-elastic nuclear interactions.
+//! secondary protons of nuclear interactions (non-elastic on oxygen, elastic on hydrogen).
 
 use super::input::BuiltinInput;
+use super::nuclear::{non_elastic, po_elastic, pp_elastic};
 use super::physics::{
-    nuclear_sigma_per_cm, NuclearBudget, RangeTables, ScatterTables, BOHR_VARIANCE_PER_CM,
-    NUCLEAR_BUDGET, PROTON_MASS_MEV, TABLE_MAX_MEV,
+    RangeTables, ScatterTables, BOHR_VARIANCE_PER_CM, PROTON_MASS_MEV, TABLE_MAX_MEV,
 };
 use super::rng::Rng;
 use super::scoring::{Point, Scorer};
+use super::xsection::CrossSections;
 use super::EnergyBalance;
 
 /// A step is at most this fraction of the residual CSDA range ...
@@ -22,24 +23,25 @@ const MIN_STEP_CM: f64 = 0.01;
 /// A proton left with less than this (after a large straggling loss) deposits it on the spot
 /// and stops, MeV; its range would be far below a nanometre.
 const CUTOFF_MEV: f64 = 1e-3;
-/// Secondary protons below this energy are deposited on the spot instead of transported,
-/// MeV (the CSDA range of a 1 MeV proton in water is 25 µm, far below any bin).
-const SECONDARY_CUTOFF_MEV: f64 = 1.0;
-
 /// A proton waiting to be transported.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Proton {
-    p: Point,
-    d: Point,
-    e: f64,
-    /// `false` for the primary, `true` for the secondaries of non-elastic events (and theirs).
-    secondary: bool,
+    /// Position, cm.
+    pub(crate) p: Point,
+    /// Unit direction.
+    pub(crate) d: Point,
+    /// Kinetic energy, MeV.
+    pub(crate) e: f64,
+    /// `false` for the primary, `true` for the protons out of nuclear events (and theirs).
+    pub(crate) secondary: bool,
 }
 
 /// Everything one run needs, built once.
 pub(crate) struct Transport {
     tables: RangeTables,
     scatter: ScatterTables,
+    /// Nuclear cross sections.
+    xs: CrossSections,
     /// Step length as a fraction of the residual range.
     pub(crate) step_fraction: f64,
     /// Shortest step, cm.
@@ -57,6 +59,7 @@ impl Transport {
         Self {
             tables: RangeTables::new(),
             scatter: ScatterTables::new(),
+            xs: CrossSections::new(),
             step_fraction: STEP_RANGE_FRACTION,
             min_step: MIN_STEP_CM,
             energy: input.beam.energy_mev,
@@ -68,7 +71,7 @@ impl Transport {
     }
 
     /// Transports one primary proton from the entrance face, and every secondary proton of
-    /// its non-elastic nuclear interactions, until each stops or leaves the phantom, scoring
+    /// its nuclear interactions, until each stops or leaves the phantom, scoring
     /// along the way and accounting for its energy in `balance`. `stack` is scratch space.
     pub(crate) fn primary(
         &self,
@@ -104,8 +107,9 @@ impl Transport {
         }
     }
 
-    /// Transports one proton until it stops, leaves the phantom or undergoes a non-elastic
-    /// interaction (whose secondary protons it pushes on `stack`).
+    /// Transports one proton until it stops, leaves the phantom, or undergoes a non-elastic
+    /// event or an elastic collision with hydrogen (whose protons it pushes on `stack`); an
+    /// elastic scattering on oxygen turns it and it goes on.
     fn proton(
         &self,
         start: Proton,
@@ -142,7 +146,8 @@ impl Transport {
             if last {
                 step = residual;
             }
-            let sigma_n = nuclear_sigma_per_cm(e);
+            let [sigma_ne, sigma_pp, sigma_po] = self.xs.at(e);
+            let sigma_n = sigma_ne + sigma_pp + sigma_po;
             let mut nuclear = false;
             if sigma_n * step >= mfp_left {
                 step = mfp_left / sigma_n;
@@ -192,9 +197,20 @@ impl Transport {
             p = end;
             e = e_post;
             if nuclear {
+                // Which process, in proportion to the cross sections at the step's start.
                 let at = Proton { p, d, e, secondary };
-                self.non_elastic(at, rng, scorer, balance, stack);
-                return;
+                let pick = rng.uniform_open() * sigma_n;
+                if pick < sigma_ne {
+                    non_elastic(at, rng, scorer, balance, stack);
+                    return;
+                } else if pick < sigma_ne + sigma_pp {
+                    pp_elastic(at, rng, scorer, balance, stack);
+                    return;
+                }
+                // Elastic on oxygen: the proton goes on, turned and a little slower.
+                let next = po_elastic(at, rng, scorer, balance);
+                (d, e) = (next.d, next.e);
+                mfp_left = -rng.uniform_open().ln();
             }
             if last {
                 return;
@@ -207,78 +223,12 @@ impl Transport {
             residual = self.tables.range(e);
         }
     }
-
-    /// A non-elastic interaction of the proton `at` (kinetic energy `t` MeV at `p`,
-    /// travelling along `d`), shared so that the means over events are [`NUCLEAR_BUDGET`].
-    ///
-    /// The model (this engine's, kept simple): the leading proton of the intranuclear
-    /// cascade keeps a fraction `y` of `t`, with density `k y^(k−1)` on `(0, 1)` and
-    /// `k = 1.5` ([`LEADING_K`]), so that its mean, `k/(k + 1) = 0.6`, is the budget's proton
-    /// share — from inelastic scattering to a low excited state (`y` near 1) to deep
-    /// spallation (`y` near 0). The rest, `(1 − y) t`, goes in fixed proportions
-    /// ([`REST_SHARES`]) to neutrons and gammas (which escape, not transported), to binding
-    /// energy, and to heavy fragments, recoils and evaporation protons (deposited at `p`).
-    /// The leading proton's polar angle follows from elastic kinematics of equal masses at
-    /// `t` (quasi-free proton–nucleon scattering, the first step of Serber's 1947 cascade),
-    /// `cos²θ = E (t + 2m) / (t (E + 2m))`: fast protons go forward, slow ones wide; its
-    /// azimuth is uniform. A leading proton below 1 MeV deposits its energy on the spot.
-    fn non_elastic(
-        &self,
-        at: Proton,
-        rng: &mut Rng,
-        scorer: &mut Scorer,
-        balance: &mut EnergyBalance,
-        stack: &mut Vec<Proton>,
-    ) {
-        let Proton { p, d, e: t, .. } = at;
-        let y = rng.uniform_open().powf(1.0 / LEADING_K);
-        let e1 = y * t;
-        let rest = t - e1;
-        balance.neutrons_mev += REST_SHARES.neutrons * rest;
-        balance.gammas_mev += REST_SHARES.gammas * rest;
-        balance.binding_mev += REST_SHARES.binding * rest;
-        // Deposited here: the local share, and the leading proton if too slow to transport.
-        let mut local = REST_SHARES.local * rest;
-        if e1 < SECONDARY_CUTOFF_MEV {
-            local += e1;
-        } else {
-            let two_m = 2.0 * PROTON_MASS_MEV;
-            let cos2 = (e1 * (t + two_m) / (t * (e1 + two_m))).clamp(0.0, 1.0);
-            let theta = cos2.sqrt().acos();
-            let phi = 2.0 * std::f64::consts::PI * rng.uniform_open();
-            let (sin_phi, cos_phi) = phi.sin_cos();
-            stack.push(Proton {
-                p,
-                d: deflect(d, theta * cos_phi, theta * sin_phi),
-                e: e1,
-                secondary: true,
-            });
-        }
-        scorer.deposit_point(p, local);
-        balance.deposited_mev += local;
-    }
 }
-
-/// The leading proton's fraction `y` of a non-elastic event's energy has the density
-/// `k y^(k−1)` on `(0, 1)` (drawn as `u^(1/k)`), with mean `k/(k + 1)` equal to the
-/// budget's proton share: `k = 0.6/0.4 = 1.5`.
-pub(crate) const LEADING_K: f64 = NUCLEAR_BUDGET.protons / (1.0 - NUCLEAR_BUDGET.protons);
-
-/// How the energy the leading proton does not keep, `(1 − y) t`, is shared: each share is
-/// the budget's divided by the mean of `1 − y` (0.4), so that the means over events are
-/// [`NUCLEAR_BUDGET`]: neutrons 50%, gammas 5%, binding 25%, local 20% (and no protons).
-pub(crate) const REST_SHARES: NuclearBudget = NuclearBudget {
-    protons: 0.0,
-    neutrons: NUCLEAR_BUDGET.neutrons / (1.0 - NUCLEAR_BUDGET.protons),
-    gammas: NUCLEAR_BUDGET.gammas / (1.0 - NUCLEAR_BUDGET.protons),
-    binding: NUCLEAR_BUDGET.binding / (1.0 - NUCLEAR_BUDGET.protons),
-    local: NUCLEAR_BUDGET.local / (1.0 - NUCLEAR_BUDGET.protons),
-};
 
 /// Turns the unit vector `d` by the projected angles `a` and `b` (rad) about two axes
 /// perpendicular to it: polar angle `θ = sqrt(a² + b²)`, azimuth `atan2(b, a)`.
 #[inline]
-fn deflect(d: Point, a: f64, b: f64) -> Point {
+pub(crate) fn deflect(d: Point, a: f64, b: f64) -> Point {
     let [u, v, w] = d;
     let t2 = a * a + b * b;
     // cos θ and sin θ / θ: Taylor series for small angles, exact otherwise.
@@ -312,69 +262,6 @@ fn deflect(d: Point, a: f64, b: f64) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn non_elastic_events_keep_the_budget_on_average() {
-        let input = match BuiltinInput::from_json(r#"{"beam": {"energy_mev": 100}}"#) {
-            Ok(i) => i,
-            Err(e) => panic!("{e}"),
-        };
-        let transport = Transport::new(&input);
-        let mut scorer = Scorer::new(5.0, 10.0, 10, 5);
-        let mut rng = Rng::new(3);
-        let mut balance = EnergyBalance::default();
-        let mut stack = Vec::new();
-        let (n, t) = (200_000, 100.0);
-        let (mut protons, mut forward, mut count) = (0.0, 0.0, 0);
-        for _ in 0..n {
-            stack.clear();
-            let at = Proton {
-                p: [0.0, 0.0, 1.0],
-                d: [0.0, 0.0, 1.0],
-                e: t,
-                secondary: false,
-            };
-            transport.non_elastic(at, &mut rng, &mut scorer, &mut balance, &mut stack);
-            for s in &stack {
-                assert!(s.secondary && s.e >= SECONDARY_CUTOFF_MEV && s.e <= t);
-                let norm = s.d.iter().map(|v| v * v).sum::<f64>();
-                // (`deflect`'s small-angle series is good to ~1.4e-9.)
-                assert!((norm - 1.0).abs() < 1e-8, "{norm} {:?} {}", s.d, s.e);
-                // Elastic kinematics: the faster the proton, the smaller its angle.
-                let cos2 = s.e * (t + 2.0 * PROTON_MASS_MEV) / (t * (s.e + 2.0 * PROTON_MASS_MEV));
-                assert!((s.d[2] * s.d[2] - cos2).abs() < 1e-8);
-                protons += s.e;
-                forward += s.e * s.d[2];
-                count += 1;
-            }
-        }
-        // One leading proton per event, unless below 1 MeV (y < 0.01: P = 0.01^1.5 = 0.1%).
-        assert!(count > n - n / 200 && count <= n, "{count} secondaries");
-        let total = n as f64 * t;
-        // Each event's parts add up to its energy.
-        let parts = protons
-            + balance.deposited_mev
-            + balance.neutrons_mev
-            + balance.gammas_mev
-            + balance.binding_mev;
-        assert!((parts / total - 1.0).abs() < 1e-12, "{parts} vs {total}");
-        // The means match the budget. Per event the leading proton's fraction y has a
-        // standard deviation of 0.26, so over 200 000 events the mean fractions are known to
-        // ±0.0006: 0.005 is eight standard deviations. (The local share also holds the
-        // leading protons below 1 MeV: y < 0.01, 0.1% of the events, 1e-5 t on average.)
-        let b = NUCLEAR_BUDGET;
-        for (name, got, want) in [
-            ("protons", protons / total, b.protons),
-            ("neutrons", balance.neutrons_mev / total, b.neutrons),
-            ("gammas", balance.gammas_mev / total, b.gammas),
-            ("binding", balance.binding_mev / total, b.binding),
-            ("local", balance.deposited_mev / total, b.local),
-        ] {
-            assert!((got - want).abs() < 0.005, "{name}: {got} vs {want}");
-        }
-        // Mostly forward: the energy-weighted mean cosine is high.
-        assert!(forward / protons > 0.8, "{}", forward / protons);
-    }
 
     #[test]
     fn deflect_keeps_unit_length_and_angle() {
