@@ -69,9 +69,9 @@
 //! - **Nuclear interactions**: three processes, with energy-dependent macroscopic cross
 //!   sections (`xsection`; tabulated, interpolated per step). The distance to the next
 //!   interaction is sampled in mean free paths of their sum; at the interaction, the process
-//!   is chosen in proportion to the three. Over a 150 MeV proton's track about 15% of the
-//!   protons have a non-elastic event, 3% an elastic collision with hydrogen and 10% a
-//!   nuclear elastic scattering on oxygen.
+//!   is chosen in proportion to the three. Over a 150 MeV proton's track, on its own, each
+//!   would happen with a probability of about 16% (non-elastic), 4% (elastic on hydrogen) and
+//!   11% (nuclear elastic on oxygen).
 //!   - *Non-elastic on oxygen*: Fippel and Soukup's fit to ICRU Report 63's p + ¹⁶O
 //!     cross section (Med. Phys. 31 (2004) 2263): 0.0180 /cm at 20 MeV, 0.0132 at 50 MeV,
 //!     0.0101 at 100 MeV, 0.0099 from 150 MeV on; zero below 7 MeV. At an event of a proton

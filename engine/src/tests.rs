@@ -349,7 +349,7 @@ fn the_energy_balance_adds_up_for_every_batch() {
         "{}",
         per(b.beam_mev)
     );
-    // About 15% of the primaries have a non-elastic interaction (ICRU 63 cross section, ~380
+    // About 16% of the primaries have a non-elastic interaction (ICRU 63 cross section, ~400
     // events), with ~100 MeV each; on average 32% of an event's energy leaves as neutrons,
     // gammas and binding energy: ~4.8 MeV per primary. Its statistical spread here is ~0.3 MeV (per event 0.8 (1 − y) t has a
     // standard deviation of ~21 MeV, and the number of events is Poisson), so [3, 8] MeV

@@ -203,7 +203,7 @@ mod tests {
         assert!((mb(5.0) - 515.6).abs() < 1e-9);
         assert_eq!(mb(4.9), 0.0);
         assert!((mb(400.0) - 23.5).abs() < 1e-9);
-        // About 3% of 150 MeV protons scatter elastically on hydrogen on their way to rest:
+        // About 4% of 150 MeV protons scatter elastically on hydrogen on their way to rest:
         // 0.0016 /cm at 150 MeV, 0.0035 /cm at 50 MeV.
         assert!((pp_elastic_sigma_per_cm(150.0) - 0.0016).abs() < 0.0001);
     }
