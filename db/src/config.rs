@@ -1,6 +1,7 @@
 //! Database connection settings: `DATABASE_URL`, or its parts, or a Unix socket directory;
 //! [`DbArgs`], the one set of database flags every binary flattens into its command line;
-//! and [`parse_duration`], the one syntax for durations on command lines.
+//! [`parse_duration`], the one syntax for durations on command lines; and [`MetricsArgs`], the
+//! metrics endpoint's flag.
 //!
 //! The connection URL is held as a [`SecretString`]: it leaves this module in clear text only
 //! through [`DbConfig::url_with_password`], where a connection is made; `Display` and `Debug`
@@ -9,11 +10,13 @@
 mod args;
 mod duration;
 pub mod logging;
+mod metrics;
 #[cfg(test)]
 mod tests;
 
 pub use args::DbArgs;
 pub use duration::{format_duration, parse_duration};
+pub use metrics::MetricsArgs;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret as _, SecretString};

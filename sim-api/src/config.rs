@@ -30,6 +30,10 @@ pub const DEFAULT_STATUS_CACHE_TTL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "sim-api", version, about = "The gRPC simulation API server.")]
 pub struct Config {
+    /// `probe`: check a running server's health instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on; port 0 picks a free port (the bound address is printed as
     /// `listening on ADDR`).
     #[arg(long, env = "SIM_API_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -41,6 +45,9 @@ pub struct Config {
     /// The log format.
     #[command(flatten)]
     pub log: db::config::logging::LogArgs,
+    /// The metrics endpoint.
+    #[command(flatten)]
+    pub metrics: db::config::MetricsArgs,
     /// Most database connections.
     #[arg(long, env = "SIM_API_DB_POOL_SIZE", default_value_t = db::config::DEFAULT_DB_POOL_SIZE)]
     pub db_pool_size: u32,
@@ -103,6 +110,25 @@ pub struct Config {
     #[arg(long, env = "SIM_API_OIDC_LEEWAY", value_name = "DURATION",
           default_value = format_duration(crate::oidc::DEFAULT_LEEWAY), value_parser = parse_duration)]
     pub oidc_leeway: Duration,
+}
+
+/// What `sim-api` does instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Ask a running sim-api for its gRPC health (grpc.health.v1, the whole server): exit
+    /// code 0 when it is SERVING, 1 otherwise. For container health checks; no database.
+    Probe(ProbeArgs),
+}
+
+/// `sim-api probe` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// The server (http://host:port).
+    #[arg(value_name = "URL", default_value = "http://127.0.0.1:50051")]
+    pub url: String,
+    /// How long to wait for the answer (a duration).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 impl Config {

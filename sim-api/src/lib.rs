@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod input_check;
 pub mod listing;
+pub mod metrics;
 pub mod oidc;
 pub mod oversize;
 pub mod results;
@@ -70,7 +71,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    serve_with_oidc(pool, limits, None, listener, shutdown).await
+    serve_with(pool, limits, Extras::default(), listener, shutdown).await
 }
 
 /// [`serve`], with the verifier LoginOidc uses (`None`: LoginOidc is FAILED_PRECONDITION).
@@ -81,6 +82,33 @@ pub async fn serve_with_oidc(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let extras = Extras {
+        oidc,
+        ..Extras::default()
+    };
+    serve_with(pool, limits, extras, listener, shutdown).await
+}
+
+/// What a server may have besides its pool and limits.
+#[derive(Default)]
+pub struct Extras {
+    /// The ID-token verifier of LoginOidc; `None`: LoginOidc is FAILED_PRECONDITION.
+    pub oidc: Option<Arc<oidc::OidcVerifier>>,
+    /// Where RPC latencies are counted (served by `--metrics-listen`); `None`: counted in
+    /// a histogram nobody reads.
+    pub rpc_metrics: Option<Arc<metrics::RpcMetrics>>,
+}
+
+/// [`serve`], with [`Extras`].
+pub async fn serve_with(
+    pool: db::Pool,
+    limits: Limits,
+    extras: Extras,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let Extras { oidc, rpc_metrics } = extras;
+    let rpc_metrics = rpc_metrics.unwrap_or_default();
     let max_request = limits.max_request_bytes;
     let tokens = Arc::new(token_cache::TokenCache::new(limits.token_cache_ttl));
     tokens.start(&pool);
@@ -138,6 +166,9 @@ pub async fn serve_with_oidc(
         .trace_fn(rpc_span)
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
+        // Inside grpc-web (which moves the status into the body), outside the remap of
+        // oversized requests (so that they count as RESOURCE_EXHAUSTED).
+        .layer(metrics::RpcMetricsLayer(rpc_metrics))
         .layer(tower::util::MapResponseLayer::new(oversize::remap))
         .add_service(health_service)
         .add_service(reflection)

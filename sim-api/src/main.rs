@@ -11,6 +11,9 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     // Logs go to stderr; stdout carries only the `listening on ADDR` line.
     db::config::logging::init(config.log.log_format, "info");
+    if let Some(sim_api::config::Command::Probe(args)) = &config.command {
+        return probe(args).await;
+    }
     let db_config = config.db_config().context("database settings")?;
     let oidc = match config.oidc()? {
         Some(settings) => Some(std::sync::Arc::new(
@@ -35,14 +38,63 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("connecting to the database")?;
+    let rpc_metrics = std::sync::Arc::new(sim_api::metrics::RpcMetrics::default());
+    let metrics_server = match config.metrics.metrics_listen {
+        Some(addr) => {
+            let own = rpc_metrics.clone();
+            let metrics =
+                telemetry::Metrics::new(pool.clone(), std::sync::Arc::new(|| true), |registry| {
+                    own.register(registry)
+                });
+            let server = telemetry::server::start(addr, metrics)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            Some(server)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("bound address")?;
     println!("listening on {addr}");
     tracing::info!(%addr, database = %db_config, "sim-api started");
-    sim_api::serve_with_oidc(pool, config.limits(), oidc, listener, shutdown_signal()).await?;
+    let extras = sim_api::Extras {
+        oidc,
+        rpc_metrics: Some(rpc_metrics),
+    };
+    sim_api::serve_with(pool, config.limits(), extras, listener, shutdown_signal()).await?;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     tracing::info!("sim-api stopped");
+    Ok(())
+}
+
+/// `sim-api probe`: the gRPC health of the whole server (service ""); an error (exit code 1)
+/// unless it is SERVING.
+async fn probe(args: &sim_api::config::ProbeArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let ask = async {
+        let channel = tonic::transport::Endpoint::from_shared(args.url.clone())?
+            .connect()
+            .await?;
+        let answer = tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await?;
+        anyhow::Ok(answer.into_inner().status())
+    };
+    let status = tokio::time::timeout(args.timeout, ask)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {} within {:?}", args.url, args.timeout))?
+        .with_context(|| format!("no health answer from {}", args.url))?;
+    anyhow::ensure!(
+        status == ServingStatus::Serving,
+        "{} is {}",
+        args.url,
+        status.as_str_name()
+    );
+    println!("SERVING");
     Ok(())
 }
 

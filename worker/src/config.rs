@@ -29,6 +29,10 @@ pub struct Config {
     #[command(flatten)]
     pub log: db::config::logging::LogArgs,
 
+    /// The metrics endpoint (queue mode).
+    #[command(flatten)]
+    pub metrics: db::config::MetricsArgs,
+
     /// Tasks run at once (default: the number of cores).
     #[arg(long, env = "WORKER_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,
@@ -127,6 +131,21 @@ pub enum Command {
     /// Run one array element of a batch simulation (element.sh runs this on a cluster node;
     /// no database): reads the job directory, runs the task, writes element-INDEX/result.
     Element(ElementArgs),
+    /// Check a worker's health endpoint (GET URL, normally the /healthz of its
+    /// --metrics-listen): exit code 0 when it answers 2xx, 1 otherwise. For container
+    /// health checks; no database.
+    Probe(ProbeArgs),
+}
+
+/// `worker probe` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// The URL to GET (plain http://).
+    #[arg(value_name = "URL", default_value = "http://127.0.0.1:9464/healthz")]
+    pub url: String,
+    /// How long to wait for the answer.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `worker batch` settings.

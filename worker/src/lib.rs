@@ -9,12 +9,14 @@
 //! - [`simulators`]: the simulators, as a [`TaskHandler`];
 //! - [`handlers`], [`settings`]: the handler choice and the plain settings;
 //! - [`outcome`]: writing a task's outcome; `listener`: the worker's notifications;
+//!   [`metrics`]: what the worker counts;
 //! - [`runner`]: the claim loop, leases, cancellation, shutdown and the worker's health.
 
 pub mod batch;
 pub mod execute;
 pub mod handlers;
 mod listener;
+pub mod metrics;
 pub mod outcome;
 pub mod retry;
 pub mod runner;

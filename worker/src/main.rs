@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         None => runtime.block_on(run(cfg)),
         Some(config::Command::Batch(args)) => runtime.block_on(batch(args)),
         Some(config::Command::Element(args)) => return runtime.block_on(element(args)),
+        Some(config::Command::Probe(args)) => runtime.block_on(probe(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,8 +43,33 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
     tracing::info!(handler = ?settings.handler, "handler");
     let handler = Standard::new(&settings.handler, settings.simulators.clone());
     let runner = Runner::connect(settings, &db_config, handler).await?;
+    let metrics_server = match cfg.metrics.metrics_listen {
+        Some(addr) => {
+            let own = runner.metrics().clone();
+            let metrics = telemetry::Metrics::new(
+                runner.pool().clone(),
+                std::sync::Arc::new(runner.health_check()),
+                |registry| own.register(registry),
+            );
+            let server = telemetry::server::start(addr, metrics)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+            Some(server)
+        }
+        None => None,
+    };
     println!("worker {} ready", runner.worker_id());
     runner.run(shutdown_signal()).await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    Ok(())
+}
+
+/// `worker probe`: GET the URL; an error (exit code 1) unless it answers 2xx.
+async fn probe(args: config::ProbeArgs) -> anyhow::Result<()> {
+    telemetry::probe::probe(&args.url, args.timeout).await?;
+    println!("healthy");
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct Recorder {
     pub(crate) completions: mpsc::UnboundedSender<BatchedCompletion>,
     /// How long a write keeps trying through transient failures (a lease length).
     pub(crate) budget: Duration,
+    /// Where recorded outcomes are counted.
+    pub(crate) metrics: crate::metrics::WorkerMetrics,
 }
 
 /// A completion waiting for the batch writer, and where to say whether it counted.
@@ -44,6 +46,8 @@ pub(crate) async fn finish(
     outcome: Outcome,
 ) {
     let budget = recorder.budget;
+    let stores_pages = matches!(&outcome, Outcome::Done { pages, .. } if !pages.is_empty());
+    let started = std::time::Instant::now();
     let result = match &outcome {
         // Already CANCELED by whoever canceled it.
         Outcome::Stopped(Stop::Canceled) | Outcome::Stopped(Stop::No) => Ok(()),
@@ -55,7 +59,11 @@ pub(crate) async fn finish(
         }
     };
     match result {
-        Ok(()) => tracing::info!(task = task.id, outcome = %outcome, "task ended"),
+        Ok(()) => {
+            let merge = stores_pages.then(|| started.elapsed());
+            recorder.metrics.recorded(&outcome, merge);
+            tracing::info!(task = task.id, outcome = %outcome, "task ended")
+        }
         Err(e) if queue::is_lease_lost(&e) => {
             tracing::warn!(task = task.id, outcome = %outcome, "result discarded: the lease was lost")
         }

@@ -120,6 +120,7 @@ impl<H: TaskHandler> Runner<H> {
                 pool,
                 completions: completions_tx,
                 budget: settings.lease,
+                metrics: crate::metrics::WorkerMetrics::default(),
             },
             settings,
             running: Mutex::new(HashMap::new()),
@@ -137,6 +138,23 @@ impl<H: TaskHandler> Runner<H> {
     /// This worker's name in task leases.
     pub fn worker_id(&self) -> &str {
         &self.shared.settings.worker_id
+    }
+
+    /// The runner's database pool.
+    pub fn pool(&self) -> &Pool {
+        &self.shared.recorder.pool
+    }
+
+    /// This worker's counters and histograms (to register for `--metrics-listen`).
+    pub fn metrics(&self) -> &crate::metrics::WorkerMetrics {
+        &self.shared.recorder.metrics
+    }
+
+    /// Whether this worker is healthy: `false` from the run of machine faults that made it
+    /// pause its claims until a task runs through again ([`health`]). The closure stays valid after [`Runner::run`] took the runner.
+    pub fn health_check(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.health.is_healthy()
     }
 
     /// Runs the worker until `shutdown` resolves, then drains: running tasks get the grace
@@ -199,6 +217,7 @@ async fn claim_loop<H: TaskHandler>(
         if free >= batch || (free > 0 && held == 0) {
             match claim(shared, free).await {
                 Ok(tasks) => {
+                    shared.recorder.metrics.claimed(tasks.len());
                     let tasks = hand_back_if_unhealthy(shared, tasks).await;
                     tracing::debug!(asked = free, claimed = tasks.len(), "claimed");
                     claimed_all = tasks.len() == free;
@@ -304,7 +323,9 @@ fn spawn_task<H: TaskHandler>(shared: &Arc<Shared>, handler: &Arc<H>, task: Clai
     let run = {
         let (shared, handler, task) = (shared.clone(), handler.clone(), task.clone());
         let work = async move {
+            let started = std::time::Instant::now();
             let outcome = handler.run(&task, ctx).await;
+            shared.recorder.metrics.ran(started.elapsed());
             shared.health.record(&outcome);
             outcome
         };

@@ -11,7 +11,8 @@
 //! [`batch`](mod@batch) (a batch component's hold on its cluster's simulations),
 //! [`complete`](mod@complete), [`fail`](mod@fail) (failures and machine faults), [`finish`](mod@finish) (ending a simulation and
 //! the final merge), [`cancel`](mod@cancel), [`damaged`](mod@damaged), [`reaper`](mod@reaper) (expired leases, stale merges)
-//! and [`retry`](mod@retry) (an operator's requeue of a failed task).
+//! [`retry`](mod@retry) (an operator's requeue of a failed task) and [`stats`](mod@stats) (the
+//! queue's depth, read-only, for metrics).
 //! Everything is re-exported here, at its old path. The merge (folding results into the
 //! running sums, [`crate::merge`]) is the layer above: it calls the queue, never the reverse.
 //! Announcing notifications are sent after commit ([`crate::notify::Announce`]).
@@ -26,6 +27,7 @@ pub mod finish;
 pub mod lease;
 pub mod reaper;
 pub mod retry;
+pub mod stats;
 
 pub use cancel::{cancel, Canceled};
 pub use claim::{claim, ClaimedTask};

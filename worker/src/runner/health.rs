@@ -85,6 +85,12 @@ impl Health {
         self.permit_at(free, executing, Instant::now())
     }
 
+    /// Whether the worker is healthy: no run of machine faults has made it unhealthy, or a
+    /// task has run through since (during a trial after a pause it is still unhealthy).
+    pub fn is_healthy(&self) -> bool {
+        self.state.lock().is_ok_and(|s| s.sick.is_none())
+    }
+
     /// Whether the worker is pausing its claims (tasks claimed meanwhile should go back).
     pub fn backing_off(&self) -> bool {
         self.backing_off_at(Instant::now())
