@@ -249,6 +249,46 @@ pub async fn get_results(s: &mut SimClient, job: &str, tok: &str) -> Stream<pb::
     Ok(s.get_results(authed(request, tok)).await?.into_inner())
 }
 
+/// Follows `Watch` of `job` as `tok` until its stream ends at a final state, and returns
+/// that state. Panics when the call fails or the stream goes quiet for 2 minutes.
+pub async fn wait_final(s: &mut SimClient, job: &str, tok: &str) -> pb::JobState {
+    let mut stream = match watch(s, job, tok).await {
+        Ok(stream) => stream,
+        Err(e) => panic!("Watch of {job} refused: {e}"),
+    };
+    let mut last = pb::JobState::Unspecified;
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(120), stream.message());
+        match next.await {
+            Err(_) => panic!("Watch of {job} went quiet for 2 minutes (last state {last:?})"),
+            Ok(Err(e)) => panic!("Watch of {job} failed: {e}"),
+            Ok(Ok(None)) => return last,
+            Ok(Ok(Some(status))) => {
+                if let Some(sim) = status.simulation {
+                    last = pb::JobState::try_from(sim.job_state).unwrap_or(last);
+                }
+            }
+        }
+    }
+}
+
+/// A `Submit` request of a builtin simulation: `editor` is its editor JSON.
+pub fn builtin_request(
+    title: &str,
+    editor: &str,
+    ntasks: i32,
+    primaries: i64,
+) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        title: title.into(),
+        sim_type: pb::SimType::Builtin as i32,
+        input: Some(pb::submit_request::Input::EditorJson(editor.into())),
+        ntasks,
+        primaries,
+        platform: None,
+    }
+}
+
 /// `Submit` of `request` as `tok`: the new simulation's job id.
 pub async fn submit(
     s: &mut SimClient,

@@ -5,12 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use db::testing::TestDb;
-use futures_util::StreamExt;
 use proto::v1 as pb;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 /// A fresh file for a process's stderr.
 fn log_file(name: &str) -> (PathBuf, std::fs::File) {
@@ -69,29 +67,11 @@ async fn json_logs_carry_the_rpc_and_task_spans() {
     let worker = tests::spawn_worker(&mut cmd);
 
     let (mut sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
-    let editor = serde_json::json!({
-        "beam": {"energy_mev": 100.0},
-        "scoring": {"z_bins": 10, "r_bins": 2},
-        "seed": 1
-    });
-    let request = pb::SubmitRequest {
-        title: "log format".into(),
-        sim_type: pb::SimType::Builtin as i32,
-        input: Some(pb::submit_request::Input::EditorJson(editor.to_string())),
-        ntasks: 1,
-        primaries: 50,
-        platform: None,
-    };
+    let editor =
+        r#"{"beam": {"energy_mev": 100.0}, "scoring": {"z_bins": 10, "r_bins": 2}, "seed": 1}"#;
+    let request = tests::builtin_request("log format", editor, 1, 50);
     let job_id = tests::submit(&mut sims, &token, request).await.unwrap();
-    let mut stream = tests::watch(&mut sims, &job_id, &token).await.unwrap();
-    let mut last = pb::JobState::Unspecified;
-    while let Some(s) = tokio::time::timeout(Duration::from_secs(120), stream.next())
-        .await
-        .expect("Watch went quiet for 2 minutes")
-    {
-        let sim = s.unwrap().simulation.unwrap();
-        last = pb::JobState::try_from(sim.job_state).unwrap();
-    }
+    let last = tests::wait_final(&mut sims, &job_id, &token).await;
     assert_eq!(last, pb::JobState::Completed);
     drop((api, worker));
 

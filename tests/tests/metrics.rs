@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use db::testing::TestDb;
-use futures_util::StreamExt;
 use proto::v1 as pb;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -64,19 +63,9 @@ fn must(text: &str, series: &str) -> f64 {
 }
 
 fn builtin(title: &str, ntasks: i32, primaries: i64) -> pb::SubmitRequest {
-    let editor = serde_json::json!({
-        "beam": {"energy_mev": 100.0},
-        "scoring": {"z_bins": 10, "r_bins": 2},
-        "seed": 1
-    });
-    pb::SubmitRequest {
-        title: title.into(),
-        sim_type: pb::SimType::Builtin as i32,
-        input: Some(pb::submit_request::Input::EditorJson(editor.to_string())),
-        ntasks,
-        primaries,
-        platform: None,
-    }
+    let editor =
+        r#"{"beam": {"energy_mev": 100.0}, "scoring": {"z_bins": 10, "r_bins": 2}, "seed": 1}"#;
+    tests::builtin_request(title, editor, ntasks, primaries)
 }
 
 #[tokio::test]
@@ -131,14 +120,7 @@ async fn both_services_serve_metrics_that_move_with_the_work() {
         .args(["--metrics-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "error");
     let (_worker, worker_metrics, _) = spawn_with_metrics(&mut cmd);
-    let mut stream = tests::watch(&mut sims, &job_id, &token).await.unwrap();
-    let mut last = pb::JobState::Unspecified;
-    while let Some(s) = tokio::time::timeout(Duration::from_secs(120), stream.next())
-        .await
-        .expect("Watch went quiet for 2 minutes")
-    {
-        last = pb::JobState::try_from(s.unwrap().simulation.unwrap().job_state).unwrap();
-    }
+    let last = tests::wait_final(&mut sims, &job_id, &token).await;
     assert_eq!(last, pb::JobState::Completed);
 
     let done = scrape(&worker_metrics).await;

@@ -11,7 +11,6 @@ use proto::v1 as pb;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 use tests::convertmc;
 
 fn flatten(v: &serde_json::Value, out: &mut Vec<f64>) {
@@ -128,15 +127,7 @@ async fn every_generated_page_shape_is_served_with_its_axes() {
             platform: None,
         };
         let job_id = tests::submit(&mut sims, &token, request).await.unwrap();
-        // Wait for the end (Watch ends at a final state).
-        let mut watch = tests::watch(&mut sims, &job_id, &token).await.unwrap();
-        let mut state = pb::JobState::Unspecified;
-        while let Some(s) = tokio::time::timeout(Duration::from_secs(120), watch.next())
-            .await
-            .expect("Watch went quiet")
-        {
-            state = pb::JobState::try_from(s.unwrap().simulation.unwrap().job_state).unwrap();
-        }
+        let state = tests::wait_final(&mut sims, &job_id, &token).await;
         assert_eq!(state, pb::JobState::Completed, "{kind}");
 
         let mut stream = tests::get_results(&mut sims, &job_id, &token)
