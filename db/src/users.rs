@@ -261,24 +261,11 @@ pub async fn rename(
     }
     let (old, new) = (old.to_string(), new.to_string());
     conn.transaction(async |conn| {
-        let id: i64 = users::table
-            .filter(users::username.eq(&old))
-            .filter(users::auth_provider.eq(provider))
-            .select(users::id)
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
+        let id = id_of(conn, &old, provider, true)
+            .await?
             .ok_or_else(|| DbError::NotFound(describe(&old, provider)))?;
         let who = describe(&new, provider);
-        let taken: Option<i64> = users::table
-            .filter(users::username.eq(&new))
-            .filter(users::auth_provider.eq(provider))
-            .select(users::id)
-            .first(conn)
-            .await
-            .optional()?;
-        if taken.is_some() {
+        if id_of(conn, &new, provider, false).await?.is_some() {
             return Err(DbError::Conflict(format!("{who} already exists")));
         }
         // A concurrent rename to the same name loses on the unique index, as a conflict.
@@ -309,6 +296,26 @@ pub async fn rename(
     .await
 }
 
+/// The id of the user `username` of `provider`, if there is one; with `lock`, the row is
+/// locked (`FOR UPDATE`) until the transaction ends.
+async fn id_of(
+    conn: &mut Conn,
+    username: &str,
+    provider: AuthProvider,
+    lock: bool,
+) -> DbResult<Option<i64>> {
+    let query = users::table
+        .filter(users::username.eq(username))
+        .filter(users::auth_provider.eq(provider))
+        .select(users::id);
+    let id = if lock {
+        query.for_update().first(conn).await
+    } else {
+        query.first(conn).await
+    };
+    Ok(id.optional()?)
+}
+
 /// What [`remove`] deleted.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RemovedUser {
@@ -328,14 +335,8 @@ pub async fn remove(
 ) -> DbResult<RemovedUser> {
     let username = username.to_string();
     conn.transaction(async |conn| {
-        let id: i64 = users::table
-            .filter(users::username.eq(&username))
-            .filter(users::auth_provider.eq(provider))
-            .select(users::id)
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?
+        let id = id_of(conn, &username, provider, true)
+            .await?
             .ok_or_else(|| DbError::NotFound(describe(&username, provider)))?;
         let owned: i64 = simulations::table
             .filter(simulations::user_id.eq(id))
