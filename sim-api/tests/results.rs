@@ -38,18 +38,20 @@ fn task_pages(seed: u64) -> Vec<TaskPage> {
         value_unit: "Gy/primary".into(),
         ..PageMeta::default()
     };
-    let page = |est: &str, n: i32, bins: usize, s: u64| TaskPage {
+    use db::aggregation::Aggregation::{Mean, Sum};
+    let page = |est: &str, n: i32, bins: usize, s: u64, aggregation| TaskPage {
         estimator: est.into(),
         page_number: n,
         meta: meta(&format!("P{n}"), bins),
-        aggregation: db::aggregation::Aggregation::Mean,
+        aggregation,
         values: values(s, bins),
     };
     vec![
-        page("z_profile", 0, 10, seed),
-        page("z_profile", 1, 10, seed + 1),
-        page("z_profile", 2, 10, seed + 2),
-        page("big_map", 0, BIG, seed + 3),
+        page("z_profile", 0, 10, seed, Mean),
+        page("z_profile", 1, 10, seed + 1, Mean),
+        // A counter: summed over tasks.
+        page("z_profile", 2, 10, seed + 2, Sum),
+        page("big_map", 0, BIG, seed + 3, Mean),
     ]
 }
 
@@ -147,6 +149,16 @@ async fn results_are_partial_while_running_then_final() {
     let names: Vec<_> = le.estimators.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["big_map", "z_profile"]);
     assert_eq!(le.estimators[1].pages.len(), 3);
+    // Each page says how its tasks combine, while partial and when final.
+    let rules = |le: &ListEstimatorsResponse| -> Vec<Aggregation> {
+        le.estimators[1]
+            .pages
+            .iter()
+            .map(|p| p.aggregation())
+            .collect()
+    };
+    let (mean, sum) = (Aggregation::Mean, Aggregation::Sum);
+    assert_eq!(rules(&le), [mean, mean, sum]);
     assert_eq!(le.estimators[0].pages[0].value_count as usize, BIG);
     let got = get_results(&app, &tok, results_req(&job, &["z_profile"], "1"))
         .await
@@ -166,11 +178,14 @@ async fn results_are_partial_while_running_then_final() {
     assert_eq!(p0.axes[0].name, "z");
     assert_eq!((p0.axes[0].bins, p0.axes[0].max), (10, 20.0));
     assert_eq!(p0.value_unit, "Gy/primary");
+    assert_eq!(rules(&le), [mean, mean, sum]);
 
     let all = get_results(&app, &tok, results_req(&job, &[], ""))
         .await
         .unwrap();
     assert_eq!(all.len(), 4);
+    let counter = &all[&("z_profile".to_string(), 2)].0;
+    assert_eq!(counter.aggregation(), Aggregation::Sum);
     let stored = {
         let mut c = app.db.conn().await;
         db::results::read_all(&mut c, id).await.unwrap()
