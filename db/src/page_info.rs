@@ -2,6 +2,7 @@
 //! `ListEstimators` shows. Final pages come from `estimators`/`pages`; while a simulation
 //! runs, from the merge accumulators (partial).
 
+use crate::aggregation::Aggregation;
 use crate::error::DbResult;
 use crate::pool::Conn;
 use crate::results::{PageMeta, StoredMeta};
@@ -24,6 +25,8 @@ pub struct PageInfo {
     pub value_count: i64,
     /// Whether standard errors exist for the page.
     pub has_errors: bool,
+    /// How the tasks' values combine into the page.
+    pub aggregation: Aggregation,
 }
 
 /// The pages of a simulation, ordered by estimator and page number, and whether they are
@@ -39,9 +42,11 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         page_meta: serde_json::Value,
         #[diesel(sql_type = Integer)]
         tasks_merged: i32,
+        #[diesel(sql_type = Text)]
+        aggregation: String,
     }
     let accs: Vec<AccRow> = diesel::sql_query(
-        "SELECT estimator_name, page_number, page_meta, tasks_merged
+        "SELECT estimator_name, page_number, page_meta, tasks_merged, aggregation
          FROM merge_accumulators WHERE simulation_id = $1 ORDER BY estimator_name, page_number",
     )
     .bind::<BigInt, _>(simulation_id)
@@ -59,6 +64,7 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
                     page_number: a.page_number,
                     meta,
                     has_errors: a.tasks_merged >= 2,
+                    aggregation: Aggregation::parse(&a.aggregation).unwrap_or_default(),
                 }
             })
             .collect();
@@ -78,11 +84,14 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         value_count: i32,
         #[diesel(sql_type = Bool)]
         has_errors: bool,
+        #[diesel(sql_type = Text)]
+        aggregation: String,
     }
     let rows: Vec<PageRow> = diesel::sql_query(
         "SELECT e.name, e.file_name, e.metadata AS estimator_metadata, p.page_number,
                 p.page_name, p.page_dimension, p.axes, p.value_name, p.value_unit,
-                p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata
+                p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata,
+                p.aggregation
          FROM estimators e JOIN pages p ON p.estimator_id = e.id
          WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number",
     )
@@ -97,6 +106,7 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
             page_number: r.page_number,
             value_count: i64::from(r.value_count),
             has_errors: r.has_errors,
+            aggregation: Aggregation::parse(&r.aggregation).unwrap_or_default(),
             meta: r.meta.into(),
         })
         .collect();

@@ -70,6 +70,20 @@ wire_enum!(
     }
 );
 
+/// How a page's tasks combine ([`db::aggregation::Aggregation`]); shown to clients, never
+/// read from them.
+impl From<db::aggregation::Aggregation> for pb::Aggregation {
+    fn from(a: db::aggregation::Aggregation) -> Self {
+        use db::aggregation::Aggregation as A;
+        match a {
+            A::Mean => pb::Aggregation::Mean,
+            A::Sum => pb::Aggregation::Sum,
+            A::Copy => pb::Aggregation::Copy,
+            A::Concat => pb::Aggregation::Concat,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +110,19 @@ mod tests {
         assert_eq!(
             pb::InputType::from(enums::InputType::Files),
             pb::InputType::Files
+        );
+        let names: Vec<&str> = db::aggregation::Aggregation::ALL
+            .iter()
+            .map(|a| pb::Aggregation::from(*a).as_str_name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "AGGREGATION_MEAN",
+                "AGGREGATION_SUM",
+                "AGGREGATION_COPY",
+                "AGGREGATION_CONCAT"
+            ]
         );
     }
 }

@@ -5,6 +5,7 @@
 //! selection that matches no page, is NOT_FOUND; a simulation without results yet is
 //! FAILED_PRECONDITION.
 
+use db::aggregation::Aggregation;
 use db::page_info::PageInfo;
 use db::results::{PageMeta, ResultPage};
 use proto::v1 as pb;
@@ -159,8 +160,17 @@ pub fn axes_pb(axes: &serde_json::Value) -> Vec<pb::Axis> {
         .collect()
 }
 
-fn page_info_pb(meta: &PageMeta, page_number: i32, count: i64, has_errors: bool) -> pb::PageInfo {
+/// The wire form of a page's description: `count` values, `has_errors` when errors are
+/// stored, combined by `aggregation`.
+fn page_info_pb(
+    meta: &PageMeta,
+    page_number: i32,
+    count: i64,
+    has_errors: bool,
+    aggregation: Aggregation,
+) -> pb::PageInfo {
     pb::PageInfo {
+        aggregation: pb::Aggregation::from(aggregation).into(),
         page_number,
         page_name: meta.name.clone(),
         dimension: i32::from(meta.dimension),
@@ -176,7 +186,13 @@ fn page_info_pb(meta: &PageMeta, page_number: i32, count: i64, has_errors: bool)
 pub fn estimators_pb(pages: &[PageInfo]) -> Vec<pb::Estimator> {
     let mut out: Vec<pb::Estimator> = Vec::new();
     for p in pages {
-        let info = page_info_pb(&p.meta, p.page_number, p.value_count, p.has_errors);
+        let info = page_info_pb(
+            &p.meta,
+            p.page_number,
+            p.value_count,
+            p.has_errors,
+            p.aggregation,
+        );
         match out.last_mut() {
             Some(e) if e.name == p.estimator => e.pages.push(info),
             _ => out.push(pb::Estimator {
@@ -228,6 +244,7 @@ pub fn chunks(pages: Vec<ResultPage>) -> impl Iterator<Item = pb::ResultsChunk> 
             p.page_number,
             i64::try_from(count).unwrap_or(i64::MAX),
             p.errors.is_some(),
+            p.aggregation,
         );
         let starts: Vec<usize> = if count == 0 {
             vec![0]
