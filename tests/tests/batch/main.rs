@@ -157,6 +157,30 @@ async fn a_killed_component_is_taken_over(via: Via) {
     );
 }
 
+/// Every connection of the services is terminated five times while the elements run (as a
+/// PostgreSQL restart would): the same component reconnects and carries on, and the merge
+/// still equals the direct run's (nothing lost, nothing counted twice).
+#[tokio::test]
+async fn database_outages_during_polls_lose_nothing() {
+    let b = Batch::start(Via::Local, "dbdrop", &[]).await;
+    let job = b.submit(editor(31), 4, 400_000, &[]).await.unwrap();
+    let direct = b.submit_direct(editor(31), 4, 400_000).await;
+    b.wait_running(&job, 120).await;
+    for _ in 0..5 {
+        assert!(b.terminate_backends().await >= 1, "no connection to end");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    b.ends(&job, 400, "COMPLETED").await;
+    b.ends(&direct, 400, "COMPLETED").await;
+    b.assert_same_results(&job, &direct).await;
+    assert_eq!(b.simulated(&job).await, 400_000);
+    for t in b.tasks(&job).await {
+        assert_eq!(t.state, "COMPLETED", "{t:?}");
+    }
+    let log = b.component_log(1);
+    assert!(log.contains("element completed"), "{log}");
+}
+
 /// SHIELD-HIT12A elements (the stand-in that replays the captured run, and the real
 /// pymchelper `convertmc` on the node) merge exactly as the same run by a direct worker:
 /// the external simulators go through the same code in `worker element`.

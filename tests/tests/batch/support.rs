@@ -431,6 +431,19 @@ impl Batch {
     }
 
     /// What the `n`-th batch component (from 1) logged.
+    /// Ends every other connection to the test database (`pg_terminate_backend`, what a
+    /// PostgreSQL restart does to the services): how many there were.
+    pub async fn terminate_backends(&self) -> i64 {
+        let mut c = self.db.conn().await;
+        tests::count(
+            &mut c,
+            "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap()
+    }
+
     pub fn component_log(&self, n: u32) -> String {
         std::fs::read_to_string(self.work_dir.join(format!("batch-{n}.log"))).unwrap_or_default()
     }
