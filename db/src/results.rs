@@ -72,8 +72,9 @@ pub struct ResultPage {
     pub values: Vec<f64>,
     /// Per-bin standard error; `None` when fewer than two tasks contributed.
     pub errors: Option<Vec<f64>>,
-    /// Tasks merged into it.
-    pub tasks_merged: i32,
+    /// Tasks merged into a partial page so far; `None` for a final page (its count is not
+    /// stored with it: the simulation's completed tasks are).
+    pub tasks_merged: Option<i32>,
     /// True while the simulation is still running (results from the tasks done so far).
     pub partial: bool,
     /// Set when this page's stored bytes do not decode: what is damaged. Its values and
@@ -283,7 +284,7 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
                     aggregation: Aggregation::parse(&a.aggregation).unwrap_or_default(),
                     values,
                     errors,
-                    tasks_merged: a.tasks_merged,
+                    tasks_merged: Some(a.tasks_merged),
                     partial: true,
                     damaged,
                 })
@@ -340,7 +341,7 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
                 estimator: r.name,
                 page_number: r.page_number,
                 meta: r.meta.into(),
-                tasks_merged: 0,
+                tasks_merged: None,
                 partial: r.partial,
             })
         })

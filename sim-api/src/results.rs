@@ -326,7 +326,7 @@ mod tests {
             aggregation: Default::default(),
             values: (0..count).map(|i| i as f64).collect(),
             errors: errors.then(|| vec![0.5; count]),
-            tasks_merged: 2,
+            tasks_merged: Some(2),
             partial: false,
             damaged: None,
         }
