@@ -10,8 +10,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Spawns `cmd` and reads its stdout up to the line starting with `ready_prefix` (or
-/// containing `ready`): the process and the address of its `metrics on ADDR` line.
+/// Spawns `cmd` and reads its stdout up to its `listening on` or `ready` line: the process,
+/// the address of its `metrics on ADDR` line, and the lines read.
 fn spawn_with_metrics(cmd: &mut Command) -> (tests::Proc, String, Vec<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -169,6 +169,27 @@ async fn both_services_serve_metrics_that_move_with_the_work() {
         .output()
         .unwrap();
     assert!(probe.status.success(), "{probe:?}");
+}
+
+/// The batch component serves the shared figures (the pool, the queue, health).
+#[tokio::test]
+async fn the_batch_component_serves_the_shared_figures() {
+    let db = TestDb::new().await;
+    let url = db.config().url_with_password();
+    let mut cmd = tests::command("worker");
+    cmd.args(["batch", "--database-url", url, "--poll", "1s"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "error");
+    let (_batch, metrics, lines) = spawn_with_metrics(&mut cmd);
+    assert!(
+        lines.last().unwrap().starts_with("batch component"),
+        "{lines:?}"
+    );
+    let text = scrape(&metrics).await;
+    assert_eq!(must(&text, "sim_queue_up"), 1.0);
+    assert_eq!(must(&text, "sim_queue_tasks{state=\"pending\"}"), 0.0);
+    assert_eq!(must(&text, "sim_healthy"), 1.0);
+    assert!(must(&text, "sim_db_pool_connections") >= 1.0, "{text}");
 }
 
 /// A probe of a port nobody listens on fails with exit code 1 and says why.

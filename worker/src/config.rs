@@ -155,6 +155,10 @@ pub struct BatchArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
+    /// The metrics endpoint (the pool, the queue and health; no batch figures of its own).
+    #[command(flatten)]
+    pub metrics: db::config::MetricsArgs,
+
     /// A cluster to drive, by name (repeatable, or comma-separated); every cluster when left
     /// out.
     #[arg(

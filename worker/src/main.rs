@@ -51,10 +51,7 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
                 std::sync::Arc::new(runner.health_check()),
                 |registry| own.register(registry),
             );
-            let server = telemetry::server::start(addr, metrics)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-            Some(server)
+            Some(serve_metrics(addr, metrics).await?)
         }
         None => None,
     };
@@ -82,6 +79,14 @@ async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
         tracing::info!(?applied, "applied migrations");
     }
     let pool = db::build_pool(&db_config, &db::PoolOptions::default()).await?;
+    let metrics_server = match args.metrics.metrics_listen {
+        Some(addr) => {
+            let metrics =
+                telemetry::Metrics::new(pool.clone(), std::sync::Arc::new(|| true), |_| {});
+            Some(serve_metrics(addr, metrics).await?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&settings.control_dir)?;
     println!(
         "batch component {} ready (poll every {})",
@@ -89,7 +94,20 @@ async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
         db::config::format_duration(settings.poll)
     );
     worker::batch::driver::run(pool, settings, shutdown_signal()).await?;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     Ok(())
+}
+
+/// Starts the metrics endpoint on `addr` (`metrics on ADDR` on stdout).
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: telemetry::Metrics,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    telemetry::server::start(addr, metrics)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))
 }
 
 /// `worker element`: one array element; its exit code says how the task ended.
