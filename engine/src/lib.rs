@@ -58,14 +58,17 @@
 //! - **Energy-loss straggling**: Gaussian, with the Bohr variance
 //!   `σ² = 0.1569 (Z/A) ρ Δx · (1 − β²/2)/(1 − β²)` MeV², truncated so that the loss lies in
 //!   `[0, E]`.
-//! - **Multiple Coulomb scattering**: Gaussian, with Gottschalk's differential Highland
-//!   scattering power (Med. Phys. 37 (2010) 352),
-//!   `T = f_dH(pv, p₁v₁) (15.0 MeV/pv)² / 46.88 cm`, where `p₁v₁` is the `pv` at the start of
-//!   the track: integrated over a track it follows Molière's θ0 within a few percent from thin
-//!   to thick layers of water (Highland's formula with the logarithm taken at the path so far,
-//!   used before, overestimates thin layers). `pv` at the mid-step energy; two projected
-//!   Gaussian angles of variance `T·Δx` are drawn per step and applied at the middle of the
-//!   step (move half, turn, move half). No single-scattering tail.
+//! - **Multiple Coulomb scattering**: a mixed (class II) scheme (`coulomb`): the soft
+//!   collisions of a step add up to a Gaussian per projected angle, of variance half the
+//!   second moment below a cutoff angle `θc` of the screened Rutherford (Wentzel) cross section
+//!   with Molière's screening angle `χa`; above `θc` single deflections are sampled one by one
+//!   from that cross section (one per cm on average, which sets `θc`, ~3 mrad at 150 MeV), up
+//!   to the nuclear-size cutoff `θmax`. Molière's `χc² ∝ Σ w Z(Z + 1)/A / (pv)²` (Bethe, Phys.
+//!   Rev. 89 (1953) 1256), except that the atomic electrons' part is cut at `m_e/M_p`, the
+//!   largest angle a free electron can turn a proton by (Fano, Phys. Rev. 93 (1954) 117).
+//!   The two parts together reproduce Molière's distribution, narrow core and
+//!   single-scattering tail, at every depth with no depth-dependent correction. Evaluated at
+//!   the mid-step energy and applied at the middle of the step (move half, turn, move half).
 //! - **Nuclear interactions**: three processes, with energy-dependent macroscopic cross
 //!   sections (`xsection`; tabulated, interpolated per step). The distance to the next
 //!   interaction is sampled in mean free paths of their sum; at the interaction, the process
@@ -133,6 +136,7 @@
 
 /// The editor JSON input (lives in `sim-inputs`, so that `sim-api` checks it at Submit).
 pub use sim_inputs::builtin as input;
+mod coulomb;
 mod nuclear;
 mod physics;
 mod rng;

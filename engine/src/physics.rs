@@ -1,7 +1,6 @@
 //! Physics of protons in liquid water: Bethe stopping power, CSDA range and its inverse as
-//! fast lookup tables, Bohr energy-loss straggling, multiple Coulomb scattering (Gottschalk's
-//! differential Highland scattering power) and the energy budget of a non-elastic nuclear
-//! event (its cross section: `xsection`).
+//! fast lookup tables, Bohr energy-loss straggling and the energy budget of a non-elastic
+//! nuclear event (its cross section: `xsection`; multiple Coulomb scattering: `coulomb`).
 
 /// Proton rest energy, MeV (CODATA 2018).
 pub(crate) const PROTON_MASS_MEV: f64 = 938.272_088_16;
@@ -95,99 +94,8 @@ fn bethe_uncorrected(e: f64) -> f64 {
     BETHE_K * WATER_Z_OVER_A / beta2 * (0.5 * log_arg.ln() - beta2)
 }
 
-/// Gottschalk's differential Highland scattering length constant `E_s`, MeV.
-const GOTTSCHALK_ES_MEV: f64 = 15.0;
-/// Scattering length of water `X_S`, cm (Gottschalk 2010, table of `X_S`).
-const WATER_XS_CM: f64 = 46.88;
-
-/// Scattering power of water, rad²/cm: the mean square projected angle per unit path
-/// of a proton whose `pv` is `pv` MeV, on a track that started with `pv0`, by Gottschalk's
-/// differential Highland formula (B. Gottschalk, *On the scattering power of radiotherapy
-/// protons*, Med. Phys. 37 (2010) 352):
-/// `T_dH = f_dH(pv, pv0) (E_s/pv)² / X_S` with `E_s = 15.0 MeV`, `X_S = 46.88 cm` and
-/// `f_dH = 0.5244 + 0.1975 lg(1 − (pv/pv0)²) + 0.2320 lg(pv) − 0.0098 lg(pv) lg(1 − (pv/pv0)²)`.
-/// Integrated over a track it reproduces Molière's (Gaussian-core) θ0 within a few percent
-/// for protons in water from thin to thick layers, where Highland's formula with the
-/// logarithm taken at the path so far overestimates thin layers. `f_dH` is floored at 0
-/// (it goes negative only in the first micrometres of a track).
-///
-/// The transport uses it through [`ScatterTables`]; this direct form is what the tables are
-/// tested against.
-#[cfg_attr(not(test), allow(dead_code))]
-#[inline]
-pub(crate) fn scattering_power(pv: f64, pv0: f64) -> f64 {
-    let ratio2 = (pv / pv0).powi(2).min(1.0 - 1e-12);
-    let lg_ratio = fast_ln(1.0 - ratio2) * std::f64::consts::LOG10_E;
-    let lg_pv = fast_ln(pv) * std::f64::consts::LOG10_E;
-    let f = 0.5244 + 0.1975 * lg_ratio + 0.2320 * lg_pv - 0.0098 * lg_pv * lg_ratio;
-    let k = GOTTSCHALK_ES_MEV / pv;
-    f.max(0.0) * k * k / WATER_XS_CM
-}
-
-/// [`scattering_power`] split into what depends on the energy alone, tabulated on the grid of
-/// [`RangeTables`] (`E = (i·du)²`), so that a step costs one logarithm:
-/// `T = max(a(E) + b(E) lg(1 − pv(E)²/pv0²), 0) · c(E)`.
-#[derive(Debug, Clone)]
-pub(crate) struct ScatterTables {
-    /// `a = 0.5244 + 0.2320 lg(pv)`, `b = 0.1975 − 0.0098 lg(pv)`, `c = (E_s/pv)²/X_S`,
-    /// `pv²`, per grid point.
-    rows: Vec<[f64; 4]>,
-    inv_du: f64,
-}
-
-impl ScatterTables {
-    pub(crate) fn new() -> Self {
-        let n = TABLE_POINTS;
-        let du = TABLE_MAX_MEV.sqrt() / (n - 1) as f64;
-        let rows = (0..n)
-            .map(|i| {
-                // The first point (E = 0) takes the value a quarter of a grid step up.
-                let u = (i as f64).max(0.5) * du;
-                let e = u * u;
-                let pv = e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
-                let lg_pv = pv.log10();
-                let k = GOTTSCHALK_ES_MEV / pv;
-                [
-                    0.5244 + 0.2320 * lg_pv,
-                    0.1975 - 0.0098 * lg_pv,
-                    k * k / WATER_XS_CM,
-                    pv * pv,
-                ]
-            })
-            .collect();
-        Self {
-            rows,
-            inv_du: 1.0 / du,
-        }
-    }
-
-    /// `pv²` of a proton of kinetic energy `e` MeV, MeV².
-    #[inline]
-    pub(crate) fn pv2(e: f64) -> f64 {
-        let pv = e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
-        pv * pv
-    }
-
-    /// [`scattering_power`] at kinetic energy `e` MeV on a track that started with
-    /// `pv0² = 1/inv_pv0_sq`, rad²/cm.
-    #[inline]
-    pub(crate) fn power(&self, e: f64, inv_pv0_sq: f64) -> f64 {
-        let x = e.max(0.0).sqrt() * self.inv_du;
-        let last = self.rows.len().saturating_sub(2);
-        let i = (x as usize).min(last);
-        let f = (x - i as f64).clamp(0.0, 1.0);
-        let (Some(r0), Some(r1)) = (self.rows.get(i), self.rows.get(i + 1)) else {
-            return 0.0;
-        };
-        let at = |k: usize| r0[k] + f * (r1[k] - r0[k]);
-        let ratio2 = (at(3) * inv_pv0_sq).min(1.0 - 1e-12);
-        let lg = fast_ln(1.0 - ratio2) * std::f64::consts::LOG10_E;
-        (at(0) + at(1) * lg).max(0.0) * at(2)
-    }
-}
-
-/// Natural logarithm to about 1e-7 relative, for the Highland correction term only (the
-/// Gaussian sampler uses the exact `ln`). Non-positive and non-finite inputs give a very
+/// Natural logarithm to about 1e-7 relative, for the distances to hard Coulomb deflections
+/// (the Gaussian sampler uses the exact `ln`). Non-positive and non-finite inputs give a very
 /// negative number rather than NaN.
 #[inline]
 pub(crate) fn fast_ln(x: f64) -> f64 {
@@ -356,42 +264,6 @@ mod tests {
             );
         }
         assert!(fast_ln(0.0) < -700.0 && fast_ln(-1.0) < -700.0 && fast_ln(f64::NAN) < -700.0);
-    }
-
-    #[test]
-    fn scattering_power_is_highland_like_mid_track_and_small_at_its_start() {
-        // pv of 150 MeV and of 100 MeV protons, MeV.
-        let pv = |e: f64| e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
-        let (pv0, pv1) = (pv(150.0), pv(100.0));
-        // Highland's scattering power for a 10 cm path, (13.6/pv)² (1 + 0.038 ln(x/X0β²))²/X0
-        // with X0 = 36.08 cm: within 10% of Gottschalk's half-way along the track.
-        let beta2 = 1.0 - (PROTON_MASS_MEV / (100.0 + PROTON_MASS_MEV)).powi(2);
-        let log = 1.0 + 0.038 * (10.0 / (36.08 * beta2)).ln();
-        let highland = (13.6 / pv1).powi(2) * log * log / 36.08;
-        let ours = scattering_power(pv1, pv0);
-        assert!((ours / highland - 1.0).abs() < 0.1, "{ours} vs {highland}");
-        // At the start of a track the differential formula gives much less, and never a
-        // negative or non-finite value.
-        assert!(scattering_power(pv0 * 0.999, pv0) < 0.7 * ours);
-        assert_eq!(
-            scattering_power(pv0, pv0),
-            scattering_power(pv0, pv0).max(0.0)
-        );
-        assert!(scattering_power(pv0, pv0).is_finite());
-    }
-
-    #[test]
-    fn scatter_tables_follow_the_formula() {
-        let t = ScatterTables::new();
-        for e0 in [20.0, 70.0, 150.0, 250.0] {
-            let pv = |e: f64| e * (e + 2.0 * PROTON_MASS_MEV) / (e + PROTON_MASS_MEV);
-            let inv = 1.0 / ScatterTables::pv2(e0);
-            for frac in [0.95, 0.8, 0.5, 0.2, 0.05] {
-                let e = frac * e0;
-                let (a, b) = (t.power(e, inv), scattering_power(pv(e), pv(e0)));
-                assert!((a / b - 1.0).abs() < 1e-3, "{e0} → {e} MeV: {a} vs {b}");
-            }
-        }
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! Condensed-history transport of one proton at a time through the water cylinder, with the
 //! secondary protons of nuclear interactions (non-elastic on oxygen, elastic on hydrogen).
 
+use super::coulomb::{Coulomb, HARD_RATE_PER_CM};
 use super::input::BuiltinInput;
 use super::nuclear::{non_elastic, po_elastic, pp_elastic};
-use super::physics::{
-    RangeTables, ScatterTables, BOHR_VARIANCE_PER_CM, PROTON_MASS_MEV, TABLE_MAX_MEV,
-};
+use super::physics::{RangeTables, BOHR_VARIANCE_PER_CM, PROTON_MASS_MEV, TABLE_MAX_MEV};
 use super::rng::Rng;
 use super::scoring::{Point, Scorer};
 use super::xsection::CrossSections;
@@ -39,7 +38,8 @@ pub(crate) struct Proton {
 /// Everything one run needs, built once.
 pub(crate) struct Transport {
     tables: RangeTables,
-    scatter: ScatterTables,
+    /// Multiple Coulomb scattering (mixed scheme).
+    coulomb: Coulomb,
     /// Nuclear cross sections.
     xs: CrossSections,
     /// Step length as a fraction of the residual range.
@@ -58,7 +58,7 @@ impl Transport {
     pub(crate) fn new(input: &BuiltinInput) -> Self {
         Self {
             tables: RangeTables::new(),
-            scatter: ScatterTables::new(),
+            coulomb: Coulomb::new(HARD_RATE_PER_CM),
             xs: CrossSections::new(),
             step_fraction: STEP_RANGE_FRACTION,
             min_step: MIN_STEP_CM,
@@ -127,8 +127,8 @@ impl Transport {
         let mut residual = self.tables.range(e);
         // Distance to the nuclear interaction, in mean free paths.
         let mut mfp_left = -rng.uniform_open().ln();
-        // pv at the start of this proton's track, MeV (the scattering power's memory).
-        let inv_pv0_sq = 1.0 / ScatterTables::pv2(e);
+        // Distance to the next hard Coulomb deflection, cm.
+        let mut hard_left = self.coulomb.hard_distance(rng);
         // The first step is a random fraction of a full one, so that step boundaries (and
         // the small bias of depositing uniformly along a step) do not line up across
         // primaries of one energy.
@@ -168,15 +168,14 @@ impl Transport {
                 e - loss
             };
 
-            // Multiple Coulomb scattering (Gottschalk's differential Highland scattering
-            // power), at the mid-step energy, applied at the middle of the step.
+            // Multiple Coulomb scattering (`coulomb`'s mixed scheme), at the mid-step energy,
+            // applied at the middle of the step: a Gaussian for the soft collisions plus the
+            // hard deflections that fall in this step.
             let e_mid = 0.5 * (e + e_post);
-            let theta0 = (self.scatter.power(e_mid, inv_pv0_sq) * step).sqrt();
             let half = 0.5 * step;
             let mid = [p[0] + half * d[0], p[1] + half * d[1], p[2] + half * d[2]];
-            let ga = rng.gaussian();
-            let gb = rng.gaussian();
-            d = deflect(d, theta0 * ga, theta0 * gb);
+            let (a, b) = self.coulomb.deflection(e_mid, step, &mut hard_left, rng);
+            d = deflect(d, a, b);
             let end = [
                 mid[0] + half * d[0],
                 mid[1] + half * d[1],
