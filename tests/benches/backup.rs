@@ -31,6 +31,8 @@
 //! both). Without `--bench` on its command line (`cargo test --all-targets`), it only makes a
 //! smoke run of 2 MB. It prints figures and never fails on time.
 
+mod support;
+
 use anyhow::{bail, ensure, Context as _, Result};
 use db::enums::SimType;
 use db::testing::TestDb;
@@ -40,6 +42,7 @@ use diesel_async::RunQueryDsl;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::Noise;
 
 /// Pages per estimator, estimators per simulation, and each page's grid.
 const PAGES: i32 = 4;
@@ -49,24 +52,6 @@ const COLS: usize = 400;
 
 /// Tasks per simulation.
 const NTASKS: i32 = 4;
-
-/// SplitMix64: reproducible random doubles without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1], every mantissa bit random.
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-}
 
 /// A scratch directory for the dumps, removed (with whatever is in it) on drop.
 struct Scratch(PathBuf);
@@ -116,7 +101,7 @@ fn psql(config: &DbConfig, sql: &str) -> Result<String> {
 }
 
 /// One simulation, finished, with its pages: the stored bytes of its pages.
-async fn simulation(conn: &mut db::Conn, owner: i64, rng: &mut Rng, n: usize) -> Result<i64> {
+async fn simulation(conn: &mut db::Conn, owner: i64, rng: &mut Noise, n: usize) -> Result<i64> {
     let mut new = db::testing::new_simulation(owner, SimType::Builtin, NTASKS, 4_000_000);
     new.title = format!("dose maps #{n}");
     let input = db::inputs::SimulationInput::Editor(serde_json::json!({
@@ -328,7 +313,7 @@ async fn main() -> Result<()> {
     let t0 = Instant::now();
     let mut conn = db.conn().await;
     let owner = db::testing::user(&mut conn, "bench").await;
-    let mut rng = Rng(0x0bac_c0de);
+    let mut rng = Noise::new(0x0bac_c0de);
     let (mut stored, mut sims) = (0i64, 0usize);
     while (stored as f64) < target_mb * 1e6 {
         stored += simulation(&mut conn, owner, &mut rng, sims).await?;
