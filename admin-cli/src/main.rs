@@ -189,7 +189,11 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             )
             .await
         }
-        Command::Backup { out, force } => commands::backup::backup(&mut ctx, &out, force).await,
+        Command::Backup {
+            out,
+            force,
+            compress,
+        } => commands::backup::backup(&mut ctx, &out, force, compress).await,
         Command::VerifyBackup { file } => commands::verify_backup::verify(&mut ctx, &file).await,
         Command::AddCluster(args) => commands::clusters::add(&mut ctx, args).await,
         Command::UpdateCluster(args) => commands::clusters::update(&mut ctx, args).await,

@@ -317,3 +317,31 @@ async fn password_never_printed() {
     out.expect_code(1);
     assert!(!out.all().contains(secret), "{}", out.all());
 }
+
+/// `--compress` reaches pg_dump: level 0 writes a larger file than level 9, both verify, and
+/// a level outside 0..=9 is bad usage that writes nothing.
+#[tokio::test]
+async fn compression_levels() {
+    let db = Db::new().await;
+    real_content(&db).await;
+    let dir = TempDir::new("compress");
+    let mut sizes = Vec::new();
+    for level in ["0", "9"] {
+        let file = dir.path(&format!("level{level}.dump"));
+        run(&db, &["backup", "--out", s(&file), "--compress", level]).ok();
+        let out = run(&db, &["verify-backup", s(&file)]);
+        out.ok();
+        assert!(out.stdout.contains("verdict: ok"), "{}", out.stdout);
+        scratch_dropped(&db, &out);
+        sizes.push(std::fs::metadata(&file).unwrap().len());
+    }
+    assert!(
+        sizes[0] > sizes[1],
+        "level 0 {} vs level 9 {}",
+        sizes[0],
+        sizes[1]
+    );
+    let file = dir.path("bad.dump");
+    run(&db, &["backup", "--out", s(&file), "--compress", "10"]).expect_code(2);
+    assert!(!file.exists());
+}

@@ -208,8 +208,8 @@ struct BackupSummary {
     seconds: f64,
 }
 
-/// `backup --out FILE [--force]`.
-pub async fn backup(ctx: &mut Ctx<'_>, out: &Path, force: bool) -> Result<()> {
+/// `backup --out FILE [--force] [--compress LEVEL]`.
+pub async fn backup(ctx: &mut Ctx<'_>, out: &Path, force: bool, compress: u8) -> Result<()> {
     if !force && std::fs::symlink_metadata(out).is_ok() {
         bail!(
             "{} already exists; pass --force to overwrite it",
@@ -224,6 +224,7 @@ pub async fn backup(ctx: &mut Ctx<'_>, out: &Path, force: bool) -> Result<()> {
     let started = Instant::now();
     let mut child = pg_command(&tool, &env)
         .args(["--format=custom", "--no-password"])
+        .arg(format!("--compress={compress}"))
         .arg(file_arg)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
