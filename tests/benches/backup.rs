@@ -42,7 +42,7 @@ use diesel_async::RunQueryDsl;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::Noise;
+use support::{BenchArgs, Noise};
 
 /// Pages per estimator, estimators per simulation, and each page's grid.
 const PAGES: i32 = 4;
@@ -285,18 +285,9 @@ fn baseline(config: &DbConfig, scratch: &ScratchDb, dir: &Path) -> Result<Side> 
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let target_mb: f64 = match args.iter().find(|a| !a.starts_with('-')) {
-        Some(a) => a.parse().context("MB must be a number")?,
-        None if full => 1024.0,
-        None => 2.0,
-    };
-    let rounds: usize = match std::env::var("BENCH_ROUNDS") {
-        Ok(r) => r.parse().context("BENCH_ROUNDS must be a number")?,
-        Err(_) if full => 2,
-        Err(_) => 1,
-    };
+    let args = BenchArgs::parse()?;
+    let target_mb: f64 = args.size("MB", 1024.0, 2.0)?;
+    let rounds = args.rounds;
     let dir = Scratch(PathBuf::from(format!(
         "/var/tmp/sim-backup-bench-{}",
         std::process::id()

@@ -300,18 +300,9 @@ fn baseline(url: &str, lo: i64, hi: i64, n: usize) -> Result<Timed> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let full = args.iter().any(|a| a == "--bench");
-    let n: usize = match args.iter().find(|a| !a.starts_with('-')) {
-        Some(a) => a.parse().context("SIMULATIONS must be a number")?,
-        None if full => 10_000,
-        None => 20,
-    };
-    let rounds: usize = match std::env::var("BENCH_ROUNDS") {
-        Ok(r) => r.parse().context("BENCH_ROUNDS must be a number")?,
-        Err(_) if full => 2,
-        Err(_) => 1,
-    };
+    let args = support::BenchArgs::parse()?;
+    let n: usize = args.size("SIMULATIONS", 10_000, 20)?;
+    let rounds = args.rounds;
     let db = TestDb::new().await;
     let config = db.config().clone();
     let url = config.url_with_password().to_owned();

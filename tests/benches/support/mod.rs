@@ -24,3 +24,46 @@ impl Noise {
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
+
+/// A bench's command line: a full run when cargo passed `--bench` (`cargo bench`), else a
+/// smoke run (`cargo test --all-targets`); its one plain argument, a size; and the rounds,
+/// `BENCH_ROUNDS` (default 2 in a full run, 1 in a smoke run).
+pub struct BenchArgs {
+    /// A full run.
+    pub full: bool,
+    /// The plain argument, if any.
+    size: Option<String>,
+    /// Rounds to time.
+    pub rounds: usize,
+}
+
+impl BenchArgs {
+    /// Reads the command line and `BENCH_ROUNDS`. Errors: a `BENCH_ROUNDS` that is not a
+    /// number.
+    pub fn parse() -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let full = args.iter().any(|a| a == "--bench");
+        let rounds = match std::env::var("BENCH_ROUNDS") {
+            Ok(r) => r.parse().context("BENCH_ROUNDS must be a number")?,
+            Err(_) if full => 2,
+            Err(_) => 1,
+        };
+        Ok(Self {
+            full,
+            size: args.into_iter().find(|a| !a.starts_with('-')),
+            rounds,
+        })
+    }
+
+    /// The size argument (called `name` in errors), or `full` / `smoke` when it is left out.
+    pub fn size<T: std::str::FromStr>(&self, name: &str, full: T, smoke: T) -> anyhow::Result<T> {
+        match &self.size {
+            Some(a) => a
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{name} must be a number, not {a:?}")),
+            None if self.full => Ok(full),
+            None => Ok(smoke),
+        }
+    }
+}
