@@ -33,6 +33,10 @@ use std::future::Future;
 use std::sync::Arc;
 use tonic::codec::CompressionEncoding;
 
+/// How long in-flight calls may run after the shutdown signal (under Docker's and
+/// systemd's default 10 s between SIGTERM and SIGKILL).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// What every service shares: the pool, the limits and the login backoff.
 #[derive(Clone)]
 pub struct AppState {
@@ -162,7 +166,24 @@ pub async fn serve_with(
         state.events.clone(),
         state.statuses.clone(),
     );
-    let served = tonic::transport::Server::builder()
+    // On the shutdown signal: Watch streams end, and in-flight calls get SHUTDOWN_GRACE.
+    let (fired_tx, mut fired) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let events = state.events.clone();
+        async move {
+            shutdown.await;
+            events.shut_down();
+            fired_tx.send_replace(true);
+        }
+    };
+    let deadline = async move {
+        if fired.wait_for(|f| *f).await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let serving = tonic::transport::Server::builder()
         .trace_fn(rpc_span)
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
@@ -175,8 +196,14 @@ pub async fn serve_with(
         .add_service(auth)
         .add_service(sims)
         .add_service(clusters)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let served = tokio::select! {
+        served = serving => served,
+        () = deadline => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "calls still running after the grace period: stopping");
+            Ok(())
+        }
+    };
     listeners.0.stop();
     listeners.1.stop();
     listeners.2.stop();

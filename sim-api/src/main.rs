@@ -7,8 +7,18 @@ use clap::Parser as _;
 use sim_api::Config;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Config::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only the `listening on ADDR` line.
     db::config::logging::init(config.log.log_format, "info");
     if let Some(sim_api::config::Command::Probe(args)) = &config.command {
@@ -39,11 +49,17 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("connecting to the database")?;
     let rpc_metrics = std::sync::Arc::new(sim_api::metrics::RpcMetrics::default());
+    // Unhealthy from the shutdown signal on, so that a balancer stops sending calls.
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let healthy = {
+        let stopping = stopping.clone();
+        move || !stopping.load(std::sync::atomic::Ordering::Acquire)
+    };
     let metrics_server = match config.metrics.metrics_listen {
         Some(addr) => {
             let own = rpc_metrics.clone();
             let metrics =
-                telemetry::Metrics::new(pool.clone(), std::sync::Arc::new(|| true), |registry| {
+                telemetry::Metrics::new(pool.clone(), std::sync::Arc::new(healthy), |registry| {
                     own.register(registry)
                 });
             let server = telemetry::server::start(addr, metrics)
@@ -63,7 +79,11 @@ async fn main() -> anyhow::Result<()> {
         oidc,
         rpc_metrics: Some(rpc_metrics),
     };
-    sim_api::serve_with(pool, config.limits(), extras, listener, shutdown_signal()).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        stopping.store(true, std::sync::atomic::Ordering::Release);
+    };
+    sim_api::serve_with(pool, config.limits(), extras, listener, shutdown).await?;
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -75,6 +95,11 @@ async fn main() -> anyhow::Result<()> {
 /// unless it is SERVING.
 async fn probe(args: &sim_api::config::ProbeArgs) -> anyhow::Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
+    anyhow::ensure!(
+        args.url.starts_with("http://"),
+        "not an http:// URL: {:?} (the probe speaks plaintext gRPC, as sim-api serves it)",
+        args.url
+    );
     let ask = async {
         let channel = tonic::transport::Endpoint::from_shared(args.url.clone())?
             .connect()

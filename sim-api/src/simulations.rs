@@ -145,6 +145,7 @@ impl SimulationService for SimulationSvc {
         let rx = self.state.events.subscribe(&self.state.pool);
         let (first, id) = self.status(&caller, job_id).await?;
         struct W {
+            stopping: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
             svc: SimulationSvc,
             caller: Caller,
             job_id: Uuid,
@@ -155,6 +156,7 @@ impl SimulationService for SimulationSvc {
             done: bool,
         }
         let w = W {
+            stopping: Box::pin(self.state.events.stopping()),
             svc: self.clone(),
             caller,
             job_id,
@@ -174,8 +176,15 @@ impl SimulationService for SimulationSvc {
                 let next = match w.pending.take() {
                     Some(s) => Ok(s),
                     None => {
-                        if !crate::watch::changed(&mut w.rx, w.id).await {
-                            return None;
+                        tokio::select! {
+                            open = crate::watch::changed(&mut w.rx, w.id) => if !open {
+                                return None;
+                            },
+                            () = &mut w.stopping => {
+                                w.done = true;
+                                let why = "the server is shutting down: watch again";
+                                return Some((Err(Status::unavailable(why)), w));
+                            }
                         }
                         w.svc.status(&w.caller, w.job_id).await.map(|(s, _)| s)
                     }

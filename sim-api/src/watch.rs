@@ -24,6 +24,8 @@ pub struct Events {
     started: Once,
     listener: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     connected: Arc<AtomicBool>,
+    /// Set when the server begins to shut down: open streams end (see [`Events::stopping`]).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Events {
@@ -33,6 +35,7 @@ impl Default for Events {
             started: Once::new(),
             listener: std::sync::Mutex::new(None),
             connected: Arc::new(AtomicBool::new(false)),
+            stopping: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -55,6 +58,20 @@ impl Events {
     /// Whether the LISTEN connection is up.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// Tells every open `Watch` stream that the server is shutting down: each ends with
+    /// `UNAVAILABLE`, so that graceful shutdown does not wait for streams that never end.
+    pub fn shut_down(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Events::shut_down`] has been called.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     /// Stops the listener, when the server stops.
