@@ -23,8 +23,19 @@ def help_text(bin_dir, argv):
     return run.stdout if run.returncode == 0 else None
 
 
+def seconds(text):
+    """Seconds of a compose duration such as `30s`, `1m30s` or `500ms`."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text))
+
+
 def main():
     bin_dir, dockerfile = sys.argv[1], sys.argv[2]
+    if not os.path.exists(os.path.join(bin_dir, "admin-cli")):
+        print(f"check-docker: no binaries in {bin_dir}: build them first (cargo build -p "
+              "admin-cli -p sim-api -p worker), or set SIM_BIN_DIR to their folder",
+              file=sys.stderr)
+        sys.exit(1)
     compose = yaml.safe_load(sys.stdin)
     problems = []
     text = open(dockerfile, encoding="utf-8").read()
@@ -62,6 +73,13 @@ def main():
             if f"env: {var}" not in helps[name]:
                 problems.append(f"{where}: {var} is not an environment variable of "
                                 f"`{' '.join(argv)}`")
+        if argv[0] == "worker" and len(argv) == 1:
+            # Docker's SIGKILL must come after the worker's grace period and its hand-back.
+            grace = seconds(str((service.get("environment") or {}).get("WORKER_GRACE", "10s")))
+            stop = seconds(str(service.get("stop_grace_period", "10s")))
+            if stop < grace + 5:
+                problems.append(f"{where}: stop_grace_period {stop:g} s leaves no time after "
+                                f"WORKER_GRACE {grace:g} s to hand tasks back")
         if argv[0] in ("sim-api", "worker"):
             test = (service.get("healthcheck") or {}).get("test") or []
             if len(test) < 2 or test[0] != "CMD" or test[1] not in copied:
