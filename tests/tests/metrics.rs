@@ -129,10 +129,10 @@ async fn both_services_serve_metrics_that_move_with_the_work() {
         must(&done, "sim_worker_tasks_total{outcome=\"completed\"}"),
         2.0
     );
-    assert_eq!(
-        value(&done, "sim_worker_tasks_total{outcome=\"failed\"}"),
-        None
-    );
+    for outcome in ["failed", "machine_fault", "released", "canceled"] {
+        let series = format!("sim_worker_tasks_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(must(&done, &series), 0.0, "{series}");
+    }
     assert_eq!(must(&done, "sim_worker_primaries_total"), 400.0);
     assert_eq!(must(&done, "sim_worker_task_seconds_count"), 2.0);
     assert!(must(&done, "sim_worker_task_seconds_sum") > 0.0, "{done}");

@@ -65,7 +65,8 @@ pub struct Config {
     #[command(flatten)]
     pub simulators: SimulatorArgs,
 
-    /// Directory under which each task attempt gets a private work directory.
+    /// Directory under which each task attempt gets a private work directory [default:
+    /// sim-worker under the system's temporary directory, $TMPDIR or /tmp].
     #[arg(long, env = "WORKER_WORK_ROOT", value_name = "DIR")]
     pub work_root: Option<PathBuf>,
 

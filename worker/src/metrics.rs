@@ -36,15 +36,28 @@ pub struct WorkerMetrics {
     primaries: Counter,
 }
 
+/// Every outcome label, created at 0 so that a fresh worker reports each one.
+const OUTCOMES: [&str; 5] = [
+    "completed",
+    "failed",
+    "machine_fault",
+    "released",
+    "canceled",
+];
+
 impl Default for WorkerMetrics {
     fn default() -> Self {
         // 10 ms to ~5.8 h in factors of 4 (a noop task to a long simulation).
         let task = || Histogram::new(exponential_buckets(0.01, 4.0, 12));
         // 1 ms to ~65 s in factors of 4.
         let merge = || Histogram::new(exponential_buckets(0.001, 4.0, 9));
+        let outcomes = Family::<OutcomeLabel, Counter>::default();
+        for outcome in OUTCOMES {
+            let _ = outcomes.get_or_create(&OutcomeLabel { outcome });
+        }
         Self {
             claims: Counter::default(),
-            outcomes: Family::default(),
+            outcomes,
             task_seconds: task(),
             merge_seconds: merge(),
             primaries: Counter::default(),

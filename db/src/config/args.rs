@@ -17,8 +17,8 @@ pub struct DbArgs {
     /// Database host (or socket directory when it starts with /) [default: 127.0.0.1].
     #[arg(long, env = "DB_HOST", value_name = "HOST", global = true)]
     pub db_host: Option<String>,
-    /// Database port [default: 5432]. Checked by [`DbArgs::config`], so that a bad value is
-    /// a configuration error like a bad host.
+    /// Database port [default: 5432].
+    // Text, checked by `DbArgs::config`: a bad value is a configuration error like a bad host.
     #[arg(long, env = "DB_PORT", value_name = "PORT", global = true)]
     pub db_port: Option<String>,
     /// Database role [default: postgres].
