@@ -203,6 +203,24 @@ impl DbConfig {
         Self::new(out)
     }
 
+    /// The same settings, with `application_name` set to `name` (what `pg_stat_activity`
+    /// shows for the connections), unless the URL sets one already.
+    pub fn with_application_name(&self, name: &str) -> Self {
+        let url = self.url_with_password();
+        if url.contains("application_name=") {
+            return self.clone();
+        }
+        if let Ok(mut parsed) = Url::parse(url) {
+            parsed
+                .query_pairs_mut()
+                .append_pair("application_name", name);
+            return Self::new(parsed.into());
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let value = utf8_percent_encode(name, COMPONENT);
+        Self::new(format!("{url}{sep}application_name={value}"))
+    }
+
     /// The database name in the URL, decoded (empty when the URL names none).
     pub fn dbname(&self) -> String {
         let url = self.url_with_password();

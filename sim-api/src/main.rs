@@ -24,7 +24,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(sim_api::config::Command::Probe(args)) = &config.command {
         return probe(args).await;
     }
-    let db_config = config.db_config().context("database settings")?;
+    let db_config = config
+        .db_config()
+        .context("database settings")?
+        .with_application_name("sim-api");
     let oidc = match config.oidc()? {
         Some(settings) => Some(std::sync::Arc::new(
             sim_api::oidc::OidcVerifier::new(settings)

@@ -146,6 +146,17 @@ async fn both_services_serve_metrics_that_move_with_the_work() {
     let watch = "sim_api_rpc_seconds_count{method=\"/sim.v1.SimulationService/Watch\",code=\"Ok\"}";
     assert_eq!(must(&api_after, watch), 1.0);
 
+    // Each service's connections carry its name.
+    let mut conn = db.conn().await;
+    for name in ["sim-api", "worker"] {
+        let sql = format!(
+            "SELECT count(*) AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = '{name}'"
+        );
+        let n = tests::count(&mut conn, &sql).await.unwrap();
+        assert!(n >= 1, "no connection named {name}");
+    }
+
     // Health: the endpoint and both binaries' probes.
     let healthz = format!("http://{worker_metrics}/healthz");
     let (status, body) = telemetry::probe::get(&healthz, Duration::from_secs(5))

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cfg: config::Config) -> anyhow::Result<()> {
-    let db_config = cfg.db_config()?;
+    let db_config = cfg.db_config()?.with_application_name("worker");
     let settings = cfg.settings();
     tracing::info!(handler = ?settings.handler, "handler");
     let handler = Standard::new(&settings.handler, settings.simulators.clone());
@@ -72,7 +72,7 @@ async fn probe(args: config::ProbeArgs) -> anyhow::Result<()> {
 
 /// `worker batch`: the batch component, until SIGTERM or SIGINT.
 async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
-    let db_config = args.db.config()?;
+    let db_config = args.db.config()?.with_application_name("worker-batch");
     let settings = args.settings();
     let applied = db::migrate::run_pending(&db_config).await?;
     if !applied.is_empty() {

@@ -247,3 +247,28 @@ fn formatted_defaults_parse_back() {
         assert_eq!(parse_duration(&format_duration(d)), Ok(d));
     }
 }
+
+#[test]
+fn application_name_is_added_once_and_kept_secret_free() {
+    let c = DbConfig::from_url("postgres://a:secret@h:1/d").unwrap();
+    let named = c.with_application_name("sim-api");
+    assert_eq!(
+        named.url_with_password(),
+        "postgres://a:secret@h:1/d?application_name=sim-api"
+    );
+    assert_eq!(
+        named.to_string(),
+        "postgres://a:***@h:1/d?application_name=sim-api"
+    );
+    // A name the URL already sets wins; a query keeps its other parameters.
+    let own = DbConfig::from_url("postgres://h/d?application_name=mine").unwrap();
+    assert_eq!(
+        own.with_application_name("worker").url_with_password(),
+        "postgres://h/d?application_name=mine"
+    );
+    let q = DbConfig::from_url("postgres://h/d?sslmode=disable").unwrap();
+    assert_eq!(
+        q.with_application_name("worker").url_with_password(),
+        "postgres://h/d?sslmode=disable&application_name=worker"
+    );
+}
