@@ -58,7 +58,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let stopping = stopping.clone();
         move || !stopping.load(std::sync::atomic::Ordering::Acquire)
     };
-    let metrics_server = match config.metrics.metrics_listen {
+    let metrics_server = match config.metrics.addr() {
         Some(addr) => {
             let own = rpc_metrics.clone();
             let metrics =

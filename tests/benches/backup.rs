@@ -332,12 +332,7 @@ async fn main() -> Result<()> {
 
     let (mut ours, mut base): (Vec<Side>, Vec<Side>) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for is_product in order {
+        for is_product in support::order(round) {
             psql(&config, "CHECKPOINT")?;
             if is_product {
                 let s = product(&url, &dir.0)?;

@@ -337,12 +337,7 @@ async fn main() -> Result<()> {
 
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for is_product in order {
+        for is_product in support::order(round) {
             let (lo, hi, took) = seed(&config, tpl, n).await?;
             let size = scalar(
                 &config,

@@ -43,7 +43,7 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
     tracing::info!(handler = ?settings.handler, "handler");
     let handler = Standard::new(&settings.handler, settings.simulators.clone());
     let runner = Runner::connect(settings, &db_config, handler).await?;
-    let metrics_server = match cfg.metrics.metrics_listen {
+    let metrics_server = match cfg.metrics.addr() {
         Some(addr) => {
             let own = runner.metrics().clone();
             let metrics = telemetry::Metrics::new(
@@ -79,7 +79,7 @@ async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
         tracing::info!(?applied, "applied migrations");
     }
     let pool = db::build_pool(&db_config, &db::PoolOptions::default()).await?;
-    let metrics_server = match args.metrics.metrics_listen {
+    let metrics_server = match args.metrics.addr() {
         Some(addr) => {
             let metrics =
                 telemetry::Metrics::new(pool.clone(), std::sync::Arc::new(|| true), |_| {});

@@ -67,3 +67,14 @@ impl BenchArgs {
         }
     }
 }
+
+/// Which side goes first in round `round` (0-based): `[true, false]` (the product, then the
+/// baseline) in even rounds, the other way in odd ones, so that neither always runs on a
+/// warmer cache.
+pub fn order(round: usize) -> [bool; 2] {
+    if round.is_multiple_of(2) {
+        [true, false]
+    } else {
+        [false, true]
+    }
+}
