@@ -298,3 +298,30 @@ fn parse_lease(s: &str) -> Result<Dur, String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// clap's own checks of the whole command line (unique argument names, valid defaults),
+    /// every subcommand included; they run on first use, so a clash would fail at start-up.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn metrics_are_off_unless_asked() {
+        let c = Config::try_parse_from(["worker"]).unwrap();
+        assert_eq!(c.metrics.addr(), None);
+        let c = Config::try_parse_from(["worker", "--metrics-listen", "127.0.0.1:0"]).unwrap();
+        assert!(c.metrics.addr().is_some());
+        let c = Config::try_parse_from(["worker", "batch", "--metrics-listen", "off"]).unwrap();
+        match c.command {
+            Some(Command::Batch(b)) => assert_eq!(b.metrics.addr(), None),
+            other => panic!("{other:?}"),
+        }
+    }
+}
