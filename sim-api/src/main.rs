@@ -65,10 +65,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 telemetry::Metrics::new(pool.clone(), std::sync::Arc::new(healthy), |registry| {
                     own.register(registry)
                 });
-            let server = telemetry::server::start(addr, metrics)
-                .await
-                .with_context(|| format!("cannot serve metrics on {addr}"))?;
-            Some(server)
+            Some(telemetry::server::start(addr, metrics).await?)
         }
         None => None,
     };

@@ -90,15 +90,29 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r
 }
 
+/// The metrics endpoint could not start: its address cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {addr}")]
+pub struct StartError {
+    /// The address asked for.
+    pub addr: std::net::SocketAddr,
+    /// Why it cannot be bound.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Binds `addr`, prints `metrics on ADDR` (the bound address) on stdout, and serves
-/// `metrics` there in a task of its own until the process ends. Errors: the address cannot
-/// be bound.
+/// `metrics` there in a task of its own until the process ends.
 pub async fn start(
     addr: std::net::SocketAddr,
     metrics: Metrics,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let bound = async {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        Ok((listener, bound))
+    };
+    let (listener, bound) = bound.await.map_err(|source| StartError { addr, source })?;
     println!("metrics on {bound}");
     tracing::info!(addr = %bound, "serving metrics");
     Ok(tokio::spawn(serve(

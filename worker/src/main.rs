@@ -51,7 +51,7 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
                 std::sync::Arc::new(runner.health_check()),
                 |registry| own.register(registry),
             );
-            Some(serve_metrics(addr, metrics).await?)
+            Some(telemetry::server::start(addr, metrics).await?)
         }
         None => None,
     };
@@ -83,7 +83,7 @@ async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
         Some(addr) => {
             let metrics =
                 telemetry::Metrics::new(pool.clone(), std::sync::Arc::new(|| true), |_| {});
-            Some(serve_metrics(addr, metrics).await?)
+            Some(telemetry::server::start(addr, metrics).await?)
         }
         None => None,
     };
@@ -98,16 +98,6 @@ async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
         server.abort();
     }
     Ok(())
-}
-
-/// Starts the metrics endpoint on `addr` (`metrics on ADDR` on stdout).
-async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    metrics: telemetry::Metrics,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    telemetry::server::start(addr, metrics)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))
 }
 
 /// `worker element`: one array element; its exit code says how the task ended.
