@@ -73,6 +73,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("bound address")?;
+    let signal = shutdown_signal();
     println!("listening on {addr}");
     tracing::info!(%addr, database = %db_config, "sim-api started");
     let extras = sim_api::Extras {
@@ -80,7 +81,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         rpc_metrics: Some(rpc_metrics),
     };
     let shutdown = async move {
-        shutdown_signal().await;
+        signal.await;
         stopping.store(true, std::sync::atomic::Ordering::Release);
     };
     sim_api::serve_with(pool, config.limits(), extras, listener, shutdown).await?;
@@ -123,30 +124,22 @@ async fn probe(args: &sim_api::config::ProbeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
+/// Installs the SIGTERM and SIGINT handlers at once (so that a signal arriving before the
+/// server first polls the future stops it rather than killing it), and returns a future
+/// that resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handlers = [SignalKind::terminate(), SignalKind::interrupt()].map(signal);
+    async move {
+        let [Ok(mut term), Ok(mut int)] = handlers else {
+            tracing::error!("cannot listen for SIGTERM and SIGINT: running until killed");
             std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down: finishing in-flight calls");
     }
-    tracing::info!("shutting down: finishing in-flight calls");
 }

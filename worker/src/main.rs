@@ -55,8 +55,9 @@ async fn run(cfg: config::Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let shutdown = shutdown_signal();
     println!("worker {} ready", runner.worker_id());
-    runner.run(shutdown_signal()).await;
+    runner.run(shutdown).await;
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -88,12 +89,13 @@ async fn batch(args: config::BatchArgs) -> anyhow::Result<()> {
         None => None,
     };
     std::fs::create_dir_all(&settings.control_dir)?;
+    let shutdown = shutdown_signal();
     println!(
         "batch component {} ready (poll every {})",
         settings.owner,
         db::config::format_duration(settings.poll)
     );
-    worker::batch::driver::run(pool, settings, shutdown_signal()).await?;
+    worker::batch::driver::run(pool, settings, shutdown).await?;
     if let Some(server) = metrics_server {
         server.abort();
     }
@@ -114,19 +116,24 @@ async fn element(args: config::ElementArgs) -> ExitCode {
     ExitCode::from(exit.code)
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers at once, and returns a future that resolves on
+/// either. (Installed only when first polled, a signal arriving before that, say just after
+/// the first claims, killed the process instead of stopping it.)
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, run until killed.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers, run until killed.
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
     }
 }
