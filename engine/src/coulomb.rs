@@ -54,7 +54,7 @@
 //! up to the unrestricted second moment (checked in the tests). The Gaussian of a step gets
 //! half the soft moment (and the electrons') per projected angle.
 
-use super::physics::{fast_ln, PROTON_MASS_MEV, TABLE_MAX_MEV};
+use super::physics::{fast_ln, lerp_rows, PROTON_MASS_MEV, TABLE_MAX_MEV};
 use super::rng::Rng;
 
 /// `4π N_A r_e² (m_e c²)²`, MeV² cm²/mol (the same constant as Bohr's straggling).
@@ -251,14 +251,7 @@ impl Coulomb {
     /// The table at kinetic energy `e` MeV.
     #[inline]
     pub(crate) fn at(&self, e: f64) -> CoulombRow {
-        let x = e.max(0.0).sqrt() * self.inv_du;
-        let last = self.rows.len().saturating_sub(2);
-        let i = (x as usize).min(last);
-        let f = (x - i as f64).clamp(0.0, 1.0);
-        let [s, w, a, m] = match (self.rows.get(i), self.rows.get(i + 1)) {
-            (Some(r0), Some(r1)) => std::array::from_fn(|k| r0[k] + f * (r1[k] - r0[k])),
-            _ => [0.0; 4],
-        };
+        let [s, w, a, m] = lerp_rows(&self.rows, e.max(0.0).sqrt() * self.inv_du);
         CoulombRow {
             soft_power: s,
             w,

@@ -88,12 +88,12 @@
 //!     are this engine's split). The leading proton is transported like a primary (with its
 //!     own interactions), in a direction at the polar angle of elastic proton–proton
 //!     kinematics at its energy, `cos²θ = E (t + 2m) / (t (E + 2m))`, and a uniform azimuth.
-//!     Details and sources: `physics::NuclearBudget` and `nuclear::non_elastic`.
+//!     Details and sources: `physics::NuclearBudget` and `nuclear::Breakup::NonElastic`.
 //!   - *Elastic on hydrogen* (p–p): the p–p elastic cross section (~300 mb at 10 MeV,
 //!     52 mb at 50, 28 mb at 100, 23–24 mb from 150 MeV on; `xsection::PP_ELASTIC_MB`); the
 //!     two protons share `t` as `u t` and `(1 − u) t`, `u` uniform (isotropic in the
 //!     centre-of-mass frame), at the angles of two-body kinematics; both are transported as
-//!     secondaries (`nuclear::pp_elastic`).
+//!     secondaries (`nuclear::Breakup::PpElastic`).
 //!   - *Nuclear elastic on oxygen*: Fippel and Soukup's fit, 0.0250 /cm at 50 MeV, 0.0081 at
 //!     100, 0.0038 at 150 MeV (zero below 50 MeV); the oxygen recoil takes an exponentially
 //!     distributed energy of mean ~0.45 MeV, deposited on the spot, and the proton turns by

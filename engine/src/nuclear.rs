@@ -56,54 +56,45 @@ fn emit(at: &Proton, e: f64, cos2: f64, phi: f64, stack: &mut Vec<Proton>) -> f6
     0.0
 }
 
-/// A non-elastic interaction of the proton `at` (kinetic energy `t` MeV at `p`, travelling
-/// along `d`), shared so that the means over events are [`NUCLEAR_BUDGET`].
-///
-/// The model (this engine's, kept simple): the leading proton of the intranuclear cascade
-/// keeps a fraction `y` of `t`, with density `k y^(k−1)` on `(0, 1)` and `k = 1.5`
-/// ([`LEADING_K`]), so that its mean, `k/(k + 1) = 0.6`, is the budget's proton share — from
-/// inelastic scattering to a low excited state (`y` near 1) to deep spallation (`y` near 0).
-/// The rest, `(1 − y) t`, goes in fixed proportions ([`REST_SHARES`]) to neutrons and gammas
-/// (which escape, not transported), to binding energy, and to heavy fragments, recoils and
-/// evaporation protons (deposited at `p`). The leading proton's polar angle follows from
-/// elastic kinematics of equal masses at `t` (quasi-free proton–nucleon scattering, the first
-/// step of Serber's 1947 cascade), `cos²θ = E (t + 2m) / (t (E + 2m))`: fast protons go
-/// forward, slow ones wide; its azimuth is uniform. A leading proton below 1 MeV deposits its
-/// energy on the spot.
-pub(crate) fn non_elastic(
-    at: Proton,
-    rng: &mut Rng,
-    scorer: &mut Scorer,
-    balance: &mut EnergyBalance,
-    stack: &mut Vec<Proton>,
-) {
-    let t = at.e;
-    let y = rng.uniform_open().powf(1.0 / LEADING_K);
-    let e1 = y * t;
-    let rest = t - e1;
-    balance.neutrons_mev += REST_SHARES.neutrons * rest;
-    balance.gammas_mev += REST_SHARES.gammas * rest;
-    balance.binding_mev += REST_SHARES.binding * rest;
-    // Deposited here: the local share, and the leading proton if too slow to transport.
-    let phi = 2.0 * std::f64::consts::PI * rng.uniform_open();
-    let local = REST_SHARES.local * rest + emit(&at, e1, cos2_equal_masses(e1, t), phi, stack);
-    scorer.deposit_point(at.p, local);
-    balance.deposited_mev += local;
+/// The nuclear events that end a proton's track: the protons out of them go on as
+/// secondaries (both end the primary's track in the primary-fluence count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Breakup {
+    /// A non-elastic interaction on oxygen, shared so that the means over events are
+    /// [`NUCLEAR_BUDGET`].
+    ///
+    /// The model (this engine's, kept simple): the leading proton of the intranuclear cascade
+    /// keeps a fraction `y` of `t`, with density `k y^(k−1)` on `(0, 1)` and `k = 1.5`
+    /// ([`LEADING_K`]), so that its mean, `k/(k + 1) = 0.6`, is the budget's proton share —
+    /// from inelastic scattering to a low excited state (`y` near 1) to deep spallation (`y`
+    /// near 0). The rest, `(1 − y) t`, goes in fixed proportions ([`REST_SHARES`]) to neutrons
+    /// and gammas (which escape, not transported), to binding energy, and to heavy fragments,
+    /// recoils and evaporation protons (deposited at `p`). The leading proton's polar angle
+    /// follows from elastic kinematics of equal masses at `t` (quasi-free proton–nucleon
+    /// scattering, the first step of Serber's 1947 cascade), `cos²θ = E (t + 2m) / (t (E +
+    /// 2m))`: fast protons go forward, slow ones wide; its azimuth is uniform.
+    NonElastic,
+    /// An elastic collision with a hydrogen nucleus at rest: two protons leave, with `u t`
+    /// and `(1 − u) t`, `u` uniform on (0, 1), at the angles of relativistic two-body
+    /// kinematics ([`cos2_equal_masses`]), on opposite sides (azimuths `φ` and `φ + π`, `φ`
+    /// uniform). The kinetic energy is conserved.
+    ///
+    /// `u` uniform is an angular distribution isotropic in the centre-of-mass frame (the
+    /// recoil's energy is `−t_M/2m`, linear in the four-momentum transfer `t_M`), which the
+    /// p–p elastic cross section nearly is from 10 to 300 MeV (its nuclear part is flat in
+    /// `cos θ_cm` to ~10%; SAID partial-wave analysis; the same sampling as Fippel and
+    /// Soukup, Med. Phys. 31 (2004) 2263, and the MOQUI code).
+    PpElastic,
 }
 
-/// An elastic collision of the proton `at` (kinetic energy `t` MeV) with a hydrogen nucleus
-/// at rest: two protons leave, with `u t` and `(1 − u) t`, `u` uniform on (0, 1), at the
-/// angles of relativistic two-body kinematics ([`cos2_equal_masses`]), on opposite sides
-/// (azimuths `φ` and `φ + π`, `φ` uniform). The kinetic energy is conserved; a proton below
-/// 1 MeV deposits its energy on the spot.
-///
-/// `u` uniform is an angular distribution isotropic in the centre-of-mass frame (the recoil's
-/// energy is `−t_M/2m`, linear in the four-momentum transfer `t_M`), which the p–p elastic
-/// cross section nearly is from 10 to 300 MeV (its nuclear part is flat in `cos θ_cm` to
-/// ~10%; SAID partial-wave analysis; the same sampling as Fippel and Soukup, Med. Phys. 31
-/// (2004) 2263, and the MOQUI code). Both protons leave as secondaries: the event ends the
-/// primary's track in the primary-fluence count, as a non-elastic one does.
-pub(crate) fn pp_elastic(
+/// A [`Breakup`] of the proton `at` (kinetic energy `t` MeV at `p`, travelling along `d`):
+/// the protons out of it are pushed on `stack` as secondaries, at the polar angles of elastic
+/// kinematics of equal masses at `t` ([`cos2_equal_masses`]) and the azimuths `φ` (uniform)
+/// and, for a second one, `φ + π`; a proton below [`SECONDARY_CUTOFF_MEV`] deposits its
+/// energy at `p`, with the event's local share; the escaping and binding shares go to
+/// `balance`.
+pub(crate) fn break_up(
+    kind: Breakup,
     at: Proton,
     rng: &mut Rng,
     scorer: &mut Scorer,
@@ -111,12 +102,27 @@ pub(crate) fn pp_elastic(
     stack: &mut Vec<Proton>,
 ) {
     let t = at.e;
-    let u = rng.uniform_open();
-    let (e3, e4) = ((1.0 - u) * t, u * t);
+    // The outgoing protons' energies, and what stays on the spot.
+    let (out, mut local) = match kind {
+        Breakup::NonElastic => {
+            let e1 = rng.uniform_open().powf(1.0 / LEADING_K) * t;
+            let rest = t - e1;
+            balance.neutrons_mev += REST_SHARES.neutrons * rest;
+            balance.gammas_mev += REST_SHARES.gammas * rest;
+            balance.binding_mev += REST_SHARES.binding * rest;
+            ([Some(e1), None], REST_SHARES.local * rest)
+        }
+        Breakup::PpElastic => {
+            let u = rng.uniform_open();
+            ([Some((1.0 - u) * t), Some(u * t)], 0.0)
+        }
+    };
     let phi = 2.0 * std::f64::consts::PI * rng.uniform_open();
-    let mut local = emit(&at, e3, cos2_equal_masses(e3, t), phi, stack);
-    let phi4 = phi + std::f64::consts::PI;
-    local += emit(&at, e4, cos2_equal_masses(e4, t), phi4, stack);
+    for (e, azimuth) in out.into_iter().zip([phi, phi + std::f64::consts::PI]) {
+        if let Some(e) = e {
+            local += emit(&at, e, cos2_equal_masses(e, t), azimuth, stack);
+        }
+    }
     if local > 0.0 {
         scorer.deposit_point(at.p, local);
         balance.deposited_mev += local;
@@ -181,18 +187,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn non_elastic_events_keep_the_budget_on_average() {
+    /// Runs `n` breakups of `kind` of a proton of `t` MeV (random numbers from `seed`),
+    /// calling `each` with each event's secondaries and the energy it deposited; returns the
+    /// events' summed balance.
+    fn events(
+        kind: Breakup,
+        t: f64,
+        n: usize,
+        seed: u64,
+        mut each: impl FnMut(&[Proton], f64),
+    ) -> EnergyBalance {
         let mut scorer = Scorer::new(5.0, 10.0, 10, 5);
-        let mut rng = Rng::new(3);
+        let mut rng = Rng::new(seed);
         let mut balance = EnergyBalance::default();
         let mut stack = Vec::new();
-        let (n, t) = (200_000, 100.0);
-        let (mut protons, mut forward, mut count) = (0.0, 0.0, 0);
         for _ in 0..n {
             stack.clear();
-            non_elastic(at(t), &mut rng, &mut scorer, &mut balance, &mut stack);
-            for s in &stack {
+            let before = balance.deposited_mev;
+            break_up(kind, at(t), &mut rng, &mut scorer, &mut balance, &mut stack);
+            each(&stack, balance.deposited_mev - before);
+        }
+        balance
+    }
+
+    #[test]
+    fn non_elastic_events_keep_the_budget_on_average() {
+        let (n, t) = (200_000, 100.0);
+        let (mut protons, mut forward, mut count) = (0.0, 0.0, 0);
+        let balance = events(Breakup::NonElastic, t, n, 3, |stack, _| {
+            for s in stack {
                 assert!(s.secondary && s.e >= SECONDARY_CUTOFF_MEV && s.e <= t);
                 let norm = s.d.iter().map(|v| v * v).sum::<f64>();
                 // (`deflect`'s small-angle series is good to ~1.4e-9.)
@@ -204,7 +227,7 @@ mod tests {
                 forward += s.e * s.d[2];
                 count += 1;
             }
-        }
+        });
         // One leading proton per event, unless below 1 MeV (y < 0.01: P = 0.01^1.5 = 0.1%).
         assert!(count > n - n / 200 && count <= n, "{count} secondaries");
         let total = n as f64 * t;
@@ -235,19 +258,11 @@ mod tests {
 
     #[test]
     fn pp_elastic_conserves_energy_and_momentum() {
-        let mut scorer = Scorer::new(5.0, 10.0, 10, 5);
-        let mut rng = Rng::new(5);
-        let mut balance = EnergyBalance::default();
-        let mut stack = Vec::new();
         let m = PROTON_MASS_MEV;
         let momentum = |e: f64| (e * (e + 2.0 * m)).sqrt();
         let (n, t) = (20_000, 150.0);
         let mut slow = 0.0;
-        for _ in 0..n {
-            stack.clear();
-            let before = balance.deposited_mev;
-            pp_elastic(at(t), &mut rng, &mut scorer, &mut balance, &mut stack);
-            let local = balance.deposited_mev - before;
+        events(Breakup::PpElastic, t, n, 5, |stack, local| {
             // Kinetic energy: what leaves plus what stays adds up to t.
             let out: f64 = stack.iter().map(|s| s.e).sum::<f64>() + local;
             assert!((out / t - 1.0).abs() < 1e-12, "{out} vs {t}");
@@ -255,7 +270,7 @@ mod tests {
             if stack.len() == 2 {
                 // Momentum: the two protons' momenta add up to the incoming one (along z).
                 let mut p = [0.0; 3];
-                for s in &stack {
+                for s in stack {
                     for (pk, dk) in p.iter_mut().zip(s.d) {
                         *pk += momentum(s.e) * dk;
                     }
@@ -269,7 +284,7 @@ mod tests {
             }
             // The other proton's share, transported or deposited.
             slow += t - stack.iter().map(|s| s.e).fold(0.0, f64::max);
-        }
+        });
         // u uniform: the slower proton has t/4 on average (±0.3% here).
         let mean_slow = slow / n as f64;
         assert!((mean_slow / (t / 4.0) - 1.0).abs() < 0.02, "{mean_slow}");

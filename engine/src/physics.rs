@@ -224,6 +224,20 @@ fn lerp_table(t: &[f64], x: f64) -> f64 {
     }
 }
 
+/// Linear interpolation, component by component, in a table of rows uniformly spaced at
+/// fractional index `x` (clamped to the table; all zeros for a table of fewer than two rows).
+#[inline]
+pub(crate) fn lerp_rows<const N: usize>(rows: &[[f64; N]], x: f64) -> [f64; N] {
+    let last = rows.len().saturating_sub(2);
+    // `as` saturates: negative or NaN gives 0, huge gives usize::MAX.
+    let i = (x as usize).min(last);
+    let f = (x - i as f64).clamp(0.0, 1.0);
+    match (rows.get(i), rows.get(i + 1)) {
+        (Some(r0), Some(r1)) => std::array::from_fn(|k| r0[k] + f * (r1[k] - r0[k])),
+        _ => [0.0; N],
+    }
+}
+
 /// Composite Simpson integral of `f` over `[a, b]` with `n` (even) intervals.
 fn simpson(f: impl Fn(f64) -> f64, a: f64, b: f64, n: usize) -> f64 {
     let h = (b - a) / n as f64;

@@ -2,7 +2,7 @@
 //! fluence, energy deposited and plateau dose (figures copied from `../shared/data/yaptide/`, so that they
 //! run without it).
 
-use super::tests::{deposited_mev, input, page, run_ok};
+use super::tests::{assert_close, deposited_mev, input, page, run_ok};
 use super::{physics, xsection};
 use std::f64::consts::PI;
 
@@ -46,18 +46,11 @@ fn dose_and_energy_agree_with_shield_hit12a() {
     // +0.3% and −0.7% (500,000 primaries). The bounds, 1% (the target) and 3.5%, leave 3σ
     // and 5σ of statistics on top of today's gaps.
     let edep = deposited_mev(&est, 5.0);
-    assert!(
-        (edep / REFERENCE_DEPOSITED_MEV - 1.0).abs() < 0.01,
-        "{edep} MeV deposited vs {REFERENCE_DEPOSITED_MEV}"
-    );
+    assert_close("MeV deposited", edep, REFERENCE_DEPOSITED_MEV, 0.01);
     let dd = &page(&est, "depth_dose").values;
     let plateau = dd[90..210].iter().sum::<f64>() / 120.0;
-    let gap = plateau / REFERENCE_PLATEAU_4_5_TO_10_5_CM - 1.0;
-    assert!(
-        gap.abs() < 0.035,
-        "plateau 4.5–10.5 cm: {plateau} ({:+.2}%)",
-        gap * 100.0
-    );
+    let want = REFERENCE_PLATEAU_4_5_TO_10_5_CM;
+    assert_close("plateau 4.5–10.5 cm", plateau, want, 0.035);
 }
 
 #[test]
@@ -88,8 +81,5 @@ fn primary_fluence_falls_with_the_removing_cross_sections() {
     // Bins 19 and 20 span 9.5–10.5 cm; the track-length estimator runs ~0.2% above the
     // survival there (obliquity of the scattered tracks).
     let at10 = 0.5 * (fl[19] + fl[20]) * PI * 25.0;
-    assert!(
-        (at10 / expected - 1.0).abs() < 0.012,
-        "{at10} vs {expected}"
-    );
+    assert_close("primary fluence × area at 10 cm", at10, expected, 0.012);
 }

@@ -3,7 +3,7 @@
 
 use super::coulomb::{Coulomb, HARD_RATE_PER_CM};
 use super::input::BuiltinInput;
-use super::nuclear::{non_elastic, po_elastic, pp_elastic};
+use super::nuclear::{break_up, po_elastic, Breakup};
 use super::physics::{RangeTables, BOHR_VARIANCE_PER_CM, PROTON_MASS_MEV, TABLE_MAX_MEV};
 use super::rng::Rng;
 use super::scoring::{Point, Scorer};
@@ -199,11 +199,13 @@ impl Transport {
                 // Which process, in proportion to the cross sections at the step's start.
                 let at = Proton { p, d, e, secondary };
                 let pick = rng.uniform_open() * sigma_n;
-                if pick < sigma_ne {
-                    non_elastic(at, rng, scorer, balance, stack);
-                    return;
-                } else if pick < sigma_ne + sigma_pp {
-                    pp_elastic(at, rng, scorer, balance, stack);
+                if pick < sigma_ne + sigma_pp {
+                    let kind = if pick < sigma_ne {
+                        Breakup::NonElastic
+                    } else {
+                        Breakup::PpElastic
+                    };
+                    break_up(kind, at, rng, scorer, balance, stack);
                     return;
                 }
                 // Elastic on oxygen: the proton goes on, turned and a little slower.

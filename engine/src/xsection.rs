@@ -2,7 +2,7 @@
 //! oxygen and the proton–proton elastic cross section of hydrogen, as functions of the
 //! proton's kinetic energy, and a lookup table of both for the transport.
 
-use super::physics::{TABLE_MAX_MEV, WATER_DENSITY};
+use super::physics::{lerp_rows, TABLE_MAX_MEV, WATER_DENSITY};
 
 /// Below this energy the non-elastic cross section is zero, MeV (the fit below is used from
 /// here; reactions on ¹⁶O have thresholds of 5–7 MeV, and a 7 MeV proton's range in water is
@@ -145,24 +145,30 @@ impl CrossSections {
     /// `[non-elastic, p–p elastic, p–O elastic]` macroscopic cross sections at `e` MeV, 1/cm.
     #[inline]
     pub(crate) fn at(&self, e: f64) -> [f64; 3] {
-        let x = e.max(0.0).sqrt() * self.inv_du;
-        let last = self.rows.len().saturating_sub(2);
-        let i = (x as usize).min(last);
-        let f = (x - i as f64).clamp(0.0, 1.0);
-        match (self.rows.get(i), self.rows.get(i + 1)) {
-            (Some(a), Some(b)) => [
-                a[0] + f * (b[0] - a[0]),
-                a[1] + f * (b[1] - a[1]),
-                a[2] + f * (b[2] - a[2]),
-            ],
-            _ => [0.0; 3],
-        }
+        lerp_rows(&self.rows, e.max(0.0).sqrt() * self.inv_du)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks a fit of Fippel and Soukup (both end at 250 MeV): its own values `(E, 1/cm)`
+    /// within `tolerance` (relative), zero at `below` MeV (under its range) and for NaN, and
+    /// held at its 250 MeV value up to the tables' end.
+    fn check_fit(fit: fn(f64) -> f64, values: &[(f64, f64)], tolerance: f64, below: f64) {
+        for &(e, want) in values {
+            let got = fit(e);
+            assert!(
+                (got / want - 1.0).abs() < tolerance,
+                "{e} MeV: {got} vs {want}"
+            );
+        }
+        assert_eq!(fit(below), 0.0);
+        assert_eq!(fit(f64::NAN), 0.0);
+        assert_eq!(fit(TABLE_MAX_MEV), fit(250.0));
+        assert_eq!(fit(300.0), fit(250.0));
+    }
 
     #[test]
     fn nonelastic_fit_gives_icru63_oxygen_values() {
@@ -180,15 +186,11 @@ mod tests {
             assert!(b > lo && b < hi, "{e} MeV: {b} b");
         }
         // The fit's own values (Fippel and Soukup 2004), 1/cm in water.
-        for (e, want) in [(50.0, 0.013153), (100.0, 0.010131), (150.0, 0.009877)] {
-            let got = nonelastic_sigma_per_cm(e);
-            assert!((got / want - 1.0).abs() < 1e-4, "{e} MeV: {got} vs {want}");
-        }
-        assert_eq!(nonelastic_sigma_per_cm(6.9), 0.0);
-        assert_eq!(nonelastic_sigma_per_cm(f64::NAN), 0.0);
-        assert_eq!(
-            nonelastic_sigma_per_cm(400.0),
-            nonelastic_sigma_per_cm(250.0)
+        check_fit(
+            nonelastic_sigma_per_cm,
+            &[(50.0, 0.013153), (100.0, 0.010131), (150.0, 0.009877)],
+            1e-4,
+            6.9,
         );
         // Decreasing from its maximum near 20 MeV: fewer interactions per cm at high energy.
         assert!(nonelastic_sigma_per_cm(60.0) > nonelastic_sigma_per_cm(120.0));
@@ -211,15 +213,11 @@ mod tests {
     #[test]
     fn po_elastic_fit_values() {
         // Fippel and Soukup's fit, 1/cm in water: 1.88/E + 4e-5 E − 0.01475.
-        for (e, want) in [(50.0, 0.02485), (100.0, 0.00805), (150.0, 0.003783)] {
-            let got = po_elastic_sigma_per_cm(e);
-            assert!((got / want - 1.0).abs() < 1e-3, "{e} MeV: {got} vs {want}");
-        }
-        assert_eq!(po_elastic_sigma_per_cm(49.9), 0.0);
-        assert_eq!(po_elastic_sigma_per_cm(f64::NAN), 0.0);
-        assert_eq!(
-            po_elastic_sigma_per_cm(300.0),
-            po_elastic_sigma_per_cm(250.0)
+        check_fit(
+            po_elastic_sigma_per_cm,
+            &[(50.0, 0.02485), (100.0, 0.00805), (150.0, 0.003783)],
+            1e-3,
+            49.9,
         );
     }
 

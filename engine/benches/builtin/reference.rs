@@ -23,6 +23,31 @@ struct Figures {
     tail: [f64; 3],
 }
 
+impl Figures {
+    /// The figures of a depth-dose curve and its fluences, with the lateral σ and tail
+    /// fitted through `slab_profile(z, ys)`, the dose of the slab about depth `z` in the
+    /// reference's y bins (centres `ys`), at each of [`LATERAL_DEPTHS`].
+    fn new(
+        dose: Vec<f64>,
+        secondary: Option<Vec<f64>>,
+        primary: Vec<f64>,
+        slab_profile: impl Fn(f64, &[f64]) -> Vec<f64>,
+    ) -> Self {
+        let ys = y_centres();
+        let (mut sigma, mut tail) = ([0.0; 3], [0.0; 3]);
+        for (k, z) in LATERAL_DEPTHS.iter().enumerate() {
+            (sigma[k], tail[k]) = sigma_and_tail(&ys, &slab_profile(*z, &ys));
+        }
+        Self {
+            dose,
+            secondary,
+            primary,
+            sigma,
+            tail,
+        }
+    }
+}
+
 const LATERAL_DEPTHS: [f64; 3] = [5.0, 10.0, 14.0];
 const DZ: f64 = 0.05;
 const AREA: f64 = std::f64::consts::PI * 25.0;
@@ -98,21 +123,11 @@ fn reference_figures(path: &std::path::Path) -> Option<Figures> {
     let secondary = by_filter("Secondary_protons");
     // yz_profile_: stored z-major (iz · 80 + iy) although its first axis is labelled Y.
     let yz = values(find("yz_profile_")?["pages"].as_array()?.first()?)?;
-    let ys = y_centres();
-    let (mut sigma, mut tail) = ([0.0; 3], [0.0; 3]);
-    for (k, z) in LATERAL_DEPTHS.iter().enumerate() {
-        let profile: Vec<f64> = (0..80)
-            .map(|iy| slab_bins(*z).map(|iz| yz[iz * 80 + iy]).sum())
-            .collect();
-        (sigma[k], tail[k]) = sigma_and_tail(&ys, &profile);
-    }
-    Some(Figures {
-        dose,
-        secondary,
-        primary,
-        sigma,
-        tail,
-    })
+    Some(Figures::new(dose, secondary, primary, |z, _| {
+        (0..80)
+            .map(|iy| slab_bins(z).map(|iz| yz[iz * 80 + iy]).sum())
+            .collect()
+    }))
 }
 
 /// Our figures from a run of [`REFERENCE_INPUT`]: the slab profile is the r–z dose
@@ -131,14 +146,11 @@ fn engine_figures(est: &[engine::Estimator]) -> Option<Figures> {
     let rz = page("dose_rz")?;
     let nr = rz.axes.get(1)?.bins as usize;
     let hr = rz.axes.get(1)?.max / nr as f64;
-    let ys = y_centres();
-    let (mut sigma, mut tail) = ([0.0; 3], [0.0; 3]);
-    for (k, z) in LATERAL_DEPTHS.iter().enumerate() {
+    Some(Figures::new(dose, secondary, primary, |z, ys| {
         let radial: Vec<f64> = (0..nr)
-            .map(|ir| slab_bins(*z).map(|iz| rz.values[iz * nr + ir]).sum())
+            .map(|ir| slab_bins(z).map(|iz| rz.values[iz * nr + ir]).sum())
             .collect();
-        let profile: Vec<f64> = ys
-            .iter()
+        ys.iter()
             .map(|y| {
                 let mut s = 0.0;
                 for a in 0..21 {
@@ -151,16 +163,8 @@ fn engine_figures(est: &[engine::Estimator]) -> Option<Figures> {
                 }
                 s
             })
-            .collect();
-        (sigma[k], tail[k]) = sigma_and_tail(&ys, &profile);
-    }
-    Some(Figures {
-        dose,
-        secondary,
-        primary,
-        sigma,
-        tail,
-    })
+            .collect()
+    }))
 }
 
 /// Mean of `v` over the bins of [c − 0.5, c + 0.5) cm.
