@@ -53,6 +53,11 @@
 //! `χc² [ln((θmax² + χa²)/(θc² + χa²)) + χa²/(θmax² + χa²) − χa²/(θc² + χa²)]`, and the two add
 //! up to the unrestricted second moment (checked in the tests). The Gaussian of a step gets
 //! half the soft moment (and the electrons') per projected angle.
+//!
+//! The scheme adds no width of its own: a test samples 1 cm of water at 150 MeV and compares
+//! it with the exact small-angle distribution of this cross section (its characteristic
+//! function `exp(−t ∫ (1 − J0(qθ)) dn)`, inverted numerically; Molière 1948, Bethe 1953): the
+//! core from the median agrees to 0.2% and the fraction beyond 3.5 core σ to 1%.
 
 use super::physics::{fast_ln, lerp_rows, PROTON_MASS_MEV, TABLE_MAX_MEV};
 use super::rng::Rng;
@@ -351,8 +356,70 @@ mod tests {
         }
     }
 
+    /// The Bessel function `J0`, by the rational and asymptotic approximations of W. H. Press
+    /// et al., *Numerical Recipes in C*, 2nd ed. (1992), §6.5 (`bessj0`): absolute error
+    /// below about 1e-8.
+    fn bessel_j0(x: f64) -> f64 {
+        let ax = x.abs();
+        if ax < 8.0 {
+            let y = x * x;
+            let p = 57_568_490_574.0
+                + y * (-13_362_590_354.0
+                    + y * (651_619_640.7
+                        + y * (-11_214_424.18 + y * (77_392.330_17 + y * -184.905_245_6))));
+            let q = 57_568_490_411.0
+                + y * (1_029_532_985.0
+                    + y * (9_494_680.718 + y * (59_272.648_53 + y * (267.853_271_2 + y))));
+            return p / q;
+        }
+        let z = 8.0 / ax;
+        let y = z * z;
+        let xx = ax - 0.785_398_164;
+        let p = 1.0
+            + y * (-0.109_862_862_7e-2
+                + y * (0.273_451_040_7e-4 + y * (-0.207_337_063_9e-5 + y * 0.209_388_721_1e-6)));
+        let q = -0.156_249_999_5e-1
+            + y * (0.143_048_876_5e-3
+                + y * (-0.691_114_765_1e-5 + y * (0.762_109_516_1e-6 - y * 0.934_935_152e-7)));
+        (std::f64::consts::FRAC_2_PI / ax).sqrt() * (xx.cos() * p - z * xx.sin() * q)
+    }
+
+    /// `Σ(q) = ∫ (1 − J0(qθ)) dn(θ)` per cm at `e` MeV, for this engine's single-scattering
+    /// law (the nuclei up to `θmax`, the electrons up to `m_e/M_p`): after `t` cm at a fixed
+    /// energy the characteristic function of the space angle is `exp(−t Σ(q))`, the exact
+    /// small-angle solution of the transport equation for this cross section, which
+    /// Molière's expansion in `1/B` approximates (Molière 1948; Bethe 1953). Simpson's rule in
+    /// `ln θ` from `χa/1000` (240 intervals; doubling them moves it by less than 1e-5).
+    fn exponent(e: f64, q: f64) -> f64 {
+        let [nuclei, electrons, chi_a2] = moliere_angles(e);
+        let law = |cut: f64| {
+            let (lo, n) = ((chi_a2.sqrt() / 1000.0).ln(), 240);
+            let h = (cut.ln() - lo) / n as f64;
+            let sum: f64 = (0..=n)
+                .map(|i| {
+                    let t = (lo + i as f64 * h).exp();
+                    let x = q * t;
+                    // 1 − J0(x) ≈ x²/4 where the difference would lose its digits.
+                    let one_minus_j0 = if x < 1e-3 {
+                        0.25 * x * x
+                    } else {
+                        1.0 - bessel_j0(x)
+                    };
+                    let w = if i == 0 || i == n {
+                        1.0
+                    } else {
+                        2.0 + 2.0 * (i % 2) as f64
+                    };
+                    w * one_minus_j0 * 2.0 * t * t / (t * t + chi_a2).powi(2)
+                })
+                .sum();
+            sum * h / 3.0
+        };
+        nuclei * law(theta_max2(e).sqrt()) + electrons * law(ELECTRON_THETA_MAX)
+    }
+
     #[test]
-    fn a_centimetre_of_water_gives_molieres_core_and_a_single_scattering_tail() {
+    fn a_centimetre_of_water_gives_the_exact_multiple_scattering_distribution() {
         // 150 MeV protons through 1 cm of water in steps of 0.25 cm, the energy held fixed.
         let c = Coulomb::new(HARD_RATE_PER_CM);
         let mut rng = Rng::new(21);
@@ -369,9 +436,44 @@ mod tests {
             })
             .collect();
         angles.sort_by(f64::total_cmp);
-        // The Gaussian core from the median of |θx| (0.6745 σ for a Gaussian) against
-        // Molière's, θ0 = χc sqrt(B/2) (Bethe 1953, its Gaussian term alone) with B − ln B = Ω,
-        // Ω = ln(χc²/(1.167 χa²)) = 10.3 for 1 cm: B = 12.8.
+        // J0 at 1, 5 and 10 (Abramowitz and Stegun, Table 9.1).
+        for (x, j0) in [
+            (1.0, 0.765_197_686_6),
+            (5.0, -0.177_596_771_3),
+            (10.0, -0.245_935_764_5),
+        ] {
+            assert!((bessel_j0(x) - j0).abs() < 1e-8, "J0({x})");
+        }
+        // The exact distribution of the projected angle: P(|θx| < T) =
+        // (2/π) ∫ sin(qT)/q exp(−Σ(q)) dq (the characteristic function of a projection of an
+        // isotropic distribution is the space angle's), trapezoids of 2 rad⁻¹ up to 3000
+        // (where exp(−Σ) is below e⁻¹⁰⁰).
+        let dq = 2.0;
+        let phi: Vec<(f64, f64)> = (1..1500)
+            .map(|i| (i as f64 * dq, (-exponent(e, i as f64 * dq)).exp()))
+            .collect();
+        let within = |t: f64| {
+            let sum: f64 = phi.iter().map(|(q, f)| (q * t).sin() / q * f).sum();
+            2.0 / std::f64::consts::PI * (0.5 * t + sum) * dq
+        };
+        let (mut lo, mut hi) = (0.0, 0.05);
+        for _ in 0..50 {
+            let mid = 0.5 * (lo + hi);
+            if within(mid) < 0.5 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        // The Gaussian core from the median of |θx| (0.6745 σ for a Gaussian).
+        let exact = lo / 0.6745;
+        let core = angles[n / 2] / 0.6745;
+        // The sampled median is known to ±0.4% (1.86/sqrt(n) of itself): 1.5% is 3.5 s.d.
+        assert!((core / exact - 1.0).abs() < 0.015, "{core} vs {exact}");
+        // Both lie below the width of the Gaussian term of Molière's expansion alone,
+        // θ0 = χc sqrt(B/2) (Bethe 1953), B − ln B = Ω = ln(χc²/(1.167 χa²)) = 10.3 for 1 cm
+        // (B = 12.8): the electrons' part is cut at m_e/M_p, where Molière's Z(Z + 1) takes
+        // it to θmax (the exact core is 3.6% below θ0; with Z(Z + 1), 0.2% above).
         let [nuclei, electrons, chi_a2] = moliere_angles(e);
         let chi_c2 = nuclei + electrons;
         let omega = (chi_c2 / (1.167 * chi_a2)).ln();
@@ -379,16 +481,16 @@ mod tests {
         for _ in 0..20 {
             b = omega + b.ln();
         }
-        let moliere = (chi_c2 * b / 2.0).sqrt();
-        let core = angles[n / 2] / 0.6745;
-        // Within a few percent, and a little narrower: the electrons' part is cut at
-        // m_e/M_p, where Molière's Z(Z + 1) takes it to θmax (3.4% here).
+        let theta0 = (chi_c2 * b / 2.0).sqrt();
         assert!(
-            core < moliere && core > 0.94 * moliere,
-            "{core} vs {moliere}"
+            exact < 0.98 * theta0 && exact > 0.95 * theta0,
+            "{exact} vs {theta0}"
         );
-        // A heavy tail: beyond 3.5 core σ a Gaussian has 0.047%, this has 17 times that.
-        let beyond = angles.iter().filter(|&&t| t > 3.5 * core).count() as f64 / n as f64;
-        assert!(beyond > 0.005 && beyond < 0.02, "{beyond}");
+        // A heavy tail: beyond 3.5 core σ a Gaussian has 0.047%, the exact distribution 0.81%
+        // (17 times that); the sampled fraction is known to ±2.5%.
+        let beyond = angles.iter().filter(|&&t| t > 3.5 * exact).count() as f64 / n as f64;
+        let want = 1.0 - within(3.5 * exact);
+        assert!(want > 0.005 && want < 0.02, "{want}");
+        assert!((beyond / want - 1.0).abs() < 0.1, "{beyond} vs {want}");
     }
 }
