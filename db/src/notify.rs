@@ -158,6 +158,15 @@ impl Announce {
         }
     }
 
+    /// The same, also waking idle workers when `ready` (tasks of these simulations became
+    /// due again).
+    pub fn with_tasks_ready(self, ready: bool) -> Self {
+        Announce {
+            tasks_ready: self.tasks_ready || ready,
+            ..self
+        }
+    }
+
     /// Sends the notifications in one statement of its own, outside any transaction, that
     /// does not wait for its commit to reach the disk. A notification is not durable anyway
     /// (listeners lose their connection in a crash), and PostgreSQL holds its notification

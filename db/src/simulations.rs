@@ -15,6 +15,18 @@ use uuid::Uuid;
 /// The most rows one listing returns when no limit is given.
 pub const DEFAULT_LIST_LIMIT: i64 = 1000;
 
+/// A listing's row limit: `limit`, or [`DEFAULT_LIST_LIMIT`] when none is given; less than
+/// one is [`DbError::Invalid`].
+pub(crate) fn list_limit(limit: Option<i64>) -> DbResult<i64> {
+    let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit < 1 {
+        return Err(DbError::Invalid(format!(
+            "limit must be at least 1, not {limit}"
+        )));
+    }
+    Ok(limit)
+}
+
 /// Filters for [`list`]; `None` means any.
 #[derive(Debug, Default, Clone)]
 pub struct SimulationFilter {
@@ -68,12 +80,7 @@ pub async fn list(
     filter: &SimulationFilter,
     with_tasks: bool,
 ) -> DbResult<Vec<SimulationRow>> {
-    let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-    if limit < 1 {
-        return Err(DbError::Invalid(format!(
-            "limit must be at least 1, not {limit}"
-        )));
-    }
+    let limit = list_limit(filter.limit)?;
     let mut q = simulations::table.inner_join(users::table).into_boxed();
     if let Some(u) = &filter.username {
         q = q.filter(users::username.eq(u.clone()));

@@ -39,14 +39,7 @@ pub struct TaskRow {
 
 /// Lists tasks by simulation and index.
 pub async fn list(conn: &mut Conn, filter: &TaskFilter) -> DbResult<Vec<TaskRow>> {
-    let limit = filter
-        .limit
-        .unwrap_or(crate::simulations::DEFAULT_LIST_LIMIT);
-    if limit < 1 {
-        return Err(DbError::Invalid(format!(
-            "limit must be at least 1, not {limit}"
-        )));
-    }
+    let limit = crate::simulations::list_limit(filter.limit)?;
     let mut q = tasks::table
         .inner_join(simulations::table.inner_join(users::table))
         .into_boxed();

@@ -13,7 +13,8 @@
 //! checked against the caller's limit before allocating, inflating stops one byte past
 //! the stated length, and no input makes it panic.
 
-use crate::codec::deflate::{deflate_into, inflate_exact, InflateError};
+use super::deflate::{deflate_into, inflate_exact};
+use super::header::{format_error_from_shared, le_u64, split_header};
 
 /// Default cap on the decompressed size accepted by [`decompress`] callers (64 MiB).
 pub const DEFAULT_MAX_LEN: usize = 64 << 20;
@@ -57,15 +58,7 @@ pub enum BlobError {
     Corrupt(String),
 }
 
-impl From<InflateError> for BlobError {
-    fn from(e: InflateError) -> Self {
-        match e {
-            InflateError::Truncated => BlobError::Truncated,
-            InflateError::LengthMismatch => BlobError::LengthMismatch,
-            InflateError::Corrupt(msg) => BlobError::Corrupt(msg),
-        }
-    }
-}
+format_error_from_shared!(BlobError);
 
 /// Compresses `data` (header plus deflate at level 6). Never fails.
 pub fn compress(data: &[u8]) -> Vec<u8> {
@@ -79,19 +72,8 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
 
 /// Decompresses a blob, refusing (before allocating) one longer than `max_len` bytes.
 pub fn decompress(bytes: &[u8], max_len: usize) -> Result<Vec<u8>, BlobError> {
-    let header = bytes
-        .get(..HEADER_LEN)
-        .ok_or(BlobError::TooShort { len: bytes.len() })?;
-    if header[..4] != MAGIC {
-        return Err(BlobError::BadMagic);
-    }
-    if header[4] != VERSION {
-        return Err(BlobError::UnsupportedVersion(header[4]));
-    }
-    let len = header[5..]
-        .iter()
-        .rev()
-        .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+    let header = split_header(bytes, MAGIC, VERSION, HEADER_LEN)?;
+    let len = le_u64(&header[5..]);
     let len_usize =
         usize::try_from(len)
             .ok()

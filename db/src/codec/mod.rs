@@ -1,10 +1,12 @@
 //! Every binary format `db` stores: result pages ([`page`], `MCRP`), blobs for inputs and
 //! logs ([`blob`]), and the merge's running sums ([`sums`], `MACC`); `deflate` is the
-//! raw deflate stream they share. A page's functions are re-exported here, at their old
+//! raw deflate stream they share, `header` the magic-and-version start and the error
+//! conversions of pages and blobs. A page's functions are re-exported here, at their old
 //! paths.
 
 pub mod blob;
 pub(crate) mod deflate;
+mod header;
 pub mod page;
 pub mod sums;
 

@@ -64,7 +64,8 @@
 //! surplus data (inflated or trailing) is [`CodecError::LengthMismatch`]. Decoding never
 //! panics, whatever the bytes.
 
-use super::deflate::{deflate_into, inflate_exact, InflateError};
+use super::deflate::{deflate_into, inflate_exact};
+use super::header::{format_error_from_shared, le_u64, split_header};
 
 /// Hard cap on the number of values [`decode`] will produce (16 Mi values, 128 MiB).
 pub const DEFAULT_MAX_VALUES: usize = 1 << 24;
@@ -136,6 +137,11 @@ pub fn encode(values: &[f64]) -> Result<Vec<u8>, CodecError> {
 /// Decodes a page of at most [`DEFAULT_MAX_VALUES`] values.
 pub fn decode(bytes: &[u8]) -> Result<Vec<f64>, CodecError> {
     decode_with_limit(bytes, DEFAULT_MAX_VALUES)
+}
+
+/// Whether `bytes` start with a page's magic bytes (whatever follows them).
+pub(crate) fn has_magic(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC)
 }
 
 /// Returns the number of values in an encoded page, reading only the header.
@@ -240,15 +246,7 @@ struct Header {
 
 impl Header {
     fn parse(bytes: &[u8]) -> Result<Self, CodecError> {
-        let h = bytes
-            .get(..HEADER_LEN)
-            .ok_or(CodecError::TooShort { len: bytes.len() })?;
-        if h[..4] != MAGIC {
-            return Err(CodecError::BadMagic);
-        }
-        if h[4] != VERSION {
-            return Err(CodecError::UnsupportedVersion(h[4]));
-        }
+        let h = split_header(bytes, MAGIC, VERSION, HEADER_LEN)?;
         if h[5] > SPARSE {
             return Err(CodecError::UnknownLayout(h[5]));
         }
@@ -325,22 +323,7 @@ fn worth_deflating(plane: &[u8]) -> bool {
     entropy_bits / 8.0 + 32.0 < 0.98 * n
 }
 
-fn le_u64(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0, |acc, &b| acc << 8 | u64::from(b))
-}
-
-impl From<InflateError> for CodecError {
-    fn from(e: InflateError) -> Self {
-        match e {
-            InflateError::Truncated => CodecError::Truncated,
-            InflateError::LengthMismatch => CodecError::LengthMismatch,
-            InflateError::Corrupt(msg) => CodecError::Corrupt(msg),
-        }
-    }
-}
+format_error_from_shared!(CodecError);
 
 #[cfg(test)]
 mod tests;

@@ -82,7 +82,7 @@ pub(crate) fn add_sums(bytes: &[u8], out: &mut [f64]) -> DbResult<()> {
 
 /// The value count in stored sums' header.
 pub(crate) fn stored_count(bytes: &[u8]) -> DbResult<usize> {
-    if bytes.starts_with(b"MCRP") {
+    if super::page::has_magic(bytes) {
         return super::value_count(bytes).map_err(|e| corrupt("sums", e));
     }
     let header = bytes
@@ -112,7 +112,7 @@ fn apply_sums(bytes: &[u8], out: &mut [f64], f: impl Fn(&mut f64, f64)) -> DbRes
             out.len()
         )));
     }
-    if bytes.starts_with(b"MCRP") {
+    if super::page::has_magic(bytes) {
         let values = super::decode(bytes).map_err(|e| corrupt("sums", e))?;
         for (slot, v) in out.iter_mut().zip(values) {
             f(slot, v);

@@ -147,16 +147,17 @@ fn urls_only_libpq_reads_are_kept_and_redacted() {
 
 #[test]
 fn with_dbname_keeps_server_and_query() {
-    let c = DbConfig::from_url("postgres://u:p@h:5/old?host=%2Ftmp").unwrap();
-    assert_eq!(
-        c.with_dbname("new db").url_with_password(),
-        "postgres://u:p@h:5/new%20db?host=%2Ftmp"
-    );
-    let bare = DbConfig::from_url("postgres://u@h").unwrap();
-    assert_eq!(
-        bare.with_dbname("x").url_with_password(),
-        "postgres://u@h/x"
-    );
+    for (url, dbname, expected) in [
+        (
+            "postgres://u:p@h:5/old?host=%2Ftmp",
+            "new db",
+            "postgres://u:p@h:5/new%20db?host=%2Ftmp",
+        ),
+        ("postgres://u@h", "x", "postgres://u@h/x"),
+    ] {
+        let c = DbConfig::from_url(url).unwrap();
+        assert_eq!(c.with_dbname(dbname).url_with_password(), expected, "{url}");
+    }
 }
 
 #[derive(clap::Parser)]
@@ -250,25 +251,36 @@ fn formatted_defaults_parse_back() {
 
 #[test]
 fn application_name_is_added_once_and_kept_secret_free() {
-    let c = DbConfig::from_url("postgres://a:secret@h:1/d").unwrap();
-    let named = c.with_application_name("sim-api");
-    assert_eq!(
-        named.url_with_password(),
-        "postgres://a:secret@h:1/d?application_name=sim-api"
-    );
+    // A name the URL already sets wins; a query keeps its other parameters.
+    for (url, name, expected) in [
+        (
+            "postgres://a:secret@h:1/d",
+            "sim-api",
+            "postgres://a:secret@h:1/d?application_name=sim-api",
+        ),
+        (
+            "postgres://h/d?application_name=mine",
+            "worker",
+            "postgres://h/d?application_name=mine",
+        ),
+        (
+            "postgres://h/d?sslmode=disable",
+            "worker",
+            "postgres://h/d?sslmode=disable&application_name=worker",
+        ),
+    ] {
+        let c = DbConfig::from_url(url).unwrap();
+        assert_eq!(
+            c.with_application_name(name).url_with_password(),
+            expected,
+            "{url}"
+        );
+    }
+    let named = DbConfig::from_url("postgres://a:secret@h:1/d")
+        .unwrap()
+        .with_application_name("sim-api");
     assert_eq!(
         named.to_string(),
         "postgres://a:***@h:1/d?application_name=sim-api"
-    );
-    // A name the URL already sets wins; a query keeps its other parameters.
-    let own = DbConfig::from_url("postgres://h/d?application_name=mine").unwrap();
-    assert_eq!(
-        own.with_application_name("worker").url_with_password(),
-        "postgres://h/d?application_name=mine"
-    );
-    let q = DbConfig::from_url("postgres://h/d?sslmode=disable").unwrap();
-    assert_eq!(
-        q.with_application_name("worker").url_with_password(),
-        "postgres://h/d?sslmode=disable&application_name=worker"
     );
 }

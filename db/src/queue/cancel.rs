@@ -4,7 +4,7 @@
 use crate::error::{DbError, DbResult};
 use crate::notify;
 use crate::pool::Conn;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
@@ -75,15 +75,7 @@ async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
         .bind::<BigInt, _>(simulation_id)
         .execute(conn)
         .await?;
-        let tasks = diesel::sql_query(format!(
-            "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
-                 lease_owner = NULL, lease_expires_at = NULL
-             WHERE simulation_id = $1 AND task_state IN {open}",
-            open = crate::enums::TaskState::OPEN_SQL
-        ))
-        .bind::<BigInt, _>(simulation_id)
-        .execute(conn)
-        .await?;
+        let tasks = cancel_open_tasks(conn, simulation_id, None).await?;
         // Under a savepoint: damaged sums undo only the final pages, not the cancel.
         let merged = conn
             .transaction(async |conn| crate::results::write_final_pages(conn, simulation_id).await)
@@ -98,4 +90,23 @@ async fn cancel_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<Canceled> {
         }
         Ok(Canceled::Now { tasks })
     }
+}
+
+/// `PENDING`/`RUNNING → CANCELED` for the simulation's open tasks, their leases dropped and,
+/// when given, `last_error` recorded. Returns how many there were.
+pub(super) async fn cancel_open_tasks(
+    conn: &mut Conn,
+    simulation_id: i64,
+    last_error: Option<&str>,
+) -> DbResult<usize> {
+    Ok(diesel::sql_query(format!(
+        "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
+             lease_owner = NULL, lease_expires_at = NULL, last_error = coalesce($2, last_error)
+         WHERE simulation_id = $1 AND task_state IN {open}",
+        open = crate::enums::TaskState::OPEN_SQL
+    ))
+    .bind::<BigInt, _>(simulation_id)
+    .bind::<Nullable<Text>, _>(last_error)
+    .execute(conn)
+    .await?)
 }

@@ -1,5 +1,6 @@
 //! A simulation whose stored results do not decode ends `FAILED` (and never blocks anything).
 
+use super::cancel::cancel_open_tasks;
 use super::lease::{bind_lease, Id, Lease, HELD_SQL};
 use crate::error::truncate;
 use crate::error::{DbError, DbResult};
@@ -50,16 +51,8 @@ pub async fn fail_damaged(
                 .execute(conn)
                 .await?;
             }
-            diesel::sql_query(format!(
-                "UPDATE tasks SET task_state = 'CANCELED', end_time = now(), update_time = now(),
-                     lease_owner = NULL, lease_expires_at = NULL,
-                     last_error = 'canceled: the simulation''s stored results are damaged'
-                 WHERE simulation_id = $1 AND task_state IN {open}",
-                open = crate::enums::TaskState::OPEN_SQL
-            ))
-            .bind::<BigInt, _>(simulation_id)
-            .execute(conn)
-            .await?;
+            let why_canceled = "canceled: the simulation's stored results are damaged";
+            cancel_open_tasks(conn, simulation_id, Some(why_canceled)).await?;
             crate::logs::store(conn, simulation_id, None, "merge", why.as_bytes()).await?;
             Ok::<_, DbError>(true)
         })

@@ -102,12 +102,10 @@ async fn announce_failure(
     conn: &mut Conn,
     (state, simulation_id, merging): (TaskState, i64, Vec<i64>),
 ) -> DbResult<TaskState> {
-    notify::Announce {
-        tasks_ready: state == TaskState::Pending,
-        ..notify::Announce::changed([simulation_id])
-    }
-    .send(conn)
-    .await;
+    notify::Announce::changed([simulation_id])
+        .with_tasks_ready(state == TaskState::Pending)
+        .send(conn)
+        .await;
     for sim in merging {
         finalize(conn, sim).await?;
     }

@@ -172,12 +172,10 @@ pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
     let [Id { id: simulation_id }] = released[..] else {
         return Err(lease_lost(lease));
     };
-    notify::Announce {
-        tasks_ready: true,
-        ..notify::Announce::changed([simulation_id])
-    }
-    .send(conn)
-    .await;
+    notify::Announce::changed([simulation_id])
+        .with_tasks_ready(true)
+        .send(conn)
+        .await;
     Ok(())
 }
 

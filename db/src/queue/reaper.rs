@@ -57,10 +57,8 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
             .collect();
         let merging = finish_simulations(conn, &failed).await?;
         let counts = (requeued.len(), failed.len());
-        let announce = notify::Announce {
-            tasks_ready: !requeued.is_empty(),
-            ..notify::Announce::changed([requeued, failed].concat())
-        };
+        let ready = !requeued.is_empty();
+        let announce = notify::Announce::changed([requeued, failed].concat()).with_tasks_ready(ready);
         Ok::<_, DbError>((counts, announce, merging))
     })
     .await?;

@@ -81,12 +81,10 @@ pub async fn retry(
     let task = conn
         .transaction(async |conn| retry_tx(conn, simulation_id, task_index).await)
         .await?;
-    notify::Announce {
-        tasks_ready: true,
-        ..notify::Announce::changed([simulation_id])
-    }
-    .send(conn)
-    .await;
+    notify::Announce::changed([simulation_id])
+        .with_tasks_ready(true)
+        .send(conn)
+        .await;
     Ok(task)
 }
 
