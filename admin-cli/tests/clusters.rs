@@ -31,6 +31,24 @@ fn add_cluster(db: &Db, args: &str) {
     run(db, &words(&format!("add-cluster {args}"))).ok();
 }
 
+/// A fresh database with one cluster, added by `admin-cli add-cluster ARGS` (which must
+/// succeed).
+async fn db_with_cluster(args: &str) -> Db {
+    let db = Db::new().await;
+    add_cluster(&db, args);
+    db
+}
+
+/// Adds a cluster for each line of `add-cluster` arguments, starting with none: each must
+/// succeed, and then those are all there is.
+#[track_caller]
+fn add_clusters(db: &Db, lines: &[&str]) {
+    for args in lines {
+        add_cluster(db, args);
+    }
+    assert_eq!(clusters_json(db).len(), lines.len());
+}
+
 /// Asserts each field of `want` in the cluster `c` (other fields are not checked).
 #[track_caller]
 fn assert_settings(c: &Value, want: &Value) {
@@ -168,8 +186,7 @@ async fn list_clusters_table_and_json() {
 
 #[tokio::test]
 async fn add_cluster_duplicate_is_refused() {
-    let db = Db::new().await;
-    add_cluster(&db, "c1 --work-dir /one");
+    let db = db_with_cluster("c1 --work-dir /one").await;
     fails_cleanly(
         &db,
         &["add-cluster", "c1", "--work-dir", "/two"],
@@ -208,10 +225,8 @@ async fn add_cluster_invalid_names_are_rejected_with_the_rule() {
     }
     assert!(clusters_json(&db).is_empty());
     // The limits themselves are fine.
-    add_cluster(&db, &format!("{} --work-dir /w", "c".repeat(63)));
-    add_cluster(&db, "A.b_c-9 --work-dir /w");
-    add_cluster(&db, "0 --work-dir /w");
-    assert_eq!(clusters_json(&db).len(), 3);
+    let longest = format!("{} --work-dir /w", "c".repeat(63));
+    add_clusters(&db, &[&longest, "A.b_c-9 --work-dir /w", "0 --work-dir /w"]);
 }
 
 /// The rejection says "was rejected rejected by the schema (...)": the db crate's
@@ -252,9 +267,13 @@ async fn add_cluster_bad_ports_are_bad_usage() {
     }
     // Also as a separate argument, and the limits themselves.
     run(&db, &words("add-cluster c0 --work-dir /w --ssh-port 0")).expect_code(2);
-    add_cluster(&db, "c1 --host h --work-dir /w --ssh-port 65535");
-    add_cluster(&db, "c2 --host h --work-dir /w --ssh-port 1");
-    assert_eq!(clusters_json(&db).len(), 2);
+    add_clusters(
+        &db,
+        &[
+            "c1 --host h --work-dir /w --ssh-port 65535",
+            "c2 --host h --work-dir /w --ssh-port 1",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -268,8 +287,7 @@ async fn add_cluster_missing_or_misplaced_arguments_are_bad_usage() {
 
 #[tokio::test]
 async fn remove_cluster() {
-    let db = Db::new().await;
-    add_cluster(&db, "c1 --work-dir /w");
+    let db = db_with_cluster("c1 --work-dir /w").await;
     add_cluster(&db, "c2 --work-dir /w");
     let out = run(&db, &["remove-cluster", "c1"]);
     out.ok();
@@ -281,8 +299,7 @@ async fn remove_cluster() {
 
 #[tokio::test]
 async fn remove_cluster_unknown_is_not_found() {
-    let db = Db::new().await;
-    add_cluster(&db, "c1 --work-dir /w");
+    let db = db_with_cluster("c1 --work-dir /w").await;
     for name in ["nope", "C1", "c%", "../x"] {
         fails_cleanly(&db, &["remove-cluster", name], "not found");
     }
@@ -292,8 +309,7 @@ async fn remove_cluster_unknown_is_not_found() {
 
 #[tokio::test]
 async fn remove_cluster_used_by_a_batch_simulation_is_refused() {
-    let db = Db::new().await;
-    add_cluster(&db, "busy --host h --work-dir /w");
+    let db = db_with_cluster("busy --host h --work-dir /w").await;
     let id = clusters_json(&db)[0]["id"].as_i64().unwrap();
     batch_sim(&db, "u1", id).await;
     batch_sim(&db, "u2", id).await;
@@ -338,8 +354,7 @@ async fn add_cluster_kind_rules() {
 
 #[tokio::test]
 async fn hostile_sbatch_options_are_refused_and_nothing_is_stored() {
-    let db = Db::new().await;
-    add_cluster(&db, "c1 --work-dir /w");
+    let db = db_with_cluster("c1 --work-dir /w").await;
     for (opt, why) in [
         ("--wrap=reboot", "sbatch option --wrap is not allowed"),
         ("--output=/etc/x", "sbatch option --output is not allowed"),
@@ -417,12 +432,10 @@ async fn max_array_size_is_checked() {
 
 #[tokio::test]
 async fn update_cluster_changes_only_what_is_given() {
-    let db = Db::new().await;
-    add_cluster(
-        &db,
-        "c1 --host h --ssh-user u --partition p --work-dir /w \
-             --sbatch-option=--time=10",
-    );
+    let db = db_with_cluster(
+        "c1 --host h --ssh-user u --partition p --work-dir /w --sbatch-option=--time=10",
+    )
+    .await;
     let before = clusters_json(&db)[0].clone();
     let out = run(
         &db,
@@ -471,8 +484,7 @@ async fn update_cluster_changes_only_what_is_given() {
 
 #[tokio::test]
 async fn update_cluster_refusals() {
-    let db = Db::new().await;
-    add_cluster(&db, "loc --work-dir /w");
+    let db = db_with_cluster("loc --work-dir /w").await;
     fails_cleanly(
         &db,
         &["update-cluster", "nope", "--max-array-size=5"],
