@@ -7,6 +7,11 @@ use common::*;
 use db::enums::{AuthProvider, Platform};
 use serde_json::{json, Value};
 
+/// The header of `list-clusters`, one space between the column names.
+const HEADER: &str =
+    "ID NAME KIND HOST SSH_USER PORT KNOWN_HOSTS PARTITION WORK_DIR WORKER MAX_ARRAY \
+                      KEEP_DIRS SBATCH_DEFAULTS";
+
 fn clusters_json(db: &Db) -> Vec<Value> {
     let out = run(db, &["--json", "list-clusters"]);
     out.ok();
@@ -18,6 +23,38 @@ fn cluster_names(db: &Db) -> Vec<String> {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Runs `admin-cli add-cluster ARGS` (split at spaces), which must succeed.
+#[track_caller]
+fn add_cluster(db: &Db, args: &str) {
+    run(db, &words(&format!("add-cluster {args}"))).ok();
+}
+
+/// A fresh database with one cluster, added by `admin-cli add-cluster ARGS` (which must
+/// succeed).
+async fn db_with_cluster(args: &str) -> Db {
+    let db = Db::new().await;
+    add_cluster(&db, args);
+    db
+}
+
+/// Adds a cluster for each line of `add-cluster` arguments, starting with none: each must
+/// succeed, and then those are all there is.
+#[track_caller]
+fn add_clusters(db: &Db, lines: &[&str]) {
+    for args in lines {
+        add_cluster(db, args);
+    }
+    assert_eq!(clusters_json(db).len(), lines.len());
+}
+
+/// Asserts each field of `want` in the cluster `c` (other fields are not checked).
+#[track_caller]
+fn assert_settings(c: &Value, want: &Value) {
+    for (field, value) in want.as_object().unwrap() {
+        assert_eq!(&c[field], value, "{field}");
+    }
 }
 
 /// A batch simulation on cluster `cluster_id`, owned by a new user.
@@ -36,10 +73,7 @@ async fn batch_sim(db: &Db, owner: &str, cluster_id: i64) -> i64 {
 #[tokio::test]
 async fn add_cluster_local() {
     let db = Db::new().await;
-    let out = run(
-        &db,
-        &["add-cluster", "local1", "--work-dir", "/scratch/jobs"],
-    );
+    let out = run(&db, &words("add-cluster local1 --work-dir /scratch/jobs"));
     out.ok();
     assert!(
         out.stdout
@@ -49,59 +83,39 @@ async fn add_cluster_local() {
     );
     let cs = clusters_json(&db);
     assert_eq!(cs.len(), 1);
-    let c = &cs[0];
-    assert_eq!(c["name"], "local1");
-    assert!(c["host"].is_null());
-    assert!(c["ssh_user"].is_null());
-    assert_eq!(c["ssh_port"], 22);
-    assert!(c["ssh_key_path"].is_null());
-    assert!(c["partition"].is_null());
-    assert_eq!(c["work_dir"], "/scratch/jobs");
-    assert_eq!(c["sbatch_defaults"], json!([]));
-    assert!(c["known_hosts_path"].is_null());
-    assert_eq!(c["max_array_size"], 1000);
-    assert_eq!(c["worker_path"], "worker");
-    assert_eq!(c["keep_job_dirs"], false);
+    assert_settings(
+        &cs[0],
+        &json!({
+            "name": "local1",
+            "host": null,
+            "ssh_user": null,
+            "ssh_port": 22,
+            "ssh_key_path": null,
+            "partition": null,
+            "work_dir": "/scratch/jobs",
+            "sbatch_defaults": [],
+            "known_hosts_path": null,
+            "max_array_size": 1000,
+            "worker_path": "worker",
+            "keep_job_dirs": false
+        }),
+    );
 }
 
 #[tokio::test]
 async fn add_cluster_with_every_option() {
     let db = Db::new().await;
-    let out = run(
-        &db,
-        &[
-            "add-cluster",
-            "prometheus.cyfronet-1",
-            "--host",
-            "login.example.org",
-            "--ssh-user",
-            "plgrid_user",
-            "--ssh-port",
-            "2222",
-            "--ssh-key",
-            "/etc/worker/id_ed25519",
-            "--partition",
-            "plgrid-short",
-            "--work-dir",
-            "/net/scratch/sim",
-            "--sbatch-option=--time=01:00:00",
-            "--sbatch-option",
-            "--mem=4G",
-            "--sbatch-option",
-            "--account=plgsim2026",
-            "--sbatch-option",
-            "--qos=normal",
-            "--kind",
-            "ssh",
-            "--known-hosts",
-            "/etc/worker/known hosts",
-            "--max-array-size",
-            "250",
-            "--worker-path",
-            "~/bin/worker",
-            "--keep-job-dirs",
-        ],
+    let mut args = words(
+        "add-cluster prometheus.cyfronet-1 --host login.example.org --ssh-user plgrid_user \
+         --ssh-port 2222 --ssh-key /etc/worker/id_ed25519 --partition plgrid-short \
+         --work-dir /net/scratch/sim --sbatch-option=--time=01:00:00 --sbatch-option --mem=4G \
+         --sbatch-option --account=plgsim2026 --sbatch-option --qos=normal --kind ssh",
     );
+    args.extend(["--known-hosts", "/etc/worker/known hosts"]);
+    args.extend(words(
+        "--max-array-size 250 --worker-path ~/bin/worker --keep-job-dirs",
+    ));
+    let out = run(&db, &args);
     out.ok();
     assert!(
         out.stdout
@@ -109,47 +123,30 @@ async fn add_cluster_with_every_option() {
         "{}",
         out.stdout
     );
-    let c = &clusters_json(&db)[0];
-    assert_eq!(c["name"], "prometheus.cyfronet-1");
-    assert_eq!(c["host"], "login.example.org");
-    assert_eq!(c["ssh_user"], "plgrid_user");
-    assert_eq!(c["ssh_port"], 2222);
-    assert_eq!(c["ssh_key_path"], "/etc/worker/id_ed25519");
-    assert_eq!(c["partition"], "plgrid-short");
-    assert_eq!(c["work_dir"], "/net/scratch/sim");
-    assert_eq!(
-        c["sbatch_defaults"],
-        json!([
-            "--time=01:00:00",
-            "--mem=4G",
-            "--account=plgsim2026",
-            "--qos=normal"
-        ])
+    assert_settings(
+        &clusters_json(&db)[0],
+        &json!({
+            "name": "prometheus.cyfronet-1",
+            "host": "login.example.org",
+            "ssh_user": "plgrid_user",
+            "ssh_port": 2222,
+            "ssh_key_path": "/etc/worker/id_ed25519",
+            "partition": "plgrid-short",
+            "work_dir": "/net/scratch/sim",
+            "sbatch_defaults": ["--time=01:00:00", "--mem=4G", "--account=plgsim2026", "--qos=normal"],
+            // Paths are stored as given (no expansion, spaces kept).
+            "known_hosts_path": "/etc/worker/known hosts",
+            "max_array_size": 250,
+            "worker_path": "~/bin/worker",
+            "keep_job_dirs": true
+        }),
     );
-    // Paths are stored as given (no expansion, spaces kept).
-    assert_eq!(c["known_hosts_path"], "/etc/worker/known hosts");
-    assert_eq!(c["max_array_size"], 250);
-    assert_eq!(c["worker_path"], "~/bin/worker");
-    assert_eq!(c["keep_job_dirs"], true);
 }
 
 #[tokio::test]
 async fn add_cluster_json_confirmation_is_the_cluster() {
     let db = Db::new().await;
-    let out = run(
-        &db,
-        &[
-            "--json",
-            "add-cluster",
-            "c1",
-            "--host",
-            "h",
-            "--work-dir",
-            "/w",
-        ],
-    );
-    out.ok();
-    let v = out.json();
+    let v = json_of(&db, &words("--json add-cluster c1 --host h --work-dir /w"));
     assert_eq!(v["name"], "c1");
     assert_eq!(v["host"], "h");
     assert!(v["id"].as_i64().is_some());
@@ -160,89 +157,36 @@ async fn list_clusters_table_and_json() {
     let db = Db::new().await;
     // Empty: header only.
     let empty = run(&db, &["list-clusters"]);
-    empty.ok();
     assert_eq!(
-        table(&empty.stdout),
-        [[
-            "ID",
-            "NAME",
-            "KIND",
-            "HOST",
-            "SSH_USER",
-            "PORT",
-            "KNOWN_HOSTS",
-            "PARTITION",
-            "WORK_DIR",
-            "WORKER",
-            "MAX_ARRAY",
-            "KEEP_DIRS",
-            "SBATCH_DEFAULTS"
-        ]]
+        table_with_header(&empty, HEADER).len(),
+        1,
+        "{}",
+        empty.stdout
     );
 
-    run(&db, &["add-cluster", "zeta", "--work-dir", "/z"]).ok();
-    run(
+    add_cluster(&db, "zeta --work-dir /z");
+    add_cluster(
         &db,
-        &[
-            "add-cluster",
-            "alpha",
-            "--host",
-            "a.example",
-            "--ssh-user",
-            "u",
-            "--ssh-port",
-            "2200",
-            "--partition",
-            "p1",
-            "--work-dir",
-            "/a",
-            "--sbatch-option=--time=1:00",
-            "--sbatch-option=--mem=1G",
-            "--known-hosts",
-            "/kh",
-            "--max-array-size",
-            "64",
-            "--worker-path",
-            "/opt/worker",
-            "--keep-job-dirs",
-        ],
-    )
-    .ok();
+        "alpha --host a.example --ssh-user u --ssh-port 2200 --partition p1 \
+             --work-dir /a --sbatch-option=--time=1:00 --sbatch-option=--mem=1G --known-hosts /kh \
+             --max-array-size 64 --worker-path /opt/worker --keep-job-dirs",
+    );
     let out = run(&db, &["list-clusters"]);
-    out.ok();
-    let t = table(&out.stdout);
+    let t = table_with_header(&out, HEADER);
     assert_eq!(t.len(), 3, "{}", out.stdout);
     // Sorted by name.
     assert_eq!(
         t[1][1..],
-        [
-            "alpha",
-            "ssh",
-            "a.example",
-            "u",
-            "2200",
-            "/kh",
-            "p1",
-            "/a",
-            "/opt/worker",
-            "64",
-            "yes",
-            "--time=1:00",
-            "--mem=1G"
-        ]
+        words("alpha ssh a.example u 2200 /kh p1 /a /opt/worker 64 yes --time=1:00 --mem=1G")
     );
-    assert_eq!(
-        t[2][1..],
-        ["zeta", "local", "-", "-", "22", "-", "-", "/z", "worker", "1000", "no"]
-    );
+    assert_eq!(t[2][1..], words("zeta local - - 22 - - /z worker 1000 no"));
 
     assert_eq!(cluster_names(&db), ["alpha", "zeta"]);
 }
 
 #[tokio::test]
 async fn add_cluster_duplicate_is_refused() {
-    let db = Db::new().await;
-    run(&db, &["add-cluster", "c1", "--work-dir", "/one"]).ok();
+    let db = db_with_cluster("c1 --work-dir /one").await;
     fails_cleanly(
         &db,
         &["add-cluster", "c1", "--work-dir", "/two"],
@@ -268,12 +212,10 @@ async fn add_cluster_invalid_names_are_rejected_with_the_rule() {
         "a\nb",
         long.as_str(),
     ] {
-        let out = run(&db, &["add-cluster", "--work-dir", "/w", "--", name]);
-        out.expect_code(1).assert_clean_error();
-        assert!(
-            out.stderr.contains("1 to 63 of A-Z a-z 0-9 . _ -"),
-            "{name:?}: {}",
-            out.stderr
+        let out = fails_cleanly(
+            &db,
+            &["add-cluster", "--work-dir", "/w", "--", name],
+            "1 to 63 of A-Z a-z 0-9 . _ -",
         );
         assert!(
             out.stderr.contains(&format!("{name:?}")),
@@ -283,10 +225,8 @@ async fn add_cluster_invalid_names_are_rejected_with_the_rule() {
     }
     assert!(clusters_json(&db).is_empty());
     // The limits themselves are fine.
-    run(&db, &["add-cluster", &"c".repeat(63), "--work-dir", "/w"]).ok();
-    run(&db, &["add-cluster", "A.b_c-9", "--work-dir", "/w"]).ok();
-    run(&db, &["add-cluster", "0", "--work-dir", "/w"]).ok();
-    assert_eq!(clusters_json(&db).len(), 3);
+    let longest = format!("{} --work-dir /w", "c".repeat(63));
+    add_clusters(&db, &[&longest, "A.b_c-9 --work-dir /w", "0 --work-dir /w"]);
 }
 
 /// The rejection says "was rejected rejected by the schema (...)": the db crate's
@@ -319,92 +259,49 @@ async fn add_cluster_bad_ports_are_bad_usage() {
     let db = Db::new().await;
     for port in ["0", "70000", "65536", "-1", "ssh"] {
         let arg = format!("--ssh-port={port}");
-        let out = run(
+        run(
             &db,
-            &["add-cluster", "c1", "--host", "h", "--work-dir", "/w", &arg],
-        );
-        out.expect_code(2);
-        assert!(out.stderr.contains("--ssh-port"), "{port}: {}", out.stderr);
+            &words_and("add-cluster c1 --host h --work-dir /w", &[&arg]),
+        )
+        .usage_error_with("--ssh-port");
     }
     // Also as a separate argument, and the limits themselves.
-    run(
-        &db,
-        &["add-cluster", "c0", "--work-dir", "/w", "--ssh-port", "0"],
-    )
-    .expect_code(2);
-    run(
+    run(&db, &words("add-cluster c0 --work-dir /w --ssh-port 0")).expect_code(2);
+    add_clusters(
         &db,
         &[
-            "add-cluster",
-            "c1",
-            "--host",
-            "h",
-            "--work-dir",
-            "/w",
-            "--ssh-port",
-            "65535",
+            "c1 --host h --work-dir /w --ssh-port 65535",
+            "c2 --host h --work-dir /w --ssh-port 1",
         ],
-    )
-    .ok();
-    run(
-        &db,
-        &[
-            "add-cluster",
-            "c2",
-            "--host",
-            "h",
-            "--work-dir",
-            "/w",
-            "--ssh-port",
-            "1",
-        ],
-    )
-    .ok();
-    assert_eq!(clusters_json(&db).len(), 2);
+    );
 }
 
 #[tokio::test]
 async fn add_cluster_missing_or_misplaced_arguments_are_bad_usage() {
     let db = Db::new().await;
-    let out = run(&db, &["add-cluster", "c1"]);
-    out.expect_code(2);
-    assert!(out.stderr.contains("--work-dir"), "{}", out.stderr);
+    run(&db, &["add-cluster", "c1"]).usage_error_with("--work-dir");
     run(&db, &["add-cluster", "--work-dir", "/w"]).expect_code(2);
-    run(
-        &db,
-        &["add-cluster", "c1", "--work-dir", "/w", "--sbatch-option"],
-    )
-    .expect_code(2);
+    run(&db, &words("add-cluster c1 --work-dir /w --sbatch-option")).expect_code(2);
     assert!(clusters_json(&db).is_empty());
 }
 
 #[tokio::test]
 async fn remove_cluster() {
-    let db = Db::new().await;
-    run(&db, &["add-cluster", "c1", "--work-dir", "/w"]).ok();
-    run(&db, &["add-cluster", "c2", "--work-dir", "/w"]).ok();
+    let db = db_with_cluster("c1 --work-dir /w").await;
+    add_cluster(&db, "c2 --work-dir /w");
     let out = run(&db, &["remove-cluster", "c1"]);
     out.ok();
     assert_eq!(out.stdout.trim(), "removed cluster \"c1\"");
     assert_eq!(cluster_names(&db), ["c2"]);
 
-    let again = run(&db, &["remove-cluster", "c1"]);
-    again.expect_code(1).assert_clean_error();
-    assert!(
-        again.stderr.contains("cluster \"c1\" not found"),
-        "{}",
-        again.stderr
-    );
+    fails_cleanly(&db, &["remove-cluster", "c1"], "cluster \"c1\" not found");
 }
 
 #[tokio::test]
 async fn remove_cluster_unknown_is_not_found() {
-    let db = Db::new().await;
-    run(&db, &["add-cluster", "c1", "--work-dir", "/w"]).ok();
+    let db = db_with_cluster("c1 --work-dir /w").await;
     for name in ["nope", "C1", "c%", "../x"] {
-        let out = run(&db, &["remove-cluster", name]);
-        out.expect_code(1).assert_clean_error();
-        assert!(out.stderr.contains("not found"), "{name}: {}", out.stderr);
+        fails_cleanly(&db, &["remove-cluster", name], "not found");
     }
     run(&db, &["remove-cluster"]).expect_code(2);
     assert_eq!(cluster_names(&db), ["c1"]);
@@ -412,12 +309,7 @@ async fn remove_cluster_unknown_is_not_found() {
 
 #[tokio::test]
 async fn remove_cluster_used_by_a_batch_simulation_is_refused() {
-    let db = Db::new().await;
-    run(
-        &db,
-        &["add-cluster", "busy", "--host", "h", "--work-dir", "/w"],
-    )
-    .ok();
+    let db = db_with_cluster("busy --host h --work-dir /w").await;
     let id = clusters_json(&db)[0]["id"].as_i64().unwrap();
     batch_sim(&db, "u1", id).await;
     batch_sim(&db, "u2", id).await;
@@ -438,12 +330,12 @@ async fn remove_cluster_used_by_a_batch_simulation_is_refused() {
 async fn add_cluster_kind_rules() {
     let db = Db::new().await;
     fn add<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-        [&["add-cluster", "c", "--work-dir", "/w"][..], extra].concat()
+        words_and("add-cluster c --work-dir /w", extra)
     }
     fails_cleanly(&db, &add(&["--kind", "ssh"]), "an ssh cluster needs --host");
     fails_cleanly(
         &db,
-        &add(&["--kind", "local", "--host", "h", "--ssh-user", "u"]),
+        &add(&words("--kind local --host h --ssh-user u")),
         "a local cluster has no SSH settings: leave out --host, --ssh-user",
     );
     // SSH settings without a host make the cluster local, which has none.
@@ -453,25 +345,8 @@ async fn add_cluster_kind_rules() {
     run(&db, &add(&["--kind", "cloud"])).expect_code(2);
     assert!(clusters_json(&db).is_empty());
 
-    run(
-        &db,
-        &["add-cluster", "l", "--kind", "local", "--work-dir", "/w"],
-    )
-    .ok();
-    run(
-        &db,
-        &[
-            "add-cluster",
-            "s",
-            "--kind",
-            "ssh",
-            "--host",
-            "h",
-            "--work-dir",
-            "/w",
-        ],
-    )
-    .ok();
+    add_cluster(&db, "l --kind local --work-dir /w");
+    add_cluster(&db, "s --kind ssh --host h --work-dir /w");
     let cs = clusters_json(&db);
     assert!(cs[0]["host"].is_null());
     assert_eq!(cs[1]["host"], "h");
@@ -479,8 +354,7 @@ async fn add_cluster_kind_rules() {
 
 #[tokio::test]
 async fn hostile_sbatch_options_are_refused_and_nothing_is_stored() {
-    let db = Db::new().await;
-    run(&db, &["add-cluster", "c1", "--work-dir", "/w"]).ok();
+    let db = db_with_cluster("c1 --work-dir /w").await;
     for (opt, why) in [
         ("--wrap=reboot", "sbatch option --wrap is not allowed"),
         ("--output=/etc/x", "sbatch option --output is not allowed"),
@@ -511,31 +385,18 @@ async fn control_characters_in_settings_are_refused() {
     for (flag, value) in cases {
         let out = fails_cleanly(
             &db,
-            &[
-                "add-cluster",
-                "c",
-                "--host",
-                "h",
-                "--work-dir",
-                "/w",
-                flag,
-                value,
-            ],
+            &words_and("add-cluster c --host h --work-dir /w", &[flag, value]),
             &format!("{flag} must not contain control characters"),
         );
         assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
     }
     fails_cleanly(
         &db,
-        &["add-cluster", "c", "--work-dir", "/w", "--worker-path", ""],
+        &words_and("add-cluster c --work-dir /w --worker-path", &[""]),
         "--worker-path must not be empty",
     );
     assert!(clusters_json(&db).is_empty());
-    run(
-        &db,
-        &["add-cluster", "c", "--host", "h", "--work-dir", "/w"],
-    )
-    .ok();
+    add_cluster(&db, "c --host h --work-dir /w");
     for (flag, value) in cases {
         fails_cleanly(
             &db,
@@ -555,35 +416,12 @@ async fn control_characters_in_settings_are_refused() {
 async fn max_array_size_is_checked() {
     let db = Db::new().await;
     for n in ["0", "1000001", "-1", "many"] {
-        let out = run(
-            &db,
-            &[
-                "add-cluster",
-                "c",
-                "--work-dir",
-                "/w",
-                &format!("--max-array-size={n}"),
-            ],
-        );
-        out.expect_code(2);
-        assert!(out.stderr.contains("--max-array-size"), "{}", out.stderr);
+        let arg = format!("--max-array-size={n}");
+        run(&db, &words_and("add-cluster c --work-dir /w", &[&arg]))
+            .usage_error_with("--max-array-size");
     }
-    run(
-        &db,
-        &["add-cluster", "a", "--work-dir", "/w", "--max-array-size=1"],
-    )
-    .ok();
-    run(
-        &db,
-        &[
-            "add-cluster",
-            "b",
-            "--work-dir",
-            "/w",
-            "--max-array-size=1000000",
-        ],
-    )
-    .ok();
+    add_cluster(&db, "a --work-dir /w --max-array-size=1");
+    add_cluster(&db, "b --work-dir /w --max-array-size=1000000");
     run(&db, &["update-cluster", "a", "--max-array-size=0"]).expect_code(2);
     let sizes: Vec<_> = clusters_json(&db)
         .iter()
@@ -594,41 +432,17 @@ async fn max_array_size_is_checked() {
 
 #[tokio::test]
 async fn update_cluster_changes_only_what_is_given() {
-    let db = Db::new().await;
-    run(
-        &db,
-        &[
-            "add-cluster",
-            "c1",
-            "--host",
-            "h",
-            "--ssh-user",
-            "u",
-            "--partition",
-            "p",
-            "--work-dir",
-            "/w",
-            "--sbatch-option=--time=10",
-        ],
+    let db = db_with_cluster(
+        "c1 --host h --ssh-user u --partition p --work-dir /w --sbatch-option=--time=10",
     )
-    .ok();
+    .await;
     let before = clusters_json(&db)[0].clone();
     let out = run(
         &db,
-        &[
-            "update-cluster",
-            "c1",
-            "--max-array-size",
-            "20",
-            "--worker-path",
-            "/opt/worker",
-            "--keep-job-dirs",
-            "true",
-            "--known-hosts",
-            "/kh",
-            "--sbatch-option=--mem=1G",
-            "--sbatch-option=--qos=high",
-        ],
+        &words(
+            "update-cluster c1 --max-array-size 20 --worker-path /opt/worker --keep-job-dirs true \
+             --known-hosts /kh --sbatch-option=--mem=1G --sbatch-option=--qos=high",
+        ),
     );
     out.ok();
     assert_eq!(
@@ -649,15 +463,10 @@ async fn update_cluster_changes_only_what_is_given() {
     // Clearing, and the JSON answer is the cluster as it now is.
     let out = run(
         &db,
-        &[
-            "--json",
-            "update-cluster",
-            "c1",
-            "--no-partition",
-            "--clear-sbatch-options",
-            "--keep-job-dirs=false",
-            "--ssh-port=2022",
-        ],
+        &words(
+            "--json update-cluster c1 --no-partition --clear-sbatch-options \
+             --keep-job-dirs=false --ssh-port=2022",
+        ),
     );
     out.ok();
     let v = out.json();
@@ -675,8 +484,7 @@ async fn update_cluster_changes_only_what_is_given() {
 
 #[tokio::test]
 async fn update_cluster_refusals() {
-    let db = Db::new().await;
-    run(&db, &["add-cluster", "loc", "--work-dir", "/w"]).ok();
+    let db = db_with_cluster("loc --work-dir /w").await;
     fails_cleanly(
         &db,
         &["update-cluster", "nope", "--max-array-size=5"],
@@ -702,24 +510,13 @@ async fn update_cluster_refusals() {
         &["--keep-job-dirs", "yes"][..],
         &["--ssh-port", "0"][..],
     ] {
-        run(&db, &[&["update-cluster", "loc"][..], bad].concat()).expect_code(2);
+        run(&db, &words_and("update-cluster loc", bad)).expect_code(2);
     }
     let c = &clusters_json(&db)[0];
     assert!(c["host"].is_null() && c["ssh_user"].is_null() && c["known_hosts_path"].is_null());
     assert_eq!(c["max_array_size"], 1000);
 
-    run(
-        &db,
-        &[
-            "update-cluster",
-            "loc",
-            "--host",
-            "login",
-            "--ssh-user",
-            "me",
-        ],
-    )
-    .ok();
+    run(&db, &words("update-cluster loc --host login --ssh-user me")).ok();
     let c = &clusters_json(&db)[0];
     assert_eq!(
         (&c["host"], &c["ssh_user"]),

@@ -13,15 +13,10 @@ use std::path::{Path, PathBuf};
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "ops_backup_{tag}_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
+    /// Named after the test database `db`, whose name no other test database has while
+    /// it exists.
+    fn new(db: &Db, tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ops_backup_{tag}_{}", db.name()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
@@ -99,6 +94,34 @@ async fn real_content(db: &Db) -> i64 {
     sim.id
 }
 
+/// Runs `verify-backup FILE`, which must succeed with the verdict ok; returns the run.
+#[track_caller]
+fn verified_ok(db: &Db, file: &Path) -> Out {
+    let out = run(db, &["verify-backup", s(file)]);
+    out.ok();
+    out.stdout_has("verdict: ok");
+    out
+}
+
+/// A fresh database with [`real_content`], and a fresh directory for its dumps (`tag` in its
+/// name); returns them and the simulation's id.
+async fn with_content(tag: &str) -> (Db, TempDir, i64) {
+    let db = Db::new().await;
+    let id = real_content(&db).await;
+    let dir = TempDir::new(&db, tag);
+    (db, dir, id)
+}
+
+/// Runs `verify-backup FILE`, which must fail cleanly with `error` after printing
+/// `verdict: VERDICT`; returns the run.
+#[track_caller]
+fn verify_fails(db: &Db, file: &Path, error: &str, verdict: &str) -> Out {
+    let out = run(db, &["verify-backup", s(file)]);
+    out.fails_with(error);
+    out.stdout_has(&format!("verdict: {verdict}"));
+    out
+}
+
 /// Asserts that the scratch database a verify-backup run names (if any) is gone.
 #[track_caller]
 fn scratch_dropped(db: &Db, out: &Out) {
@@ -116,35 +139,24 @@ fn scratch_dropped(db: &Db, out: &Out) {
 
 #[tokio::test]
 async fn round_trip_on_real_content() {
-    let db = Db::new().await;
-    real_content(&db).await;
-    let dir = TempDir::new("round_trip");
+    let (db, dir, _) = with_content("round_trip").await;
     let file = dir.path("backup.dump");
 
     let out = run(&db, &["backup", "--out", s(&file)]);
     out.ok();
-    assert!(out.stdout.contains("backed up to"), "{}", out.stdout);
+    out.stdout_has("backed up to");
     assert!(file.is_file());
     assert!(!dir.path("backup.dump.partial").exists());
 
-    let out = run(&db, &["verify-backup", s(&file)]);
-    out.ok();
-    assert!(out.stdout.contains("verdict: ok"), "{}", out.stdout);
-    assert!(
-        out.stdout
-            .contains("decoded: 3 page(s), 1 input(s), 2 log(s)"),
-        "{}",
-        out.stdout
-    );
+    let out = verified_ok(&db, &file);
+    out.stdout_has("decoded: 3 page(s), 1 input(s), 2 log(s)");
     let rows = table(&out.stdout);
     let users = rows.iter().find(|r| r[0] == "users").expect("users row");
     assert_eq!(users[1], "2", "{}", out.stdout);
     assert_eq!(users[2], "2", "source counted: {}", out.stdout);
     let pages = rows.iter().find(|r| r[0] == "pages").expect("pages row");
     assert_eq!(pages[1], "3");
-    assert!(out
-        .stdout
-        .contains("restored into scratch database sim_verify_"));
+    out.stdout_has("restored into scratch database sim_verify_");
     scratch_dropped(&db, &out);
 
     // --json gives the same verdict.
@@ -156,59 +168,34 @@ async fn round_trip_on_real_content() {
 
     // The source moved on since the dump: still ok, with a note.
     user(&db, "bob", AuthProvider::Local).await;
-    let out = run(&db, &["verify-backup", s(&file)]);
-    out.ok();
-    assert!(out.stdout.contains("verdict: ok"), "{}", out.stdout);
-    assert!(
-        out.stdout
-            .contains("note: users has 3 row(s) in the configured database, 2 in the dump"),
-        "{}",
-        out.stdout
-    );
+    let out = verified_ok(&db, &file);
+    out.stdout_has("note: users has 3 row(s) in the configured database, 2 in the dump");
 }
 
 #[tokio::test]
 async fn corrupt_rows_fail_the_verdict() {
-    let db = Db::new().await;
-    let id = real_content(&db).await;
+    let (db, dir, id) = with_content("corrupt_rows").await;
     exec(
         &db,
         &format!("UPDATE inputs SET data = '\\x00010203'::bytea WHERE simulation_id = {id}"),
     );
-    let dir = TempDir::new("corrupt_rows");
     let file = dir.path("b.dump");
     run(&db, &["backup", "--out", s(&file)]).ok();
-    let out = run(&db, &["verify-backup", s(&file)]);
-    out.fails_with("backup failed verification");
-    assert!(out.stdout.contains("verdict: failed"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains("inputs cannot be decoded"),
-        "{}",
-        out.stdout
-    );
-    assert!(out
-        .stdout
-        .contains("restored into scratch database sim_verify_"));
+    let out = verify_fails(&db, &file, "backup failed verification", "failed");
+    out.stdout_has("inputs cannot be decoded");
+    out.stdout_has("restored into scratch database sim_verify_");
     scratch_dropped(&db, &out);
 }
 
 #[tokio::test]
 async fn truncated_dump_is_not_restorable() {
-    let db = Db::new().await;
-    real_content(&db).await;
-    let dir = TempDir::new("truncated");
+    let (db, dir, _) = with_content("truncated").await;
     let file = dir.path("full.dump");
     run(&db, &["backup", "--out", s(&file)]).ok();
     let bytes = std::fs::read(&file).unwrap();
     let half = dir.path("half.dump");
     std::fs::write(&half, &bytes[..bytes.len() / 2]).unwrap();
-    let out = run(&db, &["verify-backup", s(&half)]);
-    out.fails_with("not restorable");
-    assert!(
-        out.stdout.contains("verdict: not restorable"),
-        "{}",
-        out.stdout
-    );
+    let out = verify_fails(&db, &half, "not restorable", "not restorable");
     out.assert_clean_error();
     scratch_dropped(&db, &out);
 }
@@ -216,19 +203,13 @@ async fn truncated_dump_is_not_restorable() {
 #[tokio::test]
 async fn garbage_is_not_restorable() {
     let db = Db::new().await;
-    let dir = TempDir::new("garbage");
+    let dir = TempDir::new(&db, "garbage");
     let file = dir.path("garbage.dump");
     let junk: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&file, junk).unwrap();
-    let out = run(&db, &["verify-backup", s(&file)]);
-    out.fails_with("not restorable");
-    assert!(
-        out.stdout.contains("verdict: not restorable"),
-        "{}",
-        out.stdout
-    );
+    verify_fails(&db, &file, "not restorable", "not restorable");
     // An empty file too.
     let empty = dir.path("empty.dump");
     std::fs::write(&empty, b"").unwrap();
@@ -238,7 +219,7 @@ async fn garbage_is_not_restorable() {
 #[tokio::test]
 async fn missing_file_is_a_clean_error() {
     let db = Db::new().await;
-    let dir = TempDir::new("missing");
+    let dir = TempDir::new(&db, "missing");
     let out = run(&db, &["verify-backup", s(&dir.path("nope.dump"))]);
     out.fails_with("cannot read");
 }
@@ -246,7 +227,7 @@ async fn missing_file_is_a_clean_error() {
 #[tokio::test]
 async fn existing_out_is_refused_unless_force() {
     let db = Db::new().await;
-    let dir = TempDir::new("existing");
+    let dir = TempDir::new(&db, "existing");
     let file = dir.path("there.dump");
     std::fs::write(&file, b"keep me").unwrap();
     let out = run(&db, &["backup", "--out", s(&file)]);
@@ -260,9 +241,7 @@ async fn existing_out_is_refused_unless_force() {
 
 #[tokio::test]
 async fn hostile_file_names_are_plain_paths() {
-    let db = Db::new().await;
-    real_content(&db).await;
-    let dir = TempDir::new("hostile");
+    let (db, dir, _) = with_content("hostile").await;
     for name in [
         "with space.dump",
         "quote'single.dump",
@@ -275,9 +254,7 @@ async fn hostile_file_names_are_plain_paths() {
         let file = dir.path(name);
         run(&db, &["backup", "--out", s(&file)]).ok();
         assert!(file.is_file(), "{name}");
-        let out = run(&db, &["verify-backup", s(&file)]);
-        out.ok();
-        assert!(out.stdout.contains("verdict: ok"), "{name}: {}", out.stdout);
+        verified_ok(&db, &file);
     }
     assert!(!dir.path("pwned").exists());
     assert!(!dir.path("pwned2").exists());
@@ -286,13 +263,11 @@ async fn hostile_file_names_are_plain_paths() {
 
 #[tokio::test]
 async fn password_never_printed() {
-    let db = Db::new().await;
-    real_content(&db).await;
+    let (db, dir, _) = with_content("password").await;
     let secret = "Sup3r-s3cret-pw";
     // The test server trusts local connections, so a password in the URL is not checked:
     // it still reaches pg_dump, through PGPASSWORD only.
     let url = format!("postgres://postgres:{secret}@127.0.0.1:5432/{}", db.name());
-    let dir = TempDir::new("password");
     let file = dir.path("b.dump");
     let out = run_url(&url, &["backup", "--out", s(&file)]);
     out.ok();
@@ -322,17 +297,12 @@ async fn password_never_printed() {
 /// a level outside 0..=9 is bad usage that writes nothing.
 #[tokio::test]
 async fn compression_levels() {
-    let db = Db::new().await;
-    real_content(&db).await;
-    let dir = TempDir::new("compress");
+    let (db, dir, _) = with_content("compress").await;
     let mut sizes = Vec::new();
     for level in ["0", "9"] {
         let file = dir.path(&format!("level{level}.dump"));
         run(&db, &["backup", "--out", s(&file), "--compress", level]).ok();
-        let out = run(&db, &["verify-backup", s(&file)]);
-        out.ok();
-        assert!(out.stdout.contains("verdict: ok"), "{}", out.stdout);
-        scratch_dropped(&db, &out);
+        scratch_dropped(&db, &verified_ok(&db, &file));
         sizes.push(std::fs::metadata(&file).unwrap().len());
     }
     assert!(

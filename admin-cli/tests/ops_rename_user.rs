@@ -38,13 +38,8 @@ fn names(db: &Db) -> Vec<String> {
 
 #[tokio::test]
 async fn rename_user_keeps_everything_and_revokes_tokens() {
-    let db = Db::new().await;
-    run(
-        &db,
-        &["add-user", "alice", "--password", "pw-alice-1", "--admin"],
-    )
-    .ok();
-    let id = count(&db, "select id from users where username = 'alice'");
+    let db = db_with_user(&words("alice --password pw-alice-1 --admin")).await;
+    let id = user_id(&db, "alice");
     sim(&db, id, "hers", 2).await;
     tokens_for(&db, "alice");
     run(&db, &["add-user", "bob"]).ok();
@@ -58,10 +53,7 @@ async fn rename_user_keeps_everything_and_revokes_tokens() {
     );
     assert_eq!(names(&db), ["alice.smith/local", "bob/local"]);
     // Same id: simulations, role and password follow.
-    assert_eq!(
-        count(&db, "select id from users where username = 'alice.smith'"),
-        id
-    );
+    assert_eq!(user_id(&db, "alice.smith"), id);
     assert_eq!(
         count(
             &db,
@@ -92,22 +84,11 @@ async fn rename_user_keeps_everything_and_revokes_tokens() {
 
 #[tokio::test]
 async fn rename_user_json_and_auth_provider() {
-    let db = Db::new().await;
-    user(&db, "kc", AuthProvider::Keycloak).await;
-    user(&db, "kc", AuthProvider::Local).await;
-    let out = run(
+    let (db, _, _) = db_with_namesakes("kc").await;
+    let v = json_of(
         &db,
-        &[
-            "--json",
-            "rename-user",
-            "kc",
-            "kc2",
-            "--auth-provider",
-            "keycloak",
-        ],
+        &words("--json rename-user kc kc2 --auth-provider keycloak"),
     );
-    out.ok();
-    let v = out.json();
     assert_eq!(v["old_username"], "kc");
     assert_eq!(v["username"], "kc2");
     assert_eq!(v["auth_provider"], "keycloak");
@@ -150,7 +131,7 @@ async fn rename_user_not_found() {
     // alice is local, not keycloak.
     fails_cleanly(
         &db,
-        &["rename-user", "alice", "x", "--auth-provider", "keycloak"],
+        &words("rename-user alice x --auth-provider keycloak"),
         "user \"alice\" (keycloak) not found",
     );
     let out = run(&db, &["rename-user", "no\u{1b}]0;pwned\u{7}", "x"]);
@@ -199,9 +180,5 @@ async fn rename_user_hostile_names() {
     assert_eq!(count(&db, "select count(*) from auth_tokens"), 3);
     // A NUL cannot come through a command-line argument; bad usage is exit 2.
     run(&db, &["rename-user", "alice"]).expect_code(2);
-    run(
-        &db,
-        &["rename-user", "alice", "b", "--auth-provider", "ldap"],
-    )
-    .expect_code(2);
+    run(&db, &words("rename-user alice b --auth-provider ldap")).expect_code(2);
 }

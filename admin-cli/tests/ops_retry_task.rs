@@ -31,6 +31,14 @@ async fn one_sim(ntasks: i32) -> (Db, i64) {
     (db, s)
 }
 
+/// The state of simulation `sim`.
+fn sim_state(db: &Db, sim: i64) -> Option<String> {
+    scalar(
+        db,
+        &format!("select job_state from simulations where id = {sim}"),
+    )
+}
+
 fn task_field(db: &Db, sim: i64, index: i32, column: &str) -> Option<String> {
     scalar(
         db,
@@ -74,14 +82,7 @@ async fn retry_task_requeues_a_failed_task_with_a_fresh_budget() {
     let (db, s) = one_sim(3).await;
     let (_, index) = claim_and_fail(&db, "boom").await;
     // The other tasks are pending: the simulation is still running.
-    assert_eq!(
-        scalar(
-            &db,
-            &format!("select job_state from simulations where id = {s}")
-        )
-        .as_deref(),
-        Some("RUNNING")
-    );
+    assert_eq!(sim_state(&db, s).as_deref(), Some("RUNNING"));
     let out = stdout_of(&db, &["retry-task", &s.to_string(), &index.to_string()]);
     assert!(
         out.starts_with(&format!("requeued task {index} of simulation {s} (")),
@@ -140,14 +141,7 @@ async fn retry_task_refuses_a_simulation_that_has_ended() {
     // One task: failing it for good ends the simulation FAILED.
     let (db, s) = one_sim(1).await;
     let (_, index) = claim_and_fail(&db, "boom").await;
-    assert_eq!(
-        scalar(
-            &db,
-            &format!("select job_state from simulations where id = {s}")
-        )
-        .as_deref(),
-        Some("FAILED")
-    );
+    assert_eq!(sim_state(&db, s).as_deref(), Some("FAILED"));
     fails_cleanly(
         &db,
         &["retry-task", &s.to_string(), &index.to_string()],

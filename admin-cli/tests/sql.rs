@@ -99,11 +99,8 @@ async fn statements_run_in_one_transaction() {
 #[tokio::test]
 async fn syntax_error_reports_the_server_message() {
     let db = Db::new().await;
-    let out = fails_cleanly(
-        &db,
-        &["sql", "-c", "selec 1"],
-        "syntax error at or near \"selec\"",
-    );
+    let out = sql(&db, "selec 1");
+    out.fails_with("syntax error at or near \"selec\"");
     assert!(out.stdout.is_empty());
 
     sql(&db, "select * from no_such_table").fails_with("relation \"no_such_table\" does not exist");

@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::cli::{ClusterArgs, ClusterKind, ClusterUpdateArgs};
-use crate::output::{opt, safe, write_json, Table};
+use crate::output::{opt, safe};
 use anyhow::{bail, Result};
 use db::clusters::ClusterChanges;
 use db::models::{Cluster, NewCluster};
@@ -202,67 +202,27 @@ fn differences(before: &Cluster, after: &Cluster) -> Vec<String> {
     fn options(v: &[Option<String>]) -> String {
         format!("{:?}", v.iter().flatten().collect::<Vec<_>>())
     }
-    let pairs = [
-        (
-            "host",
-            text(before.host.as_deref()),
-            text(after.host.as_deref()),
-        ),
-        (
-            "ssh_user",
-            text(before.ssh_user.as_deref()),
-            text(after.ssh_user.as_deref()),
-        ),
-        (
-            "ssh_port",
-            before.ssh_port.to_string(),
-            after.ssh_port.to_string(),
-        ),
-        (
-            "ssh_key_path",
-            text(before.ssh_key_path.as_deref()),
-            text(after.ssh_key_path.as_deref()),
-        ),
-        (
-            "known_hosts_path",
-            text(before.known_hosts_path.as_deref()),
-            text(after.known_hosts_path.as_deref()),
-        ),
-        (
-            "partition",
-            text(before.partition.as_deref()),
-            text(after.partition.as_deref()),
-        ),
-        (
-            "work_dir",
-            text(Some(&before.work_dir)),
-            text(Some(&after.work_dir)),
-        ),
-        (
-            "sbatch_defaults",
-            options(&before.sbatch_defaults),
-            options(&after.sbatch_defaults),
-        ),
-        (
-            "max_array_size",
-            before.max_array_size.to_string(),
-            after.max_array_size.to_string(),
-        ),
-        (
-            "worker_path",
-            text(Some(&before.worker_path)),
-            text(Some(&after.worker_path)),
-        ),
-        (
-            "keep_job_dirs",
-            before.keep_job_dirs.to_string(),
-            after.keep_job_dirs.to_string(),
-        ),
+    /// One setting as shown in the message.
+    type Show = fn(&Cluster) -> String;
+    let fields: [(&str, Show); 11] = [
+        ("host", |c| text(c.host.as_deref())),
+        ("ssh_user", |c| text(c.ssh_user.as_deref())),
+        ("ssh_port", |c| c.ssh_port.to_string()),
+        ("ssh_key_path", |c| text(c.ssh_key_path.as_deref())),
+        ("known_hosts_path", |c| text(c.known_hosts_path.as_deref())),
+        ("partition", |c| text(c.partition.as_deref())),
+        ("work_dir", |c| text(Some(&c.work_dir))),
+        ("sbatch_defaults", |c| options(&c.sbatch_defaults)),
+        ("max_array_size", |c| c.max_array_size.to_string()),
+        ("worker_path", |c| text(Some(&c.worker_path))),
+        ("keep_job_dirs", |c| c.keep_job_dirs.to_string()),
     ];
-    pairs
+    fields
         .into_iter()
-        .filter(|(_, old, new)| old != new)
-        .map(|(name, old, new)| format!("{name} {old} -> {new}"))
+        .filter_map(|(name, show)| {
+            let (old, new) = (show(before), show(after));
+            (old != new).then(|| format!("{name} {old} -> {new}"))
+        })
         .collect()
 }
 
@@ -270,10 +230,7 @@ fn differences(before: &Cluster, after: &Cluster) -> Vec<String> {
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
     let mut conn = ctx.conn().await?;
     let clusters = db::clusters::list(&mut conn).await?;
-    if ctx.json {
-        return Ok(write_json(&mut ctx.out, &clusters)?);
-    }
-    let mut t = Table::new(vec![
+    let headers = vec![
         "ID",
         "NAME",
         "KIND",
@@ -287,15 +244,15 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
         "MAX_ARRAY",
         "KEEP_DIRS",
         "SBATCH_DEFAULTS",
-    ]);
-    for c in &clusters {
+    ];
+    Ok(ctx.list(&clusters, headers, |c| {
         let defaults: Vec<&str> = c
             .sbatch_defaults
             .iter()
             .flatten()
             .map(String::as_str)
             .collect();
-        t.row(vec![
+        vec![
             c.id.to_string(),
             safe(&c.name),
             if c.host.is_some() { "ssh" } else { "local" }.into(),
@@ -309,9 +266,8 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
             c.max_array_size.to_string(),
             if c.keep_job_dirs { "yes" } else { "no" }.into(),
             safe(&defaults.join(" ")),
-        ]);
-    }
-    Ok(t.write(&mut ctx.out)?)
+        ]
+    })?)
 }
 
 /// `remove-cluster NAME`.

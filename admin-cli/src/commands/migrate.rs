@@ -2,7 +2,6 @@
 
 use super::Ctx;
 use crate::cli::MigrateCommand;
-use crate::output::{write_json, Table};
 use anyhow::Result;
 
 /// Runs one `migrate` subcommand.
@@ -11,21 +10,18 @@ pub async fn run(ctx: &mut Ctx<'_>, cmd: MigrateCommand) -> Result<()> {
         MigrateCommand::Status => {
             let mut conn = db::connect(&ctx.config).await?;
             let list = db::migrate::status(&mut conn).await?;
-            if ctx.json {
-                return Ok(write_json(&mut ctx.out, &list)?);
-            }
-            let mut t = Table::new(vec!["VERSION", "NAME", "STATE"]);
-            for m in &list {
+            ctx.list(&list, vec!["VERSION", "NAME", "STATE"], |m| {
                 let state = match (m.applied, m.known) {
                     (true, true) => "applied",
                     (false, _) => "pending",
                     (true, false) => "applied, unknown to this binary",
                 };
-                t.row(vec![m.version.clone(), m.name.clone(), state.into()]);
+                vec![m.version.clone(), m.name.clone(), state.into()]
+            })?;
+            if !ctx.json {
+                let pending = list.iter().filter(|m| !m.applied).count();
+                writeln!(ctx.out, "{pending} pending")?;
             }
-            t.write(&mut ctx.out)?;
-            let pending = list.iter().filter(|m| !m.applied).count();
-            writeln!(ctx.out, "{pending} pending")?;
         }
         MigrateCommand::Run => {
             let done = db::migrate::run_pending(&ctx.config).await?;

@@ -30,6 +30,24 @@ impl Ctx<'_> {
         db::connect_and_check(&self.config).await
     }
 
+    /// Prints `items` as a JSON array, or as a table under `headers` with the row `cells`
+    /// makes of each item.
+    pub fn list<T: serde::Serialize>(
+        &mut self,
+        items: &[T],
+        headers: Vec<&str>,
+        cells: impl Fn(&T) -> Vec<String>,
+    ) -> std::io::Result<()> {
+        if self.json {
+            return crate::output::write_json(&mut self.out, &items);
+        }
+        let mut t = crate::output::Table::new(headers);
+        for item in items {
+            t.row(cells(item));
+        }
+        t.write(&mut self.out)
+    }
+
     /// Prints a one-line confirmation, or `value` as JSON.
     pub fn done(&mut self, message: &str, value: &impl serde::Serialize) -> std::io::Result<()> {
         if self.json {

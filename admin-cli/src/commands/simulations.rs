@@ -1,7 +1,7 @@
 //! list-simulations, remove-simulation.
 
 use super::Ctx;
-use crate::output::{opt, opt_time, safe, time, write_json, Table};
+use crate::output::{opt, opt_time, safe, time};
 use anyhow::Result;
 use db::simulations::{SimulationFilter, SimulationRef};
 
@@ -9,9 +9,6 @@ use db::simulations::{SimulationFilter, SimulationRef};
 pub async fn list(ctx: &mut Ctx<'_>, filter: SimulationFilter, verbose: bool) -> Result<()> {
     let mut conn = ctx.conn().await?;
     let rows = db::simulations::list(&mut conn, &filter, verbose).await?;
-    if ctx.json {
-        return Ok(write_json(&mut ctx.out, &rows)?);
-    }
     let mut headers = vec![
         "ID",
         "JOB_ID",
@@ -28,8 +25,7 @@ pub async fn list(ctx: &mut Ctx<'_>, filter: SimulationFilter, verbose: bool) ->
     if verbose {
         headers.extend(["DONE", "FAILED", "SIMULATED", "ARRAY_ID", "JOB_DIR"]);
     }
-    let mut t = Table::new(headers);
-    for r in &rows {
+    Ok(ctx.list(&rows, headers, |r| {
         let s = &r.simulation;
         let mut row = vec![
             s.id.to_string(),
@@ -53,9 +49,8 @@ pub async fn list(ctx: &mut Ctx<'_>, filter: SimulationFilter, verbose: bool) ->
                 safe(&opt(&s.job_dir)),
             ]);
         }
-        t.row(row);
-    }
-    Ok(t.write(&mut ctx.out)?)
+        row
+    })?)
 }
 
 /// `remove-simulation SIMULATION` (its numeric id or job id).

@@ -1,7 +1,7 @@
 //! list-tasks, remove-task, retry-task.
 
 use super::Ctx;
-use crate::output::{opt, opt_time, safe, write_json, Table};
+use crate::output::{opt, opt_time, safe};
 use anyhow::Result;
 use db::simulations::SimulationRef;
 use db::tasks::TaskFilter;
@@ -24,10 +24,7 @@ pub async fn list(
             None => Vec::new(),
         },
     };
-    if ctx.json {
-        return Ok(write_json(&mut ctx.out, &rows)?);
-    }
-    let mut t = Table::new(vec![
+    let headers = vec![
         "SIMULATION",
         "INDEX",
         "STATE",
@@ -38,10 +35,10 @@ pub async fn list(
         "STARTED",
         "ENDED",
         "LAST_ERROR",
-    ]);
-    for r in &rows {
+    ];
+    Ok(ctx.list(&rows, headers, |r| {
         let task = &r.task;
-        t.row(vec![
+        vec![
             task.simulation_id.to_string(),
             task.task_index.to_string(),
             task.task_state.to_string(),
@@ -52,9 +49,8 @@ pub async fn list(
             opt_time(&task.start_time),
             opt_time(&task.end_time),
             safe(&opt(&task.last_error)),
-        ]);
-    }
-    Ok(t.write(&mut ctx.out)?)
+        ]
+    })?)
 }
 
 /// `retry-task SIMULATION TASK_INDEX`: a failed task of an open simulation is pending again,

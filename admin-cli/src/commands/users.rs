@@ -1,10 +1,10 @@
 //! list-users, add-user, update-user, rename-user, remove-user.
 
 use super::Ctx;
-use crate::output::{safe, time, write_json, Table};
+use crate::output::{safe, time};
 use anyhow::{bail, Context, Result};
 use db::enums::{AuthProvider, Role};
-use db::models::NewUser;
+use db::models::{NewUser, User};
 use db::users::UserChanges;
 use std::io::BufRead;
 
@@ -12,15 +12,11 @@ use std::io::BufRead;
 pub async fn list(ctx: &mut Ctx<'_>, verbose: bool) -> Result<()> {
     let mut conn = ctx.conn().await?;
     let users = db::users::list(&mut conn, verbose).await?;
-    if ctx.json {
-        return Ok(write_json(&mut ctx.out, &users)?);
-    }
     let mut headers = vec!["ID", "USERNAME", "PROVIDER", "ROLE", "CREATED"];
     if verbose {
         headers.extend(["PASSWORD", "SIMULATIONS"]);
     }
-    let mut t = Table::new(headers);
-    for u in &users {
+    Ok(ctx.list(&users, headers, |u| {
         let mut row = vec![
             u.id.to_string(),
             safe(&u.username),
@@ -32,9 +28,8 @@ pub async fn list(ctx: &mut Ctx<'_>, verbose: bool) -> Result<()> {
             row.push(if u.has_password { "set" } else { "none" }.into());
             row.push(u.simulations.unwrap_or(0).to_string());
         }
-        t.row(row);
-    }
-    Ok(t.write(&mut ctx.out)?)
+        row
+    })?)
 }
 
 /// Reads the password from `--password` or the first line of standard input.
@@ -79,6 +74,17 @@ fn check_new_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The JSON answer of `add-user` and `update-user`: the user, its password hash left out.
+fn confirmation(user: &User) -> serde_json::Value {
+    serde_json::json!({
+        "id": user.id,
+        "username": user.username,
+        "auth_provider": user.auth_provider,
+        "role": user.role,
+        "has_password": user.password_hash.is_some(),
+    })
+}
+
 fn hash(pw: &str) -> Result<String> {
     Ok(db::password::hash(pw)?)
 }
@@ -118,7 +124,7 @@ pub async fn add(
             "added user {:?} (local, {}) with id {}{note}",
             user.username, user.role, user.id
         ),
-        &serde_json::json!({"id": user.id, "username": user.username, "auth_provider": user.auth_provider, "role": user.role, "has_password": user.password_hash.is_some()}),
+        &confirmation(&user),
     )?;
     Ok(())
 }
@@ -165,9 +171,18 @@ pub async fn update(
     )
     .await?;
     ctx.done(
-        &format!("updated user {:?} ({}): role {}, password {}", user.username, user.auth_provider, user.role,
-            if user.password_hash.is_some() { "set" } else { "none" }),
-        &serde_json::json!({"id": user.id, "username": user.username, "auth_provider": user.auth_provider, "role": user.role, "has_password": user.password_hash.is_some()}),
+        &format!(
+            "updated user {:?} ({}): role {}, password {}",
+            user.username,
+            user.auth_provider,
+            user.role,
+            if user.password_hash.is_some() {
+                "set"
+            } else {
+                "none"
+            }
+        ),
+        &confirmation(&user),
     )?;
     Ok(())
 }

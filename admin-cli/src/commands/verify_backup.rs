@@ -10,6 +10,16 @@ use serde::Serialize;
 use std::path::Path;
 use std::process::Stdio;
 
+/// How the dump is restored into the scratch database: as one transaction that stops at the
+/// first error, owned by and granted to no one in particular, never asking for a password.
+const RESTORE_ARGS: [&str; 5] = [
+    "--no-owner",
+    "--no-privileges",
+    "--exit-on-error",
+    "--no-password",
+    "--single-transaction",
+];
+
 /// Rows of each kind decoded by `verify-backup`.
 const SAMPLE: usize = 100;
 
@@ -108,6 +118,29 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Runs pg_restore with `args`, then `file`: its standard output, or (`Err`) the last line
+/// of its error report when it fails.
+async fn pg_restore(
+    restore: &Path,
+    env: &[(&'static str, String)],
+    args: impl IntoIterator<Item = &str>,
+    file: &Path,
+) -> Result<Result<Vec<u8>, String>> {
+    let out = pg_command(restore, env)
+        .args(args)
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .context("cannot run pg_restore")?;
+    Ok(if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(last_error(&out.stderr, env))
+    })
+}
+
 /// `verify-backup FILE`.
 pub async fn verify(ctx: &mut Ctx<'_>, file: &Path) -> Result<()> {
     let meta = std::fs::metadata(file).with_context(|| format!("cannot read {}", shown(file)))?;
@@ -119,22 +152,16 @@ pub async fn verify(ctx: &mut Ctx<'_>, file: &Path) -> Result<()> {
     let mut report = Report::default();
 
     // The table of contents: a file pg_restore cannot list is no dump at all.
-    let listed = pg_command(&restore, &env)
-        .arg("--list")
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .context("cannot run pg_restore")?;
-    if !listed.status.success() {
-        report.problems.push(format!(
-            "pg_restore cannot read its table of contents: {}",
-            last_error(&listed.stderr, &env)
-        ));
-        return finish(ctx, report, "not restorable");
-    }
-    let toc = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let listed = match pg_restore(&restore, &env, ["--list"], file).await? {
+        Ok(listed) => listed,
+        Err(why) => {
+            report.problems.push(format!(
+                "pg_restore cannot read its table of contents: {why}"
+            ));
+            return finish(ctx, report, "not restorable");
+        }
+    };
+    let toc = String::from_utf8_lossy(&listed).into_owned();
     let dumped_db = toc
         .lines()
         .find_map(|l| l.trim_start_matches(';').trim().strip_prefix("dbname: "))
@@ -209,26 +236,10 @@ async fn check_restored(
     let mut env = env.to_vec();
     env.retain(|(k, _)| *k != "PGDATABASE");
     env.push(("PGDATABASE", scratch_name.to_string()));
-    let restored = pg_command(restore, &env)
-        .args([
-            "--no-owner",
-            "--no-privileges",
-            "--exit-on-error",
-            "--no-password",
-            "--single-transaction",
-        ])
-        .arg(format!("--dbname={scratch_name}"))
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .context("cannot run pg_restore")?;
-    if !restored.status.success() {
-        report.problems.push(format!(
-            "pg_restore failed: {}",
-            last_error(&restored.stderr, &env)
-        ));
+    let dbname = format!("--dbname={scratch_name}");
+    let args = RESTORE_ARGS.into_iter().chain([dbname.as_str()]);
+    if let Err(why) = pg_restore(restore, &env, args, file).await? {
+        report.problems.push(format!("pg_restore failed: {why}"));
         return Ok(false);
     }
 

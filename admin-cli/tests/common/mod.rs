@@ -45,6 +45,13 @@ impl Out {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 
+    /// Asserts that stdout holds `text`.
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        assert!(self.stdout.contains(text), "{}", self.stdout);
+        self
+    }
+
     /// stdout and stderr together, for "appears nowhere" checks.
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
@@ -131,6 +138,19 @@ pub fn run_url(url: &str, args: &[&str]) -> Out {
     output(c, None)
 }
 
+/// The arguments of a command line, split at spaces: for command lines none of whose
+/// arguments holds a space.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// [`words`] of `line`, then `extra` (arguments that may hold spaces, or be empty).
+pub fn words_and<'a>(line: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = words(line);
+    all.extend_from_slice(extra);
+    all
+}
+
 /// Runs `admin-cli ARGS...` against `db`.
 pub fn run(db: &TestDb, args: &[&str]) -> Out {
     run_url(db.config().url_with_password(), args)
@@ -204,6 +224,36 @@ pub fn user_count(db: &TestDb) -> i64 {
 #[track_caller]
 pub fn exec(db: &TestDb, sql: &str) {
     run(db, &["sql", "-c", sql]).ok();
+}
+
+/// The id of the user named `name` (one provider only).
+#[track_caller]
+pub fn user_id(db: &TestDb, name: &str) -> i64 {
+    scalar(
+        db,
+        &format!("select id from users where username = '{name}'"),
+    )
+    .expect("an id is never NULL")
+    .parse()
+    .unwrap()
+}
+
+/// A fresh database with one user, added by `admin-cli add-user ARGS...` (which must succeed).
+pub async fn db_with_user(add_user_args: &[&str]) -> Db {
+    let db = Db::new().await;
+    let mut args = vec!["add-user"];
+    args.extend_from_slice(add_user_args);
+    run(&db, &args).ok();
+    db
+}
+
+/// A fresh database with two users named `name`, a local one and then a Keycloak one:
+/// the database and their ids.
+pub async fn db_with_namesakes(name: &str) -> (Db, i64, i64) {
+    let db = Db::new().await;
+    let local = user(&db, name, AuthProvider::Local).await;
+    let keycloak = user(&db, name, AuthProvider::Keycloak).await;
+    (db, local, keycloak)
 }
 
 /// Creates a user through the db crate and returns its id.

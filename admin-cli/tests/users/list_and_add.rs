@@ -77,16 +77,8 @@ async fn list_users_verbose_adds_password_and_simulation_counts() {
 
 #[tokio::test]
 async fn list_users_json_has_every_field() {
-    let db = Db::new().await;
-    run(
-        &db,
-        &["add-user", "alice", "--admin", "--password", "pw-json-1"],
-    )
-    .ok();
-    let alice: i64 = scalar(&db, "select id from users where username = 'alice'")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let db = db_with_user(&words("alice --admin --password pw-json-1")).await;
+    let alice = user_id(&db, "alice");
     sim(&db, alice, "s", 1).await;
 
     let plain = users_json(&db, false);
@@ -211,10 +203,7 @@ async fn add_user_with_admin_makes_an_administrator_without_password() {
 #[tokio::test]
 async fn add_user_json_confirmation_has_no_hash() {
     let db = Db::new().await;
-    let out = run(
-        &db,
-        &["--json", "add-user", "alice", "--password", "pw-x-123"],
-    );
+    let out = run(&db, &words("--json add-user alice --password pw-x-123"));
     out.ok();
     let v = out.json();
     assert_eq!(v["username"], "alice");
@@ -280,13 +269,7 @@ async fn add_user_with_password_and_password_stdin_is_bad_usage() {
     let db = Db::new().await;
     let out = run_stdin(
         &db,
-        &[
-            "add-user",
-            "alice",
-            "--password",
-            "pw-1",
-            "--password-stdin",
-        ],
+        &words("add-user alice --password pw-1 --password-stdin"),
         "pw-2\n",
     );
     out.usage_error_with("cannot be used with");

@@ -40,12 +40,3 @@ pub fn hash_of(db: &Db, name: &str) -> Option<String> {
 pub fn has_password(db: &Db, name: &str, password: &str) -> bool {
     hash_of(db, name).is_some_and(|hash| db::password::verify(password, &hash))
 }
-
-/// A fresh database with one user, added by `admin-cli add-user ARGS...` (which must succeed).
-pub async fn db_with_user(add_user_args: &[&str]) -> Db {
-    let db = Db::new().await;
-    let mut args = vec!["add-user"];
-    args.extend_from_slice(add_user_args);
-    run(&db, &args).ok();
-    db
-}

@@ -71,7 +71,7 @@ async fn update_user_role_and_password_at_once() {
     let db = db_with_user(&["alice"]).await;
     run(
         &db,
-        &["update-user", "alice", "--admin", "--password", "pw-both-1"],
+        &words("update-user alice --admin --password pw-both-1"),
     )
     .ok();
     let u = &users_json(&db, false)[0];
@@ -103,13 +103,7 @@ async fn update_user_conflicting_flags_are_bad_usage() {
     run(&db, &["update-user", "alice", "--admin", "--no-admin"]).expect_code(2);
     run(
         &db,
-        &[
-            "update-user",
-            "alice",
-            "--password",
-            "x-pw-2",
-            "--no-password",
-        ],
+        &words("update-user alice --password x-pw-2 --no-password"),
     )
     .expect_code(2);
     run_stdin(
@@ -120,7 +114,7 @@ async fn update_user_conflicting_flags_are_bad_usage() {
     .expect_code(2);
     run(
         &db,
-        &["update-user", "alice", "--admin", "--auth-provider", "ldap"],
+        &words("update-user alice --admin --auth-provider ldap"),
     )
     .expect_code(2);
     // Nothing changed.
@@ -131,21 +125,13 @@ async fn update_user_conflicting_flags_are_bad_usage() {
 
 #[tokio::test]
 async fn update_user_auth_provider_targets_only_that_provider() {
-    let db = Db::new().await;
-    user(&db, "eve", AuthProvider::Local).await;
-    user(&db, "eve", AuthProvider::Keycloak).await;
-    let out = run(
+    let (db, _, _) = db_with_namesakes("eve").await;
+    run(
         &db,
-        &[
-            "update-user",
-            "eve",
-            "--auth-provider",
-            "keycloak",
-            "--admin",
-        ],
-    );
-    out.ok();
-    assert!(out.stdout.contains("(keycloak)"), "{}", out.stdout);
+        &words("update-user eve --auth-provider keycloak --admin"),
+    )
+    .ok()
+    .stdout_has("(keycloak)");
     let rows = query(
         &db,
         "select auth_provider, role from users where username = 'eve' order by auth_provider",
@@ -235,9 +221,7 @@ async fn remove_user_bad_auth_provider_is_bad_usage() {
 
 #[tokio::test]
 async fn remove_user_keycloak_removes_only_the_keycloak_user_of_that_name() {
-    let db = Db::new().await;
-    let local = user(&db, "frank", AuthProvider::Local).await;
-    user(&db, "frank", AuthProvider::Keycloak).await;
+    let (db, local, _) = db_with_namesakes("frank").await;
     sim(&db, local, "local's", 1).await;
 
     let out = stdout_of(&db, &["remove-user", "frank", "keycloak"]);
@@ -251,9 +235,7 @@ async fn remove_user_keycloak_removes_only_the_keycloak_user_of_that_name() {
 
 #[tokio::test]
 async fn remove_user_defaults_to_the_local_user() {
-    let db = Db::new().await;
-    user(&db, "gina", AuthProvider::Local).await;
-    let kc = user(&db, "gina", AuthProvider::Keycloak).await;
+    let (db, _, kc) = db_with_namesakes("gina").await;
     run(&db, &["remove-user", "gina"]).ok();
     assert_eq!(
         query(&db, "select id::text, auth_provider from users"),
