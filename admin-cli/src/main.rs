@@ -64,8 +64,10 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
+    // `db-url` prints the settings as given; every connection carries the tool's name.
+    let given = cli.db.config()?;
     let mut ctx = Ctx {
-        config: cli.db.config()?,
+        config: given.with_application_name("admin-cli"),
         json: cli.json,
         out,
     };
@@ -206,9 +208,9 @@ async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Sql { command, file } => commands::sql::run(&mut ctx, command, file).await,
         Command::DbUrl { show_password } => {
             let url = if show_password {
-                ctx.config.url_with_password().to_string()
+                given.url_with_password().to_string()
             } else {
-                ctx.config.redacted_url()
+                given.redacted_url()
             };
             writeln!(ctx.out, "{url}")?;
             Ok(())

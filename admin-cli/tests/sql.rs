@@ -39,6 +39,18 @@ async fn select_prints_header_null_and_row_count() {
     assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
 
+/// The operator's connections carry the tool's name in `pg_stat_activity`, as the services'
+/// carry theirs.
+#[tokio::test]
+async fn connections_are_named_admin_cli() {
+    let db = Db::new().await;
+    let name = "select application_name from pg_stat_activity where pid = pg_backend_pid()";
+    assert_eq!(
+        sql_stdout(&db, name),
+        "application_name\nadmin-cli\n(1 row)\n"
+    );
+}
+
 #[tokio::test]
 async fn rows_are_aligned_and_counted() {
     let db = Db::new().await;

@@ -12,6 +12,7 @@
 use crate::aggregation::Aggregation;
 use crate::codec::{self, sums::decode_sums};
 use crate::error::{DbError, DbResult};
+use crate::final_pages::PageRows;
 use crate::pool::Conn;
 use crate::prepared::prepared;
 use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, SmallInt, Text};
@@ -391,61 +392,23 @@ pub(crate) async fn write_final_pages(conn: &mut Conn, simulation_id: i64) -> Db
     .bind::<Array<Jsonb>, _>(&estimator_meta)
     .load(conn)
     .await?;
-    let mut est_ids = Vec::new();
-    let mut numbers = Vec::new();
-    let mut names = Vec::new();
-    let mut dims = Vec::new();
-    let mut axes = Vec::new();
-    let mut vnames = Vec::new();
-    let mut vunits = Vec::new();
-    let mut counts = Vec::new();
-    let mut values = Vec::new();
-    let mut errors: Vec<Option<Vec<u8>>> = Vec::new();
-    let mut metas = Vec::new();
-    let mut rules = Vec::new();
+    let mut rows = PageRows::default();
     for a in &accs {
         let meta: PageMeta = serde_json::from_value(a.page_meta.clone()).unwrap_or_default();
         let (mean, err) = merged(a, &parts)?;
-        rules.push(rule_of(a)?.as_str());
         let Some(est) = ests.iter().find(|e| e.name == a.estimator_name) else {
             continue;
         };
-        est_ids.push(est.id);
-        numbers.push(a.page_number);
-        names.push(meta.name);
-        dims.push(meta.dimension);
-        axes.push(meta.axes);
-        vnames.push(meta.value_name);
-        vunits.push(meta.value_unit);
-        counts.push(mean.len() as i32);
-        values.push(codec::encode(&mean).map_err(|e| codec::corrupt("page", e))?);
-        errors.push(match err {
-            Some(e) => Some(codec::encode(&e).map_err(|e| codec::corrupt("page", e))?),
-            None => None,
-        });
-        metas.push(meta.metadata);
+        rows.push(
+            est.id,
+            a.page_number,
+            meta,
+            rule_of(a)?,
+            &mean,
+            err.as_deref(),
+        )?;
     }
-    diesel::sql_query(
-        "INSERT INTO pages (estimator_id, page_number, page_name, page_dimension, axes, value_name,
-                            value_unit, value_count, values_data, errors_data, metadata, aggregation)
-         SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::smallint[], $5::jsonb[],
-                              $6::text[], $7::text[], $8::int[], $9::bytea[], $10::bytea[], $11::jsonb[],
-                              $12::text[])",
-    )
-    .bind::<Array<BigInt>, _>(&est_ids)
-    .bind::<Array<Integer>, _>(&numbers)
-    .bind::<Array<Text>, _>(&names)
-    .bind::<Array<SmallInt>, _>(&dims)
-    .bind::<Array<Jsonb>, _>(&axes)
-    .bind::<Array<Text>, _>(&vnames)
-    .bind::<Array<Text>, _>(&vunits)
-    .bind::<Array<Integer>, _>(&counts)
-    .bind::<Array<Bytea>, _>(&values)
-    .bind::<Array<Nullable<Bytea>>, _>(&errors)
-    .bind::<Array<Jsonb>, _>(&metas)
-    .bind::<Array<Text>, _>(&rules)
-    .execute(conn)
-    .await?;
+    rows.insert(conn).await?;
     diesel::sql_query("DELETE FROM merge_accumulators WHERE simulation_id = $1")
         .bind::<BigInt, _>(simulation_id)
         .execute(conn)

@@ -138,6 +138,7 @@
 pub use sim_inputs::builtin as input;
 mod coulomb;
 mod nuclear;
+mod particle;
 mod physics;
 mod rng;
 /// The random generator [`run`] uses (public for the bench's same-run baseline).

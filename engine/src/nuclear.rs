@@ -2,10 +2,10 @@
 //! (energy shared per [`NUCLEAR_BUDGET`]) or an elastic collision with a hydrogen nucleus
 //! (two protons out, by two-body kinematics). Cross sections: [`super::xsection`].
 
+use super::particle::{deflect, Proton};
 use super::physics::{NuclearBudget, NUCLEAR_BUDGET, PROTON_MASS_MEV};
 use super::rng::Rng;
 use super::scoring::Scorer;
-use super::transport::{deflect, Proton};
 use super::EnergyBalance;
 
 /// Secondary protons below this energy are deposited on the spot instead of transported,

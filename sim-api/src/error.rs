@@ -112,13 +112,50 @@ mod tests {
         ))
     }
 
+    /// Each error's code, and a text of it that the client's message must not show (a
+    /// constraint name, a NUL's byte, a table name); an internal error's message is generic.
     #[test]
-    fn constraint_names_do_not_leak() {
-        let s = db_status(DbError::Invalid(
-            "rejected by the schema (simulations_ntasks_check)".into(),
-        ));
-        assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        assert!(!s.message().contains("simulations_"), "{}", s.message());
+    fn errors_map_to_their_codes_and_leak_nothing() {
+        let cases = [
+            (
+                DbError::Invalid("rejected by the schema (simulations_ntasks_check)".into()),
+                tonic::Code::InvalidArgument,
+                "simulations_",
+            ),
+            (
+                server_error(
+                    DatabaseErrorKind::Unknown,
+                    "invalid byte sequence for encoding \"UTF8\": 0x00",
+                ),
+                tonic::Code::InvalidArgument,
+                "0x00",
+            ),
+            (
+                server_error(
+                    DatabaseErrorKind::Unknown,
+                    "relation \"secret_table\" does not exist",
+                ),
+                tonic::Code::Internal,
+                "secret_table",
+            ),
+        ];
+        for (e, code, hidden) in cases {
+            let shown = e.to_string();
+            let s = db_status(e);
+            assert_eq!(s.code(), code, "{shown}");
+            assert!(!s.message().contains(hidden), "{shown}: {}", s.message());
+            if code == tonic::Code::Internal {
+                assert_eq!(s.message(), "internal error");
+            }
+        }
+        // Stored data that does not decode is the server's fault, not the caller's.
+        let s = stored_data_status(
+            DbError::Invalid("bad page blob".into()),
+            "results",
+            uuid::Uuid::nil(),
+        );
+        assert_eq!(s.code(), tonic::Code::Internal);
+        assert_eq!(s.message(), "internal error");
     }
 
     #[test]
@@ -152,39 +189,12 @@ mod tests {
             let s = db_status(e);
             assert_eq!(s.code(), tonic::Code::Unavailable, "{shown}");
             assert_eq!(s.message(), UNAVAILABLE_MESSAGE);
-            let s = stored_data_status(
-                server_error(DatabaseErrorKind::ClosedConnection, "connection closed"),
-                "results",
-                uuid::Uuid::nil(),
-            );
-            assert_eq!(s.code(), tonic::Code::Unavailable);
         }
-    }
-
-    #[test]
-    fn other_errors_stay_internal_and_generic() {
-        let s = db_status(server_error(
-            DatabaseErrorKind::Unknown,
-            "relation \"secret_table\" does not exist",
-        ));
-        assert_eq!(s.code(), tonic::Code::Internal);
-        assert_eq!(s.message(), "internal error");
         let s = stored_data_status(
-            DbError::Invalid("bad page blob".into()),
+            server_error(DatabaseErrorKind::ClosedConnection, "connection closed"),
             "results",
             uuid::Uuid::nil(),
         );
-        assert_eq!(s.code(), tonic::Code::Internal);
-        assert_eq!(s.message(), "internal error");
-    }
-
-    #[test]
-    fn a_nul_the_database_refused_is_invalid_argument() {
-        let s = db_status(server_error(
-            DatabaseErrorKind::Unknown,
-            "invalid byte sequence for encoding \"UTF8\": 0x00",
-        ));
-        assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        assert!(!s.message().contains("0x00"), "{}", s.message());
+        assert_eq!(s.code(), tonic::Code::Unavailable);
     }
 }

@@ -51,6 +51,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to the database")?;
+    // The API's own port first: when it is taken, nothing else has started or printed.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let rpc_metrics = std::sync::Arc::new(sim_api::metrics::RpcMetrics::default());
     // Unhealthy from the shutdown signal on, so that a balancer stops sending calls.
     let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -69,9 +73,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("bound address")?;
     let signal = shutdown_signal();
     println!("listening on {addr}");

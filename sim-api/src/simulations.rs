@@ -24,8 +24,7 @@ use uuid::Uuid;
 pub use crate::listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use crate::submission::{MAX_SBATCH_OPTIONS, TASK_MAX_ATTEMPTS};
 
-/// Longest title, in characters.
-pub const MAX_TITLE_CHARS: usize = 1000;
+pub use crate::text::MAX_TITLE_CHARS;
 
 type BoxStream<T> = Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send>>;
 

@@ -6,7 +6,7 @@ use crate::text::{self, StoredText};
 use crate::Limits;
 use tonic::Status;
 
-/// The title: at most [`crate::simulations::MAX_TITLE_CHARS`] characters, no NUL.
+/// The title: at most [`crate::text::MAX_TITLE_CHARS`] characters, no NUL.
 pub fn title(title: String) -> Result<StoredText, Status> {
     StoredText::parse("title", title, text::TITLE)
 }

@@ -30,10 +30,11 @@ pub enum TextKind {
     },
 }
 
-/// A title: up to [`crate::simulations::MAX_TITLE_CHARS`] characters (the
-/// `simulations.title` check), anything but NUL.
+/// Longest title, in characters (the `simulations.title` check).
+pub const MAX_TITLE_CHARS: usize = 1000;
+/// A title: up to [`MAX_TITLE_CHARS`] characters, anything but NUL.
 pub const TITLE: TextKind = TextKind::Free {
-    max_chars: crate::simulations::MAX_TITLE_CHARS,
+    max_chars: MAX_TITLE_CHARS,
 };
 /// A username: 1 to 255 characters (the `users.username` check), no control characters.
 pub const USERNAME: TextKind = TextKind::Name { max_chars: 255 };

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{simple_submit, spawn_app};
+use common::{simple_submit, spawn_app_as};
 use proto::v1::submit_request::Platform;
 use proto::v1::{BatchPlatform, SubmitRequest};
 use tonic::Code;
@@ -23,12 +23,19 @@ fn batch_submit(ntasks: i32) -> SubmitRequest {
     }
 }
 
+/// A new app with cluster `small` of `max_array_size`, and a user's token.
+async fn app_with_small_cluster(max_array_size: i32) -> (common::App, String) {
+    let (app, tok) = spawn_app_as("alice").await;
+    app.sql(&format!(
+        "INSERT INTO clusters (name, work_dir, max_array_size) VALUES ('small', '/w', {max_array_size})"
+    ))
+    .await;
+    (app, tok)
+}
+
 #[tokio::test]
 async fn ntasks_over_the_clusters_max_array_size_is_refused() {
-    let app = spawn_app().await;
-    let tok = app.user_token("alice", false).await;
-    app.sql("INSERT INTO clusters (name, work_dir, max_array_size) VALUES ('small', '/w', 3)")
-        .await;
+    let (app, tok) = app_with_small_cluster(3).await;
 
     let err = app.submit(&tok, batch_submit(4)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -53,10 +60,7 @@ async fn ntasks_over_the_clusters_max_array_size_is_refused() {
 
 #[tokio::test]
 async fn the_limit_is_read_at_each_submit() {
-    let app = spawn_app().await;
-    let tok = app.user_token("bob", false).await;
-    app.sql("INSERT INTO clusters (name, work_dir, max_array_size) VALUES ('small', '/w', 1)")
-        .await;
+    let (app, tok) = app_with_small_cluster(1).await;
     let err = app.submit(&tok, batch_submit(2)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 

@@ -34,12 +34,13 @@
 mod support;
 
 use anyhow::{bail, ensure, Context as _, Result};
+use db::aggregation::Aggregation;
 use db::enums::SimType;
 use db::testing::TestDb;
 use db::DbConfig;
-use diesel::sql_types::{Array, BigInt, Bytea, Integer, Jsonb, Nullable, SmallInt, Text};
+use diesel::sql_types::{Array, BigInt, Jsonb, Text};
 use diesel_async::RunQueryDsl;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{BenchArgs, Noise};
@@ -52,15 +53,6 @@ const COLS: usize = 400;
 
 /// Tasks per simulation.
 const NTASKS: i32 = 4;
-
-/// A scratch directory for the dumps, removed (with whatever is in it) on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The baseline's scratch database, dropped on drop if it is still there.
 struct ScratchDb {
@@ -149,41 +141,25 @@ async fn simulation(conn: &mut db::Conn, owner: i64, rng: &mut Noise, n: usize) 
         {"name": "x", "unit": "cm", "bins": ROWS, "min": -2.0, "max": 2.0},
         {"name": "z", "unit": "cm", "bins": COLS, "min": 0.0, "max": 20.0}
     ]);
-    let (mut est_ids, mut numbers, mut values, mut errors) = (vec![], vec![], vec![], vec![]);
+    let meta = db::results::PageMeta {
+        name: "dose".into(),
+        dimension: 2,
+        axes,
+        value_name: "dose".into(),
+        value_unit: "MeV/g/primary".into(),
+        metadata: serde_json::json!({}),
+        ..Default::default()
+    };
+    let mut rows = db::final_pages::PageRows::default();
     for e in &ests {
         for page in 0..PAGES {
             let v: Vec<f64> = (0..ROWS * COLS).map(|_| rng.unit() * 1e-3).collect();
             let s: Vec<f64> = v.iter().map(|x| x * 0.05 * rng.unit()).collect();
-            est_ids.push(e.id);
-            numbers.push(page);
-            values.push(db::codec::encode(&v)?);
-            errors.push(Some(db::codec::encode(&s)?));
+            rows.push(e.id, page, meta.clone(), Aggregation::Mean, &v, Some(&s))?;
         }
     }
-    let count = est_ids.len();
-    let bytes: usize = values.iter().map(Vec::len).sum::<usize>()
-        + errors.iter().flatten().map(Vec::len).sum::<usize>();
-    diesel::sql_query(
-        "INSERT INTO pages (estimator_id, page_number, page_name, page_dimension, axes, value_name,
-                            value_unit, value_count, values_data, errors_data, metadata, aggregation)
-         SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::smallint[], $5::jsonb[],
-                              $6::text[], $7::text[], $8::int[], $9::bytea[], $10::bytea[], $11::jsonb[],
-                              $12::text[])",
-    )
-    .bind::<Array<BigInt>, _>(&est_ids)
-    .bind::<Array<Integer>, _>(&numbers)
-    .bind::<Array<Text>, _>(vec!["dose"; count])
-    .bind::<Array<SmallInt>, _>(vec![2i16; count])
-    .bind::<Array<Jsonb>, _>(vec![axes; count])
-    .bind::<Array<Text>, _>(vec!["dose"; count])
-    .bind::<Array<Text>, _>(vec!["MeV/g/primary"; count])
-    .bind::<Array<Integer>, _>(vec![(ROWS * COLS) as i32; count])
-    .bind::<Array<Bytea>, _>(&values)
-    .bind::<Array<Nullable<Bytea>>, _>(&errors)
-    .bind::<Array<Jsonb>, _>(vec![serde_json::json!({}); count])
-    .bind::<Array<Text>, _>(vec!["mean"; count])
-    .execute(conn)
-    .await?;
+    let bytes = rows.encoded_bytes();
+    rows.insert(conn).await?;
     Ok(bytes as i64)
 }
 
@@ -288,11 +264,10 @@ async fn main() -> Result<()> {
     let args = BenchArgs::parse()?;
     let target_mb: f64 = args.size("MB", 1024.0, 2.0)?;
     let rounds = args.rounds;
-    let dir = Scratch(PathBuf::from(format!(
-        "/var/tmp/sim-backup-bench-{}",
-        std::process::id()
-    )));
-    std::fs::create_dir_all(&dir.0)?;
+    // Under /var/tmp: the dumps are large, and /tmp may be a small tmpfs.
+    let dir = tempfile::Builder::new()
+        .prefix("sim-backup-bench-")
+        .tempdir_in("/var/tmp")?;
     let db = TestDb::new().await;
     let config = db.config().clone();
     let url = config.url_with_password().to_owned();
@@ -335,7 +310,7 @@ async fn main() -> Result<()> {
         for is_product in support::order(round) {
             psql(&config, "CHECKPOINT")?;
             if is_product {
-                let s = product(&url, &dir.0)?;
+                let s = product(&url, dir.path())?;
                 println!(
                     "  round {}: admin-cli backup {:.2} s ({:.1} MB dump), verify-backup {:.2} s; total {:.2} s",
                     round + 1,
@@ -346,7 +321,7 @@ async fn main() -> Result<()> {
                 );
                 ours.push(s);
             } else {
-                let s = baseline(&config, &scratch, &dir.0)?;
+                let s = baseline(&config, &scratch, dir.path())?;
                 println!(
                     "  round {}: pg_dump -Fc {:.2} s ({:.1} MB dump), create + pg_restore + drop {:.2} s; total {:.2} s (baseline)",
                     round + 1,

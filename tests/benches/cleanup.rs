@@ -123,6 +123,9 @@ async fn copy_sql(
     ))
 }
 
+/// One table's copy: (table, the rows to copy, the columns given new values).
+type Copy<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 /// The SQL that copies simulation `tpl` and everything under it `n` times (one transaction);
 /// the copies' ids are `lo..=hi` of the temporary table `sim_map`.
 async fn copies_sql(config: &DbConfig, tpl: i64, n: usize) -> Result<String> {
@@ -143,55 +146,48 @@ async fn copies_sql(config: &DbConfig, tpl: i64, n: usize) -> Result<String> {
         seq("estimators")
     );
     let id_title = "x.title || ' #' || m.n".to_owned();
-    sql += &copy_sql(
-        config,
-        "simulations",
-        &format!("sim_map m JOIN simulations x ON x.id = {tpl} ORDER BY m.n"),
-        &[
-            ("id", "m.new_id"),
-            ("job_id", "gen_random_uuid()"),
-            ("title", &id_title),
-        ],
-    )
-    .await?;
-    sql += &copy_sql(
-        config,
-        "inputs",
-        &format!("sim_map m JOIN inputs x ON x.simulation_id = {tpl} ORDER BY m.n"),
-        &[("simulation_id", "m.new_id")],
-    )
-    .await?;
-    sql += &copy_sql(
-        config,
-        "tasks",
-        "task_map m JOIN tasks x ON x.id = m.old_id ORDER BY m.new_id",
-        &[("id", "m.new_id"), ("simulation_id", "m.sim_id")],
-    )
-    .await?;
-    sql += &copy_sql(
-        config,
-        "logfiles",
-        &format!(
-            "sim_map s JOIN logfiles x ON x.simulation_id = {tpl}
-             LEFT JOIN task_map m ON m.old_id = x.task_id AND m.sim_id = s.new_id ORDER BY s.n, x.id"
+    let sim_join = format!("sim_map m JOIN simulations x ON x.id = {tpl} ORDER BY m.n");
+    let inputs_join = format!("sim_map m JOIN inputs x ON x.simulation_id = {tpl} ORDER BY m.n");
+    let logfiles_join = format!(
+        "sim_map s JOIN logfiles x ON x.simulation_id = {tpl}
+         LEFT JOIN task_map m ON m.old_id = x.task_id AND m.sim_id = s.new_id ORDER BY s.n, x.id"
+    );
+    // Each table, parents first.
+    let copies: [Copy<'_>; 6] = [
+        (
+            "simulations",
+            &sim_join,
+            &[
+                ("id", "m.new_id"),
+                ("job_id", "gen_random_uuid()"),
+                ("title", &id_title),
+            ],
         ),
-        &[("simulation_id", "s.new_id"), ("task_id", "m.new_id")],
-    )
-    .await?;
-    sql += &copy_sql(
-        config,
-        "estimators",
-        "est_map m JOIN estimators x ON x.id = m.old_id ORDER BY m.new_id",
-        &[("id", "m.new_id"), ("simulation_id", "m.sim_id")],
-    )
-    .await?;
-    sql += &copy_sql(
-        config,
-        "pages",
-        "est_map m JOIN pages x ON x.estimator_id = m.old_id ORDER BY m.new_id, x.page_number",
-        &[("estimator_id", "m.new_id")],
-    )
-    .await?;
+        ("inputs", &inputs_join, &[("simulation_id", "m.new_id")]),
+        (
+            "tasks",
+            "task_map m JOIN tasks x ON x.id = m.old_id ORDER BY m.new_id",
+            &[("id", "m.new_id"), ("simulation_id", "m.sim_id")],
+        ),
+        (
+            "logfiles",
+            &logfiles_join,
+            &[("simulation_id", "s.new_id"), ("task_id", "m.new_id")],
+        ),
+        (
+            "estimators",
+            "est_map m JOIN estimators x ON x.id = m.old_id ORDER BY m.new_id",
+            &[("id", "m.new_id"), ("simulation_id", "m.sim_id")],
+        ),
+        (
+            "pages",
+            "est_map m JOIN pages x ON x.estimator_id = m.old_id ORDER BY m.new_id, x.page_number",
+            &[("estimator_id", "m.new_id")],
+        ),
+    ];
+    for (table, from, set) in copies {
+        sql += &copy_sql(config, table, from, set).await?;
+    }
     sql += "COMMIT;";
     Ok(sql)
 }

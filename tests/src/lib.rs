@@ -73,6 +73,14 @@ impl Drop for Proc {
     }
 }
 
+/// Runs the workspace binary `name` with `args` to its end: its exit status and output.
+pub fn run_bin(name: &str, args: &[&str]) -> Output {
+    match command(name).args(args).output() {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run {name}: {e}"),
+    }
+}
+
 /// Starts the workspace binary `name` with `--database-url url` and `args` (logging only
 /// errors, stderr discarded unless `RUST_LOG` is set by the caller's `args` handling) and
 /// waits for its first line of stdout, its "ready" or "listening on" line.
@@ -269,6 +277,19 @@ pub async fn wait_final(s: &mut SimClient, job: &str, tok: &str) -> pb::JobState
                 }
             }
         }
+    }
+}
+
+/// The common start of an end-to-end test: a fresh test database holding the user `alice`
+/// (password `pw-alice`, added by the real `admin-cli`), a real `sim-api` serving it, and
+/// alice logged in to it: (database, the `sim-api` process, its address, client, token).
+pub async fn alice_on_api() -> (db::testing::TestDb, Proc, String, SimClient, String) {
+    let db = db::testing::TestDb::new().await;
+    add_user(db.config().url_with_password(), "alice", "pw-alice");
+    let (api, addr) = start_api(db.config().url_with_password());
+    match login(&addr, "alice", "pw-alice").await {
+        Ok((client, token)) => (db, api, addr, client, token),
+        Err(e) => panic!("alice cannot log in to the new sim-api at {addr}: {e}"),
     }
 }
 

@@ -3,7 +3,6 @@
 //! primaries, watches it to COMPLETED, and reads results that are exactly the stored merge.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::testing::TestDb;
 use futures_util::StreamExt;
 use proto::v1 as pb;
 use std::time::Duration;
@@ -11,13 +10,9 @@ use tests::authed;
 
 #[tokio::test]
 async fn submit_watch_and_read_results_through_the_real_binaries() {
-    let db = TestDb::new().await;
+    let (db, _api, _addr, mut sims, token) = tests::alice_on_api().await;
     let url = db.config().url_with_password();
-    tests::add_user(url, "alice", "pw-alice");
-    let (_api, addr) = tests::start_api(url);
     let _worker = tests::start_worker(url, &["--concurrency", "2", "--poll", "0.5"]);
-
-    let (mut sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
     let editor = serde_json::json!({
         "beam": {"energy_mev": 150.0},
         "scoring": {"z_bins": 100, "r_bins": 10},

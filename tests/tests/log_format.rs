@@ -26,6 +26,14 @@ fn log_file(name: &str) -> (PathBuf, std::fs::File) {
 
 /// Every line of `path` as JSON; panics on a line that is not an object with a `level` and
 /// a `fields.message`.
+/// The first of `lines` whose message is `message`.
+fn line_with<'a>(lines: &'a [Value], message: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["fields"]["message"] == message)
+        .unwrap_or_else(|| panic!("no `{message}` line in {lines:?}"))
+}
+
 fn json_lines(path: &PathBuf) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
     let _ = std::fs::remove_file(path);
@@ -78,10 +86,7 @@ async fn json_logs_carry_the_rpc_and_task_spans() {
     let api_lines = json_lines(&api_log);
     let raw = serde_json::to_string(&api_lines).unwrap();
     assert!(!raw.contains(&token), "the access token was logged");
-    let submitted = api_lines
-        .iter()
-        .find(|l| l["fields"]["message"] == "submitted")
-        .unwrap_or_else(|| panic!("no `submitted` line in {raw}"));
+    let submitted = line_with(&api_lines, "submitted");
     let span = &submitted["span"];
     assert_eq!(span["name"], "rpc", "{submitted}");
     assert!(span["simulation"].is_number(), "{submitted}");
@@ -98,10 +103,7 @@ async fn json_logs_carry_the_rpc_and_task_spans() {
     assert_eq!(span["caller"], alice, "{submitted}");
 
     let worker_lines = json_lines(&worker_log);
-    let started = worker_lines
-        .iter()
-        .find(|l| l["fields"]["message"] == "task started")
-        .unwrap_or_else(|| panic!("no `task started` line in {worker_lines:?}"));
+    let started = line_with(&worker_lines, "task started");
     let span = &started["span"];
     assert_eq!(span["name"], "task", "{started}");
     for field in ["simulation", "task", "attempt", "worker"] {
@@ -125,12 +127,9 @@ fn every_binary_and_mode_takes_the_flag() {
         &["admin-cli", "--log-format", "json", "--help"],
         &["admin-cli", "list-users", "--log-format", "json", "--help"],
     ] {
-        let out = tests::command(args[0]).args(&args[1..]).output().unwrap();
+        let out = tests::run_bin(args[0], &args[1..]);
         assert!(out.status.success(), "{args:?}: {out:?}");
     }
-    let out = tests::command("worker")
-        .args(["--log-format", "xml", "--help"])
-        .output()
-        .unwrap();
+    let out = tests::run_bin("worker", &["--log-format", "xml", "--help"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

@@ -170,16 +170,10 @@ async fn both_services_serve_metrics_that_move_with_the_work() {
     .await
     .unwrap();
     assert_eq!(status, 404);
-    let probe = tests::command("worker")
-        .args(["probe", &healthz])
-        .output()
-        .unwrap();
-    assert!(probe.status.success(), "{probe:?}");
-    let probe = tests::command("sim-api")
-        .args(["probe", &format!("http://{addr}")])
-        .output()
-        .unwrap();
-    assert!(probe.status.success(), "{probe:?}");
+    for (bin, url) in [("worker", healthz), ("sim-api", format!("http://{addr}"))] {
+        let probe = tests::run_bin(bin, &["probe", &url]);
+        assert!(probe.status.success(), "{bin}: {probe:?}");
+    }
 }
 
 /// The batch component serves the shared figures (the pool, the queue, health).
@@ -215,18 +209,12 @@ fn probes_of_nothing_fail() {
         ("worker", format!("http://127.0.0.1:{port}/healthz")),
         ("sim-api", format!("http://127.0.0.1:{port}")),
     ] {
-        let out = tests::command(bin)
-            .args(["probe", &url, "--timeout", "3s"])
-            .output()
-            .unwrap();
+        let out = tests::run_bin(bin, &["probe", &url, "--timeout", "3s"]);
         assert_eq!(out.status.code(), Some(1), "{bin}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&port.to_string()), "{bin}: {err}");
     }
-    let out = tests::command("worker")
-        .args(["probe", "ftp://example/healthz"])
-        .output()
-        .unwrap();
+    let out = tests::run_bin("worker", &["probe", "ftp://example/healthz"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an http:// URL"));
 }

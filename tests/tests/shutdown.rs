@@ -3,16 +3,11 @@
 //! rather than waiting for a stream that would only end with the simulation.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use db::testing::TestDb;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn sigterm_ends_open_watch_streams_and_the_process() {
-    let db = TestDb::new().await;
-    let url = db.config().url_with_password();
-    tests::add_user(url, "alice", "pw-alice");
-    let (mut api, addr) = tests::start_api(url);
-    let (mut sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
+    let (_db, mut api, _addr, mut sims, token) = tests::alice_on_api().await;
     // No worker runs: the simulation stays PENDING, so its Watch would never end by itself.
     let editor = r#"{"beam": {"energy_mev": 100.0}, "scoring": {"z_bins": 10, "r_bins": 2}}"#;
     let request = tests::builtin_request("watched", editor, 1, 100);

@@ -43,18 +43,18 @@ pub struct Config {
 
     /// Lease length (2s to 1h); a heartbeat renews it every third of that.
     #[arg(long, env = "WORKER_LEASE", value_name = "DURATION",
-          default_value_t = Dur(DEFAULT_LEASE), value_parser = parse_lease)]
-    pub lease: Dur,
+          default_value = format_duration(DEFAULT_LEASE), value_parser = parse_lease)]
+    pub lease: Duration,
 
     /// Time between queue polls when no notification arrives.
     #[arg(long, env = "WORKER_POLL", value_name = "DURATION",
-          default_value_t = Dur(DEFAULT_POLL), value_parser = duration)]
-    pub poll: Dur,
+          default_value = format_duration(DEFAULT_POLL), value_parser = parse_duration)]
+    pub poll: Duration,
 
     /// Time running tasks get to finish after SIGTERM before they are handed back.
     #[arg(long, env = "WORKER_GRACE", value_name = "DURATION",
-          default_value_t = Dur(DEFAULT_GRACE), value_parser = duration)]
-    pub grace: Dur,
+          default_value = format_duration(DEFAULT_GRACE), value_parser = parse_duration)]
+    pub grace: Duration,
 
     /// What runs a task: `simulators` (the real ones), or `noop` / `sleep:MS` for benchmarks
     /// and tests of the queue itself, or `panic` for tests of the worker's panic guard.
@@ -172,14 +172,14 @@ pub struct BatchArgs {
 
     /// Time between polls of each cluster (one squeue call covers all its jobs).
     #[arg(long, env = "BATCH_POLL", value_name = "DURATION",
-          default_value_t = Dur(Duration::from_secs(10)), value_parser = duration)]
-    pub poll: Dur,
+          default_value = "10s", value_parser = parse_duration)]
+    pub poll: Duration,
 
     /// How long this component's hold on a simulation lasts unless renewed (by every poll);
     /// another component takes over a crashed one's simulations after it. Default: three
     /// polls, at least 30s.
     #[arg(long, env = "BATCH_LEASE", value_name = "DURATION", value_parser = parse_lease)]
-    pub lease: Option<Dur>,
+    pub lease: Option<Duration>,
 
     /// Name of this component in leases (default: batch-HOST-PID).
     #[arg(long, env = "BATCH_ID")]
@@ -203,10 +203,10 @@ impl BatchArgs {
                 std::env::temp_dir().join(format!("sim-batch-{}", std::process::id()))
             }),
             owner,
-            poll: self.poll.0,
+            poll: self.poll,
             lease: self.lease.map_or_else(
-                || worker::batch::BatchSettings::lease_for(self.poll.0),
-                |l| l.0.max(self.poll.0 * 2),
+                || worker::batch::BatchSettings::lease_for(self.poll),
+                |l| l.max(self.poll * 2),
             ),
             clusters: self.clusters.clone(),
         }
@@ -259,36 +259,20 @@ impl Config {
             concurrency: self
                 .concurrency
                 .map_or_else(default_concurrency, |c| c as usize),
-            lease: self.lease.0,
-            poll: self.poll.0.min(MAX_WAIT),
-            grace: self.grace.0.min(MAX_WAIT),
+            lease: self.lease,
+            poll: self.poll.min(MAX_WAIT),
+            grace: self.grace.min(MAX_WAIT),
             handler: self.handler.clone(),
             simulators,
         }
     }
 }
 
-/// A duration on the command line: written as [`parse_duration`] reads it (`30s`, `500ms`, a
-/// bare number of seconds), shown as [`format_duration`] writes it (for the defaults).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Dur(pub Duration);
-
-impl std::fmt::Display for Dur {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&format_duration(self.0))
-    }
-}
-
-/// Any duration.
-fn duration(s: &str) -> Result<Dur, String> {
-    parse_duration(s).map(Dur)
-}
-
 /// A lease length: a duration from [`MIN_LEASE`] to [`MAX_LEASE`].
-fn parse_lease(s: &str) -> Result<Dur, String> {
+fn parse_lease(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if (MIN_LEASE..=MAX_LEASE).contains(&d) {
-        Ok(Dur(d))
+        Ok(d)
     } else {
         Err(format!(
             "a lease of {} is outside {} to {}",

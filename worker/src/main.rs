@@ -9,24 +9,15 @@ use std::process::ExitCode;
 use worker::handlers::Standard;
 use worker::Runner;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cfg = config::Config::parse();
     db::config::logging::init(cfg.log.log_format, "info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let result = match cfg.command.clone() {
-        None => runtime.block_on(run(cfg)),
-        Some(config::Command::Batch(args)) => runtime.block_on(batch(args)),
-        Some(config::Command::Element(args)) => return runtime.block_on(element(args)),
-        Some(config::Command::Probe(args)) => runtime.block_on(probe(args)),
+        None => run(cfg).await,
+        Some(config::Command::Batch(args)) => batch(args).await,
+        Some(config::Command::Element(args)) => return element(args).await,
+        Some(config::Command::Probe(args)) => probe(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

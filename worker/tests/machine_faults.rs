@@ -35,34 +35,16 @@ fn captured(mode: &str) -> SimulationInput {
     ))
 }
 
-/// A fresh scratch directory for this test, removed when dropped (a failed test too).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(db: &TestDb, name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("machine-faults-{}-{name}", db.name()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    /// A fresh test database, a connection to it, and the scratch directory `name` of it.
-    async fn with_db(name: &str) -> (TestDb, db::Conn, Self) {
-        let db = TestDb::new().await;
-        let conn = db.conn().await;
-        let dir = Self::new(&db, name);
-        (db, conn, dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh test database, a connection to it, and a scratch directory for test `name`,
+/// removed when dropped (a failed test's too).
+async fn with_db(name: &str) -> (TestDb, db::Conn, tempfile::TempDir) {
+    let db = TestDb::new().await;
+    let conn = db.conn().await;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("machine-faults-{name}-"))
+        .tempdir()
+        .unwrap();
+    (db, conn, dir)
 }
 
 /// A real worker process, its log (stderr) in a file; killed when dropped.
@@ -236,8 +218,8 @@ async fn wait_none_running(conn: &mut db::Conn, sim: i64) -> Vec<Row> {
 
 #[tokio::test]
 async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
-    let (db, mut conn, dir) = Scratch::with_db("full-disk").await;
-    let sick_root = dir.join("sick");
+    let (db, mut conn, dir) = with_db("full-disk").await;
+    let sick_root = dir.path().join("sick");
     std::fs::create_dir_all(&sick_root).unwrap();
     let Some(sick) = Proc::start_on_full_disk(&db, "sick", &sick_root) else {
         return;
@@ -269,7 +251,7 @@ async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
 
     // The healthy worker runs all 8 (the sick one pauses for a minute, then tries one task
     // at a time; whatever it tries goes back to the queue the same way).
-    let healthy_root = dir.join("healthy");
+    let healthy_root = dir.path().join("healthy");
     let healthy = Proc::start(&db, "healthy", &healthy_root, &standin("shieldhit"), &[]).unwrap();
     let limit = Duration::from_secs(240);
     wait_state(&mut conn, sim, JobState::Completed, limit).await;
@@ -287,9 +269,9 @@ async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
 
 #[tokio::test]
 async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
-    let (db, mut conn, dir) = Scratch::with_db("missing").await;
-    let missing = dir.join("not-installed/shieldhit");
-    let lacking = Proc::start(&db, "lacking", &dir.join("lacking"), &missing, &[]).unwrap();
+    let (db, mut conn, dir) = with_db("missing").await;
+    let missing = dir.path().join("not-installed/shieldhit");
+    let lacking = Proc::start(&db, "lacking", &dir.path().join("lacking"), &missing, &[]).unwrap();
     let sim = support::submit(&mut conn, SimType::Shieldhit, 1, 100, &captured("ok")).await;
     lacking.wait_log("worker unhealthy", Duration::from_secs(60));
     let r = wait_none_running(&mut conn, sim).await;
@@ -308,7 +290,7 @@ async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
     let _healthy = Proc::start(
         &db,
         "healthy",
-        &dir.join("healthy"),
+        &dir.path().join("healthy"),
         &standin("shieldhit"),
         &[],
     )
@@ -325,8 +307,8 @@ async fn a_configured_program_missing_on_a_worker_is_a_machine_fault() {
 
 #[tokio::test]
 async fn a_program_failing_on_its_input_fails_the_task_at_once_with_its_last_lines() {
-    let (db, mut conn, dir) = Scratch::with_db("input").await;
-    let w = Proc::start(&db, "w", &dir.join("w"), &standin("shieldhit"), &[]).unwrap();
+    let (db, mut conn, dir) = with_db("input").await;
+    let w = Proc::start(&db, "w", &dir.path().join("w"), &standin("shieldhit"), &[]).unwrap();
     let sim = support::submit(&mut conn, SimType::Shieldhit, 1, 100, &captured("crash")).await;
     let limit = Duration::from_secs(60);
     wait_state(&mut conn, sim, JobState::Failed, limit).await;

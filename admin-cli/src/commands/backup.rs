@@ -97,24 +97,13 @@ pub(super) fn pg_env(config: &DbConfig) -> Result<Vec<(&'static str, String)>> {
     Ok(env)
 }
 
-/// Percent-decodes a URL component (None when it is not UTF-8 afterwards).
+/// Percent-decodes a URL component (None when it is not UTF-8 afterwards; a `%` not
+/// followed by two hex digits stays as it is).
 fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|d| d.into_owned())
 }
 
 /// A PostgreSQL client program: on PATH, else the newest under /usr/lib/postgresql/*/bin.

@@ -211,17 +211,6 @@ impl Batch {
         }
     }
 
-    fn request(&self, editor: serde_json::Value, ntasks: i32, primaries: i64) -> pb::SubmitRequest {
-        pb::SubmitRequest {
-            title: "batch e2e".into(),
-            sim_type: pb::SimType::Builtin as i32,
-            input: Some(pb::submit_request::Input::EditorJson(editor.to_string())),
-            ntasks,
-            primaries,
-            platform: None,
-        }
-    }
-
     /// A batch Submit to this cluster.
     pub async fn submit(
         &self,
@@ -230,8 +219,11 @@ impl Batch {
         primaries: i64,
         options: &[&str],
     ) -> Result<String, tonic::Status> {
-        self.submit_request(self.request(editor, ntasks, primaries), options)
-            .await
+        self.submit_request(
+            tests::builtin_request("batch e2e", &editor.to_string(), ntasks, primaries),
+            options,
+        )
+        .await
     }
 
     /// `r` as a batch Submit to this cluster, with `options`.
@@ -254,8 +246,13 @@ impl Batch {
         ntasks: i32,
         primaries: i64,
     ) -> String {
-        self.submit_direct_request(self.request(editor, ntasks, primaries))
-            .await
+        self.submit_direct_request(tests::builtin_request(
+            "batch e2e",
+            &editor.to_string(),
+            ntasks,
+            primaries,
+        ))
+        .await
     }
 
     /// `r` as a direct Submit.

@@ -121,30 +121,30 @@ pub async fn stage(
             true,
         )
         .await?;
-    let element_script = dir.path(job_dir::ELEMENT_SCRIPT);
-    let array = slurm
-        .submit(&JobSpec {
-            name: &name,
-            job_dir: dir.root(),
-            script: &element_script,
-            array: Some((0, ntasks - 1)),
-            after_any: None,
-            partition: cluster.partition.as_deref(),
-            output: job_dir::ELEMENT_OUTPUT,
-            options: &options,
-        })
-        .await?;
-    let collect_script = dir.path(job_dir::COLLECT_SCRIPT);
+    let (element_script, collect_script) = (
+        dir.path(job_dir::ELEMENT_SCRIPT),
+        dir.path(job_dir::COLLECT_SCRIPT),
+    );
+    // The array job runs the tasks; the collect job runs after it, whatever its end.
+    let element_job = JobSpec {
+        name: &name,
+        job_dir: dir.root(),
+        script: &element_script,
+        array: Some((0, ntasks - 1)),
+        after_any: None,
+        partition: cluster.partition.as_deref(),
+        output: job_dir::ELEMENT_OUTPUT,
+        options: &options,
+    };
+    let array = slurm.submit(&element_job).await?;
     let collect = slurm
         .submit(&JobSpec {
-            name: &name,
-            job_dir: dir.root(),
             script: &collect_script,
             array: None,
             after_any: Some(array),
-            partition: cluster.partition.as_deref(),
             output: job_dir::COLLECT_OUTPUT,
             options: &[],
+            ..element_job
         })
         .await;
     let collect = match collect {
