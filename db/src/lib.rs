@@ -30,7 +30,6 @@ pub mod codec;
 pub mod config;
 pub mod enums;
 pub mod error;
-pub mod final_pages;
 pub mod inputs;
 pub mod logs;
 pub mod merge;

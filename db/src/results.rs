@@ -12,13 +12,15 @@
 use crate::aggregation::Aggregation;
 use crate::codec::{self, sums::decode_sums};
 use crate::error::{DbError, DbResult};
-use crate::final_pages::PageRows;
 use crate::pool::Conn;
 use crate::prepared::prepared;
 use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, SmallInt, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
+
+mod final_pages;
+pub use final_pages::PageRows;
 
 /// What describes a page, apart from its values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -67,8 +67,17 @@ impl Default for RpcMetrics {
             }
         }
         methods.insert("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into());
+        // Every method's `Ok` series exists from the start (at 0), so that a rate over it is
+        // 0 rather than absent before a method's first call.
+        let seconds: RpcFamily = Family::new_with_constructor(histogram);
+        for method in &methods {
+            let _ = seconds.get_or_create(&RpcLabels {
+                method: method.clone(),
+                code: "Ok".into(),
+            });
+        }
         Self {
-            seconds: Family::new_with_constructor(histogram),
+            seconds,
             methods: Arc::new(methods),
         }
     }

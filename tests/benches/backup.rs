@@ -150,7 +150,7 @@ async fn simulation(conn: &mut db::Conn, owner: i64, rng: &mut Noise, n: usize) 
         metadata: serde_json::json!({}),
         ..Default::default()
     };
-    let mut rows = db::final_pages::PageRows::default();
+    let mut rows = db::results::PageRows::default();
     for e in &ests {
         for page in 0..PAGES {
             let v: Vec<f64> = (0..ROWS * COLS).map(|_| rng.unit() * 1e-3).collect();

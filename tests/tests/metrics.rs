@@ -89,6 +89,9 @@ async fn both_services_serve_metrics_that_move_with_the_work() {
     assert_eq!(must(&before, "sim_queue_up"), 1.0);
     assert_eq!(must(&before, "sim_healthy"), 1.0);
     assert!(must(&before, "sim_db_pool_connections") >= 1.0, "{before}");
+    // Every method's `Ok` series exists, at 0, before the method's first call.
+    let login = "sim_api_rpc_seconds_count{method=\"/sim.v1.AuthService/Login\",code=\"Ok\"}";
+    assert_eq!(must(&before, login), 0.0);
 
     // Two tasks wait in the queue while no worker runs.
     let (mut sims, token) = tests::login(&addr, "alice", "pw-alice").await.unwrap();
@@ -111,7 +114,6 @@ async fn both_services_serve_metrics_that_move_with_the_work() {
         must(&queued, &format!("{submit},code=\"InvalidArgument\"}}")),
         1.0
     );
-    let login = "sim_api_rpc_seconds_count{method=\"/sim.v1.AuthService/Login\",code=\"Ok\"}";
     assert_eq!(must(&queued, login), 1.0);
 
     // A worker runs them.

@@ -2,11 +2,11 @@
 //! column by column, as `results::write_final_pages` builds them from the running sums (and
 //! as benches that need many stored pages build them directly).
 
+use super::PageMeta;
 use crate::aggregation::Aggregation;
 use crate::codec;
 use crate::error::DbResult;
 use crate::pool::Conn;
-use crate::results::PageMeta;
 use diesel::sql_types::{Array, BigInt, Bytea, Integer, Jsonb, Nullable, SmallInt, Text};
 use diesel_async::RunQueryDsl;
 
