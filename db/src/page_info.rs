@@ -30,7 +30,8 @@ pub struct PageInfo {
 }
 
 /// The pages of a simulation, ordered by estimator and page number, and whether they are
-/// partial (a merge of the tasks done so far). Empty when no task has produced results.
+/// partial: a merge of the tasks done so far, or the final pages of a canceled simulation
+/// (the tasks it completed before the cancel). Empty when no task has produced results.
 pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo>, bool)> {
     #[derive(QueryableByName)]
     struct AccRow {
@@ -86,18 +87,24 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         has_errors: bool,
         #[diesel(sql_type = Text)]
         aggregation: String,
+        #[diesel(sql_type = Bool)]
+        partial: bool,
     }
+    // A canceled simulation's pages hold what its completed tasks computed: partial, as
+    // `results` marks them.
     let rows: Vec<PageRow> = diesel::sql_query(
         "SELECT e.name, e.file_name, e.metadata AS estimator_metadata, p.page_number,
                 p.page_name, p.page_dimension, p.axes, p.value_name, p.value_unit,
                 p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata,
-                p.aggregation
+                p.aggregation, s.job_state = 'CANCELED' AS partial
          FROM estimators e JOIN pages p ON p.estimator_id = e.id
+              JOIN simulations s ON s.id = e.simulation_id
          WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number",
     )
     .bind::<BigInt, _>(simulation_id)
     .load(conn)
     .await?;
+    let partial = rows.iter().any(|r| r.partial);
     let pages = rows
         .into_iter()
         .map(|r| PageInfo {
@@ -110,7 +117,7 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
             meta: r.meta.into(),
         })
         .collect();
-    Ok((pages, false))
+    Ok((pages, partial))
 }
 
 /// The number of bins the axes describe: the product of each axis's `bins` (or the length

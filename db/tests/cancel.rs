@@ -105,6 +105,10 @@ async fn cancel_after_k_tasks_keeps_exactly_their_merge() {
     let (count, dose) = expected(&done);
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|p| p.partial), "marked partial");
+    // The page list (ListEstimators) says the same.
+    let (infos, partial) = db::page_info::list(&mut conn, sim).await.unwrap();
+    assert_eq!(infos.len(), 2);
+    assert!(partial, "a canceled simulation's page list is partial");
     assert!(
         close(&got[0].values, &count),
         "{:?} vs {count:?}",
@@ -165,6 +169,7 @@ async fn a_merge_under_way_is_left_to_finish() {
     assert_eq!(s.job_state, JobState::Completed);
     let got = results::read_all(&mut conn, sim).await.unwrap();
     assert!(got.iter().all(|p| !p.partial));
+    assert!(!db::page_info::list(&mut conn, sim).await.unwrap().1);
 }
 
 /// Cancel and the last completion, started together 50 times: each run ends COMPLETED with

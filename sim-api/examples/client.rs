@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 #[derive(Parser)]
 #[command(about = "Submit a builtin proton simulation, watch it, and chart its depth-dose")]
 struct Args {
-    /// The server.
+    /// The server: `HOST:PORT` or an http:// URL.
     #[arg(long, env = "SIM_API_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
     /// Login name.
@@ -93,7 +93,13 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.addr.clone())?
+    // `HOST:PORT` or a URL, as the Python client takes it.
+    let url = if args.addr.contains("://") {
+        args.addr.clone()
+    } else {
+        format!("http://{}", args.addr)
+    };
+    let channel = Channel::from_shared(url)?
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", args.addr))?;

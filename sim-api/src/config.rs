@@ -17,6 +17,9 @@ pub const DEFAULT_MAX_INPUT_BYTES: usize = 10 << 20;
 pub const DEFAULT_MAX_INPUT_FILES: usize = 64;
 /// The default of `--max-request-bytes`: 16 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+/// The smallest `--max-request-bytes`: a Login or Refresh request must fit, whatever the
+/// limit.
+pub const MIN_REQUEST_BYTES: usize = 4096;
 /// The default of `--access-token-ttl`: 15 minutes.
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// The default of `--refresh-token-ttl`: 7 days.
@@ -48,34 +51,40 @@ pub struct Config {
     /// The metrics endpoint.
     #[command(flatten)]
     pub metrics: db::config::MetricsArgs,
-    /// Most database connections.
-    #[arg(long, env = "SIM_API_DB_POOL_SIZE", default_value_t = db::config::DEFAULT_DB_POOL_SIZE)]
+    /// Most database connections (1 to 1000).
+    #[arg(long, env = "SIM_API_DB_POOL_SIZE", default_value_t = db::config::DEFAULT_DB_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
 
-    /// Most tasks one simulation may have.
-    #[arg(long, env = "SIM_API_MAX_NTASKS", default_value_t = DEFAULT_MAX_NTASKS)]
+    /// Most tasks one simulation may have (at least 1).
+    #[arg(long, env = "SIM_API_MAX_NTASKS", default_value_t = DEFAULT_MAX_NTASKS,
+          value_parser = clap::value_parser!(i32).range(1..))]
     pub max_ntasks: i32,
     /// Most primaries one simulation may have in all (1 to 9223372036854775807); a larger
     /// `primaries` is refused with INVALID_ARGUMENT naming this limit.
     #[arg(long, env = "SIM_API_MAX_PRIMARIES", default_value_t = DEFAULT_MAX_PRIMARIES,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub max_primaries: i64,
-    /// Most bytes of input (editor JSON, or all files together) per simulation.
-    #[arg(long, env = "SIM_API_MAX_INPUT_BYTES", default_value_t = DEFAULT_MAX_INPUT_BYTES)]
+    /// Most bytes of input (editor JSON, or all files together) per simulation (at least 1).
+    #[arg(long, env = "SIM_API_MAX_INPUT_BYTES", default_value_t = DEFAULT_MAX_INPUT_BYTES,
+          value_parser = at_least(1))]
     pub max_input_bytes: usize,
-    /// Most input files per simulation.
-    #[arg(long, env = "SIM_API_MAX_INPUT_FILES", default_value_t = DEFAULT_MAX_INPUT_FILES)]
+    /// Most input files per simulation (at least 1).
+    #[arg(long, env = "SIM_API_MAX_INPUT_FILES", default_value_t = DEFAULT_MAX_INPUT_FILES,
+          value_parser = at_least(1))]
     pub max_input_files: usize,
     /// Most bytes of one decoded request message.
-    #[arg(long, env = "SIM_API_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    #[arg(long, env = "SIM_API_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES,
+          value_parser = at_least(MIN_REQUEST_BYTES as u64))]
     pub max_request_bytes: usize,
-    /// Access-token lifetime (a duration: 15m, 900s, 1h 30m; a bare number is seconds).
+    /// Access-token lifetime (a duration: 15m, 900s, 1h 30m; a bare number is seconds; at
+    /// least 1s).
     #[arg(long, env = "SIM_API_ACCESS_TOKEN_TTL", value_name = "DURATION",
-          default_value = format_duration(DEFAULT_ACCESS_TOKEN_TTL), value_parser = parse_duration)]
+          default_value = format_duration(DEFAULT_ACCESS_TOKEN_TTL), value_parser = lifetime)]
     pub access_token_ttl: Duration,
-    /// Refresh-token lifetime (a duration).
+    /// Refresh-token lifetime (a duration; at least 1s).
     #[arg(long, env = "SIM_API_REFRESH_TOKEN_TTL", value_name = "DURATION",
-          default_value = format_duration(DEFAULT_REFRESH_TOKEN_TTL), value_parser = parse_duration)]
+          default_value = format_duration(DEFAULT_REFRESH_TOKEN_TTL), value_parser = lifetime)]
     pub refresh_token_ttl: Duration,
     /// How long a checked access token is remembered in this process (a duration; 0 turns
     /// the cache off). Revocations reach every server at once through a database
@@ -222,6 +231,24 @@ impl Default for Limits {
     }
 }
 
+/// A clap parser of a count (`usize`) of at least `min`.
+fn at_least(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..)
+}
+
+/// A token lifetime: a duration of at least one second (a shorter one would expire before
+/// a client could use it).
+fn lifetime(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "a token lifetime of {} is shorter than 1s",
+            format_duration(d)
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +291,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--token-cache") && e.contains("e.g. 30s"), "{e}");
+    }
+
+    /// Settings that would make the server unusable are refused at start-up (a usage error,
+    /// exit code 2), each message naming its flag; the limits themselves are accepted.
+    #[test]
+    fn unusable_limits_are_usage_errors() {
+        for (flag, value) in [
+            ("--db-pool-size", "0"),
+            ("--max-ntasks", "0"),
+            ("--max-input-bytes", "0"),
+            ("--max-input-files", "0"),
+            ("--max-request-bytes", "10"),
+            ("--access-token-ttl", "0"),
+            ("--refresh-token-ttl", "500ms"),
+        ] {
+            let e = parse(&[flag, value]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{flag} {value}");
+            assert!(e.to_string().contains(flag), "{flag}: {e}");
+        }
+        let min = MIN_REQUEST_BYTES.to_string();
+        for ok in [
+            ["--db-pool-size", "1"],
+            ["--max-ntasks", "1"],
+            ["--max-request-bytes", min.as_str()],
+            ["--access-token-ttl", "1s"],
+        ] {
+            parse(&ok).unwrap();
+        }
     }
 }

@@ -103,9 +103,17 @@ async fn probe(args: &sim_api::config::ProbeArgs) -> anyhow::Result<()> {
         args.url
     );
     let ask = async {
+        // tonic's transport error repeats its cause in its own text: keep only the cause.
         let channel = tonic::transport::Endpoint::from_shared(args.url.clone())?
             .connect()
-            .await?;
+            .await
+            .map_err(|e| {
+                let mut cause: &dyn std::error::Error = &e;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                anyhow::anyhow!("cannot connect: {cause}")
+            })?;
         let answer = tonic_health::pb::health_client::HealthClient::new(channel)
             .check(tonic_health::pb::HealthCheckRequest::default())
             .await?;

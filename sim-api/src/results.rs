@@ -48,6 +48,13 @@ impl PageSelection {
         let mut ranges = Vec::with_capacity(items.len());
         for item in items {
             let range = match item.split_once('-') {
+                Some((a, b)) if a.trim().is_empty() || b.trim().is_empty() => {
+                    return Err(format!(
+                        "pages: {:?} is not a page number or a range a-b (pages are numbered \
+                         from 0, e.g. \"0-1,3\")",
+                        shorten(item.trim())
+                    ));
+                }
                 Some((a, b)) => {
                     let (a, b) = (number(a)?, number(b)?);
                     if a > b {
@@ -89,6 +96,11 @@ pub fn check_estimator_names(requested: &[String]) -> Result<(), Status> {
         )));
     }
     for name in requested {
+        if name.is_empty() {
+            return Err(Status::invalid_argument(
+                "estimators: an empty name (leave the list empty to read every estimator)",
+            ));
+        }
         crate::text::validate("estimators", name, crate::text::ESTIMATOR_NAME)?;
     }
     Ok(())
@@ -316,6 +328,14 @@ mod tests {
         }
         let many = vec!["1"; MAX_SELECTION_ITEMS + 1].join(",");
         assert!(PageSelection::parse(&many).is_err());
+        // A half range names the whole item, not its empty side.
+        for (bad, item) in [("-1", "\"-1\""), ("2-", "\"2-\""), ("0, -3", "\"-3\"")] {
+            let e = PageSelection::parse(bad).unwrap_err();
+            assert!(
+                e.contains(item) && e.contains("numbered from 0"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     fn page(name: &str, n: i32, count: usize, errors: bool) -> ResultPage {

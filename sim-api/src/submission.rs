@@ -99,8 +99,8 @@ fn editor_input(json: &str, limits: &Limits) -> Result<SimulationInput, Status> 
     if json.len() > limits.max_input_bytes {
         return Err(too_large(limits));
     }
-    let value: serde_json::Value = serde_json::from_str(json)
-        .map_err(|_| Status::invalid_argument("editor_json is not valid JSON"))?;
+    let value = sim_inputs::editor_json::parse(json)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     Ok(SimulationInput::Editor(value))
 }
 

@@ -46,6 +46,12 @@ async fn submit_validation() {
         case("bad json", InvalidArgument, |r| {
             r.input = Some(Input::EditorJson("{nope".into()))
         }),
+        // A repeated key would run with whichever value a parser keeps (it ran at 10 MeV).
+        case("repeated json key", InvalidArgument, |r| {
+            r.input = Some(Input::EditorJson(
+                r#"{"beam": {"energy_mev": 150.0, "energy_mev": 10.0}}"#.into(),
+            ))
+        }),
         case("big json", ResourceExhausted, |r| {
             r.input = Some(Input::EditorJson(format!("\"{}\"", "a".repeat(2000))))
         }),

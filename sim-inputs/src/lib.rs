@@ -6,6 +6,7 @@
 //! Every function here is pure: text in, text (or a typed error) out.
 
 pub mod builtin;
+pub mod editor_json;
 mod file_name;
 pub mod fluka;
 pub mod shieldhit;
