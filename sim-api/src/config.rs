@@ -99,6 +99,13 @@ pub struct Config {
           default_value = format_duration(DEFAULT_STATUS_CACHE_TTL), value_parser = parse_duration)]
     pub status_cache: Duration,
 
+    /// Another origin whose browser pages may call the API over grpc-web (CORS), e.g.
+    /// `https://ui.example.org`, or `*` for any; repeatable or comma-separated. Default: none,
+    /// so that only pages of the API's own origin can call it.
+    #[arg(long = "cors-allow-origin", env = "SIM_API_CORS_ALLOW_ORIGINS", value_name = "ORIGIN",
+          value_delimiter = ',', value_parser = crate::cors::parse_origin)]
+    pub cors_allow_origins: Vec<String>,
+
     /// OIDC: the expected `iss` of ID tokens (e.g. `https://kc.example/realms/sim`). OIDC
     /// login is enabled when this and --oidc-audience are set. Without --oidc-jwks, the
     /// signing keys come from the `jwks_uri` of `ISSUER/.well-known/openid-configuration`.

@@ -8,6 +8,7 @@ pub mod auth;
 mod cache_core;
 pub mod clusters;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod input_check;
 pub mod listing;
@@ -101,6 +102,9 @@ pub struct Extras {
     /// Where RPC latencies are counted (served by `--metrics-listen`); `None`: counted in
     /// a histogram nobody reads.
     pub rpc_metrics: Option<Arc<metrics::RpcMetrics>>,
+    /// Other origins whose browser pages may call the API over grpc-web
+    /// ([`cors::parse_origin`]); empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 /// [`serve`], with [`Extras`].
@@ -111,7 +115,11 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let Extras { oidc, rpc_metrics } = extras;
+    let Extras {
+        oidc,
+        rpc_metrics,
+        cors_origins,
+    } = extras;
     let rpc_metrics = rpc_metrics.unwrap_or_default();
     let max_request = limits.max_request_bytes;
     let tokens = Arc::new(token_cache::TokenCache::new(limits.token_cache_ttl));
@@ -186,6 +194,8 @@ pub async fn serve_with(
     let serving = tonic::transport::Server::builder()
         .trace_fn(rpc_span)
         .accept_http1(true)
+        // Outside grpc-web: a browser's preflight (OPTIONS) is answered before it.
+        .layer(tower::util::option_layer(cors::layer(&cors_origins)))
         .layer(tonic_web::GrpcWebLayer::new())
         // Inside grpc-web (which moves the status into the body), outside the remap of
         // oversized requests (so that they count as RESOURCE_EXHAUSTED).

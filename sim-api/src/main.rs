@@ -80,6 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let extras = sim_api::Extras {
         oidc,
         rpc_metrics: Some(rpc_metrics),
+        cors_origins: config.cors_allow_origins.clone(),
     };
     let shutdown = async move {
         signal.await;
