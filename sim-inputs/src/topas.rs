@@ -103,6 +103,12 @@ pub fn main_file(files: &BTreeMap<String, String>) -> Result<&str, InputError> {
         .collect();
     match tops[..] {
         [only] => Ok(only),
+        [] => Err(InputError::new(format!(
+            "the TOPAS input has {} parameter files, no topas_config.txt, and every one of \
+             them is included by another (an includeFile loop?); name the main one \
+             topas_config.txt",
+            txt.len()
+        ))),
         _ => Err(InputError::new(format!(
             "the TOPAS input has {} parameter files, no topas_config.txt, and {} of them are \
              not included by another ({}); name the main one topas_config.txt",

@@ -333,6 +333,12 @@ fn the_main_file_is_topas_config_the_only_txt_or_the_one_not_included() {
     files.insert("geometry.txt".to_string(), "b".to_string());
     let e = err(main_file(&files));
     assert!(e.contains("2 of them are not included by another"), "{e}");
+    // Each includes the other: no main file, and the message says why.
+    let mut looped = files.clone();
+    looped.insert("beam.txt".into(), "includeFile = geometry.txt".into());
+    looped.insert("geometry.txt".into(), "includeFile = beam.txt".into());
+    let e = err(main_file(&looped));
+    assert!(e.contains("every one of them is included") && e.contains("loop"), "{e}");
     files.insert(
         "beam.txt".to_string(),
         "includeFile = geometry.txt".to_string(),
