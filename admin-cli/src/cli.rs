@@ -5,16 +5,22 @@ use db::enums::{AuthProvider, JobState, TaskState};
 use db::simulations::SimulationRef;
 use std::ffi::OsStr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The default of `backup --compress`: zlib level 1 (see BENCHMARKS.md, "Backup").
 pub const DEFAULT_BACKUP_COMPRESSION: u8 = 1;
+
+/// The longest `cleanup --older-than`: 1000 years of 365.25 days (`1000y`). A longer age
+/// reaches before any date the database can hold; such an age is bad usage, refused before
+/// any query.
+pub const MAX_CLEANUP_AGE: Duration = Duration::from_secs(1000 * 31_557_600);
 
 /// Exit codes, shown at the end of every `--help`.
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  not found, rejected input, or a database error
-  2  bad usage (unknown command or option, missing argument)
+  2  bad usage (unknown command or option, missing argument, a malformed value)
 
 Database: --database-url or DATABASE_URL, or the parts --db-host, --db-port, --db-user,
 --db-password, --db-name or DB_HOST, DB_PORT, DB_USER, DB_PASSWORD, DB_NAME (default:
@@ -39,6 +45,38 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line; bad usage exits with code 2.
+    ///
+    /// Every usage line, in an error too, is the one `--help` shows (`admin-cli update-user
+    /// [OPTIONS] <NAME>`). Clap's own error usage lists every argument given so far, a
+    /// `--database-url` taken from `DATABASE_URL` included, so that after a conflict it read
+    /// as if that flag were required.
+    pub fn parse_args() -> Self {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let mut cmd = Self::command();
+        cmd.build();
+        let mut cmd = help_usage_everywhere(cmd);
+        let matches = cmd.get_matches_mut();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+    }
+}
+
+/// `cmd` and each of its subcommands, built, with its usage fixed to the one its `--help`
+/// shows.
+fn help_usage_everywhere(mut cmd: clap::Command) -> clap::Command {
+    let usage = cmd.render_usage().to_string();
+    let usage = usage.strip_prefix("Usage: ").unwrap_or(&usage).to_owned();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, help_usage_everywhere);
+    }
+    cmd.override_usage(usage)
 }
 
 /// Every subcommand.
@@ -167,9 +205,10 @@ pub enum Command {
     /// (Ctrl-C stops after the batch under way) and run again.
     #[command(after_help = EXIT_CODES)]
     Cleanup {
-        /// Only simulations that ended at least this long ago, e.g. 90d, 12h, 1h 30m.
-        #[arg(long, value_name = "AGE", value_parser = db::config::parse_duration)]
-        older_than: std::time::Duration,
+        /// Only simulations that ended at least this long ago, e.g. 90d, 12h, 1h 30m; at
+        /// most 1000y.
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Duration,
         /// Only these finished states, comma-separated: completed, failed, canceled
         /// [default: all three].
         #[arg(long, value_name = "STATES", value_delimiter = ',', value_parser = parse_finished_state)]
@@ -313,17 +352,19 @@ pub enum ClusterKind {
 /// `add-cluster` options.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// Unique name (1 to 63 of A-Z a-z 0-9 . _ -).
+    /// Unique name: 1 to 63 of A-Z a-z 0-9 . _ -, starting with a letter or digit.
+    #[arg(value_parser = Checked(parse_cluster_name))]
     pub name: String,
     /// local (SLURM commands on the batch component's host) or ssh (through --host)
     /// [default: ssh with --host, else local].
     #[arg(long, value_enum)]
     pub kind: Option<ClusterKind>,
-    /// SSH host of the login node (ssh only).
-    #[arg(long)]
+    /// SSH host of the login node (ssh only): a DNS name or an IP address (IPv6 bare or in
+    /// brackets), not starting with '-'.
+    #[arg(long, value_parser = Checked(parse_host))]
     pub host: Option<String>,
-    /// SSH user (ssh only).
-    #[arg(long)]
+    /// SSH user (ssh only): A-Z a-z 0-9 . _ -, not starting with '-'.
+    #[arg(long, value_parser = Checked(parse_ssh_user))]
     pub ssh_user: Option<String>,
     /// SSH port.
     #[arg(long, default_value_t = 22, value_parser = clap::value_parser!(u16).range(1..))]
@@ -339,8 +380,8 @@ pub struct ClusterArgs {
     /// SLURM partition (default: the cluster's default partition).
     #[arg(long)]
     pub partition: Option<String>,
-    /// Directory on the cluster under which job directories are made.
-    #[arg(long, value_name = "DIR")]
+    /// Directory on the cluster under which job directories are made: an absolute path.
+    #[arg(long, value_name = "DIR", value_parser = Checked(parse_work_dir))]
     pub work_dir: String,
     /// An sbatch option added to every job, as --name=value from an allow-list, e.g.
     /// --sbatch-option=--time=01:00:00 (repeatable).
@@ -362,11 +403,12 @@ pub struct ClusterArgs {
 pub struct ClusterUpdateArgs {
     /// The cluster's name.
     pub name: String,
-    /// SSH host of the login node (makes a local cluster an ssh one).
-    #[arg(long)]
+    /// SSH host of the login node (makes a local cluster an ssh one): a DNS name or an IP
+    /// address (IPv6 bare or in brackets), not starting with '-'.
+    #[arg(long, value_parser = Checked(parse_host))]
     pub host: Option<String>,
-    /// SSH user (ssh clusters only).
-    #[arg(long)]
+    /// SSH user (ssh clusters only): A-Z a-z 0-9 . _ -, not starting with '-'.
+    #[arg(long, value_parser = Checked(parse_ssh_user))]
     pub ssh_user: Option<String>,
     /// SSH port.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -383,8 +425,8 @@ pub struct ClusterUpdateArgs {
     /// Use the cluster's default partition.
     #[arg(long)]
     pub no_partition: bool,
-    /// Directory on the cluster under which job directories are made.
-    #[arg(long, value_name = "DIR")]
+    /// Directory on the cluster under which job directories are made: an absolute path.
+    #[arg(long, value_name = "DIR", value_parser = Checked(parse_work_dir))]
     pub work_dir: Option<String>,
     /// The new sbatch options added to every job, replacing the old ones (repeatable).
     #[arg(
@@ -413,6 +455,103 @@ fn max_array_size() -> clap::builder::RangedI64ValueParser<i32> {
     clap::value_parser!(i32).range(1..=1_000_000)
 }
 
+/// A bad value where it comes in: bad usage (exit code 2), `invalid value for <what>: why`.
+/// `why` must quote the value escaped (`{:?}`), never raw, so that a control character in it
+/// cannot rewrite the terminal.
+fn bad_value(cmd: &clap::Command, what: &str, why: &str) -> clap::Error {
+    clap::Error::raw(
+        clap::error::ErrorKind::ValueValidation,
+        format!("invalid value for {what}: {why}\n"),
+    )
+    .with_cmd(cmd)
+}
+
+/// A value checked where it comes in by a function that returns it, or why it is refused
+/// (quoting the value escaped): a refused value is bad usage (exit code 2), and the message
+/// names the flag (`--host`) or the argument (`<NAME>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<T>(pub fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Checked<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let what = match arg {
+            Some(a) => match a.get_long() {
+                Some(long) => format!("--{long}"),
+                None => format!(
+                    "<{}>",
+                    a.get_value_names()
+                        .and_then(|v| v.first())
+                        .map_or_else(|| a.get_id().to_string(), ToString::to_string)
+                ),
+            },
+            None => "a value".into(),
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| bad_value(cmd, &what, &format!("{value:?} is not valid UTF-8")))?;
+        (self.0)(text).map_err(|why| bad_value(cmd, &what, &why))
+    }
+}
+
+/// A cluster's name, as the schema's CHECK has it: 1 to 63 of A-Z a-z 0-9 . _ -, starting
+/// with a letter or digit.
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    let mut bytes = s.bytes();
+    let ok = s.len() <= 63
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "cluster name {s:?} is refused: a name is 1 to 63 of A-Z a-z 0-9 . _ -, \
+             starting with a letter or digit"
+        ))
+    }
+}
+
+/// An SSH host, by `slurm::ssh::check_host` (the rule the batch component checks again).
+fn parse_host(s: &str) -> Result<String, String> {
+    slurm::ssh::check_host(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// An SSH user, by `slurm::ssh::check_user`.
+fn parse_ssh_user(s: &str) -> Result<String, String> {
+    slurm::ssh::check_user(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// A cluster's work directory, by `slurm::job_dir::check_work_dir`: absolute.
+fn parse_work_dir(s: &str) -> Result<String, String> {
+    slurm::job_dir::check_work_dir(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `cleanup --older-than`: a duration ([`db::config::parse_duration`]) of at most
+/// [`MAX_CLEANUP_AGE`].
+fn parse_age(s: &str) -> Result<Duration, String> {
+    let age = db::config::parse_duration(s)?;
+    if age > MAX_CLEANUP_AGE {
+        return Err(format!(
+            "{:?} is longer than {} (the longest age cleanup takes)",
+            s.trim(),
+            db::config::format_duration(MAX_CLEANUP_AGE)
+        ));
+    }
+    Ok(age)
+}
+
 /// Parses a simulation's numeric id or job id (UUID) once, where it comes in. A bad value
 /// is bad usage (exit code 2), and the message quotes it escaped, so a control character in
 /// it cannot rewrite the terminal.
@@ -432,13 +571,8 @@ impl clap::builder::TypedValueParser for SimulationRefParser {
             .and_then(|a| a.get_value_names())
             .and_then(|v| v.first())
             .map_or_else(|| "SIMULATION".to_string(), ToString::to_string);
-        let fail = |why: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid value for <{what}>: {why}\n"),
-            )
-            .with_cmd(cmd)
-        };
+        let what = format!("<{what}>");
+        let fail = |why: String| bad_value(cmd, &what, &why);
         let text = value
             .to_str()
             .ok_or_else(|| fail(format!("{value:?} is not valid UTF-8")))?;

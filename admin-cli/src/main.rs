@@ -5,7 +5,6 @@ mod commands;
 mod output;
 
 use anyhow::Result;
-use clap::Parser;
 use cli::{Cli, Command};
 use commands::Ctx;
 use db::enums::Role;
@@ -14,7 +13,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse(); // exits with 2 on bad usage
+    let cli = Cli::parse_args(); // exits with 2 on bad usage
     db::config::logging::init(cli.log.log_format, "off"); // quiet unless RUST_LOG asks
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -315,3 +315,85 @@ async fn compression_levels() {
     run(&db, &["backup", "--out", s(&file), "--compress", "10"]).expect_code(2);
     assert!(!file.exists());
 }
+
+/// The real pg_dump, as `backup` finds it: on PATH, else under /usr/lib/postgresql.
+fn real_pg_dump() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("pg_dump"))
+        .find(|p| p.is_file());
+    on_path
+        .or_else(|| {
+            let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .flatten()
+                .map(|e| e.path().join("bin/pg_dump"))
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            found.pop()
+        })
+        .expect("pg_dump")
+}
+
+/// The dump holds password and token hashes: it is created 0600 before pg_dump writes a
+/// byte (a pg_dump in front of the real one records the mode of the file it is handed), and
+/// stays 0600, under a umask of 0, over a leftover `.partial` that was world-readable, and
+/// with `--force` over a world-readable file.
+#[tokio::test]
+async fn the_dump_is_private_from_the_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (db, dir, _) = with_content("mode").await;
+    let bin_dir = dir.path("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let seen = dir.path("mode-seen");
+    let fake = bin_dir.join("pg_dump");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --file=*) f=\"${{a#--file=}}\";; esac; done\n\
+             stat -c %a \"$f\" > '{}' 2>/dev/null || echo missing > '{}'\nexec '{}' \"$@\"\n",
+            s(&seen),
+            s(&seen),
+            s(&real_pg_dump())
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        s(&bin_dir),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    let file = dir.path("private.dump");
+    let partial = dir.path("private.dump.partial");
+    std::fs::write(&partial, b"left over").unwrap();
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let backup = |extra: &[&str]| {
+        let mut c = std::process::Command::new("sh");
+        for v in DB_ENV {
+            c.env_remove(v);
+        }
+        c.env("PATH", &path)
+            .args(["-c", "umask 0; exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_admin-cli"))
+            .args(["--database-url", db.config().url_with_password()])
+            .args(["backup", "--out", s(&file)])
+            .args(extra);
+        output(c, None)
+    };
+    backup(&[]).ok();
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "600");
+    assert_eq!(mode(&file), 0o600);
+    assert!(!partial.exists());
+    verified_ok(&db, &file);
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::remove_file(&seen).unwrap();
+    backup(&["--force"]).ok();
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "600");
+    assert_eq!(mode(&file), 0o600);
+}

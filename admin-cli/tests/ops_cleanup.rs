@@ -299,6 +299,37 @@ async fn cleanup_bad_input_is_bad_usage_and_deletes_nothing() {
     assert_eq!(ids(&db), before);
 }
 
+/// An age longer than 1000 years reaches before any date the database holds: bad usage,
+/// refused before any connection (the server below is not there), not a database error.
+#[tokio::test]
+async fn cleanup_an_age_beyond_1000_years_is_bad_usage() {
+    let db = Db::new().await;
+    let [..] = world(&db).await;
+    let before = ids(&db);
+    let nowhere = "postgres://postgres@127.0.0.1:1/nowhere";
+    for age in ["99999999999d", "1001y", "1000y 1s", "99999999999999999999"] {
+        for args in [
+            vec!["cleanup", "--older-than", age, "--dry-run"],
+            vec!["cleanup", "--older-than", age],
+        ] {
+            let out = run_url(nowhere, &args);
+            out.usage_error_with("invalid value");
+            assert!(!out.stderr.contains("database error"), "{}", out.stderr);
+        }
+    }
+    run_url(nowhere, &["cleanup", "--older-than", "1001y"])
+        .usage_error_with("is longer than 1000years (the longest age cleanup takes)");
+    // The longest age itself is fine; nothing ended that long ago.
+    let out = run(
+        &db,
+        &["--json", "cleanup", "--older-than", "1000y", "--dry-run"],
+    );
+    out.ok();
+    assert_eq!(out.json()["simulations"], 0);
+    run(&db, &["cleanup", "--older-than", "1000y"]).ok();
+    assert_eq!(ids(&db), before);
+}
+
 /// While cleanup runs (in batches of 3), other clients submit simulations: every new one
 /// survives, as do the live ones, and every old finished one goes.
 #[tokio::test]

@@ -113,7 +113,7 @@ async fn main() {
             .arg("-S")
             .arg(session.socket())
             .args(["-o", "ControlMaster=no", "-T", "-p", &env["SIM_SSH_PORT"]])
-            .args(["-l", &env["SIM_SSH_USER"], &env["SIM_SSH_HOST"], "--"])
+            .args(["-l", &env["SIM_SSH_USER"], "--", &env["SIM_SSH_HOST"]])
             .args(["squeue", "--noheader", "--array", "--states=all", &jobs_arg])
             .output()
             .unwrap();

@@ -112,6 +112,26 @@ impl Progress {
     }
 }
 
+/// What [`check_work_dir`] accepts, in words.
+pub const WORK_DIR_RULE: &str = "a work directory is an absolute path on the cluster \
+     (starting with '/'), with no '..' component";
+
+/// A cluster's work directory that job directories cannot go under.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("work directory {0:?} is refused: {WORK_DIR_RULE}")]
+pub struct WorkDirError(pub String);
+
+/// Checks a cluster's work directory against [`WORK_DIR_RULE`]: job directories are made
+/// under it (`sbatch --chdir`), on the cluster, whatever directory a command starts in, and
+/// [`crate::Slurm::remove_dir`] refuses a path with `..`.
+pub fn check_work_dir(dir: &str) -> Result<(), WorkDirError> {
+    if dir.starts_with('/') && !dir.split('/').any(|p| p == "..") {
+        Ok(())
+    } else {
+        Err(WorkDirError(dir.to_owned()))
+    }
+}
+
 /// Paths inside one job directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobDir {
@@ -252,6 +272,22 @@ pub fn collect_script() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_dirs_are_absolute_without_dot_dot() {
+        for good in ["/", "/scratch/sim", "/net/scratch/sim/", "/a/..b/c", "/a b"] {
+            assert_eq!(check_work_dir(good), Ok(()), "{good:?}");
+        }
+        for bad in ["", "scratch", "./x", "~/jobs", "/a/../b", "/..", "$HOME/x"] {
+            assert_eq!(
+                check_work_dir(bad),
+                Err(WorkDirError(bad.into())),
+                "{bad:?}"
+            );
+        }
+        let e = check_work_dir("rel").unwrap_err().to_string();
+        assert!(e.contains(WORK_DIR_RULE) && e.contains("\"rel\""), "{e}");
+    }
 
     #[test]
     fn progress_lines_round_trip() {

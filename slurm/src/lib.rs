@@ -13,6 +13,6 @@ pub mod transport;
 
 pub use client::{JobSpec, Slurm, SlurmError};
 pub use options::{OptionError, SbatchOption};
-pub use ssh::{SshSession, SshTarget};
+pub use ssh::{SshError, SshSession, SshTarget, TargetError};
 pub use state::{ElementState, ElementStatus, FailReason, JobId};
 pub use transport::{CommandError, Transport};

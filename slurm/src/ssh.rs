@@ -8,7 +8,14 @@
 //!
 //! Host keys are checked strictly against the cluster's `known_hosts` file (or the user's
 //! default one); a private key is referred to by its path and never read by this program.
+//!
+//! What a host and a user may be is decided here, once ([`check_host`], [`check_user`]):
+//! `admin-cli` checks them where an operator types them, and [`SshSession::connect`] checks
+//! them again before it runs anything, so a stored value that `ssh` would read as an option
+//! (`-oProxyCommand=…`) never reaches it. Every `ssh` command line also ends its options with
+//! `--` before the destination.
 
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::Command;
@@ -29,9 +36,93 @@ pub struct SshTarget {
     pub known_hosts: Option<PathBuf>,
 }
 
+/// The longest host accepted, in bytes (the clusters table's limit).
+pub const MAX_HOST_BYTES: usize = 255;
+
+/// The longest user name accepted, in bytes (the clusters table's limit).
+pub const MAX_USER_BYTES: usize = 64;
+
+/// What [`check_host`] accepts, in words.
+pub const HOST_RULE: &str = "a host is a DNS name (letters, digits, '.', '-', '_') or an IP \
+     address (IPv6 bare or in brackets), 1 to 255 bytes, not starting with '-'";
+
+/// What [`check_user`] accepts, in words.
+pub const USER_RULE: &str = "a user is 1 to 64 of A-Z a-z 0-9 . _ -, not starting with '-'";
+
+/// A host or user that cannot be passed to `ssh` safely. The value is quoted escaped, so a
+/// control character in it cannot rewrite a terminal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The host breaks [`HOST_RULE`].
+    #[error("SSH host {0:?} is refused: {HOST_RULE}")]
+    Host(String),
+    /// The user breaks [`USER_RULE`].
+    #[error("SSH user {0:?} is refused: {USER_RULE}")]
+    User(String),
+}
+
+/// Checks an SSH host against [`HOST_RULE`]: a DNS name of ASCII letters, digits, `.`, `-`
+/// and `_`, or an IP address (an IPv6 one bare, `::1`, or in brackets, `[::1]`); never one
+/// that starts with `-`, holds whitespace, a control character or a shell character.
+pub fn check_host(host: &str) -> Result<(), TargetError> {
+    let ok = !host.is_empty()
+        && host.len() <= MAX_HOST_BYTES
+        && !host.starts_with('-')
+        && if let Some(inner) = host.strip_prefix('[') {
+            inner
+                .strip_suffix(']')
+                .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
+        } else if host.contains(':') {
+            host.parse::<Ipv6Addr>().is_ok()
+        } else {
+            host.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(TargetError::Host(host.to_owned()))
+    }
+}
+
+/// Checks an SSH user name against [`USER_RULE`]: 1 to 64 of ASCII letters, digits, `.`,
+/// `_` and `-`, not starting with `-`.
+pub fn check_user(user: &str) -> Result<(), TargetError> {
+    let ok = !user.is_empty()
+        && user.len() <= MAX_USER_BYTES
+        && !user.starts_with('-')
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(TargetError::User(user.to_owned()))
+    }
+}
+
+impl SshTarget {
+    /// Checks the host and the user ([`check_host`], [`check_user`]).
+    pub fn check(&self) -> Result<(), TargetError> {
+        check_host(&self.host)?;
+        check_user(&self.user)
+    }
+
+    /// The host as `ssh` takes it: an IPv6 address without its brackets.
+    fn destination(&self) -> &str {
+        self.host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host)
+    }
+}
+
 /// Failure to start or reach the control master.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
+    /// The host or the user is refused; nothing was run.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     /// `ssh` could not be started at all.
     #[error("cannot run ssh: {0}")]
     Spawn(#[source] std::io::Error),
@@ -53,10 +144,21 @@ pub struct SshSession {
     restart: Mutex<()>,
 }
 
+impl SshError {
+    /// Whether trying again later may succeed: not for a refused target.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::Target(_))
+    }
+}
+
 impl SshSession {
     /// Starts the control master, with its socket in `control_dir` (which must exist; Unix
     /// sockets allow about 100 bytes of path, so keep the directory short).
+    ///
+    /// A host or user that breaks [`HOST_RULE`] or [`USER_RULE`] is refused
+    /// ([`SshError::Target`]) before anything runs.
     pub async fn connect(target: SshTarget, control_dir: &Path) -> Result<Self, SshError> {
+        target.check()?;
         let socket = control_dir.join(format!("cm-{}-{}", target.port, sanitize(&target.host)));
         let session = Self {
             target,
@@ -111,12 +213,19 @@ impl SshSession {
         c
     }
 
+    /// `ssh -M -N -f`: the control master, which goes to the background once it is up.
+    fn master(&self) -> Command {
+        let mut c = self.base();
+        c.args(["-M", "-N", "-f", "-o", "ControlPersist=yes"])
+            .arg("--")
+            .arg(self.target.destination());
+        c
+    }
+
     async fn start_master(&self) -> Result<(), SshError> {
         let _ = std::fs::remove_file(&self.socket);
         let out = self
-            .base()
-            .args(["-M", "-N", "-f", "-o", "ControlPersist=yes"])
-            .arg(&self.target.host)
+            .master()
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
@@ -136,7 +245,8 @@ impl SshSession {
     fn control(&self, cmd: &str) -> Command {
         let mut c = self.base();
         c.args(["-O", cmd])
-            .arg(&self.target.host)
+            .arg("--")
+            .arg(self.target.destination())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c
@@ -175,11 +285,14 @@ impl SshSession {
 
     /// A command that runs `remote` on the host through the master. `remote` is one shell
     /// command line, already quoted (see [`crate::transport::quote`]).
+    ///
+    /// The options end with `--` before the destination: after it `ssh` reads no option, so
+    /// neither the host nor the command line can be taken for one.
     pub fn command(&self, remote: &str) -> Command {
         let mut c = self.base();
         c.args(["-o", "ControlMaster=no", "-T"])
-            .arg(&self.target.host)
             .arg("--")
+            .arg(self.target.destination())
             .arg(remote);
         c
     }
@@ -190,18 +303,25 @@ impl SshSession {
     }
 }
 
+impl SshSession {
+    /// `ssh -O exit`, blocking, for [`Drop`].
+    fn exit_now(&self) -> std::process::Command {
+        let mut c = std::process::Command::new("ssh");
+        c.arg("-S")
+            .arg(&self.socket)
+            .args(["-O", "exit", "--"])
+            .arg(self.target.destination())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+}
+
 impl Drop for SshSession {
     fn drop(&mut self) {
         // `ssh -O exit` talks to the local control socket only; it returns at once.
-        let _ = std::process::Command::new("ssh")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["-O", "exit"])
-            .arg(&self.target.host)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.exit_now().status();
     }
 }
 
@@ -217,4 +337,160 @@ fn sanitize(host: &str) -> String {
         })
         .take(40)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(host: &str, user: &str) -> SshTarget {
+        SshTarget {
+            host: host.into(),
+            port: 2222,
+            user: user.into(),
+            key_path: Some("/k".into()),
+            known_hosts: Some("/kh".into()),
+        }
+    }
+
+    #[test]
+    fn hosts_are_dns_names_or_ip_addresses() {
+        let longest = format!("{}.example", "a".repeat(MAX_HOST_BYTES - 8));
+        for good in [
+            "login.example.org",
+            "a",
+            "node_01.cluster-x",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "[fe80::1]",
+            "2001:db8::2",
+            longest.as_str(),
+        ] {
+            assert_eq!(check_host(good), Ok(()), "{good:?}");
+        }
+        let too_long = format!("{longest}x");
+        for bad in [
+            "",
+            "-oProxyCommand=touch /tmp/pwned",
+            "-h",
+            "evil;host",
+            "a b",
+            "host\t",
+            "host\n",
+            "h\u{1b}[2J",
+            "u@host",
+            "$(id)",
+            "host:22",
+            "[::1",
+            "[not-v6]",
+            "[::1]:22",
+            "h\0",
+            "ünï",
+            too_long.as_str(),
+        ] {
+            assert_eq!(
+                check_host(bad),
+                Err(TargetError::Host(bad.into())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn users_are_plain_names() {
+        let longest = "u".repeat(MAX_USER_BYTES);
+        for good in ["u", "plgrid_user", "sim.batch-2", "0", longest.as_str()] {
+            assert_eq!(check_user(good), Ok(()), "{good:?}");
+        }
+        let too_long = format!("{longest}u");
+        for bad in [
+            "",
+            "-oProxyCommand=id",
+            "-l",
+            "a b",
+            "me\n",
+            "u@h",
+            "u;id",
+            "ü",
+            too_long.as_str(),
+        ] {
+            assert_eq!(
+                check_user(bad),
+                Err(TargetError::User(bad.into())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_error_names_the_rule_and_escapes_the_value() {
+        let e = check_host("h\u{1b}[2J").unwrap_err().to_string();
+        assert!(e.contains(HOST_RULE) && !e.contains('\u{1b}'), "{e}");
+        let e = check_user("a\nb").unwrap_err().to_string();
+        assert!(e.contains(USER_RULE) && !e.contains('\n'), "{e}");
+        assert!(!SshError::from(TargetError::User("-x".into())).is_transient());
+    }
+
+    /// A session that was never connected, for looking at its command lines.
+    fn session(host: &str) -> SshSession {
+        SshSession {
+            target: target(host, "u"),
+            socket: "/tmp/cm-test".into(),
+            restart: Mutex::new(()),
+        }
+    }
+
+    fn argv(c: &std::process::Command) -> Vec<String> {
+        c.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Every command line ends its options with `--`, followed by the destination and, for a
+    /// remote command, the command line; `ssh` reads no option after `--`.
+    #[test]
+    fn every_ssh_command_line_ends_its_options_before_the_destination() {
+        for (host, dest) in [("login.example", "login.example"), ("[::1]", "::1")] {
+            let s = session(host);
+            let lines = [
+                (argv(s.master().as_std()), 0),
+                (argv(s.control("check").as_std()), 0),
+                (argv(s.control("exit").as_std()), 0),
+                (argv(&s.exit_now()), 0),
+                (argv(s.command("squeue --me").as_std()), 1),
+            ];
+            for (line, after) in lines {
+                let n = line.len();
+                assert_eq!(line[n - 2 - after], "--", "{line:?}");
+                assert_eq!(line[n - 1 - after], dest, "{line:?}");
+                assert_eq!(line.iter().filter(|a| *a == "--").count(), 1, "{line:?}");
+                if after == 1 {
+                    assert_eq!(line[n - 1], "squeue --me");
+                }
+            }
+            std::mem::forget(s); // no `ssh -O exit` for a session that never was
+        }
+    }
+
+    /// A host or user that ssh would read as an option is refused before anything runs: the
+    /// `ProxyCommand` would create the marker file.
+    #[tokio::test]
+    async fn a_hostile_target_is_refused_before_anything_runs() {
+        let dir = std::env::temp_dir().join(format!("slurm-ssh-inj-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("pwned");
+        let inject = format!("-oProxyCommand=touch {}", marker.display());
+        for t in [
+            target(&inject, "u"),
+            target("127.0.0.1", &inject),
+            target("evil;host", "u"),
+            target("127.0.0.1", "a b"),
+        ] {
+            let err = SshSession::connect(t.clone(), &dir).await.unwrap_err();
+            assert!(matches!(err, SshError::Target(_)), "{t:?}: {err}");
+        }
+        assert!(!marker.exists(), "the ProxyCommand ran");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -42,11 +42,12 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// Whether trying again later may succeed: the connection failed, or SLURM's controller
-    /// did not answer (`slurm_load_jobs error: Unable to contact slurm controller`).
+    /// Whether trying again later may succeed: the connection failed (not a refused host or
+    /// user), or SLURM's controller did not answer (`slurm_load_jobs error: Unable to
+    /// contact slurm controller`).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Ssh(_) => true,
+            Self::Ssh(e) => e.is_transient(),
             Self::Failed { stderr, code, .. } => {
                 *code == 255
                     || stderr.contains("Unable to contact slurm controller")

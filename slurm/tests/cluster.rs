@@ -346,6 +346,30 @@ async fn twenty_polls_use_one_ssh_connection_and_a_lost_master_comes_back() {
     s.remove_dir(&dir).await.unwrap();
 }
 
+/// Over SSH the options end with `--` before the host: no word of the remote command line is
+/// read as an ssh option, even one that starts with '-'; and the control commands
+/// (`-O check`, `-O exit`) take the same `-- host`.
+#[tokio::test]
+async fn words_starting_with_a_dash_reach_the_remote_command_intact() {
+    let session = ssh_session().await;
+    assert!(session.is_alive().await);
+    assert!(session.master_pid().await.is_some());
+    let t = Transport::Ssh(session.clone());
+    let out = t
+        .run(
+            &["printf", "%s|", "-oProxyCommand=id", "--", "-v", "-l"],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "-oProxyCommand=id|--|-v|-l|"
+    );
+    session.close().await;
+    assert!(!session.is_alive().await);
+}
+
 #[tokio::test]
 async fn unsafe_paths_are_not_removed() {
     let s = Slurm::new(Transport::Local);

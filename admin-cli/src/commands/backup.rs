@@ -189,6 +189,32 @@ pub(super) fn shown(path: &Path) -> String {
     crate::output::safe(&path.to_string_lossy())
 }
 
+/// The mode of a dump: it holds password and token hashes, so only its owner reads it.
+pub const DUMP_MODE: u32 = 0o600;
+
+/// Creates `path` empty with mode [`DUMP_MODE`] before `pg_dump` writes into it (pg_dump
+/// opens an existing file without changing its mode), so the dump is never readable by
+/// anyone else, not even for a moment. A leftover `FILE.partial` of an interrupted backup is
+/// removed first, so the mode is this file's own.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot remove the leftover {}: {e}", shown(path)),
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(DUMP_MODE)
+        .open(path)
+        .with_context(|| format!("cannot create {}", shown(path)))?;
+    // The umask only takes bits away; give the owner back the right to write, if it did.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(DUMP_MODE))
+        .with_context(|| format!("cannot set the mode of {}", shown(path)))?;
+    Ok(())
+}
+
 /// What a backup wrote (`--json`).
 #[derive(Debug, Serialize)]
 struct BackupSummary {
@@ -208,6 +234,7 @@ pub async fn backup(ctx: &mut Ctx<'_>, out: &Path, force: bool, compress: u8) ->
     let env = pg_env(&ctx.config)?;
     let tool = find_tool("pg_dump")?;
     let partial = with_suffix(out, ".partial");
+    create_private(&partial)?;
     let mut file_arg = OsString::from("--file=");
     file_arg.push(partial.as_os_str());
     let started = Instant::now();

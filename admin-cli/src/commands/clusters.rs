@@ -6,6 +6,7 @@ use crate::output::{opt, safe};
 use anyhow::{bail, Result};
 use db::clusters::ClusterChanges;
 use db::models::{Cluster, NewCluster};
+use serde::Serialize;
 use slurm::options::SbatchOption;
 
 /// Longest path accepted, in bytes (the schema's limit for the worker and known_hosts paths).
@@ -90,12 +91,39 @@ fn check_kind(args: &ClusterArgs) -> Result<ClusterKind> {
     Ok(kind)
 }
 
+/// How the batch component reaches a cluster: `ssh` with a host, else `local` (the KIND
+/// column, and `kind` in JSON).
+fn kind(c: &Cluster) -> &'static str {
+    if c.host.is_some() {
+        "ssh"
+    } else {
+        "local"
+    }
+}
+
+/// A cluster as printed in JSON: its settings and its kind.
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    cluster: &'a Cluster,
+    kind: &'static str,
+}
+
+impl<'a> From<&'a Cluster> for Shown<'a> {
+    fn from(cluster: &'a Cluster) -> Self {
+        Self {
+            cluster,
+            kind: kind(cluster),
+        }
+    }
+}
+
 /// `add-cluster NAME [options]`.
 pub async fn add(ctx: &mut Ctx<'_>, args: ClusterArgs) -> Result<()> {
     check_kind(&args)?;
+    // The name, --host, --ssh-user and --work-dir's rule were checked where they came in
+    // (`cli`); what is left is the text every setting shares.
     check_all(&[
-        ("--host", args.host.as_deref(), false),
-        ("--ssh-user", args.ssh_user.as_deref(), false),
         ("--ssh-key", args.ssh_key.as_deref(), true),
         ("--known-hosts", args.known_hosts.as_deref(), true),
         ("--partition", args.partition.as_deref(), false),
@@ -133,16 +161,16 @@ pub async fn add(ctx: &mut Ctx<'_>, args: ClusterArgs) -> Result<()> {
     };
     ctx.done(
         &format!("added cluster {:?} ({place}) with id {}", c.name, c.id),
-        &c,
+        &Shown::from(&c),
     )?;
     Ok(())
 }
 
 /// `update-cluster NAME [options]`: changes only what is given, in one UPDATE.
 pub async fn update(ctx: &mut Ctx<'_>, args: ClusterUpdateArgs) -> Result<()> {
+    // The name, --host, --ssh-user and --work-dir's rule were checked where they came in
+    // (`cli`); what is left is the text every setting shares.
     check_all(&[
-        ("--host", args.host.as_deref(), false),
-        ("--ssh-user", args.ssh_user.as_deref(), false),
         ("--ssh-key", args.ssh_key.as_deref(), true),
         ("--known-hosts", args.known_hosts.as_deref(), true),
         ("--partition", args.partition.as_deref(), false),
@@ -190,7 +218,7 @@ pub async fn update(ctx: &mut Ctx<'_>, args: ClusterUpdateArgs) -> Result<()> {
     } else {
         format!("updated cluster {:?}: {}", u.after.name, diff.join("; "))
     };
-    ctx.done(&message, &u.after)?;
+    ctx.done(&message, &Shown::from(&u.after))?;
     Ok(())
 }
 
@@ -230,6 +258,7 @@ fn differences(before: &Cluster, after: &Cluster) -> Vec<String> {
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
     let mut conn = ctx.conn().await?;
     let clusters = db::clusters::list(&mut conn).await?;
+    let clusters: Vec<Shown<'_>> = clusters.iter().map(Shown::from).collect();
     let headers = vec![
         "ID",
         "NAME",
@@ -245,7 +274,7 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
         "KEEP_DIRS",
         "SBATCH_DEFAULTS",
     ];
-    Ok(ctx.list(&clusters, headers, |c| {
+    Ok(ctx.list(&clusters, headers, |&Shown { cluster: c, kind }| {
         let defaults: Vec<&str> = c
             .sbatch_defaults
             .iter()
@@ -255,7 +284,7 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
         vec![
             c.id.to_string(),
             safe(&c.name),
-            if c.host.is_some() { "ssh" } else { "local" }.into(),
+            kind.into(),
             safe(&opt(&c.host)),
             safe(&opt(&c.ssh_user)),
             c.ssh_port.to_string(),
@@ -274,6 +303,6 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<()> {
 pub async fn remove(ctx: &mut Ctx<'_>, name: &str) -> Result<()> {
     let mut conn = ctx.conn().await?;
     let c = db::clusters::remove(&mut conn, name).await?;
-    ctx.done(&format!("removed cluster {:?}", c.name), &c)?;
+    ctx.done(&format!("removed cluster {:?}", c.name), &Shown::from(&c))?;
     Ok(())
 }

@@ -123,6 +123,26 @@ async fn update_user_conflicting_flags_are_bad_usage() {
     assert!(has_password(&db, "alice", "keep-pw-1"));
 }
 
+/// After a conflict the usage line is the one `--help` shows: the database flag, given on
+/// the command line or through DATABASE_URL, does not read as if it were required.
+#[tokio::test]
+async fn update_user_conflict_usage_does_not_show_the_database_flag_as_required() {
+    let db = db_with_user(&["bob"]).await;
+    let url = db.config().url_with_password().to_string();
+    for out in [
+        run(&db, &["update-user", "bob", "--no-admin", "--admin"]),
+        run_env(
+            &[("DATABASE_URL", url.as_str())],
+            &["update-user", "bob", "--no-admin", "--admin"],
+        ),
+    ] {
+        out.usage_error_with("cannot be used with")
+            .usage_error_with("Usage: admin-cli update-user [OPTIONS] <NAME>");
+        assert!(!out.stderr.contains("--database-url"), "{}", out.stderr);
+    }
+    assert_eq!(users_json(&db, false)[0]["role"], "user");
+}
+
 #[tokio::test]
 async fn update_user_auth_provider_targets_only_that_provider() {
     let (db, _, _) = db_with_namesakes("eve").await;
