@@ -14,7 +14,9 @@ const LEASE: Duration = Duration::from_secs(60);
 /// (simulation, index).
 async fn claim_and_fail(db: &Db, error: &str) -> (i64, i32) {
     let mut conn = db.conn().await;
-    let claimed = db::queue::claim(&mut conn, "w1", 1, LEASE).await.unwrap();
+    let claimed = db::queue::claim(&mut conn, "w1", 1, LEASE, db::enums::SimType::ALL)
+        .await
+        .unwrap();
     let t = &claimed[0];
     let state = db::queue::fail(&mut conn, &t.lease("w1"), error, false)
         .await
@@ -99,7 +101,9 @@ async fn retry_task_requeues_a_failed_task_with_a_fresh_budget() {
     assert!(list_json(&db, "list-tasks", &["--state", "FAILED"]).is_empty());
     // A worker claims it again at once, as its first attempt.
     let mut conn = db.conn().await;
-    let again = db::queue::claim(&mut conn, "w2", 10, LEASE).await.unwrap();
+    let again = db::queue::claim(&mut conn, "w2", 10, LEASE, db::enums::SimType::ALL)
+        .await
+        .unwrap();
     let t = again.iter().find(|t| t.task_index == index).unwrap();
     assert_eq!(t.attempt, 1);
 }

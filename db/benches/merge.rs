@@ -79,9 +79,15 @@ async fn simulation(conn: &mut db::Conn, ntasks: i32) -> Vec<queue::ClaimedTask>
     let new =
         db::testing::new_simulation(owner, SimType::Shieldhit, ntasks, i64::from(ntasks) * 1000);
     db::testing::submit(conn, new, None).await;
-    queue::claim(conn, "bench", i64::from(ntasks), Duration::from_secs(3600))
-        .await
-        .unwrap()
+    queue::claim(
+        conn,
+        "bench",
+        i64::from(ntasks),
+        Duration::from_secs(3600),
+        db::enums::SimType::ALL,
+    )
+    .await
+    .unwrap()
 }
 
 fn ms(d: Duration) -> f64 {

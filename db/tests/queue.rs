@@ -21,7 +21,9 @@ async fn submit(conn: &mut db::Conn, ntasks: i32, max_attempts: i32) -> i64 {
 async fn a_claim_leases_tasks_and_starts_the_simulation() {
     let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 3, 3).await;
-    let claimed = queue::claim(&mut conn, "w1", 2, LEASE).await.unwrap();
+    let claimed = queue::claim(&mut conn, "w1", 2, LEASE, db::enums::SimType::ALL)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
     assert_eq!(claimed[0].task_index, 0);
     assert_eq!(claimed[0].attempt, 1);
@@ -35,12 +37,16 @@ async fn a_claim_leases_tasks_and_starts_the_simulation() {
         task_states(&mut conn, sim).await,
         vec![TaskState::Running, TaskState::Running, TaskState::Pending]
     );
-    let rest = queue::claim(&mut conn, "w2", 10, LEASE).await.unwrap();
-    assert_eq!(rest.len(), 1);
-    assert!(queue::claim(&mut conn, "w3", 10, LEASE)
+    let rest = queue::claim(&mut conn, "w2", 10, LEASE, db::enums::SimType::ALL)
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(
+        queue::claim(&mut conn, "w3", 10, LEASE, db::enums::SimType::ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -56,9 +62,15 @@ async fn concurrent_claimers_never_share_a_task() {
             let mut conn = db::connect(&config).await.unwrap();
             let mut mine = Vec::new();
             loop {
-                let got = queue::claim(&mut conn, &format!("w{w}"), 3, LEASE)
-                    .await
-                    .unwrap();
+                let got = queue::claim(
+                    &mut conn,
+                    &format!("w{w}"),
+                    3,
+                    LEASE,
+                    db::enums::SimType::ALL,
+                )
+                .await
+                .unwrap();
                 if got.is_empty() {
                     break;
                 }
@@ -80,7 +92,9 @@ async fn concurrent_claimers_never_share_a_task() {
 async fn the_last_completion_completes_the_simulation() {
     let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 2, 3).await;
-    let claimed = queue::claim(&mut conn, "w", 10, LEASE).await.unwrap();
+    let claimed = queue::claim(&mut conn, "w", 10, LEASE, db::enums::SimType::ALL)
+        .await
+        .unwrap();
     let lost = queue::complete_many(
         &mut conn,
         &[Completion {
@@ -163,10 +177,12 @@ async fn failures_retry_with_backoff_then_fail_the_simulation() {
         .unwrap();
     assert_eq!(state, TaskState::Pending);
     // Backoff: not claimable right away.
-    assert!(queue::claim(&mut conn, "w", 1, LEASE)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        queue::claim(&mut conn, "w", 1, LEASE, db::enums::SimType::ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     conn.batch_execute("UPDATE tasks SET run_after = now()")
         .await
         .unwrap();
@@ -188,7 +204,9 @@ async fn failures_retry_with_backoff_then_fail_the_simulation() {
 async fn a_simulation_with_some_failed_tasks_completes_from_the_others() {
     let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 2, 1).await;
-    let c = queue::claim(&mut conn, "w", 2, LEASE).await.unwrap();
+    let c = queue::claim(&mut conn, "w", 2, LEASE, db::enums::SimType::ALL)
+        .await
+        .unwrap();
     queue::fail(&mut conn, &c[0].lease("w"), "bad input", false)
         .await
         .unwrap();
@@ -207,9 +225,15 @@ async fn a_simulation_with_some_failed_tasks_completes_from_the_others() {
 async fn heartbeats_extend_held_leases_and_name_lost_ones() {
     let (_db, mut conn) = fresh().await;
     submit(&mut conn, 2, 3).await;
-    let c = queue::claim(&mut conn, "w", 2, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let c = queue::claim(
+        &mut conn,
+        "w",
+        2,
+        Duration::from_secs(5),
+        db::enums::SimType::ALL,
+    )
+    .await
+    .unwrap();
     // Task 1 is canceled behind the worker's back.
     conn.batch_execute(&format!(
         "UPDATE tasks SET task_state = 'CANCELED', end_time = now() WHERE id = {}",
@@ -247,7 +271,9 @@ async fn release_hands_a_task_back_without_using_an_attempt() {
 async fn an_expired_lease_out_of_attempts_fails_the_task() {
     let (_db, mut conn) = fresh().await;
     let sim = submit(&mut conn, 1, 1).await;
-    queue::claim(&mut conn, "w", 1, LEASE).await.unwrap();
+    queue::claim(&mut conn, "w", 1, LEASE, db::enums::SimType::ALL)
+        .await
+        .unwrap();
     conn.batch_execute("UPDATE tasks SET lease_expires_at = now() - interval '1 second'")
         .await
         .unwrap();
@@ -294,7 +320,9 @@ async fn concurrent_last_completions_still_finish_the_simulation() {
     let (db, mut conn) = fresh().await;
     for _ in 0..10 {
         let sim = submit(&mut conn, 2, 3).await;
-        let c = queue::claim(&mut conn, "w", 2, LEASE).await.unwrap();
+        let c = queue::claim(&mut conn, "w", 2, LEASE, db::enums::SimType::ALL)
+            .await
+            .unwrap();
         let mut handles = Vec::new();
         for t in c {
             let config = db.config().clone();
@@ -310,4 +338,71 @@ async fn concurrent_last_completions_still_finish_the_simulation() {
         }
         assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
     }
+}
+
+/// A claim takes only tasks of the simulators it names: the others stay `PENDING` (and their
+/// simulation too), in their place in the queue, until a claim that names them.
+#[tokio::test]
+async fn a_claim_takes_only_tasks_of_the_simulators_it_names() {
+    let (_db, mut conn) = fresh().await;
+    let owner = db::testing::user(&mut conn, "physicist").await;
+    let new = |sim_type| db::testing::new_simulation(owner, sim_type, 2, 200);
+    // Oldest first: the SHIELD-HIT12A tasks are at the head of the queue.
+    let shieldhit = db::testing::submit(&mut conn, new(SimType::Shieldhit), None).await;
+    let topas = db::testing::submit(&mut conn, new(SimType::Topas), None).await;
+    let builtin = db::testing::submit(&mut conn, new(SimType::Builtin), None).await;
+
+    assert!(queue::claim(&mut conn, "none", 10, LEASE, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    let mine = queue::claim(&mut conn, "w1", 10, LEASE, &[SimType::Builtin])
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.iter()
+            .map(|t| (t.simulation_id, t.sim_type))
+            .collect::<Vec<_>>(),
+        vec![(builtin, SimType::Builtin); 2]
+    );
+    assert!(
+        queue::claim(&mut conn, "w1", 10, LEASE, &[SimType::Builtin])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for sim in [shieldhit, topas] {
+        assert_eq!(sim_state(&mut conn, sim).await, JobState::Pending);
+        assert_eq!(
+            task_states(&mut conn, sim).await,
+            vec![TaskState::Pending; 2]
+        );
+    }
+
+    // One task of a capable worker, then the rest of that simulator; TOPAS stays.
+    let types = [SimType::Builtin, SimType::Shieldhit];
+    let one = queue::claim(&mut conn, "w2", 1, LEASE, &types)
+        .await
+        .unwrap();
+    assert_eq!((one.len(), one[0].simulation_id), (1, shieldhit));
+    assert_eq!(one[0].sim_type, SimType::Shieldhit);
+    assert!(one[0].started_simulation);
+    let rest = queue::claim(&mut conn, "w2", 10, LEASE, &types)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|t| t.simulation_id).collect::<Vec<_>>(),
+        vec![shieldhit]
+    );
+    assert_eq!(sim_state(&mut conn, shieldhit).await, JobState::Running);
+    assert_eq!(sim_state(&mut conn, topas).await, JobState::Pending);
+
+    // Every simulator: the unfiltered statement.
+    let all = queue::claim(&mut conn, "w3", 10, LEASE, SimType::ALL)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|t| t.simulation_id).collect::<Vec<_>>(),
+        vec![topas; 2]
+    );
 }

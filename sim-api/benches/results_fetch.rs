@@ -290,9 +290,15 @@ async fn main() {
     let mut plain = SimulationServiceClient::new(ch.clone());
     let job = support::submit(ch.clone(), &auth, "results fetch", TASKS as i32, 2000).await;
     let mut conn = db.conn().await;
-    let claimed = db::queue::claim(&mut conn, "bench", TASKS as i64, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let claimed = db::queue::claim(
+        &mut conn,
+        "bench",
+        TASKS as i64,
+        Duration::from_secs(3600),
+        db::enums::SimType::ALL,
+    )
+    .await
+    .unwrap();
     assert_eq!(claimed.len(), TASKS);
     let t0 = Instant::now();
     for (i, t) in claimed.iter().enumerate() {

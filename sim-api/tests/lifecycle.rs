@@ -217,9 +217,15 @@ async fn get_answers_are_cached_until_the_database_announces_a_change() {
 
     // A worker's claim announces the start; its progress report announces itself.
     let mut c = app.db.conn().await;
-    let claimed = db::queue::claim(&mut c, "w1", 1, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let claimed = db::queue::claim(
+        &mut c,
+        "w1",
+        1,
+        Duration::from_secs(60),
+        db::enums::SimType::ALL,
+    )
+    .await
+    .unwrap();
     assert_eq!(claimed.len(), 1);
     let job_state = || async {
         get(tok.clone())

@@ -61,9 +61,15 @@ async fn sim_id(app: &App, job: &str) -> i64 {
 
 async fn claim(app: &App, n: i64) -> Vec<ClaimedTask> {
     let mut c = app.db.conn().await;
-    queue::claim(&mut c, "w", n, Duration::from_secs(60))
-        .await
-        .unwrap()
+    queue::claim(
+        &mut c,
+        "w",
+        n,
+        Duration::from_secs(60),
+        db::enums::SimType::ALL,
+    )
+    .await
+    .unwrap()
 }
 
 async fn complete(app: &App, t: &ClaimedTask, primaries: i64, seed: u64) {

@@ -104,8 +104,14 @@ async fn simulation(conn: &mut db::Conn, owner: i64, rng: &mut Noise, n: usize) 
     }));
     let (data, size) = input.encode()?;
     let sim = db::simulations::create_with_tasks(conn, &new, Some((&data, size))).await?;
-    let tasks =
-        db::queue::claim(conn, "bench", i64::from(NTASKS), Duration::from_secs(600)).await?;
+    let tasks = db::queue::claim(
+        conn,
+        "bench",
+        i64::from(NTASKS),
+        Duration::from_secs(600),
+        db::enums::SimType::ALL,
+    )
+    .await?;
     ensure!(
         tasks.len() == NTASKS as usize && tasks.iter().all(|t| t.simulation_id == sim.id),
         "claimed {} tasks",

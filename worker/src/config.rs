@@ -79,7 +79,8 @@ pub struct Config {
 /// `worker element`).
 #[derive(Debug, Clone, Args)]
 pub struct SimulatorArgs {
-    /// SHIELD-HIT12A executable (tasks of type shieldhit fail without it).
+    /// SHIELD-HIT12A executable; without it, this worker claims no SHIELD-HIT12A task (they
+    /// wait for a worker that has it).
     #[arg(long, env = "SHIELDHIT_PATH", value_name = "PATH")]
     pub shieldhit: Option<PathBuf>,
 
@@ -93,13 +94,13 @@ pub struct SimulatorArgs {
     )]
     pub convertmc: PathBuf,
 
-    /// The `topas` executable (run as `topas MAIN.txt`); without it, TOPAS tasks fail saying
-    /// so.
+    /// The `topas` executable (run as `topas MAIN.txt`); without it, this worker claims no
+    /// TOPAS task (they wait for a worker that has it).
     #[arg(long, env = "TOPAS_PATH", value_name = "PATH")]
     pub topas: Option<PathBuf>,
 
-    /// FLUKA's `rfluka` script (run as `rfluka -M 1 DIR/NAME.inp`); without it, FLUKA tasks
-    /// fail saying so.
+    /// FLUKA's `rfluka` script (run as `rfluka -M 1 DIR/NAME.inp`); without it, this worker
+    /// claims no FLUKA task (they wait for a worker that has it).
     #[arg(long, env = "FLUKA_PATH", value_name = "PATH")]
     pub fluka: Option<PathBuf>,
 }

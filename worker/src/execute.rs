@@ -5,6 +5,7 @@
 //! This module is the bottom layer of the worker: it depends on `db` (and `slurm`'s
 //! progress line) only.
 
+use db::enums::SimType;
 use db::queue::{self, ClaimedTask, Lease};
 use db::Pool;
 use std::future::Future;
@@ -22,6 +23,13 @@ use tokio::sync::watch;
 pub trait TaskHandler: Send + Sync + 'static {
     /// Runs `task` to its end and says how it ended.
     fn run(&self, task: &ClaimedTask, ctx: TaskContext) -> impl Future<Output = Outcome> + Send;
+
+    /// The simulators (`sim_type`) whose tasks this handler runs. The runner claims only
+    /// tasks of these; the others stay `PENDING` for a worker that runs them. Every one by
+    /// default, for handlers that do not look at `sim_type` (the queue's stand-ins, tests).
+    fn sim_types(&self) -> Vec<SimType> {
+        SimType::ALL.to_vec()
+    }
 }
 
 /// Why a run was asked to stop.

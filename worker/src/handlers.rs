@@ -3,6 +3,7 @@
 
 use crate::execute::{Outcome, Stop, TaskContext, TaskHandler};
 use crate::simulators::Simulators;
+use db::enums::SimType;
 use db::queue::ClaimedTask;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,15 @@ impl TaskHandler for Standard {
             Standard::Simulators(s) => s.run(task, ctx).await,
         }
     }
+
+    /// The configured simulators for [`Standard::Simulators`]; every simulator for the
+    /// stand-ins, which ignore `sim_type` (so the queue benchmarks claim every task).
+    fn sim_types(&self) -> Vec<SimType> {
+        match self {
+            Standard::Simulators(s) => s.sim_types(),
+            Standard::Noop | Standard::Sleep(_) | Standard::Panic => SimType::ALL.to_vec(),
+        }
+    }
 }
 
 /// Pretends to simulate for `total`, reporting progress; stops when told to.
@@ -80,5 +90,34 @@ async fn sleep(task: &ClaimedTask, mut ctx: TaskContext, total: Duration) -> Out
             _ = tokio::time::sleep(tick.min(total - elapsed)) => {}
             why = ctx.stopped() => return Outcome::Stopped(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulators() -> crate::simulators::Settings {
+        crate::simulators::Settings::new(std::env::temp_dir().join("sim-worker-unit"))
+    }
+
+    #[test]
+    fn the_queue_stand_ins_claim_every_simulator() {
+        for kind in [
+            HandlerKind::Noop,
+            HandlerKind::Sleep(std::time::Duration::from_millis(1)),
+            HandlerKind::Panic,
+        ] {
+            assert_eq!(
+                Standard::new(&kind, simulators()).sim_types(),
+                SimType::ALL.to_vec()
+            );
+        }
+        let mut s = simulators();
+        s.topas = Some("/opt/topas".into());
+        assert_eq!(
+            Standard::new(&HandlerKind::Simulators, s).sim_types(),
+            vec![SimType::Builtin, SimType::Topas]
+        );
     }
 }

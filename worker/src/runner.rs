@@ -9,6 +9,7 @@ pub mod health;
 use crate::execute::{Outcome, Stop, TaskContext, TaskHandler};
 use crate::outcome::{self, Recorder};
 use crate::settings::{Settings, MAX_WAIT, MIN_POLL};
+use db::enums::SimType;
 use db::queue::{self, ClaimedTask, Lease};
 use db::{DbConfig, DbError, Pool};
 use std::collections::HashMap;
@@ -20,7 +21,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument as _;
 
 /// A worker: claims tasks from the queue and runs them with its handler `H`, until told to
-/// shut down ([`Runner::run`]).
+/// shut down ([`Runner::run`]). It claims only tasks of the simulators its handler runs
+/// ([`TaskHandler::sim_types`]).
 pub struct Runner<H> {
     shared: Arc<Shared>,
     handler: Arc<H>,
@@ -37,6 +39,9 @@ struct Running {
 /// The state of one runner that its tasks and background loops share.
 struct Shared {
     settings: Settings,
+    /// The simulators whose tasks this worker claims (its handler's
+    /// [`TaskHandler::sim_types`]).
+    sim_types: Vec<SimType>,
     recorder: Recorder,
     /// Every task this worker holds a lease on: running, or done and waiting for its outcome
     /// to be written.
@@ -115,7 +120,9 @@ impl<H: TaskHandler> Runner<H> {
         settings.concurrency = settings.concurrency.max(1);
         settings.lease = settings.lease.max(Duration::from_millis(10));
         let (completions_tx, completions) = mpsc::unbounded_channel();
+        let sim_types = handler.sim_types();
         let shared = Arc::new(Shared {
+            sim_types,
             recorder: Recorder {
                 pool,
                 completions: completions_tx,
@@ -166,7 +173,23 @@ impl<H: TaskHandler> Runner<H> {
             completions,
         } = self;
         let settings = &shared.settings;
-        tracing::info!(worker = %settings.worker_id, concurrency = settings.concurrency, "worker started");
+        // Tasks of the simulators left out stay PENDING until a worker that runs them claims
+        // them: say which this one takes, and which it leaves.
+        let names = |claimed: bool| {
+            SimType::ALL
+                .iter()
+                .filter(|t| shared.sim_types.contains(t) == claimed)
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        tracing::info!(
+            worker = %settings.worker_id,
+            concurrency = settings.concurrency,
+            claims = %names(true),
+            leaves_pending = %names(false),
+            "worker started"
+        );
         let pool = shared.recorder.pool.clone();
         let writer = tokio::spawn(outcome::completion_writer(pool.clone(), completions));
         let wake = Arc::new(Notify::new());
@@ -249,7 +272,14 @@ async fn claim_loop<H: TaskHandler>(
 async fn claim(shared: &Shared, free: usize) -> Result<Vec<ClaimedTask>, DbError> {
     let mut conn = shared.recorder.pool.get().await?;
     let settings = &shared.settings;
-    queue::claim(&mut conn, &settings.worker_id, free as i64, settings.lease).await
+    queue::claim(
+        &mut conn,
+        &settings.worker_id,
+        free as i64,
+        settings.lease,
+        &shared.sim_types,
+    )
+    .await
 }
 
 /// Tasks claimed just as the worker turned unhealthy (a machine fault arrived during the

@@ -350,10 +350,10 @@ async fn inputs_the_worker_cannot_run_are_refused_clearly() {
         .await;
 }
 
-external_simulator_tests! { start: start, hang: files("hang", 0.01), ok: files("ok", 0.01), name: "FLUKA" }
+external_simulator_tests! { start: start, hang: files("hang", 0.01), ok: files("ok", 0.01) }
 
-/// A worker without FLUKA (`a_worker_without_the_program_says_so`) fails for want of FLUKA,
-/// not of `convertmc`: the tests' `convertmc` is there.
+/// The worker that has FLUKA (`a_worker_without_the_program_leaves_its_tasks_to_one_with_it`)
+/// needs `convertmc` too: the tests' `convertmc` is there.
 #[test]
 fn the_tests_have_convertmc() {
     assert!(Path::new(&support::convertmc()).is_file());

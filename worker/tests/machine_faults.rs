@@ -351,7 +351,9 @@ async fn machine_faults_use_no_attempt_up_to_the_limit_then_attempts() {
     let sim = db::testing::submit(&mut conn, new, None).await;
     let lease_secs = Duration::from_secs(30);
     for n in 1..=2 {
-        let t = queue::claim(&mut conn, "w", 1, lease_secs).await.unwrap();
+        let t = queue::claim(&mut conn, "w", 1, lease_secs, db::enums::SimType::ALL)
+            .await
+            .unwrap();
         assert_eq!(t.len(), 1, "handed on at once, claimable again");
         assert_eq!(t[0].attempt, 1);
         let lease = t[0].lease("w");
@@ -376,7 +378,9 @@ async fn machine_faults_use_no_attempt_up_to_the_limit_then_attempts() {
         assert!(queue::is_lease_lost(&again.unwrap_err()));
     }
     // Over the limit, the fault uses the attempt: the only one, so the task fails.
-    let t = queue::claim(&mut conn, "w", 1, lease_secs).await.unwrap();
+    let t = queue::claim(&mut conn, "w", 1, lease_secs, db::enums::SimType::ALL)
+        .await
+        .unwrap();
     let state = queue::release_machine_fault(&mut conn, &t[0].lease("w"), "disk full: y", 2)
         .await
         .unwrap();

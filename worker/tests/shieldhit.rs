@@ -193,7 +193,7 @@ async fn a_run_that_saves_nothing_names_the_cause() {
     assert!(err.contains("wrote no .bdo result files"), "{err}");
 }
 
-external_simulator_tests! { start: start, hang: captured("hang"), ok: captured("ok"), name: "SHIELD-HIT12A" }
+external_simulator_tests! { start: start, hang: captured("hang"), ok: captured("ok") }
 
 #[tokio::test]
 async fn hostile_input_file_names_are_refused_in_the_work_directory() {

@@ -209,4 +209,4 @@ async fn inputs_the_worker_cannot_run_are_refused_clearly() {
         .await;
 }
 
-external_simulator_tests! { start: start, hang: mode("hang"), ok: files(&[]), name: "TOPAS" }
+external_simulator_tests! { start: start, hang: mode("hang"), ok: files(&[]) }

@@ -57,12 +57,14 @@ pub async fn submit(conn: &mut db::Conn, ntasks: i32, primaries: i64) -> i64 {
 
 /// Claims up to `n` tasks for the worker "w".
 pub async fn claim(conn: &mut db::Conn, n: i64) -> Vec<ClaimedTask> {
-    queue::claim(conn, "w", n, LEASE).await.unwrap()
+    queue::claim(conn, "w", n, LEASE, db::enums::SimType::ALL)
+        .await
+        .unwrap()
 }
 
 /// Claims one task for `worker` (there must be one).
 pub async fn claim_one(conn: &mut db::Conn, worker: &str) -> ClaimedTask {
-    queue::claim(conn, worker, 1, LEASE)
+    queue::claim(conn, worker, 1, LEASE, db::enums::SimType::ALL)
         .await
         .unwrap()
         .remove(0)

@@ -156,6 +156,7 @@ pub async fn template(db: &TestDb) -> Result<i64> {
         "bench",
         i64::from(NTASKS),
         Duration::from_secs(600),
+        db::enums::SimType::ALL,
     )
     .await?;
     ensure!(

@@ -54,6 +54,39 @@ impl Settings {
             keep_workdirs: false,
         }
     }
+
+    /// The simulators whose tasks a worker with these settings runs, and so claims: the
+    /// builtin engine always; SHIELD-HIT12A, FLUKA and TOPAS when their program is
+    /// configured (`--shieldhit`, `--fluka`, `--topas`), and for SHIELD-HIT12A and FLUKA,
+    /// whose results pymchelper converts, `convertmc` too. (The `worker` binary always has
+    /// one: `--convertmc` defaults to `convertmc` on `PATH`.) Whether a configured program
+    /// really runs here is found when it is started: a missing one is a machine fault, and
+    /// the task goes to another worker without using an attempt.
+    pub fn runnable(&self) -> Vec<SimType> {
+        let configured = |p: &external::Program| {
+            (p.path)(self).is_some() && (!p.convertmc || self.convertmc.is_some())
+        };
+        let mut types = vec![SimType::Builtin];
+        for (sim_type, program) in [
+            (
+                SimType::Shieldhit,
+                &<shieldhit::Shieldhit as external::External>::PROGRAM,
+            ),
+            (
+                SimType::Fluka,
+                &<fluka::Fluka as external::External>::PROGRAM,
+            ),
+            (
+                SimType::Topas,
+                &<topas::Topas as external::External>::PROGRAM,
+            ),
+        ] {
+            if configured(program) {
+                types.push(sim_type);
+            }
+        }
+        types
+    }
 }
 
 /// The task handler of the real simulators: runs the simulator the task's simulation names.
@@ -72,6 +105,11 @@ impl Simulators {
 impl TaskHandler for Simulators {
     async fn run(&self, task: &ClaimedTask, ctx: TaskContext) -> Outcome {
         run(&self.settings, task, ctx).await
+    }
+
+    /// Those configured in its settings ([`Settings::runnable`]).
+    fn sim_types(&self) -> Vec<SimType> {
+        self.settings.runnable()
     }
 }
 
@@ -136,9 +174,11 @@ impl Run<'_> {
     }
 
     /// The program path configured for `what` (e.g. `"FLUKA"`, set by `flag`), or an input
-    /// fault saying it is not configured: leaving a simulator out is this deployment's
-    /// choice (the task fails at once, as documented), while a configured program that is
-    /// missing is a machine fault, found when it is started.
+    /// fault saying it is not configured. A worker does not claim tasks of a simulator it
+    /// lacks ([`Settings::runnable`]), so this is only a guard (a task run by a handler with
+    /// other settings than those it claimed with, or `worker element` on a node without the
+    /// program); a configured program that is missing is a machine fault, found when it is
+    /// started.
     pub fn configured(
         path: Option<&PathBuf>,
         what: &str,
@@ -307,3 +347,7 @@ async fn store_logs(pool: &Pool, task: &ClaimedTask, stdout: &Tail, stderr: &Tai
         }
     }
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;

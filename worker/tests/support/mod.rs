@@ -73,6 +73,23 @@ impl Worker {
             db.name()
         ));
         let mut cmd = worker_command(db.config().url_with_password());
+        Self::spawn(&mut cmd, work_root, programs)
+    }
+
+    /// [`Worker::start`], the worker called `name` in task leases (and with its own work
+    /// root), to run beside another.
+    pub fn start_named(db: &TestDb, name: &str, programs: &[(&str, &str)]) -> Self {
+        let work_root = std::env::temp_dir().join(format!(
+            "sim-worker-test-{}-{}-{name}",
+            std::process::id(),
+            db.name()
+        ));
+        let mut cmd = worker_command(db.config().url_with_password());
+        cmd.args(["--worker-id", name]);
+        Self::spawn(&mut cmd, work_root, programs)
+    }
+
+    fn spawn(cmd: &mut Command, work_root: PathBuf, programs: &[(&str, &str)]) -> Self {
         cmd.args(["--poll", "0.5", "--concurrency", "3"])
             .arg("--convertmc")
             .arg(convertmc())
@@ -81,7 +98,7 @@ impl Worker {
         for (flag, program) in programs {
             cmd.arg(flag).arg(standin(program));
         }
-        let proc = tests::spawn_worker(&mut cmd);
+        let proc = tests::spawn_worker(cmd);
         Self { proc, work_root }
     }
 }
@@ -102,13 +119,18 @@ pub struct SimTest {
     /// A connection to the test database.
     pub conn: db::Conn,
     sim_type: SimType,
-    _db: TestDb,
+    program: (&'static str, &'static str),
+    db: TestDb,
 }
 
 impl SimTest {
     /// Starts the worker with `program`, the flag and the stand-in such as
     /// `("--fluka", "rfluka")`, or without it when `with_program` is false.
-    pub async fn start(sim_type: SimType, program: (&str, &str), with_program: bool) -> Self {
+    pub async fn start(
+        sim_type: SimType,
+        program: (&'static str, &'static str),
+        with_program: bool,
+    ) -> Self {
         let db = TestDb::new().await;
         let conn = db.conn().await;
         let worker = Worker::start(&db, &[program][..usize::from(with_program)]);
@@ -116,7 +138,49 @@ impl SimTest {
             worker,
             conn,
             sim_type,
-            _db: db,
+            program,
+            db,
+        }
+    }
+
+    /// A worker without the simulator's program leaves its tasks `PENDING`, unclaimed, while
+    /// it runs a builtin task submitted after them; a second worker, `capable`, with the
+    /// program, then completes them on their first attempt. (`self` must have been started
+    /// without the program.)
+    pub async fn waits_for_a_worker_with_the_program(&mut self, input: SimulationInput) {
+        let sim = self.submit(2, 200, input).await;
+        // Newer than the simulator's tasks: once it has completed, the worker has claimed
+        // past them.
+        let builtin = submit(&mut self.conn, SimType::Builtin, 1, 100, &builtin_input()).await;
+        wait_state(
+            &mut self.conn,
+            builtin,
+            JobState::Completed,
+            Duration::from_secs(60),
+        )
+        .await;
+        for t in self.tasks(sim).await {
+            assert_eq!(
+                (t.task_state, t.attempts, t.last_error.as_deref()),
+                (TaskState::Pending, 0, None),
+                "{:?} task {}",
+                self.sim_type,
+                t.task_index
+            );
+        }
+        let state = db::simulations::get(&mut self.conn, sim).await.unwrap();
+        assert_eq!(state.job_state, JobState::Pending);
+
+        let _capable = Worker::start_named(&self.db, "capable", &[self.program]);
+        self.wait(sim, JobState::Completed, 90).await;
+        for t in self.tasks(sim).await {
+            assert_eq!(
+                (t.task_state, t.attempts, t.lease_owner.as_deref()),
+                (TaskState::Completed, 1, Some("capable")),
+                "{:?} task {}",
+                self.sim_type,
+                t.task_index
+            );
         }
     }
 
@@ -182,12 +246,12 @@ impl SimTest {
 }
 
 /// The tests every external simulator gets, written once: a hanging run that cancellation
-/// kills, and a worker without the program that says so. `start` is the test file's
-/// `async fn start(with_program: bool) -> SimTest`; `hang` and `ok` are input files with
-/// which its stand-in hangs and succeeds; `name` is the program's name in messages.
+/// kills, and a worker without the program that leaves its tasks to one with it. `start` is
+/// the test file's `async fn start(with_program: bool) -> SimTest`; `hang` and `ok` are
+/// input files with which its stand-in hangs and succeeds.
 #[macro_export]
 macro_rules! external_simulator_tests {
-    (start: $start:ident, hang: $hang:expr, ok: $ok:expr, name: $name:literal) => {
+    (start: $start:ident, hang: $hang:expr, ok: $ok:expr) => {
         #[tokio::test]
         async fn canceling_kills_a_hanging_program() {
             let input = db::inputs::SimulationInput::Files($hang);
@@ -197,13 +261,26 @@ macro_rules! external_simulator_tests {
                 .await;
         }
 
+        /// A worker without the program does not claim its tasks (it would fail them,
+        /// saying the program is not configured); a worker with it runs them.
         #[tokio::test]
-        async fn a_worker_without_the_program_says_so() {
+        async fn a_worker_without_the_program_leaves_its_tasks_to_one_with_it() {
             let input = db::inputs::SimulationInput::Files($ok);
-            let error = concat!($name, " is not configured");
-            $start(false).await.fails_with(input, error).await;
+            $start(false)
+                .await
+                .waits_for_a_worker_with_the_program(input)
+                .await;
         }
     };
+}
+
+/// A small builtin run's input (editor JSON).
+pub fn builtin_input() -> SimulationInput {
+    SimulationInput::Editor(serde_json::json!({
+        "beam": {"energy_mev": 150.0, "sigma_cm": 0.3},
+        "scoring": {"z_bins": 20, "r_bins": 2},
+        "seed": 7
+    }))
 }
 
 /// Submits a simulation of `sim_type` with `input`; returns its id.
