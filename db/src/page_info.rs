@@ -90,17 +90,13 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         #[diesel(sql_type = Bool)]
         partial: bool,
     }
-    // A canceled simulation's pages hold what its completed tasks computed: partial, as
-    // `results` marks them.
-    let rows: Vec<PageRow> = diesel::sql_query(
+    let rows: Vec<PageRow> = diesel::sql_query(format!(
         "SELECT e.name, e.file_name, e.metadata AS estimator_metadata, p.page_number,
                 p.page_name, p.page_dimension, p.axes, p.value_name, p.value_unit,
                 p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata,
-                p.aggregation, s.job_state = 'CANCELED' AS partial
-         FROM estimators e JOIN pages p ON p.estimator_id = e.id
-              JOIN simulations s ON s.id = e.simulation_id
-         WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number",
-    )
+                p.aggregation, {}",
+        crate::results::FINAL_PAGES
+    ))
     .bind::<BigInt, _>(simulation_id)
     .load(conn)
     .await?;

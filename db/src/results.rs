@@ -22,6 +22,16 @@ use serde::{Deserialize, Serialize};
 mod final_pages;
 pub use final_pages::PageRows;
 
+/// The end of a query of a simulation's (`$1`) final pages, in estimator and page order,
+/// from the column `partial` on (`e` its estimators, `p` their pages, `s` the simulation):
+/// a canceled simulation's pages hold what its completed tasks computed, so they are
+/// partial. Every reader of final pages ends its query with this, so that the rule is
+/// written once.
+pub(crate) const FINAL_PAGES: &str = "s.job_state = 'CANCELED' AS partial
+         FROM estimators e JOIN pages p ON p.estimator_id = e.id
+              JOIN simulations s ON s.id = e.simulation_id
+         WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number";
+
 /// What describes a page, apart from its values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PageMeta {
@@ -311,15 +321,11 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
         #[diesel(sql_type = Bool)]
         partial: bool,
     }
-    // A canceled simulation's pages hold what its completed tasks computed: partial.
-    let rows: Vec<PageRow> = diesel::sql_query(
+    let rows: Vec<PageRow> = diesel::sql_query(format!(
         "SELECT e.name, e.metadata AS estimator_metadata, p.page_number, p.page_name, p.page_dimension,
                 p.axes, p.value_name, p.value_unit, p.values_data, p.errors_data, p.metadata,
-                p.aggregation, s.job_state = 'CANCELED' AS partial
-         FROM estimators e JOIN pages p ON p.estimator_id = e.id
-              JOIN simulations s ON s.id = e.simulation_id
-         WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number",
-    )
+                p.aggregation, {FINAL_PAGES}"
+    ))
     .bind::<BigInt, _>(simulation_id)
     .load(conn)
     .await?;

@@ -56,28 +56,12 @@ async fn assert_states(conn: &mut db::Conn, expected: &str) {
 async fn a_direct_worker_claims_only_direct_tasks() {
     let (_db, mut conn) = fresh().await;
     conn.batch_execute(SETUP).await.unwrap();
-    let claimed = db::queue::claim(
-        &mut conn,
-        "w1",
-        10,
-        Duration::from_secs(30),
-        db::enums::SimType::ALL,
-    )
-    .await
-    .unwrap();
+    let claimed = support::claim(&mut conn, 10).await;
     assert_eq!(claimed.len(), 2);
     assert!(claimed.iter().all(|t| t.simulation_id == 2), "{claimed:?}");
     assert_states(&mut conn, "1 PENDING, 1 PENDING, 2 RUNNING, 2 RUNNING").await;
     // Nothing else is due for a direct worker.
-    let more = db::queue::claim(
-        &mut conn,
-        "w2",
-        10,
-        Duration::from_secs(30),
-        db::enums::SimType::ALL,
-    )
-    .await
-    .unwrap();
+    let more = support::claim(&mut conn, 10).await;
     assert!(more.is_empty(), "{more:?}");
 }
 
@@ -108,15 +92,7 @@ async fn create_with_tasks_makes_batch_tasks_never_due() {
     let sim = db::simulations::create_with_tasks(&mut conn, &new, None)
         .await
         .unwrap();
-    let claimed = db::queue::claim(
-        &mut conn,
-        "w1",
-        10,
-        Duration::from_secs(30),
-        db::enums::SimType::ALL,
-    )
-    .await
-    .unwrap();
+    let claimed = support::claim(&mut conn, 10).await;
     assert!(claimed.is_empty(), "{claimed:?}");
     let held = db::queue::batch::hold(&mut conn, 1, "b1", Duration::from_secs(30), 10)
         .await

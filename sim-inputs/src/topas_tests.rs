@@ -338,7 +338,10 @@ fn the_main_file_is_topas_config_the_only_txt_or_the_one_not_included() {
     looped.insert("beam.txt".into(), "includeFile = geometry.txt".into());
     looped.insert("geometry.txt".into(), "includeFile = beam.txt".into());
     let e = err(main_file(&looped));
-    assert!(e.contains("every one of them is included") && e.contains("loop"), "{e}");
+    assert!(
+        e.contains("every one of them is included") && e.contains("loop"),
+        "{e}"
+    );
     files.insert(
         "beam.txt".to_string(),
         "includeFile = geometry.txt".to_string(),
