@@ -4,7 +4,9 @@
 //! runs as a session inside it (`ssh -S <socket> -o ControlMaster=no`), so that polling opens
 //! no new TCP connection and performs no new authentication. yaptide opened one connection
 //! per poll and got a user's account blocked (yaptide#1590). If the master dies (a network
-//! break, a server restart), the next command starts a new one.
+//! break, a server restart), the next command starts a new one. A master with no command for
+//! [`MASTER_IDLE_LIMIT`] exits by itself, so that one left behind by a killed batch component
+//! does not hold a connection to the cluster for ever (`ControlPersist=yes` did).
 //!
 //! Host keys are checked strictly against the cluster's `known_hosts` file (or the user's
 //! default one); a private key is referred to by its path and never read by this program.
@@ -20,6 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::Command;
 use tokio::sync::Mutex;
+
+/// How long a control master stays up with no command running through it
+/// (`ControlPersist`): longer than any poll interval, so that a live batch component keeps
+/// its one connection, and short enough that a killed component's master goes away.
+pub const MASTER_IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Where and as whom to log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +223,8 @@ impl SshSession {
     /// `ssh -M -N -f`: the control master, which goes to the background once it is up.
     fn master(&self) -> Command {
         let mut c = self.base();
-        c.args(["-M", "-N", "-f", "-o", "ControlPersist=yes"])
+        c.args(["-M", "-N", "-f", "-o"])
+            .arg(format!("ControlPersist={}s", MASTER_IDLE_LIMIT.as_secs()))
             .arg("--")
             .arg(self.target.destination());
         c

@@ -500,7 +500,7 @@ impl Batch {
 impl Drop for Batch {
     fn drop(&mut self) {
         self.kill_component();
-        // Masters outlive a killed component (ControlPersist): stop them.
+        // Masters outlive a killed component (for `slurm::ssh::MASTER_IDLE_LIMIT`): stop them.
         if let Ok(entries) = std::fs::read_dir(&self.control_dir) {
             for e in entries.flatten() {
                 let _ = std::process::Command::new("ssh")
