@@ -5,7 +5,7 @@
 //! RFC 8259 §4: "The names within an object SHOULD be unique".
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use std::collections::HashSet;
+use serde_json::Value;
 use std::fmt;
 
 /// Why an editor document was refused.
@@ -16,67 +16,75 @@ pub enum EditorJsonError {
     Invalid(String),
 }
 
-/// Parses `text` as JSON, refusing a document in which any object repeats a key.
+/// Parses `text` as JSON, refusing a document in which any object repeats a key. One pass:
+/// the value is built as the keys are checked.
 ///
 /// # Errors
 /// [`EditorJsonError::Invalid`] naming the first problem and where it is.
-pub fn parse(text: &str) -> Result<serde_json::Value, EditorJsonError> {
+pub fn parse(text: &str) -> Result<Value, EditorJsonError> {
     let mut de = serde_json::Deserializer::from_str(text);
     de::DeserializeSeed::deserialize(UniqueKeys, &mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| EditorJsonError::Invalid(e.to_string()))?;
-    serde_json::from_str(text).map_err(|e| EditorJsonError::Invalid(e.to_string()))
+        .and_then(|value| de.end().map(|()| value))
+        .map_err(|e| EditorJsonError::Invalid(e.to_string()))
 }
 
-/// Walks a document, failing on the first object that repeats a key.
+/// Builds a [`Value`], failing on the first object that repeats a key.
 struct UniqueKeys;
 
 impl<'de> de::DeserializeSeed<'de> for UniqueKeys {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for UniqueKeys {
-    type Value = ();
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // serde_json reads only finite numbers, which `Value::from` keeps as numbers.
+        Ok(Value::from(v))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(UniqueKeys)?.is_some() {}
-        Ok(())
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(UniqueKeys)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
+            if object.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
                     "the key {key:?} appears twice in one object"
                 )));
             }
-            map.next_value_seed(UniqueKeys)?;
+            let value = map.next_value_seed(UniqueKeys)?;
+            object.insert(key, value);
         }
-        Ok(())
+        Ok(Value::Object(object))
     }
 }
 
@@ -104,6 +112,18 @@ mod tests {
         let v = parse(r#"{"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 3}, {"x": 4}]}"#).unwrap();
         assert_eq!(v["c"][1]["x"], 4);
         assert_eq!(parse("[1, 2.5, \"s\", null, true]").unwrap()[1], 2.5);
+    }
+
+    /// The value built while the keys are checked is serde_json's own.
+    #[test]
+    fn the_value_is_what_serde_json_reads() {
+        let doc = r#"{"beam": {"energy_mev": 150.0, "sigma_cm": 3e-1, "position_cm": [0, -1.5]},
+                     "seed": 18446744073709551615, "n": -7, "s": "a\"b\u00e9", "z": null,
+                     "on": true, "list": [[], {}, [{"k": false}]]}"#;
+        assert_eq!(
+            parse(doc).unwrap(),
+            serde_json::from_str::<Value>(doc).unwrap()
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ use diesel::sql_types::{Array, BigInt, Jsonb, Text};
 use diesel_async::RunQueryDsl;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use support::{BenchArgs, Noise};
 
 /// Pages per estimator, estimators per simulation, and each page's grid.
@@ -96,27 +96,13 @@ fn psql(config: &DbConfig, sql: &str) -> Result<String> {
 async fn simulation(conn: &mut db::Conn, owner: i64, rng: &mut Noise, n: usize) -> Result<i64> {
     let mut new = db::testing::new_simulation(owner, SimType::Builtin, NTASKS, 4_000_000);
     new.title = format!("dose maps #{n}");
-    let input = db::inputs::SimulationInput::Editor(serde_json::json!({
+    let editor = serde_json::json!({
         "beam": {"particle": "proton", "energy_mev": 150.0, "sigma_cm": 0.3},
         "phantom": {"material": "water", "radius_cm": 5.0, "depth_cm": 20.0},
         "scoring": {"z_bins": COLS, "r_bins": ROWS},
         "seed": n
-    }));
-    let (data, size) = input.encode()?;
-    let sim = db::simulations::create_with_tasks(conn, &new, Some((&data, size))).await?;
-    let tasks = db::queue::claim(
-        conn,
-        "bench",
-        i64::from(NTASKS),
-        Duration::from_secs(600),
-        db::enums::SimType::ALL,
-    )
-    .await?;
-    ensure!(
-        tasks.len() == NTASKS as usize && tasks.iter().all(|t| t.simulation_id == sim.id),
-        "claimed {} tasks",
-        tasks.len()
-    );
+    });
+    let (sim, tasks) = support::create_and_claim(conn, &new, editor).await?;
     for t in &tasks {
         let log = format!(
             "builtin engine: {} primaries, seed {n}\ndone: {} primaries in 20.4 s\n",

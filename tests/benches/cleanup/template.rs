@@ -8,7 +8,6 @@ use anyhow::{ensure, Result};
 use db::enums::SimType;
 use db::results::{PageMeta, TaskPage};
 use db::testing::TestDb;
-use std::time::Duration;
 
 /// The tasks of the template simulation.
 pub const NTASKS: i32 = 4;
@@ -141,29 +140,15 @@ pub async fn template(db: &TestDb) -> Result<i64> {
     let owner = db::testing::user(&mut conn, "bench").await;
     let mut new = db::testing::new_simulation(owner, SimType::Builtin, NTASKS, 4_000_000);
     new.title = "150 MeV protons in water".into();
-    let input = db::inputs::SimulationInput::Editor(serde_json::json!({
+    let editor = serde_json::json!({
         "beam": {"particle": "proton", "energy_mev": 150.0, "energy_spread_mev": 1.5,
                  "sigma_cm": 0.3},
         "phantom": {"material": "water", "radius_cm": 5.0, "depth_cm": 20.0},
         "scoring": {"z_bins": 400, "r_bins": 50},
         "physics": {"step_cm": 0.05, "nuclear": true, "straggling": true},
         "seed": 42
-    }));
-    let (data, size) = input.encode()?;
-    let sim = db::simulations::create_with_tasks(&mut conn, &new, Some((&data, size))).await?;
-    let tasks = db::queue::claim(
-        &mut conn,
-        "bench",
-        i64::from(NTASKS),
-        Duration::from_secs(600),
-        db::enums::SimType::ALL,
-    )
-    .await?;
-    ensure!(
-        tasks.len() == NTASKS as usize,
-        "claimed {} tasks",
-        tasks.len()
-    );
+    });
+    let (sim, tasks) = crate::support::create_and_claim(&mut conn, &new, editor).await?;
     let mut rng = Noise::new(0x5eed);
     for t in &tasks {
         let log = stdout_log(t.task_index, t.requested_primaries);

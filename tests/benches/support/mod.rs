@@ -1,4 +1,5 @@
-//! What the cleanup and backup benches share: reproducible noise for the pages they seed.
+//! What the cleanup and backup benches share: reproducible noise for the pages they seed, and
+//! a simulation made and claimed the product's way.
 
 use rand::{Rng as _, SeedableRng as _};
 
@@ -77,4 +78,31 @@ pub fn order(round: usize) -> [bool; 2] {
     } else {
         [false, true]
     }
+}
+
+/// Stores `new` with the editor document `editor`, and claims every one of its tasks for the
+/// worker `bench`, as a worker would before running them: the simulation and its tasks.
+/// Fails unless exactly this simulation's `new.ntasks` tasks were claimed (no other task of
+/// the database may be due).
+pub async fn create_and_claim(
+    conn: &mut db::Conn,
+    new: &db::simulations::NewSimulation,
+    editor: serde_json::Value,
+) -> anyhow::Result<(db::models::Simulation, Vec<db::queue::ClaimedTask>)> {
+    let (data, size) = db::inputs::SimulationInput::Editor(editor).encode()?;
+    let sim = db::simulations::create_with_tasks(conn, new, Some((&data, size))).await?;
+    let tasks = db::queue::claim(
+        conn,
+        "bench",
+        i64::from(new.ntasks),
+        std::time::Duration::from_secs(600),
+        db::enums::SimType::ALL,
+    )
+    .await?;
+    anyhow::ensure!(
+        tasks.len() == new.ntasks as usize && tasks.iter().all(|t| t.simulation_id == sim.id),
+        "claimed {} tasks",
+        tasks.len()
+    );
+    Ok((sim, tasks))
 }
