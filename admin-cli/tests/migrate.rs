@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 
-const VERSIONS: [&str; 9] = [
+const VERSIONS: [&str; 10] = [
     "20261121000001",
     "20261121000002",
     "20261121000003",
@@ -16,6 +16,7 @@ const VERSIONS: [&str; 9] = [
     "20261130000007",
     "20261130000008",
     "20261130000009",
+    "20261201000010",
 ];
 /// The number of migrations.
 const N: usize = VERSIONS.len();

@@ -8,6 +8,7 @@
 
 use crate::aggregation::Aggregation;
 use crate::codec::sums::{add_sums, decode_sums, encode_sums, stored_count};
+use crate::codec::DEFAULT_MAX_VALUES;
 use crate::error::{DbError, DbResult};
 use crate::notify;
 use crate::pool::Conn;
@@ -161,7 +162,30 @@ async fn fold(
                 ),
                 None => nx.extend_from_slice(&p.values),
             },
+            // The accumulator of a concatenated page keeps one number: how many values the
+            // tasks folded so far gave. The merged page must stay readable, so a task whose
+            // part would take it over a page's limit is refused (the tasks before it stay).
             Aggregation::Concat => {
+                let before = match old {
+                    Some(a) => decode_sums(&a.sum_nx)
+                        .map_err(|e| on_page(e, &p.estimator, p.page_number))?
+                        .as_slice()
+                        .first()
+                        .map_or(0, |&n| n as usize),
+                    None => 0,
+                };
+                let total = before + p.values.len();
+                if total > DEFAULT_MAX_VALUES {
+                    return Err(DbError::Invalid(format!(
+                        "page {} of {} concatenates the tasks' records: this task's {} values \
+                         would make {total}, more than a page holds ({DEFAULT_MAX_VALUES}); \
+                         the {before} values of the tasks before it are kept",
+                        p.page_number,
+                        p.estimator,
+                        p.values.len()
+                    )));
+                }
+                nx.push(total as f64);
                 concat_names.push(p.estimator.as_str());
                 concat_numbers.push(p.page_number);
                 concat_blobs.push(encode_sums(&p.values)?);
@@ -223,7 +247,10 @@ async fn fold(
 
 /// Completes a task and folds its pages into the simulation's sums in one transaction; when
 /// it was the last task, also writes the final estimators and pages (see [`finalize`]).
-/// A lost lease is a conflict (see [`queue::is_lease_lost`]) and folds nothing.
+/// A lost lease is a conflict (see [`queue::is_lease_lost`]) and folds nothing. Pages that
+/// cannot be folded ([`DbError::Invalid`]: a page whose size or rule differs from earlier
+/// tasks', or a concatenated page that would pass [`DEFAULT_MAX_VALUES`]) fail the task,
+/// not retried, with the reason, and the error is returned.
 pub async fn complete_with_results(
     conn: &mut Conn,
     lease: &Lease,
@@ -275,12 +302,18 @@ pub async fn complete_with_results(
             queue::fail_damaged(conn, simulation_id, Some(&lease), &why).await?;
             return Err(DbError::Corrupt(why));
         }
+        // The task's pages cannot be folded (they disagree with earlier tasks' pages, or
+        // would make a page too large): it fails at once, with the reason, rather than stay
+        // RUNNING until its lease expires and run again to the same end.
+        Err(DbError::Invalid(why)) => {
+            let message = format!("its results cannot be merged: {why}");
+            queue::fail(conn, &lease, &message, false).await?;
+            return Err(DbError::Invalid(why));
+        }
         Err(e) => return Err(e),
     };
     notify::Announce::changed([simulation_id]).send(conn).await;
-    for sim in merging {
-        finalize(conn, sim).await?;
-    }
+    queue::finalize_each(conn, merging).await;
     Ok(())
 }
 

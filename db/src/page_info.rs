@@ -27,6 +27,11 @@ pub struct PageInfo {
     pub has_errors: bool,
     /// How the tasks' values combine into the page.
     pub aggregation: Aggregation,
+    /// The tasks merged into the page (so far, for a partial page); `None` for a final page
+    /// written before pages kept it.
+    pub tasks_merged: Option<i32>,
+    /// The primaries those tasks really simulated, summed; `None` as for `tasks_merged`.
+    pub primaries: Option<i64>,
 }
 
 /// The pages of a simulation, ordered by estimator and page number, and whether they are
@@ -43,11 +48,13 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         page_meta: serde_json::Value,
         #[diesel(sql_type = Integer)]
         tasks_merged: i32,
+        #[diesel(sql_type = BigInt)]
+        sum_n: i64,
         #[diesel(sql_type = Text)]
         aggregation: String,
     }
     let accs: Vec<AccRow> = diesel::sql_query(
-        "SELECT estimator_name, page_number, page_meta, tasks_merged, aggregation
+        "SELECT estimator_name, page_number, page_meta, tasks_merged, sum_n, aggregation
          FROM merge_accumulators WHERE simulation_id = $1 ORDER BY estimator_name, page_number",
     )
     .bind::<BigInt, _>(simulation_id)
@@ -66,6 +73,8 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
                     meta,
                     has_errors: a.tasks_merged >= 2,
                     aggregation: Aggregation::parse(&a.aggregation).unwrap_or_default(),
+                    tasks_merged: Some(a.tasks_merged),
+                    primaries: Some(a.sum_n),
                 }
             })
             .collect();
@@ -87,6 +96,10 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         has_errors: bool,
         #[diesel(sql_type = Text)]
         aggregation: String,
+        #[diesel(sql_type = Nullable<Integer>)]
+        tasks_merged: Option<i32>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        primaries: Option<i64>,
         #[diesel(sql_type = Bool)]
         partial: bool,
     }
@@ -94,7 +107,7 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         "SELECT e.name, e.file_name, e.metadata AS estimator_metadata, p.page_number,
                 p.page_name, p.page_dimension, p.axes, p.value_name, p.value_unit,
                 p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata,
-                p.aggregation, {}",
+                p.aggregation, p.tasks_merged, p.primaries, {}",
         crate::results::FINAL_PAGES
     ))
     .bind::<BigInt, _>(simulation_id)
@@ -110,10 +123,61 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
             value_count: i64::from(r.value_count),
             has_errors: r.has_errors,
             aggregation: Aggregation::parse(&r.aggregation).unwrap_or_default(),
+            tasks_merged: r.tasks_merged,
+            primaries: r.primaries,
             meta: r.meta.into(),
         })
         .collect();
     Ok((pages, partial))
+}
+
+/// Which tasks a simulation's result pages hold: those that completed (each folded into the
+/// merge as it completed), and the primaries they really simulated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// The tasks' indexes, ascending.
+    pub tasks: Vec<i32>,
+    /// Their primaries, summed.
+    pub primaries: i64,
+}
+
+/// [`list`] and the [`Merged`] tasks of the same moment (one read-only snapshot), so that
+/// the pages and the tasks they hold agree.
+pub async fn list_with_merged(
+    conn: &mut Conn,
+    simulation_id: i64,
+) -> DbResult<(Vec<PageInfo>, bool, Merged)> {
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(async |conn| {
+            let (pages, partial) = list(conn, simulation_id).await?;
+            let merged = merged(conn, simulation_id).await?;
+            Ok::<_, crate::error::DbError>((pages, partial, merged))
+        })
+        .await
+}
+
+/// The tasks of a simulation whose results its pages hold (see [`Merged`]).
+pub async fn merged(conn: &mut Conn, simulation_id: i64) -> DbResult<Merged> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        task_index: i32,
+        #[diesel(sql_type = BigInt)]
+        simulated_primaries: i64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT task_index, simulated_primaries FROM tasks
+         WHERE simulation_id = $1 AND task_state = 'COMPLETED' ORDER BY task_index",
+    )
+    .bind::<BigInt, _>(simulation_id)
+    .load(conn)
+    .await?;
+    Ok(Merged {
+        primaries: rows.iter().map(|r| r.simulated_primaries).sum(),
+        tasks: rows.into_iter().map(|r| r.task_index).collect(),
+    })
 }
 
 /// The number of bins the axes describe: the product of each axis's `bins` (or the length

@@ -2,7 +2,9 @@
 
 use crate::config::DbConfig;
 use crate::error::{DbError, DbResult};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection as _, RecyclingMethod,
+};
 use diesel_async::AsyncPgConnection;
 use std::time::Duration;
 
@@ -82,6 +84,22 @@ pub async fn build_pool(config: &DbConfig, options: &PoolOptions) -> DbResult<Po
                 .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
         })
     });
+    // Checked on every checkout, without a round trip: a connection whose server side has gone
+    // (a restart, `pg_terminate_backend`) has seen its socket close, so it is dropped here and
+    // another is taken or opened, instead of failing the caller's first query.
+    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+        let closed = conn.is_broken();
+        Box::pin(async move {
+            if closed {
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                    Box::new("the connection was closed".to_string()),
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    }));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         config.url_with_password(),
         manager_config,
@@ -89,9 +107,8 @@ pub async fn build_pool(config: &DbConfig, options: &PoolOptions) -> DbResult<Po
     let pool = bb8::Pool::builder()
         .max_size(options.max_size)
         .connection_timeout(options.connection_timeout)
-        // No extra round trip per checkout: a broken connection fails its query, is then
-        // seen as broken and replaced; callers retry.
-        .test_on_check_out(false)
+        // The check above: no extra round trip per checkout.
+        .test_on_check_out(true)
         .build_unchecked(manager);
     // Open one connection now, so that a wrong URL fails at start-up with a clear message.
     drop(pool.get().await.map_err(|e| DbError::Connect {

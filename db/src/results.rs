@@ -20,7 +20,7 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 
 mod final_pages;
-pub use final_pages::PageRows;
+pub use final_pages::{Combined, PageRows};
 
 /// The end of a query of a simulation's (`$1`) final pages, in estimator and page order,
 /// from the column `partial` on (`e` its estimators, `p` their pages, `s` the simulation):
@@ -85,9 +85,11 @@ pub struct ResultPage {
     pub values: Vec<f64>,
     /// Per-bin standard error; `None` when fewer than two tasks contributed.
     pub errors: Option<Vec<f64>>,
-    /// Tasks merged into a partial page so far; `None` for a final page (its count is not
-    /// stored with it: the simulation's completed tasks are).
+    /// The tasks merged into the page (so far, for a partial page); `None` for a final page
+    /// written before pages kept it.
     pub tasks_merged: Option<i32>,
+    /// The primaries those tasks really simulated, summed; `None` as for `tasks_merged`.
+    pub primaries: Option<i64>,
     /// True while the simulation is still running (results from the tasks done so far).
     pub partial: bool,
     /// Set when this page's stored bytes do not decode: what is damaged. Its values and
@@ -298,6 +300,7 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
                     values,
                     errors,
                     tasks_merged: Some(a.tasks_merged),
+                    primaries: Some(a.sum_n),
                     partial: true,
                     damaged,
                 })
@@ -318,13 +321,17 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
         errors_data: Option<Vec<u8>>,
         #[diesel(sql_type = Text)]
         aggregation: String,
+        #[diesel(sql_type = Nullable<Integer>)]
+        tasks_merged: Option<i32>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        primaries: Option<i64>,
         #[diesel(sql_type = Bool)]
         partial: bool,
     }
     let rows: Vec<PageRow> = diesel::sql_query(format!(
         "SELECT e.name, e.metadata AS estimator_metadata, p.page_number, p.page_name, p.page_dimension,
                 p.axes, p.value_name, p.value_unit, p.values_data, p.errors_data, p.metadata,
-                p.aggregation, {FINAL_PAGES}"
+                p.aggregation, p.tasks_merged, p.primaries, {FINAL_PAGES}"
     ))
     .bind::<BigInt, _>(simulation_id)
     .load(conn)
@@ -350,7 +357,8 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
                 estimator: r.name,
                 page_number: r.page_number,
                 meta: r.meta.into(),
-                tasks_merged: None,
+                tasks_merged: r.tasks_merged,
+                primaries: r.primaries,
                 partial: r.partial,
             })
         })
@@ -411,7 +419,11 @@ pub(crate) async fn write_final_pages(conn: &mut Conn, simulation_id: i64) -> Db
             est.id,
             a.page_number,
             meta,
-            rule_of(a)?,
+            Combined {
+                aggregation: rule_of(a)?,
+                tasks_merged: Some(a.tasks_merged),
+                primaries: Some(a.sum_n),
+            },
             &mean,
             err.as_deref(),
         )?;

@@ -105,6 +105,8 @@ diesel::table! {
         errors_data -> Nullable<Bytea>,
         metadata -> Jsonb,
         aggregation -> Text,
+        tasks_merged -> Nullable<Int4>,
+        primaries -> Nullable<Int8>,
     }
 }
 

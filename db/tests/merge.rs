@@ -4,7 +4,7 @@
 
 mod support;
 
-use db::enums::JobState;
+use db::enums::{JobState, TaskState};
 use db::queue;
 use db::results::{self, PageMeta, TaskPage};
 use support::{complete, pages, running, sim_state};
@@ -28,6 +28,8 @@ async fn the_merge_is_the_primaries_weighted_mean_of_the_tasks() {
     let n_total: f64 = simulated.iter().map(|&n| n as f64).sum();
     for page in &got {
         assert!(!page.partial);
+        // Each final page says what it holds: the three tasks and their 10,000 primaries.
+        assert_eq!((page.tasks_merged, page.primaries), (Some(3), Some(10_000)));
         let idx = pages(0)
             .iter()
             .position(|p| p.estimator == page.estimator && p.page_number == page.page_number)
@@ -112,7 +114,7 @@ async fn a_stale_completion_is_not_counted() {
 }
 
 #[tokio::test]
-async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
+async fn a_page_of_the_wrong_size_is_refused_and_fails_its_task_at_once() {
     let (_db, mut conn, sim, tasks) = running(2, 2000).await;
     complete(&mut conn, &tasks[0], 1000, &pages(1)).await;
     let mut bad = pages(2);
@@ -121,18 +123,81 @@ async fn a_page_of_the_wrong_size_is_refused_and_folds_nothing() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("49 values"), "{err}");
-    // The transaction rolled back: the task is still running and can still fail cleanly.
-    assert_eq!(
-        queue::task_state(&mut conn, tasks[1].id).await.unwrap(),
-        Some(db::enums::TaskState::Running)
-    );
-    queue::fail(&mut conn, &tasks[1].lease("w"), &err.to_string(), false)
+    // Nothing of it was folded, and the task failed (not to be retried) with the reason,
+    // rather than stay RUNNING until its lease expires.
+    let t = support::tasks_of(&mut conn, sim)
         .await
+        .into_iter()
+        .find(|t| t.id == tasks[1].id)
         .unwrap();
+    assert_eq!((t.task_state, t.attempts), (TaskState::Failed, 1));
+    let why = t.last_error.unwrap();
+    assert!(
+        why.contains("cannot be merged") && why.contains("49 values"),
+        "{why}"
+    );
     // One task completed, one failed: the simulation completes from the first.
     assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
     let done = results::read_all(&mut conn, sim).await.unwrap();
     assert!(done.iter().all(|p| !p.partial && p.errors.is_none()));
+    let first = &pages(1)[0];
+    let kept = done
+        .iter()
+        .find(|p| p.estimator == first.estimator && p.page_number == 0);
+    let kept = &kept.unwrap().values;
+    assert_eq!(kept.len(), first.values.len());
+    for (got, want) in kept.iter().zip(&first.values) {
+        assert!(
+            rel_close(*got, *want),
+            "the first task's values: {got} vs {want}"
+        );
+    }
+}
+
+/// A concatenated page must stay readable: the task whose records would take it over a
+/// page's limit fails, naming the limit, and the tasks before it are kept.
+#[tokio::test]
+async fn a_concatenation_that_would_pass_the_page_limit_keeps_the_tasks_before_it() {
+    use db::aggregation::Aggregation;
+    let (_db, mut conn, sim, tasks) = running(3, 300).await;
+    // Zeros: stored sparse, so the test moves bitmaps, not 200 MB of doubles.
+    let half = db::codec::DEFAULT_MAX_VALUES / 2 + 1;
+    let page = TaskPage {
+        estimator: "mcpl".into(),
+        page_number: 0,
+        meta: PageMeta::default(),
+        aggregation: Aggregation::Concat,
+        values: vec![0.0; half],
+    };
+    complete(&mut conn, &tasks[0], 100, std::slice::from_ref(&page)).await;
+    let err =
+        db::merge::complete_with_results(&mut conn, &tasks[1].lease("w"), 100, &[page.clone()])
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&err, db::DbError::Invalid(m) if m.contains("more than a page holds")),
+        "{err:?}"
+    );
+    // A smaller part still fits.
+    let small = TaskPage {
+        values: vec![1.0; 10],
+        ..page
+    };
+    complete(&mut conn, &tasks[2], 100, &[small]).await;
+    assert_eq!(sim_state(&mut conn, sim).await, JobState::Completed);
+    let ts = support::tasks_of(&mut conn, sim).await;
+    let state = |i: usize| ts.iter().find(|t| t.id == tasks[i].id).unwrap().task_state;
+    assert_eq!(
+        [state(0), state(1), state(2)],
+        [
+            TaskState::Completed,
+            TaskState::Failed,
+            TaskState::Completed
+        ]
+    );
+    let got = results::read_all(&mut conn, sim).await.unwrap();
+    assert_eq!(got[0].values.len(), half + 10, "readable, whole");
+    assert_eq!(got[0].damaged, None);
 }
 
 /// Copy keeps the first task's values, concat appends every task's values in task order (not

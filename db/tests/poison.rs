@@ -1,6 +1,7 @@
 //! Damaged stored data stays with its own simulation: merge sums that do not decode end that
 //! simulation FAILED with the damage named (at the completion that meets them, or in the
-//! reaper's finishing of stale merges, which goes on to the others), and a damaged final page
+//! reaper's requeue of expired leases and its finishing of stale merges, which go on to the
+//! others), and a damaged final page
 //! makes only that page unreadable.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -156,4 +157,48 @@ async fn a_damaged_final_page_is_the_only_unreadable_one() {
         (z.damaged.as_deref(), z.values.clone()),
         (None, vec![1.0, 2.0, 3.0])
     );
+}
+
+#[tokio::test]
+async fn one_damaged_merge_does_not_stop_the_requeue_of_expired_leases_finishing_the_others() {
+    let (_db, mut conn) = fresh().await;
+    // Three simulations of two tasks and one attempt each: the first task of each completes,
+    // the second one's worker dies, so its lease expires and it fails, out of attempts. The
+    // middle simulation's sums are damaged.
+    let mut sims = Vec::new();
+    for _ in 0..3 {
+        sims.push(support::submit_with(&mut conn, 2, 200, 1).await);
+    }
+    let claimed = support::claim(&mut conn, 6).await;
+    assert_eq!(claimed.len(), 6);
+    for sim in &sims {
+        let first = claimed
+            .iter()
+            .find(|t| t.simulation_id == *sim && t.task_index == 0)
+            .unwrap();
+        complete(&mut conn, first, 100, &pages(0)).await;
+    }
+    conn.batch_execute(&format!(
+        "{DAMAGE_SUMS}{bad};
+         UPDATE tasks SET lease_expires_at = now() - interval '1 second'
+         WHERE task_state = 'RUNNING';",
+        bad = sims[1]
+    ))
+    .await
+    .unwrap();
+
+    let (requeued, failed) = db::queue::requeue_expired(&mut conn)
+        .await
+        .expect("the requeue is not stopped by one damaged merge");
+    assert_eq!((requeued, failed), (0, 3));
+    for (i, sim) in sims.iter().enumerate() {
+        let want = if i == 1 {
+            JobState::Failed
+        } else {
+            JobState::Completed
+        };
+        assert_eq!(sim_state(&mut conn, *sim).await, want, "simulation {i}");
+    }
+    let why = merge_log(&mut conn, sims[1]).await;
+    assert!(why.contains("page 0 of z_profile"), "{why}");
 }

@@ -5,9 +5,8 @@
 //! selection that matches no page, is NOT_FOUND; a simulation without results yet is
 //! FAILED_PRECONDITION.
 
-use db::aggregation::Aggregation;
 use db::page_info::PageInfo;
-use db::results::{PageMeta, ResultPage};
+use db::results::{Combined, PageMeta, ResultPage};
 use proto::v1 as pb;
 use tonic::Status;
 
@@ -179,10 +178,12 @@ fn page_info_pb(
     page_number: i32,
     count: i64,
     has_errors: bool,
-    aggregation: Aggregation,
+    combined: Combined,
 ) -> pb::PageInfo {
     pb::PageInfo {
-        aggregation: pb::Aggregation::from(aggregation).into(),
+        aggregation: pb::Aggregation::from(combined.aggregation).into(),
+        tasks_merged: combined.tasks_merged,
+        primaries: combined.primaries,
         page_number,
         page_name: meta.name.clone(),
         dimension: i32::from(meta.dimension),
@@ -203,7 +204,11 @@ pub fn estimators_pb(pages: &[PageInfo]) -> Vec<pb::Estimator> {
             p.page_number,
             p.value_count,
             p.has_errors,
-            p.aggregation,
+            Combined {
+                aggregation: p.aggregation,
+                tasks_merged: p.tasks_merged,
+                primaries: p.primaries,
+            },
         );
         match out.last_mut() {
             Some(e) if e.name == p.estimator => e.pages.push(info),
@@ -256,7 +261,11 @@ pub fn chunks(pages: Vec<ResultPage>) -> impl Iterator<Item = pb::ResultsChunk> 
             p.page_number,
             i64::try_from(count).unwrap_or(i64::MAX),
             p.errors.is_some(),
-            p.aggregation,
+            Combined {
+                aggregation: p.aggregation,
+                tasks_merged: p.tasks_merged,
+                primaries: p.primaries,
+            },
         );
         let starts: Vec<usize> = if count == 0 {
             vec![0]
@@ -347,6 +356,7 @@ mod tests {
             values: (0..count).map(|i| i as f64).collect(),
             errors: errors.then(|| vec![0.5; count]),
             tasks_merged: Some(2),
+            primaries: Some(200),
             partial: false,
             damaged: None,
         }

@@ -286,12 +286,14 @@ impl SimulationService for SimulationSvc {
         request: Request<pb::ListEstimatorsRequest>,
     ) -> Result<Response<pb::ListEstimatorsResponse>, Status> {
         let (_, view, mut c) = self.open(&request, &request.get_ref().job_id).await?;
-        let (pages, partial) = db::page_info::list(&mut c, view.simulation.id)
+        let (pages, partial, merged) = db::page_info::list_with_merged(&mut c, view.simulation.id)
             .await
             .map_err(db_status)?;
         Ok(Response::new(pb::ListEstimatorsResponse {
             estimators: results::estimators_pb(&pages),
             partial,
+            merged_primaries: merged.primaries,
+            merged_tasks: merged.tasks,
         }))
     }
 

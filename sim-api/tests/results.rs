@@ -147,6 +147,11 @@ async fn results_are_partial_while_running_then_final() {
     complete(&app, &tasks[0], 1000, 1).await;
     let le = estimators(&app, &tok, &job).await;
     assert!(le.partial);
+    assert_eq!(
+        (le.merged_tasks.clone(), le.merged_primaries),
+        (vec![tasks[0].task_index], 1000),
+        "the partial pages say which task they hold"
+    );
     let names: Vec<_> = le.estimators.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["big_map", "z_profile"]);
     assert_eq!(le.estimators[1].pages.len(), 3);
@@ -167,6 +172,7 @@ async fn results_are_partial_while_running_then_final() {
     let (info, vals, errs, partial) = &got[&("z_profile".to_string(), 1)];
     assert!(*partial);
     assert_eq!(info.page_name, "P1");
+    assert_eq!((info.tasks_merged, info.primaries), (Some(1), Some(1000)));
     // The task's values, to rounding: the partial merge is ΣN·x / ΣN with one task.
     let want = values(2, 10);
     assert_eq!(vals.len(), want.len());
@@ -179,8 +185,13 @@ async fn results_are_partial_while_running_then_final() {
     complete(&app, &tasks[1], 3000, 11).await;
     let le = estimators(&app, &tok, &job).await;
     assert!(!le.partial);
+    assert_eq!(
+        (le.merged_tasks.clone(), le.merged_primaries),
+        (vec![0, 1], 4000)
+    );
     let p0 = &le.estimators[1].pages[0];
     assert_eq!((p0.value_count, p0.has_errors, p0.dimension), (10, true, 1));
+    assert_eq!((p0.tasks_merged, p0.primaries), (Some(2), Some(4000)));
     assert_eq!(p0.axes[0].name, "z");
     assert_eq!((p0.axes[0].bins, p0.axes[0].max), (10, 20.0));
     assert_eq!(p0.value_unit, "Gy/primary");
@@ -338,6 +349,44 @@ async fn watch_ends_on_cancel_and_many_watches_share_one_listener() {
         JobState::Canceled
     );
     assert!(next_status(&mut s).await.is_none());
+}
+
+/// Cancel keeps what the completed tasks computed: the results are readable, marked partial,
+/// and say which tasks and how many primaries they hold; the running task's progress is
+/// not among them.
+#[tokio::test]
+async fn a_canceled_simulation_serves_its_completed_tasks_results_as_partial() {
+    let (app, tok) = spawn_app_as("alice").await;
+    let job = app.submit_split(&tok, 3, 3000).await;
+    let tasks = claim(&app, 3).await;
+    assert_eq!(tasks.len(), 3);
+    complete(&app, &tasks[1], 1000, 21).await;
+    {
+        let mut c = app.db.conn().await;
+        queue::report_progress(&mut c, &tasks[0].lease("w"), 400, None)
+            .await
+            .unwrap();
+    }
+    app.cancel(&tok, &job).await.unwrap();
+    let status = app.get(&tok, &job).await.unwrap();
+    assert_eq!(state(&status), JobState::Canceled);
+
+    let le = estimators(&app, &tok, &job).await;
+    assert!(le.partial);
+    assert_eq!(
+        (le.merged_tasks.clone(), le.merged_primaries),
+        (vec![tasks[1].task_index], 1000)
+    );
+    let got = get_results(&app, &tok, results_req(&job, &["z_profile"], "0"))
+        .await
+        .unwrap();
+    let (info, vals, _, partial) = &got[&("z_profile".to_string(), 0)];
+    assert!(*partial, "GetResults marks the kept pages partial");
+    assert_eq!(info.value_count, 10);
+    let want = values(21, 10);
+    for (got, want) in vals.iter().zip(&want) {
+        assert!(((got - want) / want).abs() < 1e-15, "{got} vs {want}");
+    }
 }
 
 /// One damaged stored page is DATA_LOSS, named, for a request that includes it; the other

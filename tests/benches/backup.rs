@@ -142,12 +142,18 @@ async fn simulation(conn: &mut db::Conn, owner: i64, rng: &mut Noise, n: usize) 
         metadata: serde_json::json!({}),
         ..Default::default()
     };
+    // Pages as a merge of 10 tasks of 10^6 primaries would leave them.
+    let combined = db::results::Combined {
+        aggregation: Aggregation::Mean,
+        tasks_merged: Some(10),
+        primaries: Some(10_000_000),
+    };
     let mut rows = db::results::PageRows::default();
     for e in &ests {
         for page in 0..PAGES {
             let v: Vec<f64> = (0..ROWS * COLS).map(|_| rng.unit() * 1e-3).collect();
             let s: Vec<f64> = v.iter().map(|x| x * 0.05 * rng.unit()).collect();
-            rows.push(e.id, page, meta.clone(), Aggregation::Mean, &v, Some(&s))?;
+            rows.push(e.id, page, meta.clone(), combined, &v, Some(&s))?;
         }
     }
     let bytes = rows.encoded_bytes();

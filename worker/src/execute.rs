@@ -5,6 +5,7 @@
 //! This module is the bottom layer of the worker: it depends on `db` (and `slurm`'s
 //! progress line) only.
 
+use crate::retry::LeaseExpiry;
 use db::enums::SimType;
 use db::queue::{self, ClaimedTask, Lease};
 use db::Pool;
@@ -133,10 +134,16 @@ enum ProgressSink {
 }
 
 impl TaskContext {
-    /// The context of a run holding `lease`, told to stop through `stop`.
-    pub(crate) fn new(pool: Pool, lease: Lease, stop: watch::Receiver<Stop>) -> Self {
+    /// The context of a run holding `lease` (which expires as `expiry` says), told to stop
+    /// through `stop`.
+    pub(crate) fn new(
+        pool: Pool,
+        lease: Lease,
+        expiry: LeaseExpiry,
+        stop: watch::Receiver<Stop>,
+    ) -> Self {
         Self {
-            progress: ProgressSink::Queue(ProgressReporter::new(pool, lease)),
+            progress: ProgressSink::Queue(ProgressReporter::new(pool, lease, expiry)),
             stop,
         }
     }
@@ -165,6 +172,15 @@ impl TaskContext {
     pub fn lease(&self) -> Option<&Lease> {
         match &self.progress {
             ProgressSink::Queue(r) => Some(&r.lease),
+            ProgressSink::File(_) => None,
+        }
+    }
+
+    /// When this run's lease expires, as far as the worker knows; `None` for an offline run.
+    /// Writes of the run's logs keep trying through database outages until then.
+    pub fn lease_expiry(&self) -> Option<&LeaseExpiry> {
+        match &self.progress {
+            ProgressSink::Queue(r) => Some(&r.expiry),
             ProgressSink::File(_) => None,
         }
     }
@@ -235,15 +251,17 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 struct ProgressReporter {
     pool: Pool,
     lease: Lease,
+    expiry: LeaseExpiry,
     last: Option<Instant>,
     every: Duration,
 }
 
 impl ProgressReporter {
-    fn new(pool: Pool, lease: Lease) -> Self {
+    fn new(pool: Pool, lease: Lease, expiry: LeaseExpiry) -> Self {
         Self {
             pool,
             lease,
+            expiry,
             last: None,
             every: PROGRESS_EVERY,
         }

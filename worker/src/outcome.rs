@@ -5,15 +5,15 @@
 //! or a terminated connection just before the write would otherwise leave the task RUNNING
 //! until its lease expires, and then run it again from scratch. So a write that fails with a
 //! transient error ([`db::DbError::is_transient`]: the server unreachable, the connection
-//! dropped, a serialization failure) is tried again on a fresh connection, with backoff, for
-//! up to one lease length. Meanwhile the task stays in the worker's running set, so its lease
-//! keeps being renewed whenever the database answers.
+//! dropped, a serialization failure) is tried again on a fresh connection, with backoff, until
+//! the lease would expire ([`LeaseExpiry`]). Meanwhile the task stays in the worker's running
+//! set, so its lease keeps being renewed (and the expiry moves on) whenever the database
+//! answers.
 
 use crate::execute::{Outcome, Stop};
-use crate::retry::with_retries;
+use crate::retry::{with_retries, LeaseExpiry};
 use db::queue::{self, ClaimedTask, Lease};
 use db::{DbError, Pool};
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// How many machine faults of one task hand it on without using an attempt (then each one
@@ -28,8 +28,6 @@ pub(crate) struct Recorder {
     pub(crate) pool: Pool,
     /// Where result-less completions go to be written in batches.
     pub(crate) completions: mpsc::UnboundedSender<BatchedCompletion>,
-    /// How long a write keeps trying through transient failures (a lease length).
-    pub(crate) budget: Duration,
     /// Where recorded outcomes are counted.
     pub(crate) metrics: crate::metrics::WorkerMetrics,
 }
@@ -38,21 +36,21 @@ pub(crate) struct Recorder {
 pub(crate) type BatchedCompletion = (queue::Completion, oneshot::Sender<DbResultOk>);
 type DbResultOk = Result<(), DbError>;
 
-/// Writes the task's outcome, retrying transient failures for up to one lease length.
+/// Writes the task's outcome, retrying transient failures until the lease would expire.
 pub(crate) async fn finish(
     recorder: &Recorder,
     task: &ClaimedTask,
     lease: &Lease,
+    expiry: &LeaseExpiry,
     outcome: Outcome,
 ) {
-    let budget = recorder.budget;
     let stores_pages = matches!(&outcome, Outcome::Done { pages, .. } if !pages.is_empty());
     let started = std::time::Instant::now();
     let result = match &outcome {
         // Already CANCELED by whoever canceled it.
         Outcome::Stopped(Stop::Canceled) | Outcome::Stopped(Stop::No) => Ok(()),
         _ => {
-            with_retries("recording the task's outcome", budget, || {
+            with_retries("recording the task's outcome", expiry, || {
                 write(recorder, lease, &outcome)
             })
             .await
@@ -63,6 +61,10 @@ pub(crate) async fn finish(
             let merge = stores_pages.then(|| started.elapsed());
             recorder.metrics.recorded(&outcome, merge);
             tracing::info!(task = task.id, outcome = %outcome, "task ended")
+        }
+        // The database refused the task's pages; it has failed the task with the reason.
+        Err(DbError::Invalid(why)) => {
+            tracing::warn!(task = task.id, error = %why, "results refused: the task failed")
         }
         Err(e) if queue::is_lease_lost(&e) => {
             tracing::warn!(task = task.id, outcome = %outcome, "result discarded: the lease was lost")

@@ -8,6 +8,7 @@ pub mod health;
 
 use crate::execute::{Outcome, Stop, TaskContext, TaskHandler};
 use crate::outcome::{self, Recorder};
+use crate::retry::{LeaseExpiry, Renewals};
 use crate::settings::{Settings, MAX_WAIT, MIN_POLL};
 use db::enums::SimType;
 use db::queue::{self, ClaimedTask, Lease};
@@ -51,6 +52,8 @@ struct Shared {
     executing: AtomicUsize,
     slot_freed: Notify,
     health: health::Health,
+    /// When the heartbeat last renewed the leases held.
+    renewals: Renewals,
 }
 
 impl Shared {
@@ -126,7 +129,6 @@ impl<H: TaskHandler> Runner<H> {
             recorder: Recorder {
                 pool,
                 completions: completions_tx,
-                budget: settings.lease,
                 metrics: crate::metrics::WorkerMetrics::default(),
             },
             settings,
@@ -134,6 +136,7 @@ impl<H: TaskHandler> Runner<H> {
             executing: AtomicUsize::new(0),
             slot_freed: Notify::new(),
             health: health::Health::new(),
+            renewals: Renewals::default(),
         });
         Self {
             shared,
@@ -347,7 +350,13 @@ fn spawn_task<H: TaskHandler>(shared: &Arc<Shared>, handler: &Arc<H>, task: Clai
     span.in_scope(|| tracing::info!(index = task.task_index, "task started"));
     let shared = shared.clone();
     shared.executing.fetch_add(1, Ordering::AcqRel);
-    let ctx = TaskContext::new(shared.recorder.pool.clone(), lease.clone(), stop_rx);
+    let expiry = LeaseExpiry::new(shared.settings.lease, shared.renewals.clone());
+    let ctx = TaskContext::new(
+        shared.recorder.pool.clone(),
+        lease.clone(),
+        expiry.clone(),
+        stop_rx,
+    );
     // The handler runs as a task of its own, so that a panic in it ends only that task: the
     // task fails with the panic's message, its slot is freed and its lease dropped.
     let run = {
@@ -375,7 +384,7 @@ fn spawn_task<H: TaskHandler>(shared: &Arc<Shared>, handler: &Arc<H>, task: Clai
         };
         shared.executing.fetch_sub(1, Ordering::AcqRel);
         shared.slot_freed.notify_one();
-        outcome::finish(&shared.recorder, &task, &lease, outcome).await;
+        outcome::finish(&shared.recorder, &task, &lease, &expiry, outcome).await;
         if let Ok(mut r) = shared.running.lock() {
             r.remove(&task.id);
         }

@@ -51,6 +51,8 @@ async fn with_db(name: &str) -> (TestDb, db::Conn, tempfile::TempDir) {
 struct Proc {
     child: Child,
     log: PathBuf,
+    /// Where its `/healthz` and `/metrics` are served (`--metrics-listen 127.0.0.1:0`).
+    metrics: String,
 }
 
 impl Proc {
@@ -76,6 +78,7 @@ impl Proc {
         }
         cmd.args(["--database-url", db.config().url_with_password()])
             .args(["--worker-id", id, "--concurrency", "3", "--poll", "0.5"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--work-root")
             .arg(root)
             .arg("--shieldhit")
@@ -88,12 +91,20 @@ impl Proc {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+        // `metrics on ADDR`, then `worker ID ready`; nothing when it ended first.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut metrics = None;
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        if line.contains("ready") {
-            Ok(Self { child, log })
+        while out.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("ready") {
+            metrics = line.trim().strip_prefix("metrics on ").map(str::to_string);
+            line.clear();
+        }
+        if let (true, Some(metrics)) = (line.contains("ready"), metrics) {
+            Ok(Self {
+                child,
+                log,
+                metrics,
+            })
         } else {
             let _ = child.kill();
             let status = child.wait().unwrap();
@@ -163,6 +174,15 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// What its `/healthz` answers: the status code and the body.
+    async fn health(&self) -> (u16, String) {
+        let url = format!("http://{}/healthz", self.metrics);
+        let (status, body) = telemetry::probe::get(&url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        (status.as_u16(), body)
     }
 
     fn log_text(&self) -> String {
@@ -248,6 +268,16 @@ async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
         .unwrap()
         .job_state;
     assert_ne!(state, JobState::Failed);
+    // It says so to its health check too, and it has stopped claiming: while it backs off
+    // (a minute), no task meets another fault.
+    assert_eq!(sick.health().await, (503, "unhealthy\n".to_string()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later: i32 = rows(&mut conn, sim)
+        .await
+        .iter()
+        .map(|r| r.machine_faults)
+        .sum();
+    assert_eq!(later, faults, "the unhealthy worker stopped claiming");
 
     // The healthy worker runs all 8 (the sick one pauses for a minute, then tries one task
     // at a time; whatever it tries goes back to the queue the same way).
@@ -264,6 +294,7 @@ async fn a_worker_on_a_full_disk_hands_every_task_to_the_healthy_one() {
     }
     let log = healthy.log_text();
     assert!(!log.contains("worker unhealthy"), "{log}");
+    assert_eq!(healthy.health().await, (200, "ok\n".to_string()));
     drop((sick, healthy));
 }
 

@@ -1,6 +1,7 @@
 //! Faults around a task's end, through real worker processes: a database outage (no new
-//! connections, every existing one terminated) just before two tasks end (both still complete on their first attempt,
-//! with their logs), and a handler that panics (the task fails with the panic's message and
+//! connections, every existing one terminated) as two tasks end, and a PostgreSQL restart
+//! about a second before they end (both still complete on their first attempt, with their
+//! logs), and a handler that panics (the task fails with the panic's message and
 //! the worker's slot is freed for the next task).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -8,6 +9,7 @@ mod support;
 
 use db::enums::{JobState, SimType, TaskState};
 use db::inputs::SimulationInput;
+use db::private_pg::PrivatePg;
 use db::testing::{self, TestDb};
 use diesel_async::RunQueryDsl;
 use std::process::{Command, Stdio};
@@ -51,36 +53,54 @@ fn set_allow_connections(db: &TestDb, allow: bool) {
     assert!(out.status.success(), "{out:?}");
 }
 
-#[tokio::test]
-async fn tasks_ending_after_their_connections_died_complete_on_the_first_attempt() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let w = Worker::start(&db, &[("--shieldhit", "shieldhit")]);
-    // The captured run's 20 progress lines, 0.15 s apart: about 3 s per task.
+/// Submits a SHIELD-HIT12A simulation of two tasks replaying the captured run (20 progress
+/// lines, 0.15 s apart: about 3 s per task), and waits until both run.
+async fn two_running_tasks(conn: &mut db::Conn) -> i64 {
     let input = support::captured_shieldhit(serde_json::json!({"delay": 0.15}));
     let sim = support::submit(
-        &mut conn,
+        conn,
         SimType::Shieldhit,
         2,
         40,
         &SimulationInput::Files(input),
     )
     .await;
-    wait_state(&mut conn, sim, JobState::Running, Duration::from_secs(20)).await;
-    // Both tasks are running; about a second before they end, every connection of the worker
-    // (pool, listener) dies.
     let t = Instant::now();
-    while tasks(&mut conn, sim)
+    while tasks(conn, sim)
         .await
         .iter()
         .any(|t| t.task_state != TaskState::Running)
     {
         assert!(
-            t.elapsed() < Duration::from_secs(20),
+            t.elapsed() < Duration::from_secs(30),
             "the tasks never ran together"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    sim
+}
+
+/// Both tasks completed on their first attempt, with their logs and every primary, and the
+/// simulation's final pages are readable.
+async fn both_completed_on_the_first_attempt(conn: &mut db::Conn, sim: i64) {
+    wait_state(conn, sim, JobState::Completed, Duration::from_secs(90)).await;
+    for t in tasks(conn, sim).await {
+        assert_eq!(t.task_state, TaskState::Completed);
+        assert_eq!(t.attempts, 1, "task {} ran again", t.task_index);
+        assert_eq!(t.simulated_primaries, 20);
+        let out = support::log_text(conn, sim, Some(t.id), "stdout").await;
+        assert!(out.contains("Primary particle no."), "{out}");
+    }
+    let pages = db::results::read_all(conn, sim).await.unwrap();
+    assert!(!pages.is_empty() && pages.iter().all(|p| !p.partial));
+}
+
+#[tokio::test]
+async fn tasks_ending_after_their_connections_died_complete_on_the_first_attempt() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let w = Worker::start(&db, &[("--shieldhit", "shieldhit")]);
+    let sim = two_running_tasks(&mut conn).await;
     // The outage starts as the simulator saves its results (its last lines, then convertmc,
     // the logs and the outcome follow): no new connections for 4 s, and every existing one
     // (pool, listener) terminated. The tasks end during it.
@@ -92,6 +112,7 @@ async fn tasks_ending_after_their_connections_died_complete_on_the_first_attempt
             })
             .unwrap_or(false)
     };
+    let t = Instant::now();
     while !saved(0) && !saved(1) {
         assert!(
             t.elapsed() < Duration::from_secs(30),
@@ -109,17 +130,51 @@ async fn tasks_ending_after_their_connections_died_complete_on_the_first_attempt
         during.iter().all(|t| t.task_state == TaskState::Running),
         "nothing could be recorded during the outage"
     );
+    both_completed_on_the_first_attempt(&mut conn, sim).await;
+}
 
-    wait_state(&mut conn, sim, JobState::Completed, Duration::from_secs(60)).await;
-    for t in tasks(&mut conn, sim).await {
-        assert_eq!(t.task_state, TaskState::Completed);
-        assert_eq!(t.attempts, 1, "task {} ran again", t.task_index);
-        assert_eq!(t.simulated_primaries, 20);
-        let out = support::log_text(&mut conn, sim, Some(t.id), "stdout").await;
-        assert!(out.contains("Primary particle no."), "{out}");
+#[tokio::test]
+async fn tasks_ending_across_a_database_restart_complete_on_the_first_attempt() {
+    // A private server: the shared one cannot be restarted under other tests.
+    let pg = PrivatePg::start();
+    let config = pg.config();
+    db::migrate::run_pending(&config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("worker.log");
+    let _w = tests::spawn_worker(
+        support::worker_command(config.url_with_password())
+            .args(["--poll", "0.5", "--concurrency", "3", "--shieldhit"])
+            .arg(support::standin("shieldhit"))
+            .arg("--convertmc")
+            .arg(tests::convertmc())
+            .arg("--work-root")
+            .arg(dir.path().join("work"))
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let mut conn = db::connect(&config).await.unwrap();
+    let sim = two_running_tasks(&mut conn).await;
+    // About a second before the tasks end (12 of their 20 primaries done, reported at most
+    // once a second), PostgreSQL restarts: every connection dies, and for a moment none can
+    // be made.
+    let t = Instant::now();
+    while tasks(&mut conn, sim)
+        .await
+        .iter()
+        .any(|t| t.simulated_primaries < 12)
+    {
+        assert!(t.elapsed() < Duration::from_secs(30), "no progress seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let pages = db::results::read_all(&mut conn, sim).await.unwrap();
-    assert!(!pages.is_empty() && pages.iter().all(|p| !p.partial));
+    drop(conn);
+    let restart = Instant::now();
+    pg.ctl("restart");
+    eprintln!("PostgreSQL restarted in {:?}", restart.elapsed());
+    let mut conn = db::connect(&config).await.unwrap();
+    both_completed_on_the_first_attempt(&mut conn, sim).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let retried = text.lines().filter(|l| l.contains("trying again")).count();
+    eprintln!("writes tried again after the restart: {retried}");
+    assert!(!text.contains("cannot record the outcome"), "{text}");
 }
 
 #[tokio::test]

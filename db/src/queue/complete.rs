@@ -2,7 +2,7 @@
 //! with results goes through [`crate::merge::complete_with_results`], which folds them in
 //! the same transaction.
 
-use super::finish::{finalize, finish_locked_simulations};
+use super::finish::{finalize_each, finish_locked_simulations};
 use super::lease::{lease_lost, Lease};
 use crate::error::{DbError, DbResult};
 use crate::notify;
@@ -40,9 +40,7 @@ pub async fn complete_many(conn: &mut Conn, done: &[Completion]) -> DbResult<Vec
         .await
     })?;
     notify::Announce::changed(sims).send(conn).await;
-    for sim in merging {
-        finalize(conn, sim).await?;
-    }
+    finalize_each(conn, merging).await;
     Ok(done
         .iter()
         .map(|c| c.lease.task_id)

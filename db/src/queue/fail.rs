@@ -1,7 +1,7 @@
 //! Failed runs and machine faults: `RUNNING → PENDING` after the retry backoff, or
 //! `RUNNING → FAILED` when no attempt is left (which may end the simulation).
 
-use super::finish::{finalize, finish_simulations};
+use super::finish::{finalize_each, finish_simulations};
 use super::lease::{bind_lease, lease_lost, Lease, HELD_SQL};
 use crate::enums::TaskState;
 use crate::error::truncate;
@@ -106,9 +106,7 @@ async fn announce_failure(
         .with_tasks_ready(state == TaskState::Pending)
         .send(conn)
         .await;
-    for sim in merging {
-        finalize(conn, sim).await?;
-    }
+    finalize_each(conn, merging).await;
     Ok(state)
 }
 

@@ -106,6 +106,26 @@ pub async fn finalize(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
     }
 }
 
+/// Finalizes each of `simulations`, which a transition the caller has committed just made
+/// `MERGING`, each on its own: one whose stored data is damaged ends `FAILED` ([`finalize`]),
+/// and any other error (a lost connection) is logged and left to the stale-merge sweep
+/// ([`super::finalize_stale`]). Neither stops the others, nor undoes the caller's transition:
+/// the tasks it completed or failed stay so. Returns how many were finalized.
+pub(crate) async fn finalize_each(
+    conn: &mut Conn,
+    simulations: impl IntoIterator<Item = i64>,
+) -> usize {
+    let mut n = 0;
+    for sim in simulations {
+        match finalize(conn, sim).await {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(simulation = sim, error = %e, "cannot finish a merge"),
+        }
+    }
+    n
+}
+
 async fn finalize_tx(conn: &mut Conn, simulation_id: i64) -> DbResult<bool> {
     conn.transaction(async |conn| {
         #[derive(QueryableByName)]

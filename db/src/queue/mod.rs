@@ -34,6 +34,7 @@ pub use claim::{claim, ClaimedTask};
 pub use complete::{complete, complete_many, mark_completed, Completion};
 pub use damaged::fail_damaged;
 pub use fail::{fail, release_machine_fault};
+pub(crate) use finish::finalize_each;
 pub use finish::{finalize, finish_locked_simulations, finish_simulations};
 pub use lease::{
     heartbeat, is_lease_lost, lease_lost, lost_leases, release, report_progress, simulation_of,

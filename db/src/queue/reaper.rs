@@ -2,7 +2,7 @@
 //! attempts) and simulations left `MERGING`.
 
 use super::fail::RETRY_AT_SQL;
-use super::finish::{finalize, finish_simulations};
+use super::finish::{finalize_each, finish_simulations};
 use crate::enums::TaskState;
 use crate::error::{DbError, DbResult};
 use crate::notify;
@@ -63,9 +63,7 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
     })
     .await?;
     outcome.1.send(conn).await;
-    for sim in outcome.2 {
-        finalize(conn, sim).await?;
-    }
+    finalize_each(conn, outcome.2).await;
     Ok(outcome.0)
 }
 
@@ -84,15 +82,5 @@ pub async fn finalize_stale(conn: &mut Conn, stale_secs: f64) -> DbResult<usize>
     .bind::<diesel::sql_types::Double, _>(stale_secs)
     .load(conn)
     .await?;
-    // Each simulation on its own: one whose data is damaged ends FAILED (see [`finalize`]),
-    // and no error stops the others.
-    let mut n = 0;
-    for id in ids {
-        match finalize(conn, id.id).await {
-            Ok(true) => n += 1,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(simulation = id.id, error = %e, "cannot finish a merge"),
-        }
-    }
-    Ok(n)
+    Ok(finalize_each(conn, ids.into_iter().map(|i| i.id)).await)
 }

@@ -25,12 +25,26 @@ pub struct PageRows {
     errors: Vec<Option<Vec<u8>>>,
     metadata: Vec<serde_json::Value>,
     aggregations: Vec<&'static str>,
+    tasks_merged: Vec<Option<i32>>,
+    primaries: Vec<Option<i64>>,
+}
+
+/// How a final page was made from its tasks: the rule, and (when known) how many tasks were
+/// merged into it and the primaries they really simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Combined {
+    /// How the tasks' values combined.
+    pub aggregation: Aggregation,
+    /// The tasks merged into the page.
+    pub tasks_merged: Option<i32>,
+    /// Their primaries, summed.
+    pub primaries: Option<i64>,
 }
 
 impl PageRows {
     /// Adds page `page_number` of estimator `estimator_id` (a row of `estimators`): its
-    /// description, how its tasks were combined, its values and their standard errors (in
-    /// the page's value order), encoded by [`codec::encode`].
+    /// description, how its tasks were combined ([`Combined`]), its values and their
+    /// standard errors (in the page's value order), encoded by [`codec::encode`].
     ///
     /// # Errors
     /// [`crate::DbError::Corrupt`] when the values cannot be encoded (more than the page
@@ -40,7 +54,7 @@ impl PageRows {
         estimator_id: i64,
         page_number: i32,
         meta: PageMeta,
-        aggregation: Aggregation,
+        combined: Combined,
         values: &[f64],
         errors: Option<&[f64]>,
     ) -> DbResult<()> {
@@ -57,7 +71,9 @@ impl PageRows {
         self.value_counts
             .push(i32::try_from(values.len()).unwrap_or(i32::MAX));
         self.metadata.push(meta.metadata);
-        self.aggregations.push(aggregation.as_str());
+        self.aggregations.push(combined.aggregation.as_str());
+        self.tasks_merged.push(combined.tasks_merged);
+        self.primaries.push(combined.primaries);
         Ok(())
     }
 
@@ -75,10 +91,11 @@ impl PageRows {
         diesel::sql_query(
             "INSERT INTO pages (estimator_id, page_number, page_name, page_dimension, axes,
                                 value_name, value_unit, value_count, values_data, errors_data,
-                                metadata, aggregation)
+                                metadata, aggregation, tasks_merged, primaries)
              SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::smallint[],
                                   $5::jsonb[], $6::text[], $7::text[], $8::int[], $9::bytea[],
-                                  $10::bytea[], $11::jsonb[], $12::text[])",
+                                  $10::bytea[], $11::jsonb[], $12::text[], $13::int[],
+                                  $14::bigint[])",
         )
         .bind::<Array<BigInt>, _>(&self.estimator_ids)
         .bind::<Array<Integer>, _>(&self.page_numbers)
@@ -92,6 +109,8 @@ impl PageRows {
         .bind::<Array<Nullable<Bytea>>, _>(&self.errors)
         .bind::<Array<Jsonb>, _>(&self.metadata)
         .bind::<Array<Text>, _>(&self.aggregations)
+        .bind::<Array<Nullable<Integer>>, _>(&self.tasks_merged)
+        .bind::<Array<Nullable<BigInt>>, _>(&self.primaries)
         .execute(conn)
         .await?;
         Ok(())

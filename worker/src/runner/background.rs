@@ -74,7 +74,11 @@ pub(super) async fn heartbeats(shared: Arc<Shared>) {
         let Ok(mut conn) = shared.recorder.pool.get().await else {
             continue;
         };
+        let sent = tokio::time::Instant::now();
         let lost = queue::heartbeat(&mut conn, &leases, lease).await;
+        if lost.is_ok() {
+            shared.renewals.renewed(sent);
+        }
         stop_lost(&shared, lost, Check::Heartbeat);
     }
 }

@@ -195,7 +195,7 @@ impl Run<'_> {
 /// Runs a claimed task with the simulator its simulation names, stores its logs, and says
 /// how it ended.
 async fn run(settings: &Settings, task: &ClaimedTask, ctx: TaskContext) -> Outcome {
-    let Some(pool) = ctx.pool().cloned() else {
+    let (Some(pool), Some(expiry)) = (ctx.pool().cloned(), ctx.lease_expiry().cloned()) else {
         return outcome_of(
             Err(SimulatorError::fatal("a queued task needs the database")),
             task,
@@ -206,7 +206,7 @@ async fn run(settings: &Settings, task: &ClaimedTask, ctx: TaskContext) -> Outco
         Err(e) => return outcome_of(Err(e), task),
     };
     let (result, output) = run_input(settings, task, &input, ctx).await;
-    store_logs(&pool, task, &output.stdout, &output.stderr).await;
+    store_logs(&pool, task, &expiry, &output.stdout, &output.stderr).await;
     outcome_of(result, task)
 }
 
@@ -320,17 +320,21 @@ async fn load_input(pool: &Pool, simulation_id: i64) -> Result<SimulationInput, 
     }
 }
 
-/// How long storing a task's logs keeps trying through a database outage (the outcome's
-/// own write then gets up to a lease length).
-const LOG_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
-
-async fn store_logs(pool: &Pool, task: &ClaimedTask, stdout: &Tail, stderr: &Tail) {
+/// Stores the ends of what the run printed, trying through a database outage until the lease
+/// would expire (as the outcome's write after it does).
+async fn store_logs(
+    pool: &Pool,
+    task: &ClaimedTask,
+    expiry: &crate::retry::LeaseExpiry,
+    stdout: &Tail,
+    stderr: &Tail,
+) {
     for (name, tail) in [("stdout", stdout), ("stderr", stderr)] {
         let text = tail.text();
         if text.is_empty() {
             continue;
         }
-        let stored = crate::retry::with_retries("storing a log", LOG_RETRY_BUDGET, || async {
+        let stored = crate::retry::with_retries("storing a log", expiry, || async {
             let mut conn = pool.get().await.map_err(db::DbError::from)?;
             db::logs::store(
                 &mut conn,

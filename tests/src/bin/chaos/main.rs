@@ -12,141 +12,24 @@
 //! Then it stops submitting, waits for the queue to drain, and checks that no accepted
 //! submission was lost, no task was counted twice (each simulation's tasks add up to its
 //! primaries, exactly), nothing is stuck, and every simulation completed with readable
-//! results. It prints the figures (submissions, faults, time to recover from each restart,
-//! time to drain) and exits 1 when a check fails.
+//! results. It prints the figures (submissions, faults, time to recover from each restart
+//! and each kill, time to drain) and exits 1 when a check fails.
 //!
 //! `chaos [--secs N] [--workers N] [--every-ms N] [--primaries N] [--submit-ms N]
 //! [--builtin-only]` (no SHIELD-HIT12A load, no full-disk worker; defaults
 //! 60 s, 3 workers, a fault every 3000 ms, 30,000 primaries per 3-task builtin simulation, a
 //! Submit every 150 ms). Loopback only.
 
+mod checks;
+mod procs;
+mod recovery;
+
 use db::private_pg::PrivatePg;
+use procs::{start, start_sick_worker, start_worker, External};
 use proto::v1 as pb;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tests::{command, Proc};
-
-/// Starts a binary (see [`tests::start`]).
-fn start(name: &str, url: &str, args: &[&str]) -> anyhow::Result<(Proc, String)> {
-    Ok(tests::start(name, url, args)?)
-}
-
-/// The primaries in each `.bdo` file of the captured SHIELD-HIT12A run (its `NSTAT`).
-const CAPTURED_PRIMARIES: i64 = 20;
-
-/// The external simulator the drill runs besides the builtin engine: the SHIELD-HIT12A
-/// stand-in, which replays a captured real run, and the real pymchelper `convertmc`.
-struct External {
-    shieldhit: PathBuf,
-    convertmc: PathBuf,
-    input: HashMap<String, String>,
-    work: PathBuf,
-}
-
-impl External {
-    /// `None` (said on stdout) when `CONVERTMC` names no converter: then only builtin
-    /// simulations run and the full-disk fault is left out.
-    fn find() -> Option<Self> {
-        let convertmc = std::env::var_os("CONVERTMC").map(PathBuf::from)?;
-        if !convertmc.is_file() {
-            println!("note: CONVERTMC is not a file; no SHIELD-HIT12A load, no full-disk fault");
-            return None;
-        }
-        let captured = sim_inputs::testdata::pymchelper_data("captured/shieldhit/input");
-        let mut input = HashMap::new();
-        for name in sim_inputs::shieldhit::REQUIRED_FILES {
-            input.insert(
-                name.to_string(),
-                std::fs::read_to_string(captured.join(name)).ok()?,
-            );
-        }
-        input.insert("standin.json".into(), r#"{"delay": 0.02}"#.into());
-        Some(Self {
-            shieldhit: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../worker/tests/standins/shieldhit"),
-            convertmc,
-            input,
-            work: std::env::temp_dir().join(format!("chaos-work-{}", std::process::id())),
-        })
-    }
-
-    /// The worker flags that run SHIELD-HIT12A tasks with a work root under `name`.
-    fn flags(&self, name: &str) -> Vec<String> {
-        let root = self.work.join(name);
-        vec![
-            "--shieldhit".into(),
-            self.shieldhit.display().to_string(),
-            "--convertmc".into(),
-            self.convertmc.display().to_string(),
-            "--work-root".into(),
-            root.display().to_string(),
-        ]
-    }
-}
-
-/// The flags every drill worker gets.
-fn worker_flags(id: &str) -> Vec<String> {
-    [
-        "--worker-id",
-        id,
-        "--concurrency",
-        "2",
-        "--lease",
-        "4",
-        "--poll",
-        "0.5",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-fn start_worker(url: &str, n: usize, ext: Option<&External>) -> anyhow::Result<Proc> {
-    let id = format!("chaos-worker-{n}");
-    let mut flags = worker_flags(&id);
-    flags.extend(ext.map(|e| e.flags(&id)).unwrap_or_default());
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let (p, line) = start("worker", url, &flags)?;
-    anyhow::ensure!(line.contains("ready"), "worker did not start: {line}");
-    Ok(p)
-}
-
-/// A worker (`chaos-sick`) whose work root is a full 64 KiB tmpfs, mounted in a mount
-/// namespace of its own (`unshare --mount`, so nobody else sees it and it goes with the
-/// process). `None`, said on stdout, when this machine permits no such mount.
-fn start_sick_worker(url: &str, ext: &External) -> Option<Proc> {
-    let root = ext.work.join("chaos-sick");
-    std::fs::create_dir_all(&root).ok()?;
-    let script = r#"mount -t tmpfs -o size=64k chaos-full-disk "$0" || exit 77
-        head -c 1048576 /dev/zero > "$0/fill" 2>/dev/null
-        exec "$@""#;
-    let mut flags = worker_flags("chaos-sick");
-    flags.extend(ext.flags("chaos-sick"));
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .arg(&root)
-        .arg(tests::bin_path("worker"))
-        .args(["--database-url", url])
-        .args(&flags)
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    for v in db::config::ENV_VARS {
-        cmd.env_remove(v);
-    }
-    let mut child = cmd.spawn().ok()?;
-    let out = child.stdout.take()?;
-    let proc = Proc(child);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).ok()?;
-    if line.contains("ready") {
-        Some(proc)
-    } else {
-        println!("note: no tmpfs mount namespace here: the full-disk fault is left out");
-        None
-    }
-}
 
 struct Args {
     secs: u64,
@@ -239,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut workers: Vec<Proc> = (0..args.workers)
+    let mut workers: Vec<(Proc, String)> = (0..args.workers)
         .map(|n| start_worker(&url, n, ext.as_ref()))
         .collect::<anyhow::Result<_>>()?;
     // The fourth fault is there from the start: a worker on a full disk.
@@ -305,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut faults = [0usize; 3];
     let mut recoveries: Vec<Duration> = Vec::new();
+    let kill_recoveries = recovery::Recoveries::default();
     // The baseline: how long `pg_ctl restart` itself took (stop, start, ready).
     let mut restarts: Vec<Duration> = Vec::new();
     let mut kind = 0usize;
@@ -317,11 +201,17 @@ async fn main() -> anyhow::Result<()> {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let victim = (pick >> 33) % workers.len();
-                let mut dead = workers.swap_remove(victim);
+                let (mut dead, dead_id) = workers.swap_remove(victim);
+                let held = recovery::held_tasks(&cfg, &dead_id).await;
+                let killed = Instant::now();
                 let _ = std::process::Command::new("kill")
                     .args(["-9", &dead.0.id().to_string()])
                     .status();
                 let _ = dead.0.wait();
+                if !held.is_empty() {
+                    let into = kill_recoveries.clone();
+                    recovery::watch(cfg.clone(), dead_id, held, killed, into);
+                }
                 workers.push(start_worker(&url, next_worker, ext.as_ref())?);
                 next_worker += 1;
             }
@@ -359,7 +249,6 @@ async fn main() -> anyhow::Result<()> {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     submitter.await?;
-    let drain_start = Instant::now();
 
     // Every accepted simulation must end; then the checks.
     let accepted: Vec<String> = submitted
@@ -369,71 +258,8 @@ async fn main() -> anyhow::Result<()> {
     let refused = submitted.lock().map(|s| s.refused).unwrap_or_default();
     let mut conn = db::connect(&cfg).await?;
     let mut problems: Vec<String> = Vec::new();
-    let drained = loop {
-        let open = tests::count(&mut conn, "SELECT count(*) AS n FROM simulations WHERE job_state NOT IN ('COMPLETED', 'FAILED', 'CANCELED')").await?;
-        if open == 0 {
-            break drain_start.elapsed();
-        }
-        if drain_start.elapsed() > Duration::from_secs(300) {
-            problems.push(format!("{open} simulations still open after 300 s"));
-            for line in sample(
-                &mut conn,
-                "SELECT t.task_state || ' ' || s.sim_type || ' attempts ' || t.attempts
-                        || ' owner ' || coalesce(t.lease_owner, '-') || ': '
-                        || coalesce(left(t.last_error, 300), '') AS line
-                 FROM tasks t JOIN simulations s ON s.id = t.simulation_id
-                 WHERE t.task_state IN ('PENDING', 'RUNNING') ORDER BY t.id LIMIT 5",
-            )
-            .await?
-            {
-                problems.push(format!("open task: {line}"));
-            }
-            break drain_start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let mut completed = 0usize;
-    for job in &accepted {
-        let Ok(uuid) = job.parse() else {
-            problems.push(format!("job id {job} is not a UUID"));
-            continue;
-        };
-        let view = match db::simulation_views::get_visible(&mut conn, uuid, None).await {
-            Ok(v) => v,
-            Err(e) => {
-                problems.push(format!("accepted {job} is lost: {e}"));
-                continue;
-            }
-        };
-        let sim = view.simulation;
-        if sim.job_state != db::enums::JobState::Completed {
-            problems.push(format!("{job} ended {}", sim.job_state));
-            continue;
-        }
-        let filter = db::tasks::TaskFilter {
-            simulation_id: Some(sim.id),
-            ..Default::default()
-        };
-        let tasks = db::tasks::list(&mut conn, &filter).await?;
-        let simulated: i64 = tasks.iter().map(|r| r.task.simulated_primaries).sum();
-        // A builtin task simulates what it was given; a SHIELD-HIT12A task counts what its
-        // output says (the captured run's .bdo files: 20 primaries each).
-        let want = match sim.sim_type {
-            db::enums::SimType::Shieldhit => CAPTURED_PRIMARIES * tasks.len() as i64,
-            _ => sim.primaries,
-        };
-        if simulated != want {
-            problems.push(format!(
-                "{job}: tasks simulated {simulated} primaries, not {want}"
-            ));
-        }
-        match db::results::read_all(&mut conn, sim.id).await {
-            Ok(p) if !p.is_empty() && p.iter().all(|p| !p.partial && p.damaged.is_none()) => {}
-            Ok(_) => problems.push(format!("{job}: results missing or partial")),
-            Err(e) => problems.push(format!("{job}: results unreadable: {e}")),
-        }
-        completed += 1;
-    }
+    let drained = checks::drain(&mut conn, &mut problems).await?;
+    let completed = checks::check_simulations(&mut conn, &accepted, &mut problems).await?;
     let total = tests::count(&mut conn, "SELECT count(*) AS n FROM simulations").await?;
     if total as usize != accepted.len() {
         // More rows than accepted answers: a Submit whose answer was lost in a fault.
@@ -494,6 +320,15 @@ async fn main() -> anyhow::Result<()> {
         show(&restarts),
         show(&recoveries)
     );
+    let mut kills = kill_recoveries
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    kills.sort();
+    println!(
+        "  worker kill -9: the tasks of a killed worker ran again [{}] s after the kill (lease 4 s)",
+        show(&kills)
+    );
     println!(
         "  queue drained {:.2} s after the load stopped; {retried} tasks ran again after a fault, at most {max_attempts} attempts",
         drained.as_secs_f64()
@@ -522,15 +357,4 @@ async fn main() -> anyhow::Result<()> {
         println!("chaos: FAIL ({} problems)", problems.len());
         std::process::exit(1);
     }
-}
-
-async fn sample(conn: &mut db::Conn, sql: &str) -> anyhow::Result<Vec<String>> {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct L {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        line: String,
-    }
-    let rows: Vec<L> = diesel::sql_query(sql).load(conn).await?;
-    Ok(rows.into_iter().map(|r| r.line).collect())
 }
