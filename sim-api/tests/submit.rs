@@ -278,14 +278,15 @@ async fn inputs_over_the_simulators_limits_are_refused_at_submit() {
     };
     let app = spawn_app_with(limits).await;
     let tok = app.user_token("alice", false).await;
-    let request = |sim_type: SimType, files: HashMap<String, String>, ntasks: i32, primaries: i64| {
-        let mut r = simple_submit();
-        r.sim_type = sim_type as i32;
-        r.ntasks = ntasks;
-        r.primaries = primaries;
-        r.input = Some(Input::Files(InputFiles { files }));
-        r
-    };
+    let request =
+        |sim_type: SimType, files: HashMap<String, String>, ntasks: i32, primaries: i64| {
+            let mut r = simple_submit();
+            r.sim_type = sim_type as i32;
+            r.ntasks = ntasks;
+            r.primaries = primaries;
+            r.input = Some(Input::Files(InputFiles { files }));
+            r
+        };
     let limit = sim_inputs::MAX_PAGE_VALUES.to_string();
     let limit = limit.as_str();
     let no_nstat = real_shieldhit(|f, t| {
@@ -308,7 +309,10 @@ async fn inputs_over_the_simulators_limits_are_refused_at_submit() {
             t
         }
     });
-    assert_ne!(big_mesh["detect.dat"], real("captured/shieldhit/input/detect.dat"));
+    assert_ne!(
+        big_mesh["detect.dat"],
+        real("captured/shieldhit/input/detect.dat")
+    );
     let fluka = real("captured/rfluka/input/minimal.inp");
     let no_scorer: String = fluka
         .lines()

@@ -268,15 +268,21 @@ mod tests {
         let captured = real("captured/shieldhit/input/detect.dat");
         assert_eq!(
             sizes(&captured),
-            [("mesh.bdo".to_string(), 16), ("fluence.bdo".to_string(), 16)]
+            [
+                ("mesh.bdo".to_string(), 16),
+                ("fluence.bdo".to_string(), 16)
+            ]
         );
         assert_eq!(pages::pages(&captured)[0].binning, "X 1 × Y 4 × Z 4");
         // Material and Rho, Count, DLET and TLET, Dose and Fluence; the MCPL page is not bins.
         let averaging = real("shieldhit/averaging/detect.dat");
         let pages = pages::pages(&averaging);
         assert_eq!(pages.len(), 7);
-        assert!(pages.iter().all(|p| p.values == 1 && p.geometry == "MyMesh_YZ (Mesh)"));
-        // pymchelper's generated old-format cards: 1, 10, 100 or 1000 bins by their name.
+        assert!(pages
+            .iter()
+            .all(|p| p.values == 1 && p.geometry == "MyMesh_YZ (Mesh)"));
+        // pymchelper's generated old-format cards: 1, 10, 100 or 1000 bins by their name;
+        // zones 1 to 1, 1 to 3 and 2 to 3 (`z1`, `z13`, `z23`).
         for kind in ["cyl", "msh", "geomap", "plane", "zone"] {
             let text = real(&format!("shieldhit/generated/detect_{kind}.dat"));
             let all = sizes(&text);
@@ -284,6 +290,8 @@ mod tests {
             for (output, values) in all {
                 let shape = output.split('_').nth(1).unwrap();
                 let want = match (kind, shape) {
+                    ("zone", "z13") => 3,
+                    ("zone", "z23") => 2,
                     ("plane" | "zone", _) | (_, "0") => 1,
                     _ => 10u64.pow(shape.len() as u32),
                 };
@@ -303,7 +311,13 @@ mod tests {
     fn a_page_over_the_limit_is_refused_naming_it_and_the_limit() {
         // 200 × 200 × 100 = 4 M values: fits.
         let ok = mesh(200, 200, 100, "    Quantity Dose\n    Quantity Fluence\n");
-        assert_eq!(sizes(&ok), [("big.bdo".to_string(), 4_000_000), ("big.bdo".to_string(), 4_000_000)]);
+        assert_eq!(
+            sizes(&ok),
+            [
+                ("big.bdo".to_string(), 4_000_000),
+                ("big.bdo".to_string(), 4_000_000)
+            ]
+        );
         assert_eq!(validate(&files(&ok, BEAM), 1, 10), Ok(()));
         // 300 × 300 × 200 = 18 M values.
         let big = mesh(300, 300, 200, "    Quantity Dose\n");
@@ -324,9 +338,17 @@ mod tests {
         assert_eq!(sizes(&diff)[0].1, 4_000_000);
         assert_eq!(sizes(&diff)[1].1, 40_000_000);
         let e = validate(&files(&diff, BEAM), 1, 10).unwrap_err().0;
-        assert!(e.contains("Quantity Fluence") && e.contains("× Diff1 10)"), "{e}");
+        assert!(
+            e.contains("Quantity Fluence") && e.contains("× Diff1 10)"),
+            "{e}"
+        );
         // Before any Quantity, a Diff line applies to all of them; Diff2 multiplies again.
-        let shared = mesh(10, 10, 10, "    Diff1 0 1 20\n    Diff2 0 1 30\n    Quantity Dose\n");
+        let shared = mesh(
+            10,
+            10,
+            10,
+            "    Diff1 0 1 20\n    Diff2 0 1 30\n    Quantity Dose\n",
+        );
         assert_eq!(sizes(&shared), [("big.bdo".to_string(), 600_000)]);
         // A cylinder: R × Z (× Phi).
         let cyl = "Geometry Cyl\n  Name C\n  R 0 10 5000\n  Z 0 20 4000\n\

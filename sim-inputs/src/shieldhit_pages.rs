@@ -17,7 +17,8 @@
 //!
 //! The old fixed format (one card per estimator, as pymchelper's generated inputs write it)
 //! has `MSH`, `CYL` and `GEOMAP` cards whose continuation line gives the bins of the three
-//! axes in its first three 10-column fields; `PLANE` and `ZONE` cards are one bin.
+//! axes in its first three 10-column fields; a `PLANE` card is one bin, a `ZONE` card one per
+//! zone from its first field's zone to its second's.
 
 /// One result page a `detect.dat` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +63,11 @@ impl Geometry {
 fn bin_count(field: &str) -> Option<u64> {
     let v: f64 = field.trim().replace(['d', 'D'], "E").parse().ok()?;
     // A count below 1 is not a count SHIELD-HIT12A accepts; it cannot make a page larger.
-    Some(if v >= 1.0 { v.min(u64::MAX as f64) as u64 } else { 1 })
+    Some(if v >= 1.0 {
+        v.min(u64::MAX as f64) as u64
+    } else {
+        1
+    })
 }
 
 /// Whether `word` is the block keyword `k`, in any case.
@@ -72,10 +77,7 @@ fn is(word: &str, k: &str) -> bool {
 
 /// Every result page that `detect` asks for, in the order of its outputs.
 pub fn pages(detect: &str) -> Vec<Page> {
-    let lines: Vec<&str> = detect
-        .lines()
-        .filter(|l| !super::is_comment(l))
-        .collect();
+    let lines: Vec<&str> = detect.lines().filter(|l| !super::is_comment(l)).collect();
     let current = lines.iter().any(|l| {
         l.split_whitespace().next().is_some_and(|w| {
             ["Geometry", "Output", "Filter", "Scoring"]
@@ -250,6 +252,16 @@ fn old_format(lines: &[&str]) -> Vec<Page> {
                 bins.iter().fold(1u64, |a, b| a.saturating_mul(*b)),
                 parts.join(" × "),
             )
+        } else if keyword == "ZONE" {
+            // WHAT(1) and WHAT(2): the first and the last zone, one bin each.
+            let zone = |n| {
+                field(last, n)
+                    .trim()
+                    .parse::<f64>()
+                    .map_or(0, |v| v.trunc() as i64)
+            };
+            let zones = (zone(2) - zone(1) + 1).max(1) as u64;
+            (zones, format!("{zones} zones"))
         } else {
             (1, "1 bin".to_string())
         };

@@ -127,7 +127,10 @@ pub(super) fn check(file: &str, input: &str) -> Result<(), InputError> {
             .iter()
             .map(|s| {
                 let unit = if s.unit == 0 { 11 } else { s.unit };
-                format!("{} {} on line {} writes to unit {unit}", s.keyword, s.name, s.line)
+                format!(
+                    "{} {} on line {} writes to unit {unit}",
+                    s.keyword, s.name, s.line
+                )
             })
             .collect();
         return Err(InputError::new(format!(
@@ -201,7 +204,11 @@ mod tests {
         assert_eq!(scorers(&minimal)[0].line, 31);
         // example.inp names its particles; exfixed.inp (GLOBAL WHAT(4) = 4: fixed) numbers them.
         // SDUM is columns 71-78: the ninth letter of `piFluenUD` is not read.
-        for rel in ["fluka/example.inp", "fluka/exfixed.inp", "fluka/exmixed.inp"] {
+        for rel in [
+            "fluka/example.inp",
+            "fluka/exfixed.inp",
+            "fluka/exmixed.inp",
+        ] {
             assert_eq!(
                 summary(&real(rel)),
                 [
@@ -250,7 +257,9 @@ mod tests {
             "{e}"
         );
         // Formatted units (positive, or 0 for unit 11) are named.
-        let formatted = minimal.replace("-21.", " 21.").replace("      -22.", "          ");
+        let formatted = minimal
+            .replace("-21.", " 21.")
+            .replace("      -22.", "          ");
         let e = check("m.inp", &formatted).unwrap_err().0;
         assert!(
             e.contains("USRBIN dose_xz on line 31 writes to unit 21")
