@@ -247,6 +247,145 @@ async fn inputs_that_cannot_run_are_refused_at_submit() {
     assert_eq!(n, 0, "nothing was queued");
 }
 
+/// A real input file from `../shared/data/pymchelper/` (`rel` below it).
+fn real(rel: &str) -> String {
+    let path = sim_inputs::testdata::pymchelper_data(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The captured real SHIELD-HIT12A run's four input files, `edit`ed.
+fn real_shieldhit(edit: impl Fn(&str, String) -> String) -> HashMap<String, String> {
+    ["beam.dat", "detect.dat", "geo.dat", "mat.dat"]
+        .into_iter()
+        .map(|f| {
+            let text = real(&format!("captured/shieldhit/input/{f}"));
+            (f.to_string(), edit(f, text))
+        })
+        .collect()
+}
+
+/// What the simulators cannot run is refused at Submit with INVALID_ARGUMENT naming the
+/// cause, and nothing is queued (each would otherwise run every task and then fail): a
+/// beam.dat without NSTAT, more SHIELD-HIT12A tasks than its 4-digit seed offset allows, a
+/// TOPAS task over 2³¹−1 histories (the largest task's share, rounded up), a FLUKA input
+/// without a scoring card, and result pages over 16 Mi values (a SHIELD-HIT12A mesh, a FLUKA
+/// USRBIN). The real inputs they are made from are accepted.
+#[tokio::test]
+async fn inputs_over_the_simulators_limits_are_refused_at_submit() {
+    let limits = sim_api::Limits {
+        max_ntasks: 20_000,
+        ..sim_api::Limits::default()
+    };
+    let app = spawn_app_with(limits).await;
+    let tok = app.user_token("alice", false).await;
+    let request =
+        |sim_type: SimType, files: HashMap<String, String>, ntasks: i32, primaries: i64| {
+            let mut r = simple_submit();
+            r.sim_type = sim_type as i32;
+            r.ntasks = ntasks;
+            r.primaries = primaries;
+            r.input = Some(Input::Files(InputFiles { files }));
+            r
+        };
+    let limit = sim_inputs::MAX_PAGE_VALUES.to_string();
+    let limit = limit.as_str();
+    let no_nstat = real_shieldhit(|f, t| {
+        if f == "beam.dat" {
+            t.lines()
+                .filter(|l| !l.starts_with("NSTAT"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        } else {
+            t
+        }
+    });
+    // X 2 × Y 4000 × Z 4000 = 32 M values.
+    let big_mesh = real_shieldhit(|f, t| {
+        if f == "detect.dat" {
+            t.replace("X  -0.5  0.5  1", "X  -0.5  0.5  2")
+                .replace("Y  -2.0  2.0  4", "Y  -2.0  2.0  4000")
+                .replace("Z  -2.0  2.0  4", "Z  -2.0  2.0  4000")
+        } else {
+            t
+        }
+    });
+    assert_ne!(
+        big_mesh["detect.dat"],
+        real("captured/shieldhit/input/detect.dat")
+    );
+    let fluka = real("captured/rfluka/input/minimal.inp");
+    let no_scorer: String = fluka
+        .lines()
+        .filter(|l| !l.starts_with("USRBIN"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // X 1000 × Y 100 × Z 200 = 20 M values.
+    let big_usrbin = fluka.replace(
+        "        4.        1.        4. &",
+        "     1000.      100.      200. &",
+    );
+    assert_ne!(big_usrbin, fluka);
+    let one = |name: &str, text: &str| HashMap::from([(name.to_string(), text.to_string())]);
+    let topas = real("captured/topas/input/minimal.txt");
+    let max = i64::from(i32::MAX);
+    let topas_share = format!("each task would run {} histories", max + 1);
+    let cases = [
+        (
+            request(SimType::Shieldhit, no_nstat, 1, 100),
+            vec!["beam.dat has no NSTAT card"],
+        ),
+        (
+            request(SimType::Shieldhit, real_shieldhit(|_, t| t), 10_000, 10_000),
+            vec!["at most 9999 tasks", "not 10000"],
+        ),
+        (
+            request(SimType::Shieldhit, big_mesh, 1, 100),
+            vec![
+                "Output mesh.bdo, Quantity Dose on Geometry YZ_Mesh (Mesh)",
+                "32000000 values (X 2 × Y 4000 × Z 4000)",
+                limit,
+            ],
+        ),
+        // 2 tasks of 2·(2³¹−1) + 1 histories: the larger one gets 2³¹.
+        (
+            request(SimType::Topas, one("minimal.txt", &topas), 2, 2 * max + 1),
+            vec![topas_share.as_str(), "32-bit limit"],
+        ),
+        (
+            request(SimType::Fluka, one("minimal.inp", &no_scorer), 1, 100),
+            vec!["minimal.inp has no scoring card writing a binary result file"],
+        ),
+        (
+            request(SimType::Fluka, one("minimal.inp", &big_usrbin), 1, 100),
+            vec![
+                "USRBIN dose_xz (line 31, unit -21) makes a page of 20000000 values",
+                limit,
+            ],
+        ),
+    ];
+    for (req, want) in cases {
+        let e = app.submit(&tok, req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{want:?}: {e:?}");
+        for w in want {
+            assert!(e.message().contains(w), "{w}: {}", e.message());
+        }
+    }
+    let n = app.sql_count("SELECT count(*) FROM simulations").await;
+    assert_eq!(n, 0, "nothing was queued");
+
+    // At the limits, the same inputs are accepted.
+    let accepted = [
+        request(SimType::Shieldhit, real_shieldhit(|_, t| t), 9999, 9999),
+        request(SimType::Topas, one("minimal.txt", &topas), 2, 2 * max),
+        request(SimType::Fluka, one("minimal.inp", &fluka), 1, 100),
+    ];
+    for req in accepted {
+        app.submit(&tok, req).await.unwrap();
+    }
+    let n = app.sql_count("SELECT count(*) FROM simulations").await;
+    assert_eq!(n, 3);
+}
+
 /// A batch platform on `cluster` with these sbatch options.
 fn batch(cluster: &str, sbatch_options: &[&str]) -> Option<Platform> {
     Some(Platform::Batch(BatchPlatform {

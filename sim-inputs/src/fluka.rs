@@ -24,6 +24,8 @@
 use crate::InputError;
 use std::collections::BTreeMap;
 
+pub mod scorers;
+
 /// The most primaries one task may run: `START`'s WHAT(1) must fit a 10-column field
 /// exactly (`999999999.`); a rounded number would make the merge weights wrong.
 pub const MAX_PRIMARIES: i64 = 999_999_999;
@@ -75,8 +77,10 @@ pub fn main_input(files: &BTreeMap<String, String>) -> Result<(&str, &str), Inpu
 }
 
 /// Checks a simulation's FLUKA input at Submit: exactly one `.inp` file, with exactly one
-/// `START` card, at most one `RANDOMIZ` card (before `START`), a closed geometry section, and
-/// `primaries_per_task` (the largest task's share) in `1..=`[`MAX_PRIMARIES`].
+/// `START` card, at most one `RANDOMIZ` card (before `START`), a closed geometry section, at
+/// least one scoring card writing a binary result file and no `USRBIN` page over
+/// [`crate::MAX_PAGE_VALUES`] values ([`scorers`]), and `primaries_per_task` (the largest
+/// task's share) in `1..=`[`MAX_PRIMARIES`].
 pub fn validate(
     files: &BTreeMap<String, String>,
     _ntasks: i32,
@@ -84,7 +88,9 @@ pub fn validate(
 ) -> Result<(), InputError> {
     let (stem, text) = main_input(files)?;
     check_primaries(primaries_per_task)?;
-    Layout::of(&format!("{stem}.inp"), text).map(|_| ())
+    let file = format!("{stem}.inp");
+    Layout::of(&file, text)?;
+    scorers::check(&file, text)
 }
 
 /// `input` (the text of `file`, for messages) for one task: `START`'s WHAT(1) set to

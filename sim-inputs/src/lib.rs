@@ -17,6 +17,13 @@ use std::collections::BTreeMap;
 
 pub use file_name::FileName;
 
+/// The most values one result page may hold: 16 Mi (2²⁴; 128 MiB of `f64`). A 200 × 200 × 100
+/// mesh (4 M values) fits. Submit refuses an input that asks for a larger page
+/// ([`shieldhit::validate`], [`fluka::validate`]), and the worker refuses a larger page in a
+/// run's results; the page codec (`db::codec`) decodes at least this many (the worker checks
+/// that at compile time).
+pub const MAX_PAGE_VALUES: usize = 1 << 24;
+
 /// An input that cannot run. The message names the file and the card or parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

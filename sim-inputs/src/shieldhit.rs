@@ -6,8 +6,11 @@
 //! files by stripping exactly those 4 digits, so the offsets of one simulation are
 //! `1..=ntasks` and simulations differ by their `RNDSEED` instead.
 
-use crate::InputError;
+use crate::{InputError, MAX_PAGE_VALUES};
 use std::collections::BTreeMap;
+
+#[path = "shieldhit_pages.rs"]
+pub mod pages;
 
 /// The largest seed offset: SHIELD-HIT12A writes it as 4 digits into every output file name.
 pub const MAX_SEED_OFFSET: i32 = 9999;
@@ -120,9 +123,23 @@ pub fn output_count(detect: &str) -> usize {
     }
 }
 
+/// Refuses a `detect.dat` page of more than [`MAX_PAGE_VALUES`] values, naming its output,
+/// quantity and geometry, its bins and the limit.
+fn check_page_sizes(detect: &str) -> Result<(), InputError> {
+    let limit = MAX_PAGE_VALUES as u64;
+    match pages::pages(detect).into_iter().find(|p| p.values > limit) {
+        None => Ok(()),
+        Some(p) => Err(InputError::new(format!(
+            "detect.dat: Output {}, Quantity {} on Geometry {} makes a page of {} values ({}), \
+             more than the limit of {limit} values per page; use fewer bins",
+            p.output, p.quantity, p.geometry, p.values, p.binning
+        ))),
+    }
+}
+
 /// Checks a SHIELD-HIT12A input at Submit: the four files, `NSTAT` in `beam.dat`, at least
-/// one output in `detect.dat`, at most [`MAX_SEED_OFFSET`] tasks and [`MAX_PRIMARIES`] per
-/// task.
+/// one output in `detect.dat` and no page of more than [`MAX_PAGE_VALUES`] values
+/// ([`pages::pages`]), at most [`MAX_SEED_OFFSET`] tasks and [`MAX_PRIMARIES`] per task.
 pub fn validate(
     files: &BTreeMap<String, String>,
     ntasks: i32,
@@ -151,6 +168,7 @@ pub fn validate(
             "detect.dat defines no Output: the run would score nothing",
         ));
     }
+    check_page_sizes(&files["detect.dat"])?;
     if ntasks > MAX_SEED_OFFSET {
         return Err(InputError::new(format!(
             "SHIELD-HIT12A runs at most {MAX_SEED_OFFSET} tasks per simulation (the seed \
@@ -230,6 +248,116 @@ mod tests {
         partial.remove("mat.dat");
         let e = validate(&partial, 1, 10).unwrap_err();
         assert!(e.0.contains("mat.dat"), "{e}");
+    }
+
+    fn real(rel: &str) -> String {
+        let path = crate::testdata::pymchelper_data(rel);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// (output, values) of every page `detect` asks for.
+    fn sizes(detect: &str) -> Vec<(String, u64)> {
+        pages::pages(detect)
+            .into_iter()
+            .map(|p| (p.output, p.values))
+            .collect()
+    }
+
+    #[test]
+    fn the_real_detectors_pages_have_their_bins() {
+        let captured = real("captured/shieldhit/input/detect.dat");
+        assert_eq!(
+            sizes(&captured),
+            [
+                ("mesh.bdo".to_string(), 16),
+                ("fluence.bdo".to_string(), 16)
+            ]
+        );
+        assert_eq!(pages::pages(&captured)[0].binning, "X 1 × Y 4 × Z 4");
+        // Material and Rho, Count, DLET and TLET, Dose and Fluence; the MCPL page is not bins.
+        let averaging = real("shieldhit/averaging/detect.dat");
+        let pages = pages::pages(&averaging);
+        assert_eq!(pages.len(), 7);
+        assert!(pages
+            .iter()
+            .all(|p| p.values == 1 && p.geometry == "MyMesh_YZ (Mesh)"));
+        // pymchelper's generated old-format cards: 1, 10, 100 or 1000 bins by their name;
+        // zones 1 to 1, 1 to 3 and 2 to 3 (`z1`, `z13`, `z23`).
+        for kind in ["cyl", "msh", "geomap", "plane", "zone"] {
+            let text = real(&format!("shieldhit/generated/detect_{kind}.dat"));
+            let all = sizes(&text);
+            assert!(!all.is_empty(), "{kind}");
+            for (output, values) in all {
+                let shape = output.split('_').nth(1).unwrap();
+                let want = match (kind, shape) {
+                    ("zone", "z13") => 3,
+                    ("zone", "z23") => 2,
+                    ("plane" | "zone", _) | (_, "0") => 1,
+                    _ => 10u64.pow(shape.len() as u32),
+                };
+                assert_eq!(values, want, "{kind}: {output}");
+            }
+        }
+    }
+
+    fn mesh(x: u64, y: u64, z: u64, output_tail: &str) -> String {
+        format!(
+            "Geometry Mesh\n    Name Big\n    X -5 5 {x}\n    Y -5 5 {y}\n    Z 0 30 {z}\n\n\
+             Output\n    Filename big.bdo\n    Geo Big\n{output_tail}"
+        )
+    }
+
+    #[test]
+    fn a_page_over_the_limit_is_refused_naming_it_and_the_limit() {
+        // 200 × 200 × 100 = 4 M values: fits.
+        let ok = mesh(200, 200, 100, "    Quantity Dose\n    Quantity Fluence\n");
+        assert_eq!(
+            sizes(&ok),
+            [
+                ("big.bdo".to_string(), 4_000_000),
+                ("big.bdo".to_string(), 4_000_000)
+            ]
+        );
+        assert_eq!(validate(&files(&ok, BEAM), 1, 10), Ok(()));
+        // 300 × 300 × 200 = 18 M values.
+        let big = mesh(300, 300, 200, "    Quantity Dose\n");
+        let e = validate(&files(&big, BEAM), 1, 10).unwrap_err().0;
+        assert!(
+            e.contains("detect.dat: Output big.bdo, Quantity Dose on Geometry Big (Mesh)")
+                && e.contains("18000000 values (X 300 × Y 300 × Z 200)")
+                && e.contains(&format!("limit of {MAX_PAGE_VALUES} values")),
+            "{e}"
+        );
+        // Differential scoring multiplies the page it follows: 4 M × 10 energy bins.
+        let diff = mesh(
+            200,
+            200,
+            100,
+            "    Quantity Dose\n    Quantity Fluence\n    Diff1 0 150 10 LOG\n    Diff1Type E\n",
+        );
+        assert_eq!(sizes(&diff)[0].1, 4_000_000);
+        assert_eq!(sizes(&diff)[1].1, 40_000_000);
+        let e = validate(&files(&diff, BEAM), 1, 10).unwrap_err().0;
+        assert!(
+            e.contains("Quantity Fluence") && e.contains("× Diff1 10)"),
+            "{e}"
+        );
+        // Before any Quantity, a Diff line applies to all of them; Diff2 multiplies again.
+        let shared = mesh(
+            10,
+            10,
+            10,
+            "    Diff1 0 1 20\n    Diff2 0 1 30\n    Quantity Dose\n",
+        );
+        assert_eq!(sizes(&shared), [("big.bdo".to_string(), 600_000)]);
+        // A cylinder: R × Z (× Phi).
+        let cyl = "Geometry Cyl\n  Name C\n  R 0 10 5000\n  Z 0 20 4000\n\
+                   Output\n  Filename c.bdo\n  Geo C\n  Quantity Dose\n";
+        let e = validate(&files(cyl, BEAM), 1, 10).unwrap_err().0;
+        assert!(e.contains("20000000 values (R 5000 × Z 4000)"), "{e}");
+        // A phase space is not bins.
+        let mcpl = mesh(300, 300, 200, "    Quantity MCPL\n");
+        assert_eq!(validate(&files(&mcpl, BEAM), 1, 10), Ok(()));
     }
 
     #[test]

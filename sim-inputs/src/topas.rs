@@ -120,7 +120,7 @@ pub fn main_file(files: &BTreeMap<String, String>) -> Result<&str, InputError> {
 }
 
 /// Checks what the worker cannot run: sequential time mode, a `Ts/Seed` that is not an
-/// integer parameter.
+/// integer parameter or whose value is not an integer.
 fn check_run(p: &Params) -> Result<(), InputError> {
     if let Some(d) = p.get("tf/numberofsequentialtimes")? {
         let v = p.raw(d)?;
@@ -136,6 +136,13 @@ fn check_run(p: &Params) -> Result<(), InputError> {
         if d.typ.as_deref().is_some_and(|t| t != "i") {
             return Err(InputError::new(format!(
                 "{} in {} is not an integer parameter (i:Ts/Seed)",
+                d.name, d.file
+            )));
+        }
+        let v = p.raw(d)?;
+        if integer(v).is_none() {
+            return Err(InputError::new(format!(
+                "{} = {v} in {} is not an integer (i:Ts/Seed = 1)",
                 d.name, d.file
             )));
         }

@@ -306,6 +306,17 @@ fn run_modes_the_worker_cannot_split_are_refused() {
         10,
         &["Ts/Seed in topas_config.txt is not an integer"],
     );
+    // The value must be an integer too, typed or not.
+    for bad in ["i:Ts/Seed = 1.5", "Ts/Seed = \"abc\"", "i:Ts/Seed = seven"] {
+        let seed = format!("{text}{bad}\n");
+        assert_refused(
+            &seed,
+            10,
+            &["in topas_config.txt is not an integer (i:Ts/Seed = 1)"],
+        );
+    }
+    let seed = format!("{text}Ts/Seed = 12\n");
+    validate(&input(&[("topas_config.txt", &seed)]), 1, 10).unwrap();
 }
 
 #[test]

@@ -145,6 +145,23 @@ pub fn convertmc() -> PathBuf {
     path
 }
 
+/// The Python of pymchelper's virtualenv (pinned, with its `TopasReader`): `PYMCHELPER_PYTHON`
+/// (`scripts/test` sets it), else the `python` beside [`convertmc`]. Panics with a hint when
+/// it is not there: the tests that compare with pymchelper run it, never skip it.
+pub fn pymchelper_python() -> PathBuf {
+    let path = match std::env::var_os("PYMCHELPER_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => convertmc().with_file_name("python"),
+    };
+    assert!(
+        path.is_file(),
+        "pymchelper's python is not at {} (run scripts/test, which installs pymchelper and sets \
+         PYMCHELPER_PYTHON, or set PYMCHELPER_PYTHON to a python with pymchelper 2.9.6)",
+        path.display()
+    );
+    path
+}
+
 /// The loopback sshd's settings, as `scripts/sshd-loopback env` prints them (`SIM_SSH_HOST`,
 /// `SIM_SSH_PORT`, `SIM_SSH_USER`, `SIM_SSH_KEY`, `SIM_SSH_KNOWN_HOSTS`); panics when the
 /// script cannot run.

@@ -4,7 +4,7 @@
 //! under the names rfluka gives them. Covered: a merge equal to `convertmc json --many` of the
 //! same files, weighted by the primaries the output says it ran; progress from the run's
 //! `.out`; the `RANDOMIZE`/`ASSIGNMAT` spellings; two RANDOMIZ cards; free-format input; an
-//! aborted run, a failing rfluka, a hang that cancellation kills, truncated results, and
+//! aborted run, a run that writes no result file, a failing rfluka, a hang that cancellation kills, truncated results, and
 //! inputs the worker refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -315,6 +315,17 @@ async fn an_aborted_run_fails_with_the_reason_from_its_err_file() {
         "particle lost in region 3",
     ];
     fails_keeping_log("abort", &error, ("stdout", "Running fluka in")).await;
+}
+
+/// A run that ends normally but leaves no `_fort.NN` file (Submit refuses inputs without a
+/// binary scorer, so this is what is left) fails at once saying so, and keeps its logs.
+#[tokio::test]
+async fn a_run_that_writes_no_result_files_fails_saying_so() {
+    let error = [
+        "FLUKA wrote no result files (fl_sim001_fort.NN)",
+        "scoring cards of fl_sim.inp",
+    ];
+    fails_keeping_log("noresults", &error, ("stdout", "Saving additional files")).await;
 }
 
 #[tokio::test]

@@ -165,8 +165,9 @@ impl External for Fluka {
             .unwrap_or(false);
         if !wrote_results {
             return Err(SimulatorError::fatal(format!(
-                "FLUKA wrote no result files ({stem}001_fort.NN): {inp_name} has no scoring \
-                 card (USRBIN, USRBDX, USRTRACK, …) writing to a binary output unit"
+                "FLUKA wrote no result files ({stem}001_fort.NN): the scoring cards of \
+                 {inp_name} (USRBIN, USRBDX, USRTRACK, … with a negative, binary output unit) \
+                 wrote nothing"
             )));
         }
         Ok(Results::Convert {

@@ -25,9 +25,12 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::path::Path;
 
-/// The most values one page may have: what the page codec stores
-/// ([`db::codec::DEFAULT_MAX_VALUES`], 16 Mi values; a 200 × 200 × 100 mesh has 4 M).
-pub const MAX_PAGE_VALUES: usize = db::codec::DEFAULT_MAX_VALUES;
+/// The most values one page may have: [`sim_inputs::MAX_PAGE_VALUES`] (16 Mi values; a
+/// 200 × 200 × 100 mesh has 4 M), the limit Submit checks an input's scorers against.
+pub const MAX_PAGE_VALUES: usize = sim_inputs::MAX_PAGE_VALUES;
+
+// Every page the worker accepts must decode again.
+const _: () = assert!(MAX_PAGE_VALUES <= db::codec::DEFAULT_MAX_VALUES);
 
 /// The most axes a page has: three spatial ones and two of differential scoring.
 const MAX_DIMENSIONS: i16 = 5;

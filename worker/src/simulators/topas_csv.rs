@@ -38,8 +38,8 @@ use db::results::{PageMeta, TaskPage};
 use serde_json::json;
 use std::path::Path;
 
-/// The most values one page may have (what the page codec stores).
-const MAX_VALUES: usize = db::codec::DEFAULT_MAX_VALUES;
+/// The most values one page may have ([`sim_inputs::MAX_PAGE_VALUES`], as for every simulator).
+const MAX_VALUES: usize = sim_inputs::MAX_PAGE_VALUES;
 
 /// The columns a TOPAS scorer can report (`Sc/<name>/Report`).
 const REPORTS: [&str; 9] = [

@@ -199,15 +199,13 @@ fn every_real_scorer_file_reads_as_pymchelper_reads_it() {
     }
 }
 
-/// With `PYMCHELPER_PYTHON` set (a Python with pymchelper 2.9.6, e.g. `/tmp/pyv/bin/python`),
-/// compares every file with pymchelper's `TopasReader` run now: values exactly, axes to
-/// 1e-12 relative.
+/// Compares every file with pymchelper's `TopasReader` run now, in pymchelper's virtualenv
+/// ([`::tests::pymchelper_python`]: `PYMCHELPER_PYTHON`, which `scripts/test` sets, or the
+/// python beside `CONVERTMC`; fails when there is none): values exactly, axes to 1e-12
+/// relative.
 #[test]
 fn every_real_scorer_file_matches_pymchelper_run_now() {
-    let Some(python) = std::env::var_os("PYMCHELPER_PYTHON") else {
-        eprintln!("PYMCHELPER_PYTHON is not set: the checked-in reference values are used");
-        return;
-    };
+    let python = ::tests::pymchelper_python();
     const SCRIPT: &str = "import sys, json
 from pymchelper.estimator import Estimator
 from pymchelper.readers.topas import TopasReader
