@@ -170,10 +170,14 @@ async fn a_concatenation_that_would_pass_the_page_limit_keeps_the_tasks_before_i
         values: vec![0.0; half],
     };
     complete(&mut conn, &tasks[0], 100, std::slice::from_ref(&page)).await;
-    let err =
-        db::merge::complete_with_results(&mut conn, &tasks[1].lease("w"), 100, &[page.clone()])
-            .await
-            .unwrap_err();
+    let err = db::merge::complete_with_results(
+        &mut conn,
+        &tasks[1].lease("w"),
+        100,
+        std::slice::from_ref(&page),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, db::DbError::Invalid(m) if m.contains("more than a page holds")),
         "{err:?}"

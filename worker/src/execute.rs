@@ -246,6 +246,9 @@ impl FileProgress {
 
 /// The most often progress is written.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// The longest a run waits for its progress to be written: a report the database does not
+/// take in this time is dropped (the next one carries the count on).
+const PROGRESS_WAIT: Duration = Duration::from_millis(500);
 
 /// Writes progress at most once a second; says when the lease is gone.
 struct ProgressReporter {
@@ -272,14 +275,24 @@ impl ProgressReporter {
             return true;
         }
         self.last = Some(Instant::now());
-        let Ok(mut conn) = self.pool.get().await else {
-            return true;
+        // Progress is best effort: during a database outage the run goes on at full speed,
+        // rather than wait for a connection at every report.
+        let write = async {
+            let mut conn = self.pool.get().await.map_err(db::DbError::from)?;
+            queue::report_progress(&mut conn, &self.lease, simulated, eta_s).await
         };
-        match queue::report_progress(&mut conn, &self.lease, simulated, eta_s).await {
-            Ok(()) => true,
-            Err(e) if queue::is_lease_lost(&e) => false,
-            Err(e) => {
+        match tokio::time::timeout(PROGRESS_WAIT, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) if queue::is_lease_lost(&e) => false,
+            Ok(Err(e)) => {
                 tracing::warn!(task = self.lease.task_id, error = %e, "progress not recorded");
+                true
+            }
+            Err(_) => {
+                tracing::warn!(
+                    task = self.lease.task_id,
+                    "progress not recorded: no database answer within {PROGRESS_WAIT:?}"
+                );
                 true
             }
         }
