@@ -320,14 +320,15 @@ async fn main() -> anyhow::Result<()> {
         show(&restarts),
         show(&recoveries)
     );
-    let mut kills = kill_recoveries
+    let kills = kill_recoveries
         .lock()
         .map(|v| v.clone())
         .unwrap_or_default();
-    kills.sort();
+    let (released, rerun): (Vec<Duration>, Vec<Duration>) = kills.into_iter().unzip();
     println!(
-        "  worker kill -9: the tasks of a killed worker ran again [{}] s after the kill (lease 4 s)",
-        show(&kills)
+        "  worker kill -9 (lease 4 s): a killed worker's tasks were released [{}] s and ran again [{}] s after the kill",
+        show(&released),
+        show(&rerun)
     );
     println!(
         "  queue drained {:.2} s after the load stopped; {retried} tasks ran again after a fault, at most {max_attempts} attempts",
