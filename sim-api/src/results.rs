@@ -240,15 +240,30 @@ pub fn select(
     if chosen.is_empty() {
         return Err(Status::not_found("no page matches the selection"));
     }
-    // A damaged page is unreadable on its own: DATA_LOSS names it, and a selection without
-    // it still works.
-    if let Some(why) = chosen.iter().find_map(|p| p.damaged.as_deref()) {
-        tracing::error!(damage = %why, "a requested result page is damaged");
-        return Err(Status::data_loss(format!(
-            "stored result {why}; select other estimators or pages to read the rest"
-        )));
-    }
     Ok(chosen)
+}
+
+/// The messages of a selection's stream: every readable page's chunks ([`chunks`]), then,
+/// when pages of it are damaged, `DATA_LOSS` naming them. A damaged page is unreadable on
+/// its own: it holds back none of the others. When every selected page is damaged, the
+/// `DATA_LOSS` is the answer itself.
+pub fn stream(
+    chosen: Vec<ResultPage>,
+) -> Result<impl Iterator<Item = Result<pb::ResultsChunk, Status>>, Status> {
+    let (damaged, readable): (Vec<ResultPage>, Vec<ResultPage>) =
+        chosen.into_iter().partition(|p| p.damaged.is_some());
+    let loss = (!damaged.is_empty()).then(|| {
+        let why: Vec<&str> = damaged.iter().filter_map(|p| p.damaged.as_deref()).collect();
+        tracing::error!(damage = ?why, "requested result pages are damaged");
+        Status::data_loss(format!(
+            "stored result {}; the other pages were sent",
+            why.join("; ")
+        ))
+    });
+    if readable.is_empty() {
+        return Err(loss.unwrap_or_else(|| Status::not_found("no page matches the selection")));
+    }
+    Ok(chunks(readable).map(Ok).chain(loss.map(Err)))
 }
 
 /// Splits pages into stream messages of at most [`CHUNK_VALUES`] values each; the first

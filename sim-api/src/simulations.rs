@@ -325,7 +325,7 @@ impl SimulationService for SimulationSvc {
             ));
         }
         let chosen = results::select(pages, &req.estimators, &selection)?;
-        let stream = futures_util::stream::iter(results::chunks(chosen).map(Ok));
+        let stream = futures_util::stream::iter(results::stream(chosen)?);
         Ok(Response::new(Box::pin(stream)))
     }
 

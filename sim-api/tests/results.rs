@@ -389,8 +389,8 @@ async fn a_canceled_simulation_serves_its_completed_tasks_results_as_partial() {
     }
 }
 
-/// One damaged stored page is DATA_LOSS, named, for a request that includes it; the other
-/// estimators still read.
+/// One damaged stored page is DATA_LOSS, named, at the end of a stream that sent every other
+/// selected page; the other estimators still read on their own.
 #[tokio::test]
 async fn a_damaged_page_is_data_loss_and_the_others_still_read() {
     let (app, tok) = spawn_app_as("alice").await;
@@ -402,11 +402,34 @@ async fn a_damaged_page_is_data_loss_and_the_others_still_read() {
          WHERE e.id = pages.estimator_id AND e.name = 'big_map'",
     )
     .await;
-    let e = get_results(&app, &tok, results_req(&job, &[], ""))
+    // Everything: the readable pages stream whole, then DATA_LOSS names the damaged one.
+    let mut stream = app
+        .sims()
+        .get_results(authed(results_req(&job, &[], ""), &tok))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut pages = std::collections::BTreeSet::new();
+    let e = loop {
+        match stream.next().await {
+            Some(Ok(c)) => {
+                assert_ne!(c.estimator, "big_map", "no chunk of the damaged page");
+                if c.last_chunk_of_page {
+                    pages.insert((c.estimator, c.page_number));
+                }
+            }
+            Some(Err(e)) => break e,
+            None => panic!("the stream ended without saying a page is damaged"),
+        }
+    };
+    assert_eq!(pages.len(), 3, "the other estimator's pages came first: {pages:?}");
+    assert_eq!(e.code(), Code::DataLoss, "{e:?}");
+    assert!(e.message().contains("page 0 of big_map"), "{e:?}");
+    // Only the damaged page: DATA_LOSS is the answer. Without it: every page reads.
+    let e = get_results(&app, &tok, results_req(&job, &["big_map"], ""))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::DataLoss, "{e:?}");
-    assert!(e.message().contains("page 0 of big_map"), "{e:?}");
     let rest = get_results(&app, &tok, results_req(&job, &["z_profile"], ""))
         .await
         .unwrap();
