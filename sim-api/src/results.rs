@@ -253,7 +253,10 @@ pub fn stream(
     let (damaged, readable): (Vec<ResultPage>, Vec<ResultPage>) =
         chosen.into_iter().partition(|p| p.damaged.is_some());
     let loss = (!damaged.is_empty()).then(|| {
-        let why: Vec<&str> = damaged.iter().filter_map(|p| p.damaged.as_deref()).collect();
+        let why: Vec<&str> = damaged
+            .iter()
+            .filter_map(|p| p.damaged.as_deref())
+            .collect();
         tracing::error!(damage = ?why, "requested result pages are damaged");
         Status::data_loss(format!(
             "stored result {}; the other pages were sent",

@@ -422,7 +422,11 @@ async fn a_damaged_page_is_data_loss_and_the_others_still_read() {
             None => panic!("the stream ended without saying a page is damaged"),
         }
     };
-    assert_eq!(pages.len(), 3, "the other estimator's pages came first: {pages:?}");
+    assert_eq!(
+        pages.len(),
+        3,
+        "the other estimator's pages came first: {pages:?}"
+    );
     assert_eq!(e.code(), Code::DataLoss, "{e:?}");
     assert!(e.message().contains("page 0 of big_map"), "{e:?}");
     // Only the damaged page: DATA_LOSS is the answer. Without it: every page reads.

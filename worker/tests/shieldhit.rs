@@ -207,3 +207,106 @@ async fn hostile_input_file_names_are_refused_in_the_work_directory() {
     );
     assert!(!h.worker.work_root.join("escaped.dat").exists());
 }
+
+/// Cancel keeps what was computed: 8 tasks on a worker of 2 slots, each replaying one of the
+/// real seed-offset files of `shieldhit/averaging`, canceled once at least 3 have completed.
+/// The simulation ends CANCELED with exactly pymchelper's merge of the completed tasks' files
+/// (every aggregation kind), marked partial; the 2 running are stopped, and none of the
+/// pending ones ever starts.
+#[tokio::test]
+async fn cancel_after_k_of_8_tasks_on_2_slots_keeps_exactly_their_merge() {
+    const OFFSETS: [u32; 8] = [1, 2, 3, 11, 12, 13, 14, 1];
+    let db = db::testing::TestDb::new().await;
+    let mut conn = db.conn().await;
+    let work = tempfile::tempdir().unwrap();
+    let _worker = tests::spawn_worker(
+        support::worker_command(db.config().url_with_password())
+            .args(["--concurrency", "2", "--poll", "0.5", "--shieldhit"])
+            .arg(support::standin("shieldhit"))
+            .arg("--convertmc")
+            .arg(tests::convertmc())
+            .arg("--work-root")
+            .arg(work.path()),
+    );
+    let dir = shared_data("shieldhit/averaging");
+    // About 2 s per task: the captured run's 20 progress lines, 0.1 s apart.
+    let standin = serde_json::json!({"replay": dir, "offsets": OFFSETS, "delay": 0.1});
+    let input = files(support::shieldhit_files(&dir, standin));
+    let sim = support::submit(&mut conn, SimType::Shieldhit, 8, 8000, &input).await;
+    let completed = |ts: &[db::models::Task]| {
+        ts.iter()
+            .filter(|t| t.task_state == TaskState::Completed)
+            .count()
+    };
+    let t0 = std::time::Instant::now();
+    while completed(&support::tasks(&mut conn, sim).await) < 3 {
+        assert!(t0.elapsed().as_secs() < 120, "3 tasks never completed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    db::simulation_views::cancel(&mut conn, sim)
+        .await
+        .unwrap()
+        .unwrap();
+    support::wait_state(
+        &mut conn,
+        sim,
+        JobState::Canceled,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+
+    let ts = support::tasks(&mut conn, sim).await;
+    let done: Vec<i32> = ts
+        .iter()
+        .filter(|t| t.task_state == TaskState::Completed)
+        .map(|t| t.task_index)
+        .collect();
+    assert!(done.len() >= 3 && done.len() < 8, "{done:?}");
+    // A slot holds one task: at most 2 ran besides those that completed; they were stopped,
+    // and the rest never started.
+    let started = ts.iter().filter(|t| t.attempts > 0).count();
+    assert!(
+        started <= done.len() + 2,
+        "{started} started, {done:?} completed"
+    );
+    for t in ts.iter().filter(|t| t.task_state != TaskState::Completed) {
+        assert_eq!(t.task_state, TaskState::Canceled, "task {}", t.task_index);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let later = support::tasks(&mut conn, sim).await;
+    let started_later = later.iter().filter(|t| t.attempts > 0).count();
+    assert_eq!(
+        started_later, started,
+        "a pending task started after the cancel"
+    );
+
+    // The kept results are pymchelper's merge of exactly the completed tasks' files.
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".bdo") else {
+            continue;
+        };
+        let (core, src) = stem.rsplit_once('_').unwrap();
+        let src: u32 = src.parse().unwrap();
+        // Task index i (seed offset i + 1) replayed the file of offset OFFSETS[i].
+        for &i in &done {
+            if OFFSETS[i as usize] == src {
+                files.push((entry.path(), format!("{core}_{:04}.bdo", i + 1)));
+            }
+        }
+    }
+    let want = convertmc_pages(&files);
+    let got = db::results::read_all(&mut conn, sim).await.unwrap();
+    assert!(
+        got.iter().all(|p| p.partial),
+        "kept results are marked partial"
+    );
+    assert_same_pages(&got, &want, 1e-12);
+    let merged = db::page_info::merged(&mut conn, sim).await.unwrap();
+    assert_eq!(merged.tasks, done);
+    assert_eq!(
+        got.iter().map(|p| p.tasks_merged).max().flatten(),
+        Some(done.len() as i32)
+    );
+}
