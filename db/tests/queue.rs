@@ -406,3 +406,72 @@ async fn a_claim_takes_only_tasks_of_the_simulators_it_names() {
         vec![topas; 2]
     );
 }
+
+/// A task that goes back to the queue shows no progress until its next run reports (its
+/// last run's work is gone); a task that ends keeps how far its last run got.
+#[tokio::test]
+async fn a_task_back_in_the_queue_shows_no_progress_and_an_ended_one_keeps_it() {
+    async fn progress(conn: &mut db::Conn, sim: i64) -> (TaskState, i64, Option<i32>) {
+        let t = support::tasks_of(conn, sim).await.remove(0);
+        (t.task_state, t.simulated_primaries, t.estimated_time_s)
+    }
+    let (_db, mut conn) = fresh().await;
+    // Three attempts: the hand-back and the machine fault use none, the failure and the
+    // expired lease one each, and the last run uses the third.
+    let sim = submit(&mut conn, 1, 3).await;
+    // Each way back to PENDING: a hand-back, a machine fault, a failure to retry, a lease
+    // that expired.
+    for way in 0..4 {
+        let t = claim_one(&mut conn, "w").await;
+        let lease = t.lease("w");
+        queue::report_progress(&mut conn, &lease, 400, Some(9))
+            .await
+            .unwrap();
+        assert_eq!(
+            progress(&mut conn, sim).await,
+            (TaskState::Running, 400, Some(9))
+        );
+        match way {
+            0 => queue::release(&mut conn, &lease).await.unwrap(),
+            1 => {
+                queue::release_machine_fault(&mut conn, &lease, "disk full", 5)
+                    .await
+                    .unwrap();
+            }
+            2 => {
+                queue::fail(&mut conn, &lease, "try again", true)
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                conn.batch_execute(
+                    "UPDATE tasks SET lease_expires_at = now() - interval '1 second'",
+                )
+                .await
+                .unwrap();
+                queue::requeue_expired(&mut conn).await.unwrap();
+            }
+        }
+        assert_eq!(
+            progress(&mut conn, sim).await,
+            (TaskState::Pending, 0, None),
+            "way {way}"
+        );
+        conn.batch_execute("UPDATE tasks SET run_after = now()")
+            .await
+            .unwrap();
+    }
+    // Out of attempts: FAILED, keeping what its last run reported.
+    let t = claim_one(&mut conn, "w").await;
+    let lease = t.lease("w");
+    queue::report_progress(&mut conn, &lease, 250, Some(3))
+        .await
+        .unwrap();
+    queue::fail(&mut conn, &lease, "broken", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        progress(&mut conn, sim).await,
+        (TaskState::Failed, 250, Some(3))
+    );
+}

@@ -2,7 +2,7 @@
 //! `RUNNING → FAILED` when no attempt is left (which may end the simulation).
 
 use super::finish::{finalize_each, finish_simulations};
-use super::lease::{bind_lease, lease_lost, Lease, HELD_SQL};
+use super::lease::{bind_lease, lease_lost, progress_cleared_sql, Lease, HELD_SQL};
 use crate::enums::TaskState;
 use crate::error::truncate;
 use crate::error::DbResult;
@@ -25,9 +25,11 @@ pub(super) const RETRY_AT_SQL: &str =
 pub async fn fail(conn: &mut Conn, lease: &Lease, error: &str, retry: bool) -> DbResult<TaskState> {
     let set = format!(
         "task_state = CASE WHEN $5 AND attempts < max_attempts THEN 'PENDING' ELSE 'FAILED' END,
+         {progress},
          run_after = {RETRY_AT_SQL},
          end_time = CASE WHEN $5 AND attempts < max_attempts THEN NULL ELSE now() END,
-         lease_owner = NULL, lease_expires_at = NULL, last_error = $4, update_time = now()"
+         lease_owner = NULL, lease_expires_at = NULL, last_error = $4, update_time = now()",
+        progress = progress_cleared_sql("$5 AND attempts < max_attempts")
     );
     record_failure::<Bool, _>(conn, lease, error, &set, retry).await
 }
@@ -129,6 +131,7 @@ pub async fn release_machine_fault(
          attempts = CASE WHEN machine_faults < $5 THEN attempts - 1 ELSE attempts END,
          task_state = CASE WHEN machine_faults < $5 OR attempts < max_attempts
                       THEN 'PENDING' ELSE 'FAILED' END,
+         {progress},
          run_after = CASE WHEN machine_faults < $5 THEN now() ELSE {RETRY_AT_SQL} END,
          end_time = CASE WHEN machine_faults < $5 OR attempts < max_attempts
                     THEN NULL ELSE now() END,
@@ -139,7 +142,8 @@ pub async fn release_machine_fault(
                      ELSE 'over the limit of ' || $5 || ': attempt ' || attempts
                           || ' of ' || max_attempts || ' used' END
              || '): ' || $4,
-         lease_owner = NULL, lease_expires_at = NULL, update_time = now()"
+         lease_owner = NULL, lease_expires_at = NULL, update_time = now()",
+        progress = progress_cleared_sql("machine_faults < $5 OR attempts < max_attempts")
     );
     record_failure::<Integer, _>(conn, lease, error, &set, limit.max(0)).await
 }

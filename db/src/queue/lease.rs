@@ -161,9 +161,11 @@ pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
     let released: Vec<Id> = bind_lease!(
         diesel::sql_query(format!(
             "UPDATE tasks SET task_state = 'PENDING', attempts = attempts - 1, run_after = now(),
+                {progress},
                 lease_owner = NULL, lease_expires_at = NULL, update_time = now()
          WHERE {HELD_SQL}
          RETURNING simulation_id AS id",
+            progress = progress_cleared_sql("true")
         )),
         lease
     )
@@ -177,6 +179,17 @@ pub async fn release(conn: &mut Conn, lease: &Lease) -> DbResult<()> {
         .send(conn)
         .await;
     Ok(())
+}
+
+/// The `SET` items that clear a run's progress when `requeued` (an SQL condition on the row
+/// as it was) holds: a task back in the queue starts its next run from zero, so it shows no
+/// primaries done and no time left until that run reports. A task that ends keeps how far its
+/// last run got. The one place this rule is written, for every transition back to `PENDING`.
+pub(super) fn progress_cleared_sql(requeued: &str) -> String {
+    format!(
+        "simulated_primaries = CASE WHEN {requeued} THEN 0 ELSE simulated_primaries END,
+         estimated_time_s = CASE WHEN {requeued} THEN NULL ELSE estimated_time_s END"
+    )
 }
 
 /// The state of a task, if it still exists.

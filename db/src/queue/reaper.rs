@@ -3,6 +3,7 @@
 
 use super::fail::RETRY_AT_SQL;
 use super::finish::{finalize_each, finish_simulations};
+use super::lease::progress_cleared_sql;
 use crate::enums::TaskState;
 use crate::error::{DbError, DbResult};
 use crate::notify;
@@ -35,13 +36,15 @@ pub async fn requeue_expired(conn: &mut Conn) -> DbResult<(usize, usize)> {
              )
              UPDATE tasks t SET
                  task_state = CASE WHEN t.attempts < t.max_attempts THEN 'PENDING' ELSE 'FAILED' END,
+                 {progress},
                  run_after = {RETRY_AT_SQL},
                  end_time = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE now() END,
                  last_error = 'lease of ' || t.lease_owner || ' expired (worker lost?) in attempt '
                               || t.attempts,
                  lease_owner = NULL, lease_expires_at = NULL, update_time = now()
              FROM expired WHERE t.id = expired.id
-             RETURNING t.simulation_id, t.task_state"
+             RETURNING t.simulation_id, t.task_state",
+            progress = progress_cleared_sql("t.attempts < t.max_attempts")
         ))
         .load(conn)
         .await?;
