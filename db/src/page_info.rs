@@ -5,7 +5,7 @@
 use crate::aggregation::Aggregation;
 use crate::error::DbResult;
 use crate::pool::Conn;
-use crate::results::{PageMeta, StoredMeta};
+use crate::results::{Combined, PageMeta, StoredCombined, StoredMeta};
 use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Nullable, Text};
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
@@ -94,38 +94,34 @@ pub async fn list(conn: &mut Conn, simulation_id: i64) -> DbResult<(Vec<PageInfo
         value_count: i32,
         #[diesel(sql_type = Bool)]
         has_errors: bool,
-        #[diesel(sql_type = Text)]
-        aggregation: String,
-        #[diesel(sql_type = Nullable<Integer>)]
-        tasks_merged: Option<i32>,
-        #[diesel(sql_type = Nullable<BigInt>)]
-        primaries: Option<i64>,
-        #[diesel(sql_type = Bool)]
-        partial: bool,
+        #[diesel(embed)]
+        combined: StoredCombined,
     }
     let rows: Vec<PageRow> = diesel::sql_query(format!(
         "SELECT e.name, e.file_name, e.metadata AS estimator_metadata, p.page_number,
                 p.page_name, p.page_dimension, p.axes, p.value_name, p.value_unit,
-                p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata,
-                p.aggregation, p.tasks_merged, p.primaries, {}",
+                p.value_count, p.errors_data IS NOT NULL AS has_errors, p.metadata, {}",
         crate::results::FINAL_PAGES
     ))
     .bind::<BigInt, _>(simulation_id)
     .load(conn)
     .await?;
-    let partial = rows.iter().any(|r| r.partial);
+    let partial = rows.iter().any(|r| r.combined.partial);
     let pages = rows
         .into_iter()
-        .map(|r| PageInfo {
-            estimator: r.name,
-            file_name: r.file_name,
-            page_number: r.page_number,
-            value_count: i64::from(r.value_count),
-            has_errors: r.has_errors,
-            aggregation: Aggregation::parse(&r.aggregation).unwrap_or_default(),
-            tasks_merged: r.tasks_merged,
-            primaries: r.primaries,
-            meta: r.meta.into(),
+        .map(|r| {
+            let combined = Combined::from(&r.combined);
+            PageInfo {
+                estimator: r.name,
+                file_name: r.file_name,
+                page_number: r.page_number,
+                value_count: i64::from(r.value_count),
+                has_errors: r.has_errors,
+                aggregation: combined.aggregation,
+                tasks_merged: combined.tasks_merged,
+                primaries: combined.primaries,
+                meta: r.meta.into(),
+            }
         })
         .collect();
     Ok((pages, partial))

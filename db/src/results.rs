@@ -23,11 +23,12 @@ mod final_pages;
 pub use final_pages::{Combined, PageRows};
 
 /// The end of a query of a simulation's (`$1`) final pages, in estimator and page order,
-/// from the column `partial` on (`e` its estimators, `p` their pages, `s` the simulation):
-/// a canceled simulation's pages hold what its completed tasks computed, so they are
-/// partial. Every reader of final pages ends its query with this, so that the rule is
-/// written once.
-pub(crate) const FINAL_PAGES: &str = "s.job_state = 'CANCELED' AS partial
+/// from the columns of [`StoredCombined`] on (`e` its estimators, `p` their pages, `s` the
+/// simulation): how each page was combined, and `partial`: a canceled simulation's pages
+/// hold what its completed tasks computed, so they are partial. Every reader of final pages
+/// ends its query with this, so that the rule is written once.
+pub(crate) const FINAL_PAGES: &str = "p.aggregation, p.tasks_merged, p.primaries,
+         s.job_state = 'CANCELED' AS partial
          FROM estimators e JOIN pages p ON p.estimator_id = e.id
               JOIN simulations s ON s.id = e.simulation_id
          WHERE e.simulation_id = $1 ORDER BY e.name, p.page_number";
@@ -127,6 +128,30 @@ impl From<StoredMeta> for PageMeta {
             value_unit: m.value_unit,
             metadata: m.metadata,
             estimator_metadata: m.estimator_metadata,
+        }
+    }
+}
+
+/// How a final page was combined, and whether it is partial, as [`FINAL_PAGES`] selects it;
+/// embedded in the rows of the queries that read final pages.
+#[derive(QueryableByName)]
+pub(crate) struct StoredCombined {
+    #[diesel(sql_type = Text)]
+    aggregation: String,
+    #[diesel(sql_type = Nullable<Integer>)]
+    tasks_merged: Option<i32>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    primaries: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    pub(crate) partial: bool,
+}
+
+impl From<&StoredCombined> for Combined {
+    fn from(c: &StoredCombined) -> Self {
+        Combined {
+            aggregation: Aggregation::parse(&c.aggregation).unwrap_or_default(),
+            tasks_merged: c.tasks_merged,
+            primaries: c.primaries,
         }
     }
 }
@@ -319,19 +344,13 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
         values_data: Vec<u8>,
         #[diesel(sql_type = Nullable<Bytea>)]
         errors_data: Option<Vec<u8>>,
-        #[diesel(sql_type = Text)]
-        aggregation: String,
-        #[diesel(sql_type = Nullable<Integer>)]
-        tasks_merged: Option<i32>,
-        #[diesel(sql_type = Nullable<BigInt>)]
-        primaries: Option<i64>,
-        #[diesel(sql_type = Bool)]
-        partial: bool,
+        #[diesel(embed)]
+        combined: StoredCombined,
     }
     let rows: Vec<PageRow> = diesel::sql_query(format!(
         "SELECT e.name, e.metadata AS estimator_metadata, p.page_number, p.page_name, p.page_dimension,
                 p.axes, p.value_name, p.value_unit, p.values_data, p.errors_data, p.metadata,
-                p.aggregation, p.tasks_merged, p.primaries, {FINAL_PAGES}"
+                {FINAL_PAGES}"
     ))
     .bind::<BigInt, _>(simulation_id)
     .load(conn)
@@ -349,17 +368,18 @@ pub async fn read_all(conn: &mut Conn, simulation_id: i64) -> DbResult<Vec<Resul
                     (Vec::new(), None, Some(why.to_string()))
                 }
             };
+            let combined = Combined::from(&r.combined);
             Ok(ResultPage {
-                aggregation: Aggregation::parse(&r.aggregation).unwrap_or_default(),
+                aggregation: combined.aggregation,
                 values,
                 errors,
                 damaged,
                 estimator: r.name,
                 page_number: r.page_number,
                 meta: r.meta.into(),
-                tasks_merged: r.tasks_merged,
-                primaries: r.primaries,
-                partial: r.partial,
+                tasks_merged: combined.tasks_merged,
+                primaries: combined.primaries,
+                partial: r.combined.partial,
             })
         })
         .collect()
